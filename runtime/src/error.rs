@@ -1,0 +1,164 @@
+//! Typed errors at the runtime's two boundaries: loading a component and
+//! calling it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::bindings::ModeError;
+use crate::gate::{Transport, Use};
+
+/// A component could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Reading the file failed.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Its sha256 is not on the allow-list.
+    #[error("component sha256 {sha256} is not on the allow-list")]
+    NotAllowed {
+        /// Hex sha256 of the bytes.
+        sha256: String,
+    },
+    /// The bytes are a core module or something else, not a component.
+    #[error("not a WebAssembly component ({0})")]
+    NotAComponent(String),
+    /// The bytes are a component but invalid (truncated, corrupt).
+    #[error("malformed component: {0}")]
+    Malformed(String),
+    /// It imports an interface the broker does not provide.
+    #[error(
+        "component imports `{0}`, which the broker does not provide (MODs get only wasi:sockets, wasi:io, wasi:clocks, wasi:random and p2pbroker:mode/broker)"
+    )]
+    UnsupportedImport(String),
+    /// The grants, limits or config given with it cannot be honoured.
+    #[error("invalid mode spec: {0}")]
+    Spec(String),
+    /// It does not export the lifecycle this broker speaks.
+    #[error("component does not implement the p2pbroker:mode@0.1.0 lifecycle: {0}")]
+    WrongContract(String),
+}
+
+/// Which limit a call hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Sum of linear memories, in bytes.
+    Memory(usize),
+    /// Elements of one table.
+    TableElements(usize),
+    /// Core instances.
+    Instances(usize),
+    /// Tables.
+    Tables(usize),
+    /// Linear memories.
+    Memories(usize),
+}
+
+/// A limit refusal, raised from the store's resource limiter.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("limit exceeded: {0:?}")]
+pub struct LimitHit(pub Limit);
+
+/// How a guest trapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrapKind {
+    /// `unreachable` executed (explicit trap, or a Rust panic/abort).
+    Unreachable,
+    /// The wasm stack was exhausted.
+    StackOverflow,
+    /// Out-of-bounds memory or table access.
+    OutOfBounds,
+    /// Integer overflow or division by zero.
+    Arithmetic,
+    /// Indirect call to a null or mistyped function.
+    BadCall,
+    /// Any other trap code.
+    Other,
+}
+
+/// A lifecycle call did not produce a valid result.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The MOD returned its own typed error.
+    #[error("mode error: {0:?}")]
+    Mode(ModeError),
+    /// The MOD used a socket address it was not granted. Takes precedence
+    /// over what the MOD itself reported, since it explains it.
+    #[error("capability denied: {transport} {use_:?} {address}")]
+    Denied {
+        /// The address refused.
+        address: SocketAddr,
+        /// Transport of the socket.
+        transport: Transport,
+        /// What it was to be used for.
+        use_: Use,
+    },
+    /// The guest trapped.
+    #[error("guest trapped ({kind:?}): {message}")]
+    Trap {
+        /// Kind of trap.
+        kind: TrapKind,
+        /// The trap message plus the guest's last error log line (its panic
+        /// message, when the SDK's hook caught one).
+        message: String,
+    },
+    /// The guest ran past its deadline while executing wasm (epoch).
+    #[error("guest ran past its deadline of {0:?}")]
+    Timeout(Duration),
+    /// The guest sat in a host call (e.g. poll) past its deadline.
+    #[error("guest blocked in a host call past its deadline of {0:?}")]
+    Blocked(Duration),
+    /// A resource limit was hit.
+    #[error("guest hit a limit: {0:?}")]
+    Limit(Limit),
+    /// The fuel budget ran out.
+    #[error("guest ran out of fuel")]
+    OutOfFuel,
+    /// The guest called a host function with invalid arguments (e.g. a
+    /// resource handle it does not own).
+    #[error("guest made an invalid host call: {0}")]
+    BadHostCall(String),
+    /// The guest returned a value that breaks the contract (too large,
+    /// port 0, ...).
+    #[error("guest returned an invalid result: {0}")]
+    InvalidResult(String),
+    /// Instantiation failed (pool exhausted, ...).
+    #[error("cannot instantiate: {0}")]
+    Instantiate(String),
+}
+
+impl CallError {
+    /// A short stable name for the error kind (logs, JSON, tests).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::Mode(_) => "mode",
+            CallError::Denied { .. } => "denied",
+            CallError::Trap { .. } => "trap",
+            CallError::Timeout(_) => "timeout",
+            CallError::Blocked(_) => "blocked",
+            CallError::Limit(_) => "limit",
+            CallError::OutOfFuel => "out-of-fuel",
+            CallError::BadHostCall(_) => "bad-host-call",
+            CallError::InvalidResult(_) => "invalid-result",
+            CallError::Instantiate(_) => "instantiate",
+        }
+    }
+}
+
+/// The message carried by any [`ModeError`] case.
+pub fn mode_error_message(e: &ModeError) -> &str {
+    match e {
+        ModeError::Unavailable(m)
+        | ModeError::Denied(m)
+        | ModeError::Conflict(m)
+        | ModeError::Timeout(m)
+        | ModeError::Protocol(m)
+        | ModeError::MappingLost(m)
+        | ModeError::Unsupported(m)
+        | ModeError::InvalidRequest(m) => m,
+    }
+}

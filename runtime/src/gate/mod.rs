@@ -1,0 +1,273 @@
+//! The capability gate: the one place that decides which socket addresses a
+//! MOD may use.
+//!
+//! A MOD's grants (see [`grant`]) are compiled once, against the host's
+//! current network facts ([`NetInfo`]), into a [`Gate`] of concrete rules.
+//! The runtime installs [`Gate::check`] as wasmtime-wasi's
+//! `socket_addr_check`, so every bind, connect, send and receive is checked
+//! before any system call, and every verdict is audit-logged by the caller.
+//! Everything not granted is denied.
+
+pub mod grant;
+
+use std::net::{IpAddr, SocketAddr};
+
+use ipnet::IpNet;
+
+pub use grant::{Grant, GrantError, SSDP_GROUP, SSDP_PORT, Target, Transport, Use, Uses};
+
+use crate::netinfo::NetInfo;
+
+/// A compiled rule: one transport, a set of uses, one network, a port range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Rule {
+    transport: Transport,
+    uses: Uses,
+    net: IpNet,
+    ports: (u16, u16),
+    /// Index of the grant this rule came from, for audit lines.
+    grant: usize,
+}
+
+/// A MOD's grants compiled against the host's network facts.
+#[derive(Debug, Clone, Default)]
+pub struct Gate {
+    rules: Vec<Rule>,
+    grants: Vec<Grant>,
+    name_lookup: bool,
+}
+
+/// Outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Allowed by the grant with this index.
+    Allow(usize),
+    /// Nothing allows it.
+    Deny,
+}
+
+impl Gate {
+    /// Compile `grants` for the network described by `net`.
+    ///
+    /// Symbolic targets become concrete networks here: `gateway` the default
+    /// gateways, `lan` the subnets of local addresses, `local` the
+    /// unspecified address plus the host's own addresses.
+    pub fn compile(grants: &[Grant], net: &NetInfo) -> Gate {
+        let mut gate = Gate {
+            grants: grants.to_vec(),
+            ..Gate::default()
+        };
+        for (index, grant) in grants.iter().enumerate() {
+            let Grant::Socket {
+                transport,
+                uses,
+                target,
+                ports,
+            } = grant
+            else {
+                gate.name_lookup = true;
+                continue;
+            };
+            for n in resolve(target, net) {
+                gate.rules.push(Rule {
+                    transport: *transport,
+                    uses: *uses,
+                    net: n,
+                    ports: *ports,
+                    grant: index,
+                });
+            }
+        }
+        gate
+    }
+
+    /// The grants this gate was compiled from.
+    pub fn grants(&self) -> &[Grant] {
+        &self.grants
+    }
+
+    /// Whether `wasi:sockets/ip-name-lookup` is granted.
+    pub fn name_lookup(&self) -> bool {
+        self.name_lookup
+    }
+
+    /// Whether any rule mentions `transport` (wasi's per-transport switch).
+    pub fn allows_transport(&self, transport: Transport) -> bool {
+        self.rules.iter().any(|r| r.transport == transport)
+    }
+
+    /// Decide whether `addr` may be used for `use_` over `transport`.
+    ///
+    /// An IPv4-mapped IPv6 address is judged as the IPv4 address it carries,
+    /// so a dual-stack socket cannot reach around an IPv4 rule. An implicit
+    /// bind to an ephemeral port (port 0) on the unspecified address is
+    /// allowed whenever the transport has any outbound rule: it opens nothing
+    /// that a later, separately checked, send or connect would not.
+    pub fn check(&self, transport: Transport, use_: Use, addr: SocketAddr) -> Verdict {
+        let ip = addr.ip().to_canonical();
+        let port = addr.port();
+        if use_ == Use::Bind && port == 0 && ip.is_unspecified() {
+            let outbound = self.rules.iter().find(|r| {
+                r.transport == transport
+                    && (r.uses.contains(Use::Send) || r.uses.contains(Use::Connect))
+            });
+            if let Some(r) = outbound {
+                return Verdict::Allow(r.grant);
+            }
+        }
+        self.rules
+            .iter()
+            .find(|r| {
+                r.transport == transport
+                    && r.uses.contains(use_)
+                    && r.net.contains(&ip)
+                    && (r.ports.0..=r.ports.1).contains(&port)
+            })
+            .map_or(Verdict::Deny, |r| Verdict::Allow(r.grant))
+    }
+}
+
+fn host_net(ip: IpAddr) -> IpNet {
+    IpNet::from(ip.to_canonical())
+}
+
+fn resolve(target: &Target, net: &NetInfo) -> Vec<IpNet> {
+    match target {
+        Target::Gateway => net.gateways.iter().copied().map(host_net).collect(),
+        Target::Ssdp => vec![host_net(SSDP_GROUP)],
+        Target::Lan => net
+            .addresses
+            .iter()
+            .filter(|a| !a.address.is_loopback())
+            .filter_map(|a| IpNet::new(a.address, a.prefix_len).ok())
+            .map(|n| n.trunc())
+            .collect(),
+        Target::Local => {
+            let mut nets = vec![
+                host_net(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+                host_net(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)),
+            ];
+            nets.extend(net.addresses.iter().map(|a| host_net(a.address)));
+            nets
+        }
+        Target::Net(n) => vec![*n],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netinfo::LocalAddress;
+
+    fn lab() -> NetInfo {
+        NetInfo {
+            gateways: vec!["10.0.0.1".parse().unwrap()],
+            addresses: vec![LocalAddress {
+                address: "10.0.0.2".parse().unwrap(),
+                prefix_len: 24,
+                interface: "eth0".into(),
+            }],
+        }
+    }
+
+    fn gate(grants: &[&str]) -> Gate {
+        let grants: Vec<Grant> = grants.iter().map(|g| g.parse().unwrap()).collect();
+        Gate::compile(&grants, &lab())
+    }
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn deny_by_default() {
+        let g = gate(&[]);
+        assert_eq!(
+            g.check(Transport::Udp, Use::Send, sa("10.0.0.1:5351")),
+            Verdict::Deny
+        );
+        assert_eq!(
+            g.check(Transport::Udp, Use::Bind, sa("0.0.0.0:0")),
+            Verdict::Deny
+        );
+        assert!(!g.name_lookup());
+    }
+
+    #[test]
+    fn gateway_rule_matches_only_gateway_port_and_use() {
+        let g = gate(&["udp:send,receive@gateway:5351"]);
+        assert_eq!(
+            g.check(Transport::Udp, Use::Send, sa("10.0.0.1:5351")),
+            Verdict::Allow(0)
+        );
+        assert_eq!(
+            g.check(Transport::Udp, Use::Receive, sa("10.0.0.1:5351")),
+            Verdict::Allow(0)
+        );
+        for (t, u, a) in [
+            (Transport::Udp, Use::Send, "10.0.0.1:5350"),
+            (Transport::Udp, Use::Send, "10.0.0.9:5351"),
+            (Transport::Tcp, Use::Connect, "10.0.0.1:5351"),
+            (Transport::Udp, Use::Bind, "10.0.0.2:5351"),
+        ] {
+            assert_eq!(g.check(t, u, sa(a)), Verdict::Deny, "{t} {u:?} {a}");
+        }
+    }
+
+    #[test]
+    fn ephemeral_bind_follows_outbound_rules_but_fixed_ports_need_a_grant() {
+        let g = gate(&["udp:send@gateway:5351"]);
+        assert_eq!(
+            g.check(Transport::Udp, Use::Bind, sa("0.0.0.0:0")),
+            Verdict::Allow(0)
+        );
+        assert_eq!(
+            g.check(Transport::Udp, Use::Bind, sa("0.0.0.0:5350")),
+            Verdict::Deny
+        );
+        assert_eq!(
+            g.check(Transport::Tcp, Use::Bind, sa("0.0.0.0:0")),
+            Verdict::Deny
+        );
+        let g = gate(&["udp:bind@local:5350"]);
+        assert_eq!(
+            g.check(Transport::Udp, Use::Bind, sa("10.0.0.2:5350")),
+            Verdict::Allow(0)
+        );
+        assert_eq!(
+            g.check(Transport::Udp, Use::Bind, sa("10.0.0.3:5350")),
+            Verdict::Deny
+        );
+    }
+
+    #[test]
+    fn lan_and_ssdp_resolve_to_concrete_networks() {
+        let g = gate(&["tcp:connect@lan:80-8080", "udp:send@ssdp"]);
+        assert_eq!(
+            g.check(Transport::Tcp, Use::Connect, sa("10.0.0.77:5000")),
+            Verdict::Allow(0)
+        );
+        assert_eq!(
+            g.check(Transport::Tcp, Use::Connect, sa("10.0.1.77:5000")),
+            Verdict::Deny
+        );
+        assert_eq!(
+            g.check(Transport::Udp, Use::Send, sa("239.255.255.250:1900")),
+            Verdict::Allow(1)
+        );
+    }
+
+    #[test]
+    fn mapped_ipv6_is_judged_as_ipv4() {
+        let g = gate(&["udp:send@gateway:5351"]);
+        assert_eq!(
+            g.check(Transport::Udp, Use::Send, sa("[::ffff:10.0.0.1]:5351")),
+            Verdict::Allow(0)
+        );
+        let g = gate(&["udp:send@::/0:5351"]);
+        assert_eq!(
+            g.check(Transport::Udp, Use::Send, sa("[::ffff:10.0.0.1]:5351")),
+            Verdict::Deny
+        );
+    }
+}

@@ -1,0 +1,446 @@
+//! The MOD host: one wasmtime engine and linker, one `InstancePre` per MOD,
+//! and a fresh store per lifecycle call.
+//!
+//! Each call gets its own WASI context whose `socket_addr_check` is the MOD's
+//! compiled [`Gate`], a [`Limiter`], an epoch deadline (for guests running
+//! wasm) and an outer tokio timeout (for guests blocked in a host poll,
+//! which epochs cannot interrupt). Whatever happens, the result is a typed
+//! [`CallReport`]; a trapped store is dropped, never reused.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime_wasi::sockets::SocketAddrUse;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
+
+use crate::audit::{AuditSink, Decision, MemorySink, Tee, now_rfc3339};
+use crate::bindings::{self, MapRequest, Mapping, ModeInfo, ModePre, ProbeReport};
+use crate::cache::Cache;
+use crate::error::{CallError, LoadError};
+use crate::gate::{Gate, Grant, Transport, Use, Verdict};
+use crate::limits::{Limiter, Limits};
+use crate::netinfo::NetInfo;
+use crate::state::{BrokerCtx, CallState, LogLine};
+
+/// How often the epoch ticks. Deadlines are whole ticks, so this is the
+/// resolution of a wasm timeout; 10 ms costs nothing measurable.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// Extra time the outer timeout gives over the epoch deadline, so a guest
+/// spinning in wasm is reported as `Timeout` (epoch) and only one stuck in a
+/// host call as `Blocked`.
+const BLOCKED_GRACE: Duration = Duration::from_millis(100);
+
+/// Engine-wide settings, fixed for the broker's lifetime.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Lifecycle calls that may run at once (pool slots).
+    pub concurrent_calls: u32,
+    /// Largest memory any MOD may be given (pool slot size).
+    pub max_memory_bytes: usize,
+    /// Enable fuel metering (slower code; lets policies cap instructions).
+    pub fuel: bool,
+    /// Compiled-code cache folder; `None` compiles in memory every time.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            concurrent_calls: 64,
+            max_memory_bytes: 64 << 20,
+            fuel: false,
+            cache_dir: None,
+        }
+    }
+}
+
+/// What a MOD is allowed and given: grants, config values, limits.
+#[derive(Debug, Clone, Default)]
+pub struct ModeSpec {
+    /// Socket grants.
+    pub grants: Vec<Grant>,
+    /// Config values the MOD reads through `broker.config`.
+    pub config: BTreeMap<String, String>,
+    /// Per-call limits.
+    pub limits: Limits,
+}
+
+/// Increments the engine epoch until dropped.
+struct EpochTicker(Arc<AtomicBool>);
+
+impl EpochTicker {
+    fn start(engine: Engine) -> EpochTicker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("p2pb-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawn epoch thread");
+        EpochTicker(stop)
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The sandbox host shared by all MODs.
+pub struct ModeHost {
+    pub(crate) engine: Engine,
+    linker: Linker<CallState>,
+    pub(crate) cache: Option<Cache>,
+    pub(crate) cache_error: Option<String>,
+    pub(crate) config: EngineConfig,
+    audit: Arc<dyn AuditSink>,
+    _ticker: EpochTicker,
+}
+
+impl ModeHost {
+    /// Build the engine, the linker with exactly the interfaces a MOD may
+    /// import, and the cache.
+    pub fn new(config: EngineConfig, audit: Arc<dyn AuditSink>) -> wasmtime::Result<ModeHost> {
+        let mut c = Config::new();
+        c.epoch_interruption(true);
+        c.consume_fuel(config.fuel);
+        let slots = config.concurrent_calls;
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(slots)
+            .total_core_instances(slots * 4)
+            .total_memories(slots * 2)
+            .total_tables(slots * 4)
+            .total_stacks(slots)
+            .max_memory_size(config.max_memory_bytes)
+            .max_core_instances_per_component(16)
+            .max_memories_per_component(2)
+            .max_tables_per_component(8);
+        c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&c)?;
+        let linker = build_linker(&engine)?;
+        let (cache, cache_error) = match &config.cache_dir {
+            Some(dir) => match Cache::open(dir) {
+                Ok(c) => (Some(c), None),
+                Err(e) => {
+                    tracing::warn!("compiled-code cache disabled: {e}");
+                    (None, Some(e.to_string()))
+                }
+            },
+            None => (None, None),
+        };
+        Ok(ModeHost {
+            _ticker: EpochTicker::start(engine.clone()),
+            engine,
+            linker,
+            cache,
+            cache_error,
+            config,
+            audit,
+        })
+    }
+
+    /// The engine (for loaders and benchmarks).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Why the cache is off, if it was asked for and could not be used.
+    pub fn cache_error(&self) -> Option<&str> {
+        self.cache_error.as_deref()
+    }
+
+    /// Pre-link a compiled component into a runnable MOD.
+    pub(crate) fn prepare(
+        &self,
+        component: &wasmtime::component::Component,
+    ) -> Result<ModePre<CallState>, LoadError> {
+        let provided = provided_interfaces();
+        for (name, _) in component.component_type().imports(&self.engine) {
+            if !provided.iter().any(|p| *p == name) {
+                return Err(LoadError::UnsupportedImport(name.to_string()));
+            }
+        }
+        let pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| LoadError::WrongContract(format!("{e:#}")))?;
+        ModePre::new(pre).map_err(|e| LoadError::WrongContract(format!("{e:#}")))
+    }
+
+    pub(crate) fn audit(&self) -> Arc<dyn AuditSink> {
+        self.audit.clone()
+    }
+}
+
+const WASI_VERSION: &str = "0.2.12";
+
+/// Every interface the linker provides: what a MOD may import.
+pub fn provided_interfaces() -> Vec<String> {
+    let wasi = [
+        "io/error",
+        "io/poll",
+        "io/streams",
+        "clocks/monotonic-clock",
+        "clocks/wall-clock",
+        "random/random",
+        "sockets/network",
+        "sockets/instance-network",
+        "sockets/udp",
+        "sockets/udp-create-socket",
+        "sockets/tcp",
+        "sockets/tcp-create-socket",
+        "sockets/ip-name-lookup",
+    ];
+    let mut v: Vec<String> = wasi
+        .iter()
+        .map(|i| format!("wasi:{i}@{WASI_VERSION}"))
+        .collect();
+    v.push("p2pbroker:mode/types@0.1.0".into());
+    v.push("p2pbroker:mode/broker@0.1.0".into());
+    v
+}
+
+struct HasIo;
+impl wasmtime::component::HasData for HasIo {
+    type Data<'a> = &'a mut ResourceTable;
+}
+
+fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
+    use wasmtime_wasi::p2::bindings::{clocks, random, sockets};
+    use wasmtime_wasi::{clocks::WasiClocks, random::WasiRandom, sockets::WasiSockets};
+    use wasmtime_wasi_io::bindings::wasi::io;
+
+    let mut l = Linker::<CallState>::new(engine);
+    // Only these: no filesystem, environment, arguments, stdio or exit.
+    io::error::add_to_linker::<CallState, HasIo>(&mut l, |s| &mut s.table)?;
+    io::poll::add_to_linker::<CallState, HasIo>(&mut l, |s| &mut s.table)?;
+    io::streams::add_to_linker::<CallState, HasIo>(&mut l, |s| &mut s.table)?;
+    clocks::wall_clock::add_to_linker::<CallState, WasiClocks>(&mut l, clocks_view)?;
+    clocks::monotonic_clock::add_to_linker::<CallState, WasiClocks>(&mut l, clocks_view)?;
+    random::random::add_to_linker::<CallState, WasiRandom>(&mut l, |s| s.wasi.random())?;
+    let opts = sockets::network::LinkOptions::default();
+    sockets::network::add_to_linker::<CallState, WasiSockets>(&mut l, &opts, sockets_view)?;
+    sockets::instance_network::add_to_linker::<CallState, WasiSockets>(&mut l, sockets_view)?;
+    sockets::udp::add_to_linker::<CallState, WasiSockets>(&mut l, sockets_view)?;
+    sockets::udp_create_socket::add_to_linker::<CallState, WasiSockets>(&mut l, sockets_view)?;
+    sockets::tcp::add_to_linker::<CallState, WasiSockets>(&mut l, sockets_view)?;
+    sockets::tcp_create_socket::add_to_linker::<CallState, WasiSockets>(&mut l, sockets_view)?;
+    sockets::ip_name_lookup::add_to_linker::<CallState, WasiSockets>(&mut l, sockets_view)?;
+    bindings::p2pbroker::mode::types::add_to_linker::<CallState, HasSelf<BrokerCtx>>(
+        &mut l,
+        |s| &mut s.broker,
+    )?;
+    bindings::p2pbroker::mode::broker::add_to_linker::<CallState, HasSelf<BrokerCtx>>(
+        &mut l,
+        |s| &mut s.broker,
+    )?;
+    Ok(l)
+}
+
+fn clocks_view(s: &mut CallState) -> wasmtime_wasi::clocks::WasiClocksCtxView<'_> {
+    wasmtime_wasi::clocks::WasiClocksCtxView {
+        ctx: s.wasi.clocks(),
+        table: &mut s.table,
+    }
+}
+
+fn sockets_view(s: &mut CallState) -> wasmtime_wasi::sockets::WasiSocketsCtxView<'_> {
+    wasmtime_wasi::sockets::WasiSocketsCtxView {
+        ctx: s.wasi.sockets(),
+        table: &mut s.table,
+    }
+}
+
+/// One lifecycle call.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// `info`.
+    Info,
+    /// `probe`.
+    Probe,
+    /// `map`.
+    Map(MapRequest),
+    /// `renew` with a new lifetime.
+    Renew(Mapping, u32),
+    /// `unmap`.
+    Unmap(Mapping),
+}
+
+impl Op {
+    /// The lifecycle function's name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Info => "info",
+            Op::Probe => "probe",
+            Op::Map(_) => "map",
+            Op::Renew(..) => "renew",
+            Op::Unmap(_) => "unmap",
+        }
+    }
+}
+
+/// What a successful call returned.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// From `info`.
+    Info(ModeInfo),
+    /// From `probe`.
+    Probe(ProbeReport),
+    /// From `map` or `renew`.
+    Mapping(Mapping),
+    /// From `unmap`.
+    Unmapped,
+}
+
+/// Everything one call produced.
+#[derive(Debug)]
+pub struct CallReport {
+    /// The result, typed.
+    pub result: Result<Output, CallError>,
+    /// Capability decisions made during the call, in order.
+    pub decisions: Vec<Decision>,
+    /// Lines the MOD logged.
+    pub logs: Vec<LogLine>,
+    /// Lines dropped over the per-call cap.
+    pub logs_dropped: u64,
+    /// Wall time of the whole call (store creation to result).
+    pub elapsed: Duration,
+}
+
+/// A loaded MOD: verified, compiled, linked, ready to call.
+pub struct Mode {
+    pub(crate) pre: ModePre<CallState>,
+    pub(crate) name: Arc<str>,
+    pub(crate) sha256: Arc<str>,
+    pub(crate) gate: Arc<Gate>,
+    pub(crate) net: Arc<NetInfo>,
+    pub(crate) spec: ModeSpec,
+    pub(crate) config: Arc<BTreeMap<String, String>>,
+    pub(crate) audit: Arc<dyn AuditSink>,
+    pub(crate) engine: Engine,
+    pub(crate) fuel: bool,
+}
+
+impl Mode {
+    /// The MOD's name, from its `info`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Hex sha256 of the component bytes.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// The compiled gate in force.
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    /// Spec it was loaded with.
+    pub fn spec(&self) -> &ModeSpec {
+        &self.spec
+    }
+
+    /// A fresh store for one call, recording decisions into `collector`.
+    pub(crate) fn new_store(&self, collector: Arc<MemorySink>) -> Store<CallState> {
+        let wasi = self.wasi_ctx(collector);
+        let limits = self.spec.limits;
+        let state = CallState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: Limiter::new(limits),
+            broker: BrokerCtx {
+                net: self.net.clone(),
+                config: self.config.clone(),
+                mode: self.name.clone(),
+                logs: Vec::new(),
+                logs_dropped: 0,
+            },
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        let ticks = limits.timeout().as_millis() / EPOCH_TICK.as_millis() + 1;
+        store.set_epoch_deadline(ticks as u64);
+        store.epoch_deadline_trap();
+        if self.fuel {
+            store
+                .set_fuel(limits.fuel.unwrap_or(u64::MAX))
+                .expect("fuel is enabled on this engine");
+        }
+        store
+    }
+
+    fn wasi_ctx(&self, collector: Arc<MemorySink>) -> WasiCtx {
+        let gate = self.gate.clone();
+        let sink: Arc<dyn AuditSink> = Arc::new(Tee(vec![self.audit.clone(), collector]));
+        let (mode, sha) = (self.name.clone(), self.sha256.clone());
+        let mut b = WasiCtxBuilder::new();
+        // Both transports are on so that every attempt reaches the gate and
+        // is audit-logged; the gate denies whatever is not granted.
+        b.allow_udp(true)
+            .allow_tcp(true)
+            .allow_ip_name_lookup(gate.name_lookup())
+            .socket_addr_check(move |addr, u| {
+                let (transport, use_) = classify_use(u);
+                let verdict = gate.check(transport, use_, addr);
+                sink.record(&Decision {
+                    time: now_rfc3339(),
+                    mode: mode.clone(),
+                    sha256: sha.clone(),
+                    address: addr,
+                    transport,
+                    use_,
+                    verdict: if verdict == Verdict::Deny {
+                        "deny"
+                    } else {
+                        "allow"
+                    },
+                    grant: match verdict {
+                        Verdict::Allow(i) => gate.grants().get(i).map(|g| g.to_string()),
+                        Verdict::Deny => None,
+                    },
+                });
+                let allowed = verdict != Verdict::Deny;
+                Box::pin(async move { allowed })
+            });
+        b.build()
+    }
+
+    /// Run one lifecycle call in a fresh instance.
+    pub async fn call(&self, op: Op) -> CallReport {
+        crate::call::run(self, op).await
+    }
+}
+
+fn classify_use(u: SocketAddrUse) -> (Transport, Use) {
+    match u {
+        SocketAddrUse::TcpBind => (Transport::Tcp, Use::Bind),
+        SocketAddrUse::TcpListen => (Transport::Tcp, Use::Listen),
+        SocketAddrUse::TcpAccept => (Transport::Tcp, Use::Accept),
+        SocketAddrUse::TcpConnect => (Transport::Tcp, Use::Connect),
+        SocketAddrUse::UdpBind => (Transport::Udp, Use::Bind),
+        SocketAddrUse::UdpSend => (Transport::Udp, Use::Send),
+        SocketAddrUse::UdpReceive => (Transport::Udp, Use::Receive),
+    }
+}
+
+/// Start time helper shared with [`crate::call`].
+pub(crate) fn started() -> Instant {
+    Instant::now()
+}
+
+/// The outer budget for a call whose wasm deadline is `timeout`.
+pub(crate) fn outer_budget(timeout: Duration) -> Duration {
+    timeout + BLOCKED_GRACE
+}

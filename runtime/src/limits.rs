@@ -1,0 +1,152 @@
+//! Per-call resource limits and the limiter that enforces them.
+//!
+//! wasmtime's stock `StoreLimits` caps each memory separately; a component
+//! can hold several, so this limiter caps their sum. A refused growth raises
+//! [`LimitHit`], which the host turns into a typed `CallError::Limit`.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use wasmtime::ResourceLimiter;
+
+use crate::error::{Limit, LimitHit};
+
+/// Limits for every lifecycle call of one MOD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Sum of all linear memories, bytes. Default 32 MiB: a protocol client
+    /// needs a few hundred KiB; the rest is headroom for XML documents.
+    pub memory_bytes: usize,
+    /// Elements per table. Default 20,000 (Rust guests use a few hundred).
+    pub table_elements: usize,
+    /// Core instances per call. Default 16 (a wit-component MOD uses ~3).
+    pub instances: usize,
+    /// Tables per call. Default 8.
+    pub tables: usize,
+    /// Linear memories per call. Default 2.
+    pub memories: usize,
+    /// Wall-clock budget of one call, milliseconds. Default 5,000: the
+    /// slowest legitimate call, a UPnP map with discovery, takes ~0.2 s in
+    /// the lab; 25x headroom covers slow routers.
+    pub timeout_ms: u64,
+    /// Optional fuel budget per call (needs fuel enabled on the engine).
+    pub fuel: Option<u64>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_bytes: 32 << 20,
+            table_elements: 20_000,
+            instances: 16,
+            tables: 8,
+            memories: 2,
+            timeout_ms: 5_000,
+            fuel: None,
+        }
+    }
+}
+
+impl Limits {
+    /// The call budget as a duration.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+/// The store's limiter: tracks the memory total across memories.
+#[derive(Debug)]
+pub struct Limiter {
+    limits: Limits,
+    memory_total: usize,
+}
+
+impl Limiter {
+    /// A limiter enforcing `limits`.
+    pub fn new(limits: Limits) -> Self {
+        Limiter {
+            limits,
+            memory_total: 0,
+        }
+    }
+
+    /// Bytes of linear memory currently held.
+    pub fn memory_total(&self) -> usize {
+        self.memory_total
+    }
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let total = self.memory_total - current.min(self.memory_total) + desired;
+        if total > self.limits.memory_bytes {
+            return Err(LimitHit(Limit::Memory(self.limits.memory_bytes)).into());
+        }
+        self.memory_total = total;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limits.table_elements {
+            return Err(LimitHit(Limit::TableElements(self.limits.table_elements)).into());
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_is_capped_as_a_sum_over_memories() {
+        let mut l = Limiter::new(Limits {
+            memory_bytes: 100,
+            ..Limits::default()
+        });
+        assert!(l.memory_growing(0, 60, None).unwrap());
+        // A second memory may not take the total past the cap.
+        let e = l.memory_growing(0, 50, None).unwrap_err();
+        assert!(matches!(
+            e.downcast_ref::<LimitHit>(),
+            Some(LimitHit(Limit::Memory(100)))
+        ));
+        assert!(l.memory_growing(0, 40, None).unwrap());
+        assert_eq!(l.memory_total(), 100);
+        // Growing the first memory from 60 to 61 is one byte too many.
+        assert!(l.memory_growing(60, 61, None).is_err());
+    }
+
+    #[test]
+    fn tables_are_capped_per_table() {
+        let mut l = Limiter::new(Limits {
+            table_elements: 10,
+            ..Limits::default()
+        });
+        assert!(l.table_growing(0, 10, None).unwrap());
+        assert!(l.table_growing(10, 11, None).is_err());
+    }
+}

@@ -1,0 +1,196 @@
+//! Loading a MOD: sha256 → allow-list → compile (or authenticated cache) →
+//! link → `info`.
+//!
+//! Verification comes before compilation: bytes whose hash is not allowed
+//! never reach Cranelift. (Signature checks join the allow-list when trust
+//! lands; the order stays the same.)
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::Component;
+
+use crate::cache::{Reject, Sha256Hasher, sha256};
+use crate::error::LoadError;
+use crate::host::{Mode, ModeHost, ModeSpec, Op, Output};
+use crate::netinfo::NetInfo;
+
+/// Which component hashes may be loaded.
+#[derive(Debug, Clone)]
+pub enum AllowList {
+    /// Any bytes: only for a file an operator names by hand (`p2pb mode
+    /// run`/`inspect`), whose hash is printed.
+    Any,
+    /// Only these hex sha256 digests.
+    Sha256(HashSet<String>),
+}
+
+impl AllowList {
+    fn allows(&self, sha: &str) -> bool {
+        match self {
+            AllowList::Any => true,
+            AllowList::Sha256(set) => set.contains(sha),
+        }
+    }
+}
+
+/// How the compiled code was obtained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// No cache configured (or unusable).
+    Disabled,
+    /// Loaded from a valid cache entry.
+    Hit,
+    /// No entry: compiled, and stored.
+    Compiled,
+    /// An entry failed its checks (reason given), was deleted, and the
+    /// component recompiled.
+    Recompiled(String),
+}
+
+/// Facts about one load.
+#[derive(Debug, Clone)]
+pub struct LoadReport {
+    /// Hex sha256 of the component.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: usize,
+    /// Where the compiled code came from.
+    pub cache: CacheStatus,
+    /// Time to obtain compiled code (compile or cache load).
+    pub compile_time: Duration,
+}
+
+impl ModeHost {
+    /// The engine's compatibility hash as stable bytes (cache key part).
+    pub fn compat_hash(&self) -> [u8; 32] {
+        let mut h = Sha256Hasher::default();
+        std::hash::Hash::hash(&self.engine.precompile_compatibility_hash(), &mut h);
+        h.digest()
+    }
+
+    /// Check `bytes` against `allow`, then compile them (or load them from
+    /// the cache).
+    pub fn compile(
+        &self,
+        bytes: &[u8],
+        allow: &AllowList,
+    ) -> Result<(Component, LoadReport), LoadError> {
+        let digest = sha256(bytes);
+        let sha = hex::encode(digest);
+        if !allow.allows(&sha) {
+            return Err(LoadError::NotAllowed { sha256: sha });
+        }
+        if !wasmparser::Parser::is_component(bytes) {
+            let what = if wasmparser::Parser::is_core_wasm(bytes) {
+                "it is a core module; run it through `p2pb mode build`"
+            } else {
+                "no component header"
+            };
+            return Err(LoadError::NotAComponent(what.into()));
+        }
+        let start = Instant::now();
+        let compat = self.compat_hash();
+        let mut status = CacheStatus::Disabled;
+        if let Some(cache) = &self.cache {
+            match cache.get(&digest, &compat) {
+                Ok(compiled) => {
+                    // SAFETY: the cache returns only bytes this broker wrote
+                    // (HMAC under its own key, for this component hash and
+                    // this engine's compatibility hash).
+                    match unsafe { Component::deserialize(&self.engine, &compiled) } {
+                        Ok(c) => return Ok((c, report(sha, bytes, CacheStatus::Hit, start))),
+                        Err(e) => status = CacheStatus::Recompiled(format!("{e:#}")),
+                    }
+                }
+                Err(Reject::Missing) => status = CacheStatus::Compiled,
+                Err(Reject::Discarded(why)) => status = CacheStatus::Recompiled(why),
+            }
+        }
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| LoadError::Malformed(format!("{e:#}")))?;
+        if let Some(cache) = &self.cache {
+            match component.serialize() {
+                Ok(compiled) => {
+                    if let Err(e) = cache.put(&digest, &compat, &compiled) {
+                        tracing::warn!("cannot write compiled-code cache: {e}");
+                    }
+                }
+                Err(e) => tracing::warn!("cannot serialise compiled component: {e:#}"),
+            }
+        }
+        Ok((component, report(sha, bytes, status, start)))
+    }
+
+    /// Load a MOD: compile, link, and learn its name from `info`.
+    pub async fn load(
+        &self,
+        bytes: &[u8],
+        allow: &AllowList,
+        spec: ModeSpec,
+        net: Arc<NetInfo>,
+    ) -> Result<(Mode, LoadReport), LoadError> {
+        self.check_spec(&spec)?;
+        let (component, report) = self.compile(bytes, allow)?;
+        let pre = self.prepare(&component)?;
+        let gate = Arc::new(crate::gate::Gate::compile(&spec.grants, &net));
+        let mut mode = Mode {
+            pre,
+            name: "unnamed".into(),
+            sha256: report.sha256.clone().into(),
+            gate,
+            net,
+            config: Arc::new(spec.config.clone()),
+            spec,
+            audit: self.audit(),
+            engine: self.engine.clone(),
+            fuel: self.config.fuel,
+        };
+        match mode.call(Op::Info).await.result {
+            Ok(Output::Info(info)) => mode.name = info.name.into(),
+            Ok(_) => unreachable!("info returns info"),
+            Err(e) => return Err(LoadError::WrongContract(format!("info() failed: {e}"))),
+        }
+        Ok((mode, report))
+    }
+}
+
+impl ModeHost {
+    /// Whether this engine can honour `spec`'s limits.
+    pub fn check_spec(&self, spec: &ModeSpec) -> Result<(), LoadError> {
+        if spec.limits.memory_bytes > self.config.max_memory_bytes {
+            return Err(LoadError::Spec(format!(
+                "memory limit {} exceeds the engine's slot size {}",
+                spec.limits.memory_bytes, self.config.max_memory_bytes
+            )));
+        }
+        if spec.limits.fuel.is_some() && !self.config.fuel {
+            return Err(LoadError::Spec(
+                "a fuel limit needs an engine with fuel metering enabled".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Mode {
+    /// Replace grants, config and limits, e.g. once the policy entry for
+    /// this MOD's name is known. The gate is recompiled.
+    pub fn respec(&mut self, host: &ModeHost, spec: ModeSpec) -> Result<(), LoadError> {
+        host.check_spec(&spec)?;
+        self.gate = Arc::new(crate::gate::Gate::compile(&spec.grants, &self.net));
+        self.config = Arc::new(spec.config.clone());
+        self.spec = spec;
+        Ok(())
+    }
+}
+
+fn report(sha256: String, bytes: &[u8], cache: CacheStatus, start: Instant) -> LoadReport {
+    LoadReport {
+        sha256,
+        size: bytes.len(),
+        cache,
+        compile_time: start.elapsed(),
+    }
+}

@@ -1,0 +1,151 @@
+//! The per-call store state and the broker interface implemented on a
+//! narrow view of it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::bindings::sockets::network::IpAddress;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::p2pbroker::mode::{broker, types};
+use crate::bindings::{Level, WitLocalAddress};
+use crate::limits::Limiter;
+use crate::netinfo::NetInfo;
+
+/// Longest log line kept, bytes; longer lines are cut (on a char boundary).
+pub const LOG_LINE_MAX: usize = 1024;
+/// Most log lines kept per call; further lines are counted, not kept, so a
+/// chatty or hostile MOD cannot fill the broker's memory or logs.
+pub const LOG_LINES_MAX: usize = 256;
+/// Longest config key the broker looks up; policy keys are short words.
+const CONFIG_KEY_MAX: usize = 256;
+
+/// One line a MOD logged.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LogLine {
+    /// Severity.
+    pub level: &'static str,
+    /// Text, at most [`LOG_LINE_MAX`] bytes.
+    pub message: String,
+}
+
+/// What the broker interface may see: the network facts, the MOD's config,
+/// and where its log lines go.
+pub struct BrokerCtx {
+    pub(crate) net: Arc<NetInfo>,
+    pub(crate) config: Arc<BTreeMap<String, String>>,
+    pub(crate) mode: Arc<str>,
+    pub(crate) logs: Vec<LogLine>,
+    pub(crate) logs_dropped: u64,
+}
+
+/// Everything a store holds for one lifecycle call.
+pub struct CallState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limiter: Limiter,
+    pub(crate) broker: BrokerCtx,
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::Debug => "debug",
+        Level::Info => "info",
+        Level::Warn => "warn",
+        Level::Error => "error",
+    }
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+impl types::Host for BrokerCtx {}
+
+impl broker::Host for BrokerCtx {
+    fn default_gateways(&mut self) -> Vec<IpAddress> {
+        self.net.gateways.iter().map(|ip| (*ip).into()).collect()
+    }
+
+    fn local_addresses(&mut self) -> Vec<WitLocalAddress> {
+        self.net
+            .addresses
+            .iter()
+            .map(|a| WitLocalAddress {
+                address: a.address.into(),
+                prefix_len: a.prefix_len,
+                interface_name: a.interface.clone(),
+            })
+            .collect()
+    }
+
+    fn config(&mut self, key: String) -> Option<String> {
+        if key.len() > CONFIG_KEY_MAX {
+            return None;
+        }
+        self.config.get(&key).cloned()
+    }
+
+    fn log(&mut self, level: Level, message: String) {
+        if self.logs.len() >= LOG_LINES_MAX {
+            self.logs_dropped += 1;
+            return;
+        }
+        let message = truncate(message, LOG_LINE_MAX);
+        let level = level_name(level);
+        tracing::debug!(mode = %self.mode, level, "{message}");
+        self.logs.push(LogLine { level, message });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::p2pbroker::mode::broker::Host as _;
+
+    fn ctx() -> BrokerCtx {
+        BrokerCtx {
+            net: Arc::new(NetInfo::default()),
+            config: Arc::new(BTreeMap::from([("k".to_string(), "v".to_string())])),
+            mode: "m".into(),
+            logs: Vec::new(),
+            logs_dropped: 0,
+        }
+    }
+
+    #[test]
+    fn log_lines_are_truncated_and_capped() {
+        let mut c = ctx();
+        for _ in 0..LOG_LINES_MAX + 10 {
+            c.log(Level::Info, "é".repeat(LOG_LINE_MAX));
+        }
+        assert_eq!(c.logs.len(), LOG_LINES_MAX);
+        assert_eq!(c.logs_dropped, 10);
+        assert!(c.logs[0].message.len() <= LOG_LINE_MAX + '…'.len_utf8());
+    }
+
+    #[test]
+    fn config_lookup_ignores_absurd_keys() {
+        let mut c = ctx();
+        assert_eq!(c.config("k".into()), Some("v".into()));
+        assert_eq!(c.config("k".repeat(10_000)), None);
+    }
+}
