@@ -1,0 +1,147 @@
+//! Command-line parsing and dispatch.
+//!
+//! Exit codes: 0 success; 1 the operation ran and failed (a MOD error, a
+//! trap, a denied capability); 2 bad usage or input (unreadable file,
+//! invalid component, invalid policy or grant).
+
+mod inspect;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code: the operation ran and failed.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code: bad usage or input.
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "p2pb",
+    version,
+    about = "P2P Broker: inbound reachability for P2P applications"
+)]
+#[command(after_help = "Exit codes: 0 success, 1 the operation failed, 2 bad usage or input.")]
+struct Cli {
+    /// Log filter for the broker's own diagnostics (e.g. `info`, `debug`).
+    #[arg(long, global = true, env = "P2PB_LOG", default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Work with MOD components: build, inspect, run one lifecycle call.
+    Mode {
+        #[command(subcommand)]
+        command: ModeCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModeCommand {
+    /// Compile a mode crate to a component; print its path, size and sha256.
+    Build {
+        /// The mode crate's folder (holding its Cargo.toml).
+        path: PathBuf,
+        /// Where to write the component (default: <target-dir>/modes).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Cargo target folder for the wasm build.
+        #[arg(long)]
+        target_dir: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a component's name, version, sha256, imports (its capability
+    /// surface), exports and size.
+    Inspect(inspect::Args),
+    /// Run one lifecycle call of a component outside the daemon.
+    Run(Box<run::Args>),
+}
+
+/// Parse arguments, run, and map the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
+        .with_writer(std::io::stderr)
+        .init();
+    let outcome = match cli.command {
+        Command::Mode { command } => match command {
+            ModeCommand::Build {
+                path,
+                out,
+                target_dir,
+                json,
+            } => build(path, out, target_dir, json),
+            ModeCommand::Inspect(a) => runtime().block_on(inspect::run(a)),
+            ModeCommand::Run(a) => runtime().block_on(run::run(*a)),
+        },
+    };
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("p2pb: {e:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn build(
+    path: PathBuf,
+    out: Option<PathBuf>,
+    target_dir: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let opts = p2pbroker::build::BuildOptions {
+        target_dir,
+        out_dir: out,
+        verbose: !json,
+    };
+    let b = p2pbroker::build::build_mode(&path, &opts)?;
+    if json {
+        let v = serde_json::json!({
+            "package": b.package, "path": b.path, "size": b.size, "sha256": b.sha256,
+            "toolchain": format!("{:?}", b.toolchain),
+        });
+        println!("{v}");
+    } else {
+        println!("built    {}", b.package);
+        println!("path     {}", b.path.display());
+        println!("size     {} bytes", b.size);
+        println!("sha256   {}", b.sha256);
+    }
+    Ok(0)
+}
+
+/// Read a component file with a clear error.
+pub(crate) fn read_component(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
+}
+
+/// A host for one-off commands: no pool pressure, cache only if asked.
+pub(crate) fn one_off_host(
+    cache_dir: Option<PathBuf>,
+    fuel: bool,
+    audit: std::sync::Arc<dyn p2pbroker::audit::AuditSink>,
+) -> anyhow::Result<p2pbroker::host::ModeHost> {
+    let cfg = p2pbroker::host::EngineConfig {
+        concurrent_calls: 4,
+        fuel,
+        cache_dir,
+        ..Default::default()
+    };
+    p2pbroker::host::ModeHost::new(cfg, audit).map_err(|e| anyhow::anyhow!("{e:#}"))
+}

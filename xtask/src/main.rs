@@ -1,0 +1,128 @@
+//! `cargo xtask`: project tasks.
+//!
+//! - `build-modes [--out DIR]`: build every MOD crate under `modes/` (all
+//!   but the SDK) into one folder, with `allow.list` holding their sha256s:
+//!   the folder the broker loads its built-in MODs from.
+//! - `demo`: build the built-in MODs, load them with the built-in default
+//!   policy, and show what each one's probe sees on this host.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use p2pbroker::audit::MemorySink;
+use p2pbroker::host::{EngineConfig, ModeHost, Op};
+use p2pbroker::loader::AllowList;
+use p2pbroker::netinfo::NetInfo;
+use p2pbroker::policy::Policy;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("build-modes") => {
+            let out = match args.get(1).map(String::as_str) {
+                Some("--out") => PathBuf::from(args.get(2).context("--out needs a folder")?),
+                _ => root().join("target/modes"),
+            };
+            build_modes(&out)?;
+            Ok(())
+        }
+        Some("demo") => demo(),
+        _ => bail!("usage: cargo xtask build-modes [--out DIR] | cargo xtask demo"),
+    }
+}
+
+/// Build every MOD crate under `modes/` into `out`; returns (name, path).
+fn build_modes(out: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let mut crates: Vec<PathBuf> = std::fs::read_dir(root().join("modes"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("Cargo.toml").exists() && !p.ends_with("sdk"))
+        .collect();
+    crates.sort();
+    let opts = p2pbroker::build::BuildOptions {
+        target_dir: Some(root().join("target/guests")),
+        out_dir: Some(out.to_path_buf()),
+        verbose: false,
+    };
+    let mut built = Vec::new();
+    let mut allow = String::new();
+    for c in crates {
+        let b = p2pbroker::build::build_mode(&c, &opts)
+            .with_context(|| format!("building {}", c.display()))?;
+        println!(
+            "built {:<24} {:>8} bytes  sha256 {}",
+            b.package, b.size, b.sha256
+        );
+        allow.push_str(&format!(
+            "{}  {}\n",
+            b.sha256,
+            b.path.file_name().unwrap().to_string_lossy()
+        ));
+        built.push((b.package, b.path));
+    }
+    std::fs::write(out.join("allow.list"), allow)?;
+    Ok(built)
+}
+
+fn demo() -> anyhow::Result<()> {
+    let out = root().join("target/modes");
+    let built = build_modes(&out)?;
+    let allow: HashSet<String> = std::fs::read_to_string(out.join("allow.list"))?
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
+    let allow = AllowList::Sha256(allow);
+    let policy = Policy::default_policy();
+    let net = Arc::new(NetInfo::read());
+    println!(
+        "\nthis host: {} gateway(s), {} address(es)",
+        net.gateways.len(),
+        net.addresses.len()
+    );
+    let sink = Arc::new(MemorySink::default());
+    let host = ModeHost::new(
+        EngineConfig {
+            concurrent_calls: 8,
+            cache_dir: Some(root().join("target/modes-cache")),
+            ..Default::default()
+        },
+        sink.clone(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        for (name, file) in built {
+            let bytes = std::fs::read(&file)?;
+            let (mut mode, report) = host
+                .load(&bytes, &allow, Default::default(), net.clone())
+                .await?;
+            let Ok(spec) = policy.spec(mode.name()) else {
+                println!("{:<10} not in the default policy: not run", mode.name());
+                continue;
+            };
+            mode.respec(&host, spec)?;
+            let r = mode.call(Op::Probe).await;
+            let outcome = match &r.result {
+                Ok(o) => p2pbroker::json::output(o).to_string(),
+                Err(e) => p2pbroker::json::call_error(e).to_string(),
+            };
+            println!(
+                "{:<10} ({name}, code {:?}) probe in {:.2} ms: {outcome}",
+                mode.name(),
+                report.cache,
+                r.elapsed.as_secs_f64() * 1e3
+            );
+        }
+        anyhow::Ok(())
+    })?;
+    println!("{} capability decision(s) audited", sink.take().len());
+    Ok(())
+}
