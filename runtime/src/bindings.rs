@@ -14,8 +14,8 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub use exports::p2pbroker::mode::lifecycle::{
+pub use self::exports::p2pbroker::mode::lifecycle::{
     MapRequest, Mapping, ModeError, ModeInfo, ProbeReport,
 };
-pub use p2pbroker::mode::broker::{Level, LocalAddress as WitLocalAddress};
-pub use p2pbroker::mode::types::{AddressClass, Transport};
+pub use self::p2pbroker::mode::broker::{Level, LocalAddress as WitLocalAddress};
+pub use self::p2pbroker::mode::types::{AddressClass, Transport};

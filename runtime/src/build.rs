@@ -98,7 +98,7 @@ struct Package {
 #[derive(serde::Deserialize)]
 struct Target {
     name: String,
-    crate_types: Vec<String>,
+    kind: Vec<String>,
 }
 
 /// Build the mode crate at `crate_dir` into a component.
@@ -116,13 +116,12 @@ pub fn build_mode(crate_dir: &Path, opts: &BuildOptions) -> anyhow::Result<Built
     let lib = pkg
         .targets
         .iter()
-        .find(|t| t.crate_types.iter().any(|c| c == "cdylib"))
-        .with_context(|| {
-            format!(
-                "{} has no cdylib target: add `[lib] crate-type = [\"cdylib\"]`",
-                pkg.name
-            )
-        })?;
+        .find(|t| {
+            t.kind
+                .iter()
+                .any(|k| k == "lib" || k == "cdylib" || k == "rlib")
+        })
+        .with_context(|| format!("{} has no library target (src/lib.rs)", pkg.name))?;
     let toolchain = ensure_toolchain()?;
     let target_dir = opts
         .target_dir
@@ -201,10 +200,16 @@ fn run_cargo(
     };
     // Size matters more than speed for a MOD: it is compiled once, cached,
     // and spends its time waiting on the network.
+    // `cargo rustc --crate-type cdylib` makes the wasm artifact without the
+    // crate declaring cdylib, which would break its host builds (export
+    // names such as `p2pbroker:mode/lifecycle@0.1.0#info` are not valid in
+    // a host linker's version script).
     cmd.args([
-        "build",
+        "rustc",
         "--release",
         "--lib",
+        "--crate-type",
+        "cdylib",
         "--target",
         TARGET,
         "--manifest-path",
