@@ -1,0 +1,140 @@
+//! Shared test harness: builds guest components through the project's own
+//! pipeline (once per test process), makes hosts, and runs loopback peers.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use p2pbroker::audit::MemorySink;
+use p2pbroker::gate::Grant;
+use p2pbroker::host::{EngineConfig, Mode, ModeHost, ModeSpec};
+use p2pbroker::limits::Limits;
+use p2pbroker::loader::AllowList;
+use p2pbroker::netinfo::NetInfo;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Build the guest crate at `rel` (relative to the workspace root) with
+/// `p2pb mode build`'s pipeline and return the component bytes.
+pub fn component(rel: &str) -> Vec<u8> {
+    static BUILT: OnceLock<Mutex<HashMap<String, Vec<u8>>>> = OnceLock::new();
+    let built = BUILT.get_or_init(Default::default);
+    // Builds are serialised: cargo would serialise them anyway, and one
+    // lock keeps two tests from building the same crate twice.
+    let mut map = built.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(b) = map.get(rel) {
+        return b.clone();
+    }
+    let target = root().join("target").join("guests");
+    let opts = p2pbroker::build::BuildOptions {
+        target_dir: Some(target.clone()),
+        out_dir: Some(target.join("components")),
+        verbose: false,
+    };
+    let b = p2pbroker::build::build_mode(&root().join(rel), &opts)
+        .unwrap_or_else(|e| panic!("building {rel}: {e:#}"));
+    let bytes = std::fs::read(&b.path).unwrap();
+    map.insert(rel.to_string(), bytes.clone());
+    bytes
+}
+
+/// A host whose audit decisions are also kept in the returned sink.
+pub fn host() -> (ModeHost, Arc<MemorySink>) {
+    host_with(EngineConfig {
+        concurrent_calls: 8,
+        ..Default::default()
+    })
+}
+
+/// A host with a given engine config.
+pub fn host_with(cfg: EngineConfig) -> (ModeHost, Arc<MemorySink>) {
+    let sink = Arc::new(MemorySink::default());
+    (ModeHost::new(cfg, sink.clone()).expect("host"), sink)
+}
+
+/// A spec from grant strings, config pairs and limits.
+pub fn spec(grants: &[&str], config: &[(&str, &str)], limits: Limits) -> ModeSpec {
+    ModeSpec {
+        grants: grants.iter().map(|g| g.parse::<Grant>().unwrap()).collect(),
+        config: config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>(),
+        limits,
+    }
+}
+
+/// Load the component built from `rel` with `spec`, on an empty network.
+pub async fn load(host: &ModeHost, rel: &str, spec: ModeSpec) -> Mode {
+    let bytes = component(rel);
+    host.load(&bytes, &AllowList::Any, spec, Arc::new(NetInfo::default()))
+        .await
+        .unwrap_or_else(|e| panic!("loading {rel}: {e}"))
+        .0
+}
+
+/// Short limits for hostile tests: they must end quickly.
+pub fn tight() -> Limits {
+    Limits {
+        timeout_ms: 1_000,
+        memory_bytes: 16 << 20,
+        ..Limits::default()
+    }
+}
+
+/// A UDP peer on loopback that answers each datagram with `pong:<data>`,
+/// from the same socket, or from a second socket when `from_other` is set
+/// (a reply from a source nobody granted). Stops after 64 datagrams or
+/// 30 s without one, whichever comes first.
+pub async fn udp_peer(from_other: bool) -> (SocketAddr, SocketAddr) {
+    udp_peer_bounded(from_other, 64).await
+}
+
+/// [`udp_peer`] answering up to `max` datagrams.
+pub async fn udp_peer_bounded(from_other: bool, max: usize) -> (SocketAddr, SocketAddr) {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let other = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (addr, other_addr) = (sock.local_addr().unwrap(), other.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        for _ in 0..max {
+            let Ok(Ok((n, from))) =
+                tokio::time::timeout(Duration::from_secs(30), sock.recv_from(&mut buf)).await
+            else {
+                return;
+            };
+            let mut reply = b"pong:".to_vec();
+            reply.extend_from_slice(&buf[..n]);
+            let out = if from_other { &other } else { &sock };
+            let _ = out.send_to(&reply, from).await;
+        }
+    });
+    (addr, other_addr)
+}
+
+/// A TCP listener on loopback that accepts (and drops) up to 8 connections
+/// within 30 s; returns its address.
+pub async fn tcp_peer() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        for _ in 0..8 {
+            if tokio::time::timeout(Duration::from_secs(30), l.accept())
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    addr
+}
