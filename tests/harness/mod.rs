@@ -26,13 +26,19 @@ pub fn root() -> PathBuf {
 /// Build the guest crate at `rel` (relative to the workspace root) with
 /// `p2pb mode build`'s pipeline and return the component bytes.
 pub fn component(rel: &str) -> Vec<u8> {
-    static BUILT: OnceLock<Mutex<HashMap<String, Vec<u8>>>> = OnceLock::new();
+    std::fs::read(component_path(rel)).unwrap()
+}
+
+/// Build the guest crate at `rel` (once per test process) and return the
+/// component file's path.
+pub fn component_path(rel: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
     let built = BUILT.get_or_init(Default::default);
     // Builds are serialised: cargo would serialise them anyway, and one
     // lock keeps two tests from building the same crate twice.
     let mut map = built.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(b) = map.get(rel) {
-        return b.clone();
+    if let Some(p) = map.get(rel) {
+        return p.clone();
     }
     let target = root().join("target").join("guests");
     let opts = p2pbroker::build::BuildOptions {
@@ -42,9 +48,8 @@ pub fn component(rel: &str) -> Vec<u8> {
     };
     let b = p2pbroker::build::build_mode(&root().join(rel), &opts)
         .unwrap_or_else(|e| panic!("building {rel}: {e:#}"));
-    let bytes = std::fs::read(&b.path).unwrap();
-    map.insert(rel.to_string(), bytes.clone());
-    bytes
+    map.insert(rel.to_string(), b.path.clone());
+    b.path
 }
 
 /// A host whose audit decisions are also kept in the returned sink.

@@ -5,6 +5,9 @@
 //!   the folder the broker loads its built-in MODs from.
 //! - `demo`: build the built-in MODs, load them with the built-in default
 //!   policy, and show what each one's probe sees on this host.
+//! - `test`: install what the suite needs on a fresh machine (the wasm
+//!   target; as root, the NAT lab's Debian packages), then run
+//!   `cargo test --workspace`.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -36,7 +39,8 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some("demo") => demo(),
-        _ => bail!("usage: cargo xtask build-modes [--out DIR] | cargo xtask demo"),
+        Some("test") => test(&args[1..]),
+        _ => bail!("usage: cargo xtask build-modes [--out DIR] | demo | test [CARGO TEST ARGS]"),
     }
 }
 
@@ -125,4 +129,66 @@ fn demo() -> anyhow::Result<()> {
     })?;
     println!("{} capability decision(s) audited", sink.take().len());
     Ok(())
+}
+
+/// Debian packages the NAT lab runs (see tests/lab).
+const LAB_PACKAGES: &[&str] = &[
+    "iproute2",
+    "nftables",
+    "procps",
+    "miniupnpd",
+    "miniupnpd-nftables",
+    "miniupnpc",
+    "natpmpc",
+    "coturn",
+    "python3",
+];
+
+fn installed(pkg: &str) -> bool {
+    std::process::Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+}
+
+fn ensure_lab_packages() -> anyhow::Result<()> {
+    let uid = std::process::Command::new("id").arg("-u").output()?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        bail!("the test suite's NAT lab builds network namespaces: run it as root");
+    }
+    let missing: Vec<&str> = LAB_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !installed(p))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    println!("installing the NAT lab's packages: {}", missing.join(" "));
+    let ok = std::process::Command::new("apt-get")
+        .args(["update", "-qq"])
+        .status()?
+        .success()
+        && std::process::Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .status()?
+            .success();
+    if !ok {
+        bail!("apt-get could not install {}", missing.join(" "));
+    }
+    Ok(())
+}
+
+fn test(extra: &[String]) -> anyhow::Result<()> {
+    ensure_lab_packages()?;
+    p2pbroker::build::ensure_toolchain()?;
+    let status =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["test", "--workspace"])
+            .args(extra)
+            .current_dir(root())
+            .status()?;
+    std::process::exit(status.code().unwrap_or(1));
 }

@@ -1,0 +1,472 @@
+//! The NAT lab: network namespaces the test builds and always tears down,
+//! with real Debian software in them.
+//!
+//! ```text
+//!  pub (198.51.100.1, .3)  ── public peer; coturn as STUN server for miniupnpd
+//!   │ wanp ─ wan
+//!  gw  (198.51.100.2 | 10.0.0.1) ── miniupnpd (UPnP IGD, NAT-PMP, PCP), nftables NAT
+//!   │ lan ─ eth0
+//!  host (10.0.0.2) ── the broker and the application behind NAT
+//! ```
+//!
+//! Every command runs through [`Lab::exec`] (`ip netns exec`), never in the
+//! root namespace, so nothing reaches an address outside the lab. Each lab
+//! has its own namespace prefix, so parallel tests do not collide. Needs
+//! root and the packages `.ci/run` installs; without them it panics with
+//! what is missing (tests never skip silently).
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Lab addresses (RFC 5737 for the "public" side, RFC 1918 behind NAT).
+pub const PUB_IP: &str = "198.51.100.1";
+/// Second public address (coturn's RFC 5780 alternate address).
+pub const PUB_ALT_IP: &str = "198.51.100.3";
+/// The gateway's WAN address.
+pub const WAN_IP: &str = "198.51.100.2";
+/// The gateway's LAN address.
+pub const GW_LAN_IP: &str = "10.0.0.1";
+/// The host behind NAT.
+pub const HOST_IP: &str = "10.0.0.2";
+/// miniupnpd's HTTP port (fixed, for `upnpc -u`).
+pub const UPNP_HTTP_PORT: u16 = 5000;
+
+/// The three hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ns {
+    /// The public peer.
+    Pub,
+    /// The NAT gateway.
+    Gw,
+    /// The host behind NAT.
+    Host,
+}
+
+/// What the gateway offers.
+#[derive(Debug, Clone, Copy)]
+pub struct GatewayOptions {
+    /// UPnP IGD on.
+    pub upnp: bool,
+    /// NAT-PMP and PCP on.
+    pub natpmp: bool,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        GatewayOptions {
+            upnp: true,
+            natpmp: true,
+        }
+    }
+}
+
+/// A running lab; dropping it kills its daemons and deletes its namespaces.
+pub struct Lab {
+    prefix: String,
+    dir: tempfile::TempDir,
+    opts: GatewayOptions,
+    miniupnpd: Option<Child>,
+    coturn: Option<Child>,
+    namespaces: Vec<String>,
+}
+
+fn require_root_and_tools() {
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    assert_eq!(
+        uid, 0,
+        "the NAT lab needs root (network namespaces); run the suite as root, as CI does"
+    );
+    for tool in [
+        "ip",
+        "nft",
+        "miniupnpd",
+        "turnserver",
+        "natpmpc",
+        "upnpc",
+        "python3",
+    ] {
+        let found = std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).exists()))
+            .unwrap_or(false);
+        assert!(
+            found,
+            "the NAT lab needs `{tool}`: run .ci/run (it installs the lab's Debian packages)"
+        );
+    }
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+impl Lab {
+    /// Build the lab and start its daemons; waits until the gateway answers.
+    pub fn up(opts: GatewayOptions) -> Lab {
+        require_root_and_tools();
+        static N: AtomicU32 = AtomicU32::new(0);
+        let prefix = format!(
+            "p2pb{}x{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut lab = Lab {
+            prefix,
+            dir: tempfile::tempdir().expect("lab folder"),
+            opts,
+            miniupnpd: None,
+            coturn: None,
+            namespaces: Vec::new(),
+        };
+        lab.build_network();
+        lab.start_coturn();
+        lab.start_miniupnpd();
+        lab
+    }
+
+    /// The namespace's name.
+    pub fn ns(&self, ns: Ns) -> String {
+        let tag = match ns {
+            Ns::Pub => "pub",
+            Ns::Gw => "gw",
+            Ns::Host => "host",
+        };
+        format!("{}-{tag}", self.prefix)
+    }
+
+    fn command(&self, ns: Ns, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec"]).arg(self.ns(ns)).args(args);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Run a command in a lab namespace and return its output (any status).
+    pub fn exec(&self, ns: Ns, args: &[&str]) -> Output {
+        self.command(ns, args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {args:?} in {ns:?}: {e}"))
+    }
+
+    /// Run a command in a lab namespace; panic unless it succeeds.
+    pub fn must(&self, ns: Ns, args: &[&str]) -> Output {
+        run(&mut self.command(ns, args))
+    }
+
+    /// Start a long-running command in a namespace, output to a log file.
+    pub fn spawn(&self, ns: Ns, name: &str, args: &[&str]) -> Child {
+        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log"))).unwrap();
+        self.command(ns, args)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"))
+    }
+
+    /// A file in the lab's folder.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn build_network(&mut self) {
+        for ns in [Ns::Pub, Ns::Gw, Ns::Host] {
+            run(Command::new("ip").args(["netns", "add"]).arg(self.ns(ns)));
+            self.namespaces.push(self.ns(ns));
+            self.must(ns, &["ip", "link", "set", "lo", "up"]);
+        }
+        // Both ends are created inside lab namespaces: nothing is attached
+        // to the root namespace.
+        let (pubn, gw, host) = (self.ns(Ns::Pub), self.ns(Ns::Gw), self.ns(Ns::Host));
+        self.must(
+            Ns::Gw,
+            &[
+                "ip", "link", "add", "wan", "type", "veth", "peer", "name", "wanp", "netns", &pubn,
+            ],
+        );
+        self.must(
+            Ns::Gw,
+            &[
+                "ip", "link", "add", "lan", "type", "veth", "peer", "name", "eth0", "netns", &host,
+            ],
+        );
+        let _ = gw;
+        for (ns, dev, addrs) in [
+            (
+                Ns::Pub,
+                "wanp",
+                vec![format!("{PUB_IP}/24"), format!("{PUB_ALT_IP}/24")],
+            ),
+            (Ns::Gw, "wan", vec![format!("{WAN_IP}/24")]),
+            (Ns::Gw, "lan", vec![format!("{GW_LAN_IP}/24")]),
+            (Ns::Host, "eth0", vec![format!("{HOST_IP}/24")]),
+        ] {
+            for a in &addrs {
+                self.must(ns, &["ip", "addr", "add", a, "dev", dev]);
+            }
+            self.must(ns, &["ip", "link", "set", dev, "up"]);
+        }
+        self.must(
+            Ns::Host,
+            &["ip", "route", "add", "default", "via", GW_LAN_IP],
+        );
+        self.must(Ns::Gw, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        let rules = self.path("gw.nft");
+        std::fs::write(&rules, GW_RULES).unwrap();
+        self.must(Ns::Gw, &["nft", "-f", rules.to_str().unwrap()]);
+    }
+
+    fn start_coturn(&mut self) {
+        // STUN for miniupnpd: it refuses to forward on a reserved WAN address
+        // unless STUN (RFC 5780, hence two addresses) shows no NAT in front.
+        let db = self.path("turndb");
+        let pid = self.path("turn.pid");
+        let args = [
+            "turnserver",
+            "-n",
+            "--no-cli",
+            "--no-tls",
+            "--no-dtls",
+            "--stun-only",
+            "--listening-ip",
+            PUB_IP,
+            "--listening-ip",
+            PUB_ALT_IP,
+            "--listening-port",
+            "3478",
+            "--log-file",
+            "stdout",
+            "--simple-log",
+        ];
+        let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        v.push(format!("--userdb={}", db.display()));
+        v.push(format!("--pidfile={}", pid.display()));
+        let refs: Vec<&str> = v.iter().map(String::as_str).collect();
+        self.coturn = Some(self.spawn(Ns::Pub, "coturn", &refs));
+    }
+
+    fn miniupnpd_conf(&self) -> String {
+        let yn = |b: bool| if b { "yes" } else { "no" };
+        format!(
+            "ext_ifname=wan\nlistening_ip=lan\nhttp_port={UPNP_HTTP_PORT}\n\
+             enable_natpmp={}\nenable_upnp={}\nsecure_mode=yes\nsystem_uptime=no\n\
+             uuid=3d3cec3a-8cf0-11e0-98ee-001a6bd2d07b\n\
+             ext_perform_stun=yes\next_stun_host={PUB_IP}\next_stun_port=3478\n\
+             lease_file={}\nmin_lifetime=120\nmax_lifetime=86400\n\
+             allow 1024-65535 10.0.0.0/24 1024-65535\ndeny 0-65535 0.0.0.0/0 0-65535\n",
+            yn(self.opts.natpmp),
+            yn(self.opts.upnp),
+            self.path("leases").display()
+        )
+    }
+
+    fn start_miniupnpd(&mut self) {
+        let conf = self.path("miniupnpd.conf");
+        std::fs::write(&conf, self.miniupnpd_conf()).unwrap();
+        let pid = self.path("miniupnpd.pid");
+        let child = self.spawn(
+            Ns::Gw,
+            "miniupnpd",
+            &[
+                "miniupnpd",
+                "-d",
+                "-f",
+                conf.to_str().unwrap(),
+                "-P",
+                pid.to_str().unwrap(),
+            ],
+        );
+        self.miniupnpd = Some(child);
+        self.wait_ready();
+    }
+
+    /// Wait (bounded) until the gateway serves what it was configured for.
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let url = self.upnp_url();
+        loop {
+            let ok = if self.opts.natpmp {
+                self.exec(Ns::Host, &["natpmpc", "-g", GW_LAN_IP])
+                    .status
+                    .success()
+            } else if self.opts.upnp {
+                self.exec(Ns::Host, &["upnpc", "-u", &url, "-s"])
+                    .status
+                    .success()
+            } else {
+                true
+            };
+            if ok {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gateway not ready after 20 s; miniupnpd log:\n{}",
+                self.log("miniupnpd")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// miniupnpd's root description URL.
+    pub fn upnp_url(&self) -> String {
+        format!("http://{GW_LAN_IP}:{UPNP_HTTP_PORT}/rootDesc.xml")
+    }
+
+    /// A daemon's log.
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(&format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// Kill miniupnpd, flush the rules it made and its leases, and start it
+    /// again: a gateway reboot as far as mappings go.
+    pub fn restart_gateway(&mut self) {
+        if let Some(mut c) = self.miniupnpd.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for chain in ["miniupnpd", "prerouting_miniupnpd", "postrouting_miniupnpd"] {
+            self.must(Ns::Gw, &["nft", "flush", "chain", "inet", "filter", chain]);
+        }
+        let _ = std::fs::remove_file(self.path("leases"));
+        self.start_miniupnpd();
+    }
+
+    /// The gateway's port-forward rules as nftables prints them.
+    pub fn gateway_rules(&self) -> String {
+        let out = self.must(
+            Ns::Gw,
+            &[
+                "nft",
+                "list",
+                "chain",
+                "inet",
+                "filter",
+                "prerouting_miniupnpd",
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Serve one connection (TCP) or datagram (UDP) on `port` in the host
+    /// namespace, answering `hello-from-host`; gives up after `secs`.
+    pub fn listen(&self, tcp: bool, port: u16, secs: u32) -> Child {
+        let script = if tcp { TCP_SERVER } else { UDP_SERVER };
+        self.spawn(
+            Ns::Host,
+            &format!("listen-{port}"),
+            &[
+                "python3",
+                "-c",
+                script,
+                &port.to_string(),
+                &secs.to_string(),
+            ],
+        )
+    }
+
+    /// From the public peer, try `addr` and return what came back (empty on
+    /// failure), waiting at most 2 s.
+    pub fn reach(&self, tcp: bool, addr: &str) -> String {
+        let (ip, port) = addr.rsplit_once(':').expect("IP:PORT");
+        let script = if tcp { TCP_CLIENT } else { UDP_CLIENT };
+        let out = self.exec(Ns::Pub, &["python3", "-c", script, ip, port]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for c in [self.miniupnpd.take(), self.coturn.take()]
+            .into_iter()
+            .flatten()
+        {
+            let mut c = c;
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in self.namespaces.drain(..).rev() {
+            let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+        }
+    }
+}
+
+/// The gateway's firewall and NAT: forward LAN→WAN and replies, masquerade
+/// LAN sources only (so STUN from the gateway itself is not NATed), and
+/// the empty chains miniupnpd fills (Debian's nft_init.sh is broken).
+const GW_RULES: &str = r#"
+table inet filter {
+  chain miniupnpd { }
+  chain prerouting_miniupnpd { }
+  chain postrouting_miniupnpd { }
+  chain forward {
+    type filter hook forward priority 0; policy drop;
+    ct state established,related accept
+    iifname "lan" oifname "wan" accept
+    jump miniupnpd
+  }
+  chain prerouting {
+    type nat hook prerouting priority -100; policy accept;
+    jump prerouting_miniupnpd
+  }
+  chain postrouting {
+    type nat hook postrouting priority 100; policy accept;
+    jump postrouting_miniupnpd
+    ip saddr 10.0.0.0/24 oifname "wan" masquerade
+  }
+}
+"#;
+
+const TCP_SERVER: &str = r#"
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(4); s.settimeout(float(sys.argv[2]))
+while True:
+    try:
+        c, _ = s.accept()
+    except socket.timeout:
+        break
+    c.sendall(b"hello-from-host\n"); c.close()
+"#;
+
+const UDP_SERVER: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1]))); s.settimeout(float(sys.argv[2]))
+while True:
+    try:
+        d, a = s.recvfrom(1500)
+    except socket.timeout:
+        break
+    s.sendto(b"hello-from-host", a)
+"#;
+
+const TCP_CLIENT: &str = r#"
+import socket, sys
+try:
+    c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2)
+    print(c.recv(100).decode().strip())
+except Exception:
+    pass
+"#;
+
+const UDP_CLIENT: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)
+try:
+    s.sendto(b"hi", (sys.argv[1], int(sys.argv[2])))
+    print(s.recvfrom(100)[0].decode().strip())
+except Exception:
+    pass
+"#;

@@ -1,0 +1,153 @@
+//! The nat-pmp MOD against a real miniupnpd in the NAT lab: map → the
+//! public peer reaches a listener behind the NAT → renew → unmap → the
+//! peer no longer gets through; and a gateway restart is detected on the
+//! next renew. The MOD runs through `p2pb mode run` inside the host's
+//! namespace, exactly as an operator would run it there.
+
+#[path = "harness/mod.rs"]
+mod harness;
+#[path = "lab/mod.rs"]
+mod lab;
+
+use lab::{GatewayOptions, Lab, Ns};
+use serde_json::Value;
+
+const GRANT: &str = "udp:send,receive@gateway:5351";
+
+/// Run one lifecycle call of the nat-pmp MOD in the host namespace.
+fn pmp(lab: &Lab, call: &str, extra: &[&str]) -> Value {
+    let component = harness::component_path("modes/nat-pmp");
+    let mut args = vec![
+        env!("CARGO_BIN_EXE_p2pb"),
+        "mode",
+        "run",
+        "--json",
+        "--grant",
+        GRANT,
+    ];
+    let path = component.to_str().unwrap().to_string();
+    args.push(&path);
+    args.push(call);
+    args.extend_from_slice(extra);
+    let out = lab.exec(Ns::Host, &args);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "p2pb printed no JSON: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn lifecycle(lab: &Lab, tcp: bool, port: u16) {
+    let transport = if tcp { "tcp" } else { "udp" };
+    let internal = format!("{}:{port}", lab::HOST_IP);
+    let mut server = lab.listen(tcp, port, 30);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+
+    let probe = pmp(lab, "probe", &[]);
+    assert_eq!(probe["ok"], true, "{probe}");
+    assert_eq!(probe["result"]["external_address"], lab::WAN_IP);
+    assert_eq!(probe["result"]["gateway"], lab::GW_LAN_IP);
+
+    let m = pmp(
+        lab,
+        "map",
+        &[
+            "--transport",
+            transport,
+            "--internal",
+            &internal,
+            "--lifetime",
+            "600",
+        ],
+    );
+    assert_eq!(m["ok"], true, "{m}");
+    let external = m["result"]["external"].as_str().unwrap().to_string();
+    assert!(external.starts_with(lab::WAN_IP), "{external}");
+    // The grant was used, and only it.
+    assert!(
+        m["audit"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["verdict"] == "allow"),
+        "{m}"
+    );
+    assert_eq!(
+        lab.reach(tcp, &external),
+        "hello-from-host",
+        "{transport} not reachable via {external}"
+    );
+
+    let mapping = m["result"].to_string();
+    let r = pmp(lab, "renew", &["--mapping", &mapping, "--lifetime", "900"]);
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["result"]["external"], external.as_str());
+
+    let u = pmp(lab, "unmap", &["--mapping", &r["result"].to_string()]);
+    assert_eq!(u["ok"], true, "{u}");
+    assert_eq!(
+        lab.reach(tcp, &external),
+        "",
+        "{transport} still reachable after unmap"
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+#[test]
+fn nat_pmp_maps_tcp_and_udp_through_a_real_gateway() {
+    let lab = Lab::up(GatewayOptions::default());
+    lifecycle(&lab, true, 4100);
+    lifecycle(&lab, false, 4200);
+    assert!(
+        !lab.gateway_rules().contains("dport 4100"),
+        "a rule was left behind"
+    );
+}
+
+#[test]
+fn nat_pmp_detects_a_gateway_restart_on_renew() {
+    let mut lab = Lab::up(GatewayOptions::default());
+    let m = pmp(
+        &lab,
+        "map",
+        &[
+            "--transport",
+            "tcp",
+            "--internal",
+            "10.0.0.2:4300",
+            "--lifetime",
+            "600",
+        ],
+    );
+    assert_eq!(m["ok"], true, "{m}");
+    // Epochs count seconds: let the gateway's grow past the RFC's 2 s
+    // allowance so a reset is distinguishable from clock skew.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    lab.restart_gateway();
+    let r = pmp(&lab, "renew", &["--mapping", &m["result"].to_string()]);
+    assert_eq!(r["ok"], false, "{r}");
+    assert_eq!(r["error"]["mode_error"], "mapping-lost", "{r}");
+    assert!(
+        r["error"]["message"].as_str().unwrap().contains("reset"),
+        "{r}"
+    );
+}
+
+#[test]
+fn nat_pmp_switched_off_is_a_clear_error() {
+    let lab = Lab::up(GatewayOptions {
+        upnp: true,
+        natpmp: false,
+    });
+    let p = pmp(&lab, "probe", &[]);
+    assert_eq!(p["ok"], false, "{p}");
+    // miniupnpd without NAT-PMP sends ICMP port unreachable: no answer.
+    let kind = p["error"]["mode_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(kind == "timeout" || kind == "unavailable", "{p}");
+}

@@ -1,0 +1,277 @@
+//! The nat-pmp MOD against scripted fake gateways on loopback: the quirks
+//! and hostile answers miniupnpd does not produce. Each ends in its specific
+//! typed error, bounded in time, with exact packet counts.
+
+#[path = "harness/mod.rs"]
+mod harness;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use p2pbroker::bindings::{MapRequest, ModeError, Transport};
+use p2pbroker::error::CallError;
+use p2pbroker::gate::Use;
+use p2pbroker::host::{Mode, ModeHost, Op, Output};
+use p2pbroker::limits::Limits;
+
+/// A fake NAT-PMP server: `script` turns each request into the datagrams
+/// to send back (from the server's socket, or from a second socket when
+/// the script says so). Stops after 32 requests or 10 s idle.
+async fn fake(
+    script: impl Fn(&[u8]) -> (Vec<Vec<u8>>, bool) + Send + 'static,
+) -> (SocketAddr, Arc<AtomicUsize>) {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let other = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = sock.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        for _ in 0..32 {
+            let Ok(Ok((n, from))) =
+                tokio::time::timeout(Duration::from_secs(10), sock.recv_from(&mut buf)).await
+            else {
+                return;
+            };
+            seen.fetch_add(1, Ordering::SeqCst);
+            let (replies, from_other) = script(&buf[..n]);
+            for r in replies {
+                let s = if from_other { &other } else { &sock };
+                let _ = s.send_to(&r, from).await;
+            }
+        }
+    });
+    (addr, count)
+}
+
+fn external_reply(epoch: u32, ip: [u8; 4]) -> Vec<u8> {
+    let mut v = vec![0, 128, 0, 0];
+    v.extend_from_slice(&epoch.to_be_bytes());
+    v.extend_from_slice(&ip);
+    v
+}
+
+fn map_reply(op: u8, epoch: u32, internal: u16, external: u16, lifetime: u32) -> Vec<u8> {
+    let mut v = vec![0, 128 + op, 0, 0];
+    v.extend_from_slice(&epoch.to_be_bytes());
+    v.extend_from_slice(&internal.to_be_bytes());
+    v.extend_from_slice(&external.to_be_bytes());
+    v.extend_from_slice(&lifetime.to_be_bytes());
+    v
+}
+
+/// A well-behaved gateway with external address 203.0.113.9 whose epoch
+/// is `epoch()` at each answer.
+fn good(
+    epoch: impl Fn() -> u32 + Send + 'static,
+) -> impl Fn(&[u8]) -> (Vec<Vec<u8>>, bool) + Send + 'static {
+    move |req| match req {
+        [0, 0] => (vec![external_reply(epoch(), [203, 0, 113, 9])], false),
+        [0, op, _, _, i0, i1, e0, e1, l0, l1, l2, l3] => {
+            let lifetime = u32::from_be_bytes([*l0, *l1, *l2, *l3]);
+            let ext = if lifetime == 0 {
+                0
+            } else {
+                u16::from_be_bytes([*e0, *e1])
+            };
+            (
+                vec![map_reply(
+                    *op,
+                    epoch(),
+                    u16::from_be_bytes([*i0, *i1]),
+                    ext,
+                    lifetime,
+                )],
+                false,
+            )
+        }
+        _ => (vec![], false),
+    }
+}
+
+async fn mode(host: &ModeHost, gw: SocketAddr) -> Mode {
+    let grant = format!("udp:send,receive@{gw}");
+    let port = gw.port().to_string();
+    let limits = Limits {
+        timeout_ms: 5_000,
+        ..Limits::default()
+    };
+    harness::load(
+        host,
+        "modes/nat-pmp",
+        harness::spec(
+            &[&grant],
+            &[
+                ("gateway", "127.0.0.1"),
+                ("port", &port),
+                ("timeout_ms", "800"),
+            ],
+            limits,
+        ),
+    )
+    .await
+}
+
+fn request(port: u16) -> MapRequest {
+    MapRequest {
+        transport: Transport::Udp,
+        internal: SocketAddr::from(([10, 0, 0, 2], port)).into(),
+        external_port: None,
+        lifetime: 600,
+        permanent_allowed: false,
+        probe_state: vec![],
+    }
+}
+
+fn mode_error(r: &Result<Output, CallError>) -> &ModeError {
+    match r {
+        Err(CallError::Mode(e)) => e,
+        other => panic!("expected a mode error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn map_renew_unmap_against_a_scripted_gateway_with_exact_packet_counts() {
+    let (host, _) = harness::host();
+    let (gw, count) = fake(good(|| 100)).await;
+    let m = mode(&host, gw).await;
+    let Ok(Output::Mapping(mapping)) = m.call(Op::Map(request(4000))).await.result else {
+        panic!()
+    };
+    let ext: SocketAddr = mapping.external.into();
+    assert_eq!(ext, "203.0.113.9:4000".parse().unwrap());
+    // Cold map: external-address request + map request.
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+    let r = m.call(Op::Renew(mapping.clone(), 900)).await;
+    assert!(r.result.is_ok(), "{:?}", r.result);
+    // Renew: epoch check + map request.
+    assert_eq!(count.load(Ordering::SeqCst), 4);
+    assert!(m.call(Op::Unmap(mapping)).await.result.is_ok());
+    assert_eq!(count.load(Ordering::SeqCst), 5);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_epoch_that_goes_back_is_a_lost_mapping() {
+    let (host, _) = harness::host();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    // Epoch 100000 at map time, then 3: the gateway rebooted.
+    let (gw, _) = fake(good(move || {
+        if c.fetch_add(1, Ordering::SeqCst) < 2 {
+            100_000
+        } else {
+            3
+        }
+    }))
+    .await;
+    let m = mode(&host, gw).await;
+    let Ok(Output::Mapping(mapping)) = m.call(Op::Map(request(4000))).await.result else {
+        panic!()
+    };
+    let r = m.call(Op::Renew(mapping, 600)).await;
+    assert!(
+        matches!(mode_error(&r.result), ModeError::MappingLost(m) if m.contains("reset")),
+        "{:?}",
+        r.result
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn result_codes_are_typed() {
+    let (host, _) = harness::host();
+    for (code, check) in [
+        (
+            2u8,
+            (|e: &ModeError| matches!(e, ModeError::Denied(_))) as fn(&ModeError) -> bool,
+        ),
+        (3, |e| matches!(e, ModeError::Unavailable(_))),
+        (4, |e| matches!(e, ModeError::Conflict(_))),
+        (1, |e| matches!(e, ModeError::Unsupported(_))),
+        (99, |e| matches!(e, ModeError::Protocol(_))),
+    ] {
+        let (gw, _) = fake(move |_| (vec![vec![0, 128, 0, code]], false)).await;
+        let r = mode(&host, gw).await.call(Op::Probe).await;
+        assert!(check(mode_error(&r.result)), "code {code}: {:?}", r.result);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_truncated_answer_is_a_protocol_error() {
+    let (host, _) = harness::host();
+    let (gw, _) = fake(|_| (vec![vec![0, 128, 0, 0, 0, 0]], false)).await;
+    let r = mode(&host, gw).await.call(Op::Probe).await;
+    assert!(
+        matches!(mode_error(&r.result), ModeError::Protocol(m) if m.contains("Truncated")),
+        "{:?}",
+        r.result
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stray_answers_are_ignored_until_the_real_one() {
+    let (host, _) = harness::host();
+    // A late map response and a non-NAT-PMP datagram arrive first.
+    let (gw, count) = fake(|_| {
+        (
+            vec![
+                map_reply(1, 5, 1, 1, 1),
+                b"junk".to_vec(),
+                external_reply(7, [203, 0, 113, 9]),
+            ],
+            false,
+        )
+    })
+    .await;
+    let r = mode(&host, gw).await.call(Op::Probe).await;
+    assert!(
+        matches!(r.result, Ok(Output::Probe(ref p)) if p.detail.contains("203.0.113.9")),
+        "{:?}",
+        r.result
+    );
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_from_another_address_is_dropped_and_audited() {
+    let (host, _) = harness::host();
+    let (gw, count) = fake(|_| (vec![external_reply(7, [203, 0, 113, 9])], true)).await;
+    let r = mode(&host, gw).await.call(Op::Probe).await;
+    match r.result {
+        Err(CallError::Denied {
+            use_: Use::Receive,
+            address,
+            ..
+        }) => assert_ne!(address, gw),
+        other => panic!("{other:?}"),
+    }
+    // Probe budget 250 ms: one attempt, no retransmission storm.
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn silence_is_a_timeout_after_the_rfc_retransmissions() {
+    let (host, _) = harness::host();
+    let (gw, count) = fake(|_| (vec![], false)).await;
+    let r = mode(&host, gw).await.call(Op::Map(request(4000))).await;
+    assert!(
+        matches!(mode_error(&r.result), ModeError::Timeout(_)),
+        "{:?}",
+        r.result
+    );
+    // 800 ms budget: attempts at 0, 250 and 750 ms (RFC 6886 §3.1).
+    assert_eq!(count.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gateway_without_an_external_address_cannot_map() {
+    let (host, _) = harness::host();
+    let (gw, _) = fake(|_| (vec![external_reply(7, [0, 0, 0, 0])], false)).await;
+    let r = mode(&host, gw).await.call(Op::Map(request(4000))).await;
+    assert!(
+        matches!(mode_error(&r.result), ModeError::Unavailable(_)),
+        "{:?}",
+        r.result
+    );
+}
