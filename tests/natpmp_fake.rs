@@ -8,43 +8,12 @@ mod harness;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use p2pbroker::bindings::{MapRequest, ModeError, Transport};
 use p2pbroker::error::CallError;
 use p2pbroker::gate::Use;
 use p2pbroker::host::{Mode, ModeHost, Op, Output};
 use p2pbroker::limits::Limits;
-
-/// A fake NAT-PMP server: `script` turns each request into the datagrams
-/// to send back (from the server's socket, or from a second socket when
-/// the script says so). Stops after 32 requests or 10 s idle.
-async fn fake(
-    script: impl Fn(&[u8]) -> (Vec<Vec<u8>>, bool) + Send + 'static,
-) -> (SocketAddr, Arc<AtomicUsize>) {
-    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let other = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = sock.local_addr().unwrap();
-    let count = Arc::new(AtomicUsize::new(0));
-    let seen = count.clone();
-    tokio::spawn(async move {
-        let mut buf = [0u8; 1500];
-        for _ in 0..32 {
-            let Ok(Ok((n, from))) =
-                tokio::time::timeout(Duration::from_secs(10), sock.recv_from(&mut buf)).await
-            else {
-                return;
-            };
-            seen.fetch_add(1, Ordering::SeqCst);
-            let (replies, from_other) = script(&buf[..n]);
-            for r in replies {
-                let s = if from_other { &other } else { &sock };
-                let _ = s.send_to(&r, from).await;
-            }
-        }
-    });
-    (addr, count)
-}
 
 fn external_reply(epoch: u32, ip: [u8; 4]) -> Vec<u8> {
     let mut v = vec![0, 128, 0, 0];
@@ -135,7 +104,7 @@ fn mode_error(r: &Result<Output, CallError>) -> &ModeError {
 #[tokio::test(flavor = "multi_thread")]
 async fn map_renew_unmap_against_a_scripted_gateway_with_exact_packet_counts() {
     let (host, _) = harness::host();
-    let (gw, count) = fake(good(|| 100)).await;
+    let (gw, count) = harness::fake_udp(good(|| 100)).await;
     let m = mode(&host, gw).await;
     let Ok(Output::Mapping(mapping)) = m.call(Op::Map(request(4000))).await.result else {
         panic!()
@@ -158,7 +127,7 @@ async fn an_epoch_that_goes_back_is_a_lost_mapping() {
     let calls = Arc::new(AtomicUsize::new(0));
     let c = calls.clone();
     // Epoch 100000 at map time, then 3: the gateway rebooted.
-    let (gw, _) = fake(good(move || {
+    let (gw, _) = harness::fake_udp(good(move || {
         if c.fetch_add(1, Ordering::SeqCst) < 2 {
             100_000
         } else {
@@ -191,7 +160,7 @@ async fn result_codes_are_typed() {
         (1, |e| matches!(e, ModeError::Unsupported(_))),
         (99, |e| matches!(e, ModeError::Protocol(_))),
     ] {
-        let (gw, _) = fake(move |_| (vec![vec![0, 128, 0, code]], false)).await;
+        let (gw, _) = harness::fake_udp(move |_| (vec![vec![0, 128, 0, code]], false)).await;
         let r = mode(&host, gw).await.call(Op::Probe).await;
         assert!(check(mode_error(&r.result)), "code {code}: {:?}", r.result);
     }
@@ -200,7 +169,7 @@ async fn result_codes_are_typed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_truncated_answer_is_a_protocol_error() {
     let (host, _) = harness::host();
-    let (gw, _) = fake(|_| (vec![vec![0, 128, 0, 0, 0, 0]], false)).await;
+    let (gw, _) = harness::fake_udp(|_| (vec![vec![0, 128, 0, 0, 0, 0]], false)).await;
     let r = mode(&host, gw).await.call(Op::Probe).await;
     assert!(
         matches!(mode_error(&r.result), ModeError::Protocol(m) if m.contains("Truncated")),
@@ -213,7 +182,7 @@ async fn a_truncated_answer_is_a_protocol_error() {
 async fn stray_answers_are_ignored_until_the_real_one() {
     let (host, _) = harness::host();
     // A late map response and a non-NAT-PMP datagram arrive first.
-    let (gw, count) = fake(|_| {
+    let (gw, count) = harness::fake_udp(|_| {
         (
             vec![
                 map_reply(1, 5, 1, 1, 1),
@@ -236,7 +205,8 @@ async fn stray_answers_are_ignored_until_the_real_one() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_answer_from_another_address_is_dropped_and_audited() {
     let (host, _) = harness::host();
-    let (gw, count) = fake(|_| (vec![external_reply(7, [203, 0, 113, 9])], true)).await;
+    let (gw, count) =
+        harness::fake_udp(|_| (vec![external_reply(7, [203, 0, 113, 9])], true)).await;
     let r = mode(&host, gw).await.call(Op::Probe).await;
     match r.result {
         Err(CallError::Denied {
@@ -253,7 +223,7 @@ async fn an_answer_from_another_address_is_dropped_and_audited() {
 #[tokio::test(flavor = "multi_thread")]
 async fn silence_is_a_timeout_after_the_rfc_retransmissions() {
     let (host, _) = harness::host();
-    let (gw, count) = fake(|_| (vec![], false)).await;
+    let (gw, count) = harness::fake_udp(|_| (vec![], false)).await;
     let r = mode(&host, gw).await.call(Op::Map(request(4000))).await;
     assert!(
         matches!(mode_error(&r.result), ModeError::Timeout(_)),
@@ -267,7 +237,7 @@ async fn silence_is_a_timeout_after_the_rfc_retransmissions() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_gateway_without_an_external_address_cannot_map() {
     let (host, _) = harness::host();
-    let (gw, _) = fake(|_| (vec![external_reply(7, [0, 0, 0, 0])], false)).await;
+    let (gw, _) = harness::fake_udp(|_| (vec![external_reply(7, [0, 0, 0, 0])], false)).await;
     let r = mode(&host, gw).await.call(Op::Map(request(4000))).await;
     assert!(
         matches!(mode_error(&r.result), ModeError::Unavailable(_)),

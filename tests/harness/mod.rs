@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -142,4 +143,34 @@ pub async fn tcp_peer() -> SocketAddr {
         }
     });
     addr
+}
+
+/// A scripted fake UDP server (a fake gateway): `script` turns each request into the datagrams
+/// to send back (from the server's socket, or from a second socket when
+/// the script says so). Stops after 32 requests or 10 s idle.
+pub async fn fake_udp(
+    script: impl Fn(&[u8]) -> (Vec<Vec<u8>>, bool) + Send + 'static,
+) -> (SocketAddr, Arc<AtomicUsize>) {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let other = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = sock.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        for _ in 0..32 {
+            let Ok(Ok((n, from))) =
+                tokio::time::timeout(Duration::from_secs(10), sock.recv_from(&mut buf)).await
+            else {
+                return;
+            };
+            seen.fetch_add(1, Ordering::SeqCst);
+            let (replies, from_other) = script(&buf[..n]);
+            for r in replies {
+                let s = if from_other { &other } else { &sock };
+                let _ = s.send_to(&r, from).await;
+            }
+        }
+    });
+    (addr, count)
 }

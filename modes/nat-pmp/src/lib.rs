@@ -16,9 +16,9 @@ use core::time::Duration;
 
 use p2pbroker_mode_sdk::addr::{from_ip, from_socket, to_socket};
 use p2pbroker_mode_sdk::classify::class_name;
-use p2pbroker_mode_sdk::clock::{Deadline, unix_seconds};
+use p2pbroker_mode_sdk::clock::unix_seconds;
 use p2pbroker_mode_sdk::host;
-use p2pbroker_mode_sdk::net::{NetError, UdpSocket};
+use p2pbroker_mode_sdk::net::{self, Reply};
 use p2pbroker_mode_sdk::{
     AddressClass, MapRequest, Mapping, Mode, ModeError, ModeInfo, ProbeReport, Transport, classify,
 };
@@ -31,9 +31,7 @@ const DEFAULT_TIMEOUT_MS: u64 = 2000;
 const DEFAULT_PROBE_TIMEOUT_MS: u64 = 250;
 
 fn config_ms(key: &str, default: u64) -> u64 {
-    host::config(key)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    host::config_or(key, default)
 }
 
 fn gateway() -> Result<Ipv4Addr, ModeError> {
@@ -73,47 +71,29 @@ pub fn pmp_error(e: PmpError) -> ModeError {
 
 /// Send `request` to the gateway and wait for a reply `parse` accepts,
 /// retransmitting on the RFC 6886 schedule until `budget` is spent.
-/// Datagrams from other sources, or that are not the awaited response
-/// (stray or late replies), are ignored.
+/// Replies that are not the awaited response (stray or late ones) are
+/// ignored; only the gateway's address is listened to.
 fn exchange<T>(
     gw: Ipv4Addr,
     request: &[u8],
     budget: Duration,
     parse: impl Fn(&[u8]) -> Result<T, PmpError>,
 ) -> Result<T, ModeError> {
-    let port = host::config("port")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(proto::PMP_PORT);
+    let port = host::config_or("port", proto::PMP_PORT);
     let to = SocketAddr::new(IpAddr::V4(gw), port);
-    let sock = UdpSocket::bind("0.0.0.0:0".parse().expect("literal"))?;
-    let overall = Deadline::after(budget);
-    let mut buf = [0u8; 1100];
-    for attempt in 0.. {
-        let Some(wait) = proto::retransmit_after_ms(attempt) else {
-            break;
-        };
-        let Some(left) = overall.remaining() else {
-            break;
-        };
-        sock.send_to(request, to)?;
-        let this_try = Deadline::after(Duration::from_millis(wait).min(left));
-        loop {
-            match sock.recv_until(&mut buf, this_try) {
-                Ok((n, from)) if from == to => match parse(&buf[..n]) {
-                    Ok(v) => return Ok(v),
-                    Err(PmpError::Opcode { .. } | PmpError::Version(_)) => continue,
-                    Err(e) => return Err(pmp_error(e)),
-                },
-                Ok(_) => continue,
-                Err(NetError::Timeout) => break,
-                Err(e) => return Err(e.into()),
-            }
-        }
+    let schedule = |n| proto::retransmit_after_ms(n).map(Duration::from_millis);
+    let result = net::exchange(to, request, schedule, budget, |b| match parse(b) {
+        Ok(v) => Reply::Accept(v),
+        Err(PmpError::Opcode { .. } | PmpError::Version(_)) => Reply::Ignore,
+        Err(e) => Reply::Fail(pmp_error(e)),
+    });
+    match result {
+        Err(ModeError::Timeout(_)) => Err(ModeError::Timeout(format!(
+            "no NAT-PMP answer from {to} within {} ms",
+            budget.as_millis()
+        ))),
+        other => other,
     }
-    Err(ModeError::Timeout(format!(
-        "no NAT-PMP answer from {to} within {} ms",
-        budget.as_millis()
-    )))
 }
 
 fn external_address(gw: Ipv4Addr, budget: Duration) -> Result<proto::PmpExternal, ModeError> {

@@ -38,6 +38,12 @@ pub fn config(key: &str) -> Option<String> {
     broker::config(key)
 }
 
+/// This MOD's config value for `key` parsed as `T`, or `default` when it
+/// is absent or does not parse.
+pub fn config_or<T: core::str::FromStr>(key: &str, default: T) -> T {
+    config(key).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
 /// Log at debug level.
 pub fn debug(msg: &str) {
     broker::log(Level::Debug, msg)

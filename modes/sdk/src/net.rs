@@ -268,3 +268,53 @@ impl TcpStream {
         }
     }
 }
+
+/// What a request/response exchange makes of one datagram.
+#[derive(Debug)]
+pub enum Reply<T, E> {
+    /// The awaited answer.
+    Accept(T),
+    /// Not ours (stray, late or foreign): keep waiting.
+    Ignore,
+    /// A definite failure: stop.
+    Fail(E),
+}
+
+/// Send `request` to `to` from an ephemeral port and wait for an answer
+/// `judge` accepts, retransmitting after `schedule(n)` for attempt `n`
+/// (`None`: no more attempts) until `budget` is spent. Only datagrams from
+/// `to` are judged. Gives `Err(Timeout)` when nothing was accepted.
+pub fn exchange<T, E: From<NetError>>(
+    to: SocketAddr,
+    request: &[u8],
+    schedule: impl Fn(u32) -> Option<Duration>,
+    budget: Duration,
+    mut judge: impl FnMut(&[u8]) -> Reply<T, E>,
+) -> Result<T, E> {
+    let any: SocketAddr = match to {
+        SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+        SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
+    };
+    let sock = UdpSocket::bind(any)?;
+    let overall = Deadline::after(budget);
+    let mut buf = [0u8; 1500];
+    let mut attempt = 0;
+    while let (Some(wait), Some(left)) = (schedule(attempt), overall.remaining()) {
+        attempt += 1;
+        sock.send_to(request, to)?;
+        let this_try = Deadline::after(wait.min(left));
+        loop {
+            match sock.recv_until(&mut buf, this_try) {
+                Ok((n, from)) if from == to => match judge(&buf[..n]) {
+                    Reply::Accept(v) => return Ok(v),
+                    Reply::Ignore => continue,
+                    Reply::Fail(e) => return Err(e),
+                },
+                Ok(_) => continue,
+                Err(NetError::Timeout) => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Err(NetError::Timeout.into())
+}

@@ -1,7 +1,7 @@
-//! The nat-pmp MOD against a real miniupnpd in the NAT lab: map → the
-//! public peer reaches a listener behind the NAT → renew → unmap → the
-//! peer no longer gets through; and a gateway restart is detected on the
-//! next renew. The MOD runs through `p2pb mode run` inside the host's
+//! The port-mapping MODs (nat-pmp, pcp) against a real miniupnpd in the
+//! NAT lab: map → the public peer reaches a listener behind the NAT →
+//! renew → unmap → the peer no longer gets through; and a gateway restart
+//! is detected on the next renew. The MOD runs through `p2pb mode run` inside the host's
 //! namespace, exactly as an operator would run it there.
 
 #[path = "harness/mod.rs"]
@@ -14,9 +14,12 @@ use serde_json::Value;
 
 const GRANT: &str = "udp:send,receive@gateway:5351";
 
-/// Run one lifecycle call of the nat-pmp MOD in the host namespace.
-fn pmp(lab: &Lab, call: &str, extra: &[&str]) -> Value {
-    let component = harness::component_path("modes/nat-pmp");
+const NAT_PMP: &str = "modes/nat-pmp";
+const PCP: &str = "modes/pcp";
+
+/// Run one lifecycle call of the MOD built from `rel` in the host namespace.
+fn call(lab: &Lab, rel: &str, call: &str, extra: &[&str]) -> Value {
+    let component = harness::component_path(rel);
     let mut args = vec![
         env!("CARGO_BIN_EXE_p2pb"),
         "mode",
@@ -39,19 +42,22 @@ fn pmp(lab: &Lab, call: &str, extra: &[&str]) -> Value {
     })
 }
 
-fn lifecycle(lab: &Lab, tcp: bool, port: u16) {
+fn lifecycle(lab: &Lab, rel: &str, tcp: bool, port: u16) {
     let transport = if tcp { "tcp" } else { "udp" };
     let internal = format!("{}:{port}", lab::HOST_IP);
     let mut server = lab.listen(tcp, port, 30);
     std::thread::sleep(std::time::Duration::from_millis(300));
 
-    let probe = pmp(lab, "probe", &[]);
+    let probe = call(lab, rel, "probe", &[]);
     assert_eq!(probe["ok"], true, "{probe}");
-    assert_eq!(probe["result"]["external_address"], lab::WAN_IP);
     assert_eq!(probe["result"]["gateway"], lab::GW_LAN_IP);
+    if rel == NAT_PMP {
+        assert_eq!(probe["result"]["external_address"], lab::WAN_IP);
+    }
 
-    let m = pmp(
+    let m = call(
         lab,
+        rel,
         "map",
         &[
             "--transport",
@@ -81,11 +87,16 @@ fn lifecycle(lab: &Lab, tcp: bool, port: u16) {
     );
 
     let mapping = m["result"].to_string();
-    let r = pmp(lab, "renew", &["--mapping", &mapping, "--lifetime", "900"]);
+    let r = call(
+        lab,
+        rel,
+        "renew",
+        &["--mapping", &mapping, "--lifetime", "900"],
+    );
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(r["result"]["external"], external.as_str());
 
-    let u = pmp(lab, "unmap", &["--mapping", &r["result"].to_string()]);
+    let u = call(lab, rel, "unmap", &["--mapping", &r["result"].to_string()]);
     assert_eq!(u["ok"], true, "{u}");
     assert_eq!(
         lab.reach(tcp, &external),
@@ -99,35 +110,59 @@ fn lifecycle(lab: &Lab, tcp: bool, port: u16) {
 #[test]
 fn nat_pmp_maps_tcp_and_udp_through_a_real_gateway() {
     let lab = Lab::up(GatewayOptions::default());
-    lifecycle(&lab, true, 4100);
-    lifecycle(&lab, false, 4200);
+    lifecycle(&lab, NAT_PMP, true, 4100);
+    lifecycle(&lab, NAT_PMP, false, 4200);
+    let rules = lab.gateway_rules();
     assert!(
-        !lab.gateway_rules().contains("dport 4100"),
-        "a rule was left behind"
+        !rules.contains("dport 4100") && !rules.contains("dport 4200"),
+        "left behind: {rules}"
+    );
+}
+
+#[test]
+fn pcp_maps_tcp_and_udp_through_a_real_gateway() {
+    let lab = Lab::up(GatewayOptions::default());
+    lifecycle(&lab, PCP, true, 4400);
+    lifecycle(&lab, PCP, false, 4500);
+    let rules = lab.gateway_rules();
+    assert!(
+        !rules.contains("dport 4400") && !rules.contains("dport 4500"),
+        "left behind: {rules}"
     );
 }
 
 #[test]
 fn nat_pmp_detects_a_gateway_restart_on_renew() {
+    restart_is_detected(NAT_PMP, 4300);
+}
+
+#[test]
+fn pcp_detects_a_gateway_restart_on_renew() {
+    restart_is_detected(PCP, 4600);
+}
+
+fn restart_is_detected(rel: &str, port: u16) {
     let mut lab = Lab::up(GatewayOptions::default());
-    let m = pmp(
+    let internal = format!("{}:{port}", lab::HOST_IP);
+    let m = call(
         &lab,
+        rel,
         "map",
         &[
             "--transport",
             "tcp",
             "--internal",
-            "10.0.0.2:4300",
+            &internal,
             "--lifetime",
             "600",
         ],
     );
     assert_eq!(m["ok"], true, "{m}");
-    // Epochs count seconds: let the gateway's grow past the RFC's 2 s
+    // Epochs count seconds: let the gateway's grow past the RFCs' 2 s
     // allowance so a reset is distinguishable from clock skew.
     std::thread::sleep(std::time::Duration::from_secs(4));
     lab.restart_gateway();
-    let r = pmp(&lab, "renew", &["--mapping", &m["result"].to_string()]);
+    let r = call(&lab, rel, "renew", &["--mapping", &m["result"].to_string()]);
     assert_eq!(r["ok"], false, "{r}");
     assert_eq!(r["error"]["mode_error"], "mapping-lost", "{r}");
     assert!(
@@ -142,7 +177,7 @@ fn nat_pmp_switched_off_is_a_clear_error() {
         upnp: true,
         natpmp: false,
     });
-    let p = pmp(&lab, "probe", &[]);
+    let p = call(&lab, NAT_PMP, "probe", &[]);
     assert_eq!(p["ok"], false, "{p}");
     // miniupnpd without NAT-PMP sends ICMP port unreachable: no answer.
     let kind = p["error"]["mode_error"]
