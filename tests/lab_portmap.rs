@@ -186,3 +186,65 @@ fn nat_pmp_switched_off_is_a_clear_error() {
         .to_string();
     assert!(kind == "timeout" || kind == "unavailable", "{p}");
 }
+
+#[test]
+fn a_static_forward_declared_by_the_administrator_is_reachable() {
+    let lab = Lab::up(GatewayOptions::default());
+    // The administrator's own forward on the edge, outside miniupnpd's chains.
+    lab.must(
+        Ns::Gw,
+        &[
+            "nft",
+            "insert",
+            "rule",
+            "inet",
+            "filter",
+            "prerouting",
+            "iifname",
+            "wan",
+            "tcp",
+            "dport",
+            "7000",
+            "dnat",
+            "ip",
+            "to",
+            "10.0.0.2:7000",
+        ],
+    );
+    lab.must(
+        Ns::Gw,
+        &[
+            "nft", "insert", "rule", "inet", "filter", "forward", "ip", "daddr", "10.0.0.2", "tcp",
+            "dport", "7000", "accept",
+        ],
+    );
+    let mut server = lab.listen(true, 7000, 30);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let component = harness::component_path("modes/static");
+    let forwards = format!("tcp {}:7000 -> {}:7000", lab::WAN_IP, lab::HOST_IP);
+    let config = format!("forwards={forwards}");
+    let out = lab.exec(
+        Ns::Host,
+        &[
+            env!("CARGO_BIN_EXE_p2pb"),
+            "mode",
+            "run",
+            "--json",
+            "--config",
+            &config,
+            component.to_str().unwrap(),
+            "map",
+            "--transport",
+            "tcp",
+            "--internal",
+            "0.0.0.0:7000",
+        ],
+    );
+    let m: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(m["ok"], true, "{m}");
+    let external = m["result"]["external"].as_str().unwrap();
+    assert_eq!(external, format!("{}:7000", lab::WAN_IP));
+    assert_eq!(lab.reach(true, external), "hello-from-host");
+    let _ = server.kill();
+    let _ = server.wait();
+}
