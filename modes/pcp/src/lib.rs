@@ -47,42 +47,12 @@ fn server() -> Result<IpAddr, ModeError> {
         .ok_or_else(|| ModeError::Unavailable("no default gateway".into()))
 }
 
-/// Our own address towards `server`: the local address on its subnet
-/// (PCP servers check it against the packet's source, RFC 6887 §8.3).
+/// Our own address towards `server` (PCP servers check it against the
+/// packet's source, RFC 6887 §8.3).
 fn client_address(server: IpAddr) -> Result<IpAddr, ModeError> {
-    let addrs = host::local_addresses();
-    let same_subnet = addrs.iter().find(|a| {
-        let bits = u32::from(a.prefix_len);
-        match (a.address, server) {
-            (IpAddr::V4(a4), IpAddr::V4(s4)) if bits <= 32 => {
-                let mask = if bits == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - bits)
-                };
-                u32::from(a4) & mask == u32::from(s4) & mask
-            }
-            (IpAddr::V6(a6), IpAddr::V6(s6)) if bits <= 128 => {
-                let mask = if bits == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - bits)
-                };
-                u128::from(a6) & mask == u128::from(s6) & mask
-            }
-            _ => false,
-        }
-    });
-    same_subnet
-        .or_else(|| {
-            addrs
-                .iter()
-                .find(|a| a.address.is_ipv4() == server.is_ipv4())
-        })
-        .map(|a| a.address)
-        .ok_or_else(|| {
-            ModeError::Unavailable(format!("no local address to reach PCP server {server}"))
-        })
+    host::local_address_towards(server).ok_or_else(|| {
+        ModeError::Unavailable(format!("no local address to reach PCP server {server}"))
+    })
 }
 
 /// Map a PCP failure to the contract's error.

@@ -33,6 +33,34 @@ pub fn local_addresses() -> Vec<LocalAddress> {
         .collect()
 }
 
+/// Whether `ip` is inside `net/prefix_len` (pure).
+pub fn in_subnet(ip: IpAddr, net: IpAddr, prefix_len: u8) -> bool {
+    let bits = u32::from(prefix_len);
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) if bits <= 32 => {
+            let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) if bits <= 128 => {
+            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+/// This host's address towards `peer`: the local address on `peer`'s
+/// subnet, else the first of the same family. (Gateways check it: PCP's
+/// client address, UPnP's NewInternalClient.)
+pub fn local_address_towards(peer: IpAddr) -> Option<IpAddr> {
+    let addrs = local_addresses();
+    addrs
+        .iter()
+        .find(|a| in_subnet(a.address, peer, a.prefix_len))
+        .or_else(|| addrs.iter().find(|a| a.address.is_ipv4() == peer.is_ipv4()))
+        .map(|a| a.address)
+}
+
 /// This MOD's config value for `key`, from the policy.
 pub fn config(key: &str) -> Option<String> {
     broker::config(key)
@@ -72,4 +100,20 @@ pub fn random_bytes(n: u64) -> Vec<u8> {
 /// A cryptographically secure random `u64`.
 pub fn random_u64() -> u64 {
     crate::bindings::wasi::random::random::get_random_u64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnets() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(in_subnet(ip("10.0.0.7"), ip("10.0.0.1"), 24));
+        assert!(!in_subnet(ip("10.0.1.7"), ip("10.0.0.1"), 24));
+        assert!(in_subnet(ip("1.2.3.4"), ip("9.9.9.9"), 0));
+        assert!(in_subnet(ip("2001:db8::5"), ip("2001:db8::1"), 64));
+        assert!(!in_subnet(ip("2001:db8::5"), ip("10.0.0.1"), 8));
+        assert!(!in_subnet(ip("10.0.0.1"), ip("10.0.0.1"), 33));
+    }
 }

@@ -1,0 +1,236 @@
+//! The `upnp-igd` MOD: port mappings through a UPnP Internet Gateway Device
+//! (WANIPConnection:1 and :2, WANPPPConnection:1).
+//!
+//! Codecs are pure ([`ssdp`], [`http`], [`xml`], [`igd`]); the transport
+//! glue is in [`wire`]. Discovery sends M-SEARCH and takes the first
+//! complete answer plus a short grace period for other gateways, instead of
+//! a fixed multi-second wait. A gateway whose external address is private,
+//! shared (CGNAT) or reserved is reported as a non-routable gateway, not as
+//! "no gateway". The MOD never asks for external port 0 or a wildcard.
+//!
+//! Grants: `udp:send@ssdp`, `udp:receive@lan:1900`, `tcp:connect@lan:1-65535`.
+//! Config: `timeout_ms` (default 2000), `probe_timeout_ms` (default 250),
+//! `location` (a root description URL: skips discovery).
+
+pub mod http;
+pub mod igd;
+pub mod ssdp;
+pub mod wire;
+pub mod xml;
+
+use core::net::{IpAddr, SocketAddr};
+use core::time::Duration;
+
+use igd::{Gateway, MapArgs};
+use p2pbroker_mode_sdk::addr::{from_ip, from_socket, to_socket};
+use p2pbroker_mode_sdk::classify::class_name;
+use p2pbroker_mode_sdk::clock::Deadline;
+use p2pbroker_mode_sdk::host;
+use p2pbroker_mode_sdk::{
+    AddressClass, MapRequest, Mapping, Mode, ModeError, ModeInfo, ProbeReport, Transport, classify,
+};
+
+const DEFAULT_TIMEOUT_MS: u64 = 2_000;
+const DEFAULT_PROBE_TIMEOUT_MS: u64 = 250;
+/// How many other external ports to try after 718 ConflictInMappingEntry.
+const CONFLICT_RETRIES: u32 = 8;
+
+fn budget(key: &str, default: u64) -> Deadline {
+    Deadline::after(Duration::from_millis(host::config_or(key, default)))
+}
+
+/// Find a gateway: from config `location`, or by SSDP. Among several,
+/// prefer one with a globally routable external address.
+fn find_gateway(deadline: Deadline) -> Result<(Gateway, IpAddr), ModeError> {
+    let locations = match host::config("location") {
+        Some(l) => vec![l],
+        None => wire::discover(deadline)?,
+    };
+    let mut best: Option<(Gateway, IpAddr)> = None;
+    let mut reasons = Vec::new();
+    for loc in locations.iter().take(4) {
+        match wire::describe(loc, deadline)
+            .and_then(|gw| wire::external_ip(&gw, deadline).map(|ip| (gw, ip)))
+        {
+            Ok((gw, ip)) if classify(ip) == AddressClass::Global => return Ok((gw, ip)),
+            Ok(found) => best = best.or(Some(found)),
+            Err(e) => reasons.push(format!("{loc}: {}", igd::message(&e))),
+        }
+    }
+    best.ok_or_else(|| ModeError::Unavailable(format!("no usable IGD ({})", reasons.join("; "))))
+}
+
+fn gateway_from_state(state: &[u8], deadline: Deadline) -> Result<(Gateway, IpAddr), ModeError> {
+    match Gateway::decode(state) {
+        Some(gw) => {
+            let ip = wire::external_ip(&gw, deadline)?;
+            Ok((gw, ip))
+        }
+        None => find_gateway(deadline),
+    }
+}
+
+fn protocol(t: Transport) -> &'static str {
+    match t {
+        Transport::Tcp => "TCP",
+        Transport::Udp => "UDP",
+    }
+}
+
+struct UpnpIgd;
+
+impl Mode for UpnpIgd {
+    fn info() -> ModeInfo {
+        ModeInfo {
+            name: "upnp-igd".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            summary: "UPnP IGD port mappings (WANIPConnection:1/2, WANPPPConnection:1)".into(),
+        }
+    }
+
+    fn probe() -> Result<ProbeReport, ModeError> {
+        let (gw, ip) = find_gateway(budget("probe_timeout_ms", DEFAULT_PROBE_TIMEOUT_MS))?;
+        let class = classify(ip);
+        let mut detail = format!(
+            "IGD {} ({}), external address {ip} ({})",
+            gw.control_url(),
+            gw.service_type,
+            class_name(class)
+        );
+        if class != AddressClass::Global {
+            detail.push_str(": non-routable gateway (double NAT or CGNAT)");
+        }
+        detail.truncate(1000);
+        Ok(ProbeReport {
+            gateway: Some(from_ip(gw.control.addr.ip())),
+            external_address: Some(from_ip(ip)),
+            external_class: Some(class),
+            detail,
+            state: gw.encode(),
+        })
+    }
+
+    fn map(request: MapRequest) -> Result<Mapping, ModeError> {
+        let deadline = budget("timeout_ms", DEFAULT_TIMEOUT_MS);
+        let (gw, ext_ip) = gateway_from_state(&request.probe_state, deadline)?;
+        let internal = to_socket(&request.internal);
+        let client = if internal.ip().is_unspecified() {
+            host::local_address_towards(gw.control.addr.ip())
+                .ok_or_else(|| ModeError::Unavailable("no local address towards the IGD".into()))?
+        } else {
+            internal.ip()
+        };
+        let mut args = MapArgs {
+            protocol: protocol(request.transport),
+            external_port: request.external_port.unwrap_or(internal.port()),
+            internal_client: client,
+            internal_port: internal.port(),
+            lease: request.lifetime,
+        };
+        let mut tries = 0;
+        let granted_port = loop {
+            match wire::add_mapping(&gw, &args, deadline) {
+                Ok(port) => break port,
+                Err(igd::IgdError::Upnp(718, _))
+                    if tries < CONFLICT_RETRIES && request.external_port.is_none() =>
+                {
+                    // Someone holds that port: pick another, never 0.
+                    tries += 1;
+                    args.external_port = 1024 + (host::random_u64() % (65535 - 1024)) as u16;
+                }
+                Err(igd::IgdError::Upnp(725, _))
+                    if args.lease != 0 && request.permanent_allowed =>
+                {
+                    host::warn(
+                        "gateway grants only permanent leases (725); policy allows it: the broker deletes it on release",
+                    );
+                    args.lease = 0;
+                }
+                Err(e) => return Err(igd::to_mode_error(e)),
+            }
+        };
+        let state = igd::MappingState {
+            gateway: gw,
+            args: MapArgs {
+                external_port: granted_port,
+                ..args
+            },
+        };
+        Ok(Mapping {
+            transport: request.transport,
+            internal: from_socket(SocketAddr::new(client, internal.port())),
+            external: from_socket(SocketAddr::new(ext_ip, granted_port)),
+            lifetime: args.lease,
+            state: state.encode(),
+        })
+    }
+
+    fn renew(current: Mapping, lifetime: u32) -> Result<Mapping, ModeError> {
+        let st = igd::MappingState::decode(&current.state).ok_or_else(|| {
+            ModeError::InvalidRequest("mapping state is not a UPnP IGD state".into())
+        })?;
+        let deadline = budget("timeout_ms", DEFAULT_TIMEOUT_MS);
+        // Is it still ours? After a gateway reboot it is gone (714), and
+        // another client may have taken the port meanwhile.
+        match wire::get_mapping(
+            &st.gateway,
+            st.args.protocol,
+            st.args.external_port,
+            deadline,
+        ) {
+            Ok((client, port))
+                if client == st.args.internal_client && port == st.args.internal_port => {}
+            Ok((client, port)) => {
+                return Err(ModeError::MappingLost(format!(
+                    "external port now forwards to {client}:{port}"
+                )));
+            }
+            Err(igd::IgdError::Upnp(714, _)) => {
+                return Err(ModeError::MappingLost(
+                    "the gateway no longer has this mapping (714 NoSuchEntryInArray)".into(),
+                ));
+            }
+            Err(e) => return Err(igd::to_mode_error(e)),
+        }
+        let ext_ip = wire::external_ip(&st.gateway, deadline)?;
+        let previous = to_socket(&current.external);
+        if ext_ip != previous.ip() {
+            return Err(ModeError::MappingLost(format!(
+                "external address changed from {} to {ext_ip}",
+                previous.ip()
+            )));
+        }
+        let args = MapArgs {
+            lease: if st.args.lease == 0 { 0 } else { lifetime },
+            ..st.args
+        };
+        let port = wire::add_mapping(&st.gateway, &args, deadline).map_err(igd::to_mode_error)?;
+        if port != st.args.external_port {
+            return Err(ModeError::MappingLost(format!(
+                "gateway moved the mapping to port {port}"
+            )));
+        }
+        Ok(Mapping {
+            lifetime: args.lease,
+            ..current
+        })
+    }
+
+    fn unmap(current: Mapping) -> Result<(), ModeError> {
+        let st = igd::MappingState::decode(&current.state).ok_or_else(|| {
+            ModeError::InvalidRequest("mapping state is not a UPnP IGD state".into())
+        })?;
+        let deadline = budget("timeout_ms", DEFAULT_TIMEOUT_MS);
+        match wire::delete_mapping(
+            &st.gateway,
+            st.args.protocol,
+            st.args.external_port,
+            deadline,
+        ) {
+            Ok(()) | Err(igd::IgdError::Upnp(714, _)) => Ok(()),
+            Err(e) => Err(igd::to_mode_error(e)),
+        }
+    }
+}
+
+p2pbroker_mode_sdk::export_mode!(UpnpIgd);
