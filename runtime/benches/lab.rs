@@ -1,5 +1,7 @@
 //! Lab benchmark (root): mapping latency of the nat-pmp and pcp MODs
-//! against Debian's `natpmpc -a`, in the same NAT lab, same run.
+//! against Debian's `natpmpc -a`, and of the upnp-igd MOD against
+//! `upnpc -i -a` (cold) and `upnpc -u URL -a` (warm) and against igd-next
+//! natively making the same calls, in the same NAT lab, same run.
 //!
 //! Two views of our side: in-process (the broker's own cost of one `map`
 //! call: fresh sandbox, exchanges with the gateway), cold (no probe state:
@@ -26,6 +28,11 @@ use p2pbroker::netinfo::NetInfo;
 
 const N: usize = 30;
 const GRANT: &str = "udp:send,receive@gateway:5351";
+const UPNP_GRANTS: [&str; 3] = [
+    "udp:send@ssdp",
+    "udp:receive@lan:1900",
+    "tcp:connect@lan:1-65535",
+];
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -56,7 +63,12 @@ fn inner(components: &[String]) {
         let net = Arc::new(NetInfo::read());
         for path in components {
             let bytes = std::fs::read(path).unwrap();
-            let spec = harness::spec(&[GRANT], &[], Limits::default());
+            let grants: Vec<&str> = if path.contains("upnp") {
+                UPNP_GRANTS.to_vec()
+            } else {
+                vec![GRANT]
+            };
+            let spec = harness::spec(&grants, &[], Limits::default());
             let (mode, _) = host
                 .load(&bytes, &AllowList::Any, spec, net.clone())
                 .await
@@ -86,6 +98,39 @@ fn inner(components: &[String]) {
             }
         }
     });
+    igd_native();
+}
+
+/// igd-next natively, the same calls as the upnp-igd MOD's map: cold
+/// (search, external address, add) and warm (add, with the gateway and
+/// external address already known from discovery).
+fn igd_native() {
+    use igd_next::{PortMappingProtocol, SearchOptions, search_gateway};
+    let local: std::net::SocketAddr = "10.0.0.2:4750".parse().unwrap();
+    let opts = || {
+        let mut o = SearchOptions::default();
+        o.timeout = Some(Duration::from_secs(2));
+        o
+    };
+    let mut cold = Vec::new();
+    for _ in 0..N {
+        let start = Instant::now();
+        let gw = search_gateway(opts()).expect("igd-next search");
+        gw.get_external_ip().expect("igd-next external ip");
+        gw.add_port(PortMappingProtocol::TCP, 4750, local, 600, "bench")
+            .expect("igd-next add");
+        cold.push(start.elapsed());
+    }
+    let gw = search_gateway(opts()).unwrap();
+    let mut warm = Vec::new();
+    for _ in 0..N {
+        let start = Instant::now();
+        gw.add_port(PortMappingProtocol::TCP, 4750, local, 600, "bench")
+            .unwrap();
+        warm.push(start.elapsed());
+    }
+    println!("igd-next-native cold {:.3}", ms(median(cold)));
+    println!("igd-next-native warm {:.3}", ms(median(warm)));
 }
 
 fn time_process(lab: &lab::Lab, args: &[&str]) -> Duration {
@@ -106,6 +151,7 @@ fn time_process(lab: &lab::Lab, args: &[&str]) -> Duration {
 fn outer() {
     let pmp = harness::component_path("modes/nat-pmp");
     let pcp = harness::component_path("modes/pcp");
+    let upnp = harness::component_path("modes/upnp-igd");
     let lab = lab::Lab::up(lab::GatewayOptions::default());
     let natpmpc = time_process(
         &lab,
@@ -121,10 +167,42 @@ fn outer() {
         ],
     );
     let netns_floor = time_process(&lab, &["true"]);
+    let url = lab.upnp_url();
+    let upnpc_cold = time_process(
+        &lab,
+        &[
+            "upnpc",
+            "-i",
+            "-a",
+            lab::HOST_IP,
+            "5500",
+            "5500",
+            "TCP",
+            "600",
+        ],
+    );
+    let upnpc_warm = time_process(
+        &lab,
+        &[
+            "upnpc",
+            "-u",
+            &url,
+            "-a",
+            lab::HOST_IP,
+            "5500",
+            "5500",
+            "TCP",
+            "600",
+        ],
+    );
 
     let exe = std::env::current_exe().unwrap();
-    let (p, c) = (pmp.to_str().unwrap(), pcp.to_str().unwrap());
-    let out = lab.exec(lab::Ns::Host, &[exe.to_str().unwrap(), "--inner", p, c]);
+    let (p, c, u) = (
+        pmp.to_str().unwrap(),
+        pcp.to_str().unwrap(),
+        upnp.to_str().unwrap(),
+    );
+    let out = lab.exec(lab::Ns::Host, &[exe.to_str().unwrap(), "--inner", p, c, u]);
     assert!(
         out.status.success(),
         "{}",
@@ -167,15 +245,22 @@ fn outer() {
     println!("| what | median | ratio to `natpmpc -a` |");
     println!("|---|---|---|");
     println!("| `natpmpc -g GW -a 4800 4800 tcp 600` (process) | {base:.2} ms | 1.00× |");
-    for line in inner.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let v: f64 = f[2].parse().unwrap();
-        println!(
-            "| {} MOD `map`, in-process, {} | {v:.2} ms | {:.2}× |",
-            f[0],
-            f[1],
-            v / base
-        );
+    let figure = |name: &str, label: &str| -> f64 {
+        inner
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} {label} ")))
+            .and_then(|l| l.split_whitespace().nth(2))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    for name in ["nat-pmp", "pcp"] {
+        for label in ["cold", "warm"] {
+            let v = figure(name, label);
+            println!(
+                "| {name} MOD `map`, in-process, {label} | {v:.2} ms | {:.2}× |",
+                v / base
+            );
+        }
     }
     for (name, d) in per_process {
         println!(
@@ -184,4 +269,30 @@ fn outer() {
             ms(d) / base
         );
     }
+    let (uc, uw) = (ms(upnpc_cold), ms(upnpc_warm));
+    let (mc, mw) = (figure("upnp-igd", "cold"), figure("upnp-igd", "warm"));
+    let (nc, nw) = (
+        figure("igd-next-native", "cold"),
+        figure("igd-next-native", "warm"),
+    );
+    println!("\n| UPnP | median | ratio |");
+    println!("|---|---|---|");
+    println!("| `upnpc -i -a` (process; discovery + add) | {uc:.2} ms | 1.00× |");
+    println!(
+        "| upnp-igd MOD `map`, in-process, cold (SSDP + description + external IP + add) | {mc:.2} ms | {:.3}× `upnpc -i -a` |",
+        mc / uc
+    );
+    println!("| `upnpc -u URL -a` (process; description + add) | {uw:.2} ms | 1.00× |");
+    println!(
+        "| upnp-igd MOD `map`, in-process, warm (add; gateway and address from the probe) | {mw:.2} ms | {:.2}× `upnpc -u` |",
+        mw / uw
+    );
+    println!(
+        "| igd-next native, cold (search + external IP + add) | {nc:.2} ms | MOD/native {:.2}× |",
+        mc / nc
+    );
+    println!(
+        "| igd-next native, warm (add on a known gateway) | {nw:.2} ms | MOD/native {:.2}× |",
+        mw / nw
+    );
 }

@@ -47,6 +47,20 @@ impl Gateway {
     }
 }
 
+/// The probe's state blob: the gateway and its external address.
+pub fn encode_probe_state(gw: &Gateway, external: IpAddr) -> Vec<u8> {
+    let mut v = gw.encode();
+    v.extend_from_slice(format!("\n{external}").as_bytes());
+    v
+}
+
+/// Decode what [`encode_probe_state`] wrote.
+pub fn decode_probe_state(b: &[u8]) -> Option<(Gateway, IpAddr)> {
+    let text = std::str::from_utf8(b).ok()?;
+    let (gw, ip) = text.rsplit_once('\n')?;
+    Some((Gateway::decode(gw.as_bytes())?, ip.parse().ok()?))
+}
+
 /// The arguments of one port mapping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MapArgs {
@@ -196,6 +210,12 @@ mod tests {
     #[test]
     fn states_round_trip_and_reject_garbage() {
         assert_eq!(Gateway::decode(&gw().encode()), Some(gw()));
+        let ip: IpAddr = "198.51.100.2".parse().unwrap();
+        assert_eq!(
+            decode_probe_state(&encode_probe_state(&gw(), ip)),
+            Some((gw(), ip))
+        );
+        assert_eq!(decode_probe_state(&gw().encode()), None);
         let st = MappingState {
             gateway: gw(),
             args: MapArgs {

@@ -60,12 +60,11 @@ fn find_gateway(deadline: Deadline) -> Result<(Gateway, IpAddr), ModeError> {
     best.ok_or_else(|| ModeError::Unavailable(format!("no usable IGD ({})", reasons.join("; "))))
 }
 
+/// A warm map takes the gateway and external address the probe learned
+/// (one SOAP call fewer); renew re-checks the address anyway.
 fn gateway_from_state(state: &[u8], deadline: Deadline) -> Result<(Gateway, IpAddr), ModeError> {
-    match Gateway::decode(state) {
-        Some(gw) => {
-            let ip = wire::external_ip(&gw, deadline)?;
-            Ok((gw, ip))
-        }
+    match igd::decode_probe_state(state) {
+        Some(found) => Ok(found),
         None => find_gateway(deadline),
     }
 }
@@ -106,7 +105,7 @@ impl Mode for UpnpIgd {
             external_address: Some(from_ip(ip)),
             external_class: Some(class),
             detail,
-            state: gw.encode(),
+            state: igd::encode_probe_state(&gw, ip),
         })
     }
 
