@@ -29,14 +29,28 @@ fn target() -> Result<core::net::SocketAddr, ModeError> {
         .ok_or_else(|| ModeError::InvalidRequest("config `target` missing or not IP:PORT".into()))
 }
 
-/// Recursion kept on the wasm stack: no locals whose address is taken, so
-/// nothing goes to the shadow stack in linear memory.
+/// Depth at which `recurse` would stop: never reached. Read volatilely so
+/// the compiler cannot prove the recursion endless and fold it away.
+static RECURSE_LIMIT: u64 = u64::MAX;
+/// Written volatilely after each recursive call so the call is not a tail
+/// call and cannot become a loop (a relaxed atomic store is optimised out).
+static mut RECURSE_SINK: u64 = 0;
+
+/// Recursion that must exhaust the *wasm* stack (the host's stack-overflow
+/// trap). `black_box(n)` would spill `n` to the shadow stack in linear
+/// memory, which can wrap past address 0 first and trap as an
+/// out-of-bounds access instead; statics are reached without a stack slot.
 #[inline(never)]
 fn recurse(n: u64) -> u64 {
-    if black_box(n) == u64::MAX {
+    // SAFETY: a plain read of an initialised, immutable static.
+    if n == unsafe { core::ptr::read_volatile(&RECURSE_LIMIT) } {
         return 0;
     }
-    black_box(recurse(n + 1)).wrapping_add(1)
+    let below = recurse(n + 1);
+    // SAFETY: single-threaded guest; written through a raw pointer, no
+    // reference to the static mut is formed.
+    unsafe { core::ptr::write_volatile(&raw mut RECURSE_SINK, below) };
+    below.wrapping_add(1)
 }
 
 #[cfg(target_arch = "wasm32")]
