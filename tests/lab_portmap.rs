@@ -95,6 +95,19 @@ fn lifecycle(lab: &Lab, rel: &str, tcp: bool, port: u16) {
         "hello-from-host",
         "{transport} not reachable via {external}"
     );
+    // An independent client (igd-next) sees the entry in the gateway's
+    // table, pointing at our listener.
+    let ext_port: u16 = external.rsplit_once(':').unwrap().1.parse().unwrap();
+    let entry = (
+        transport.to_uppercase(),
+        ext_port,
+        lab::HOST_IP.to_string(),
+        port,
+    );
+    assert!(
+        lab.igd_table().contains(&entry),
+        "{entry:?} not in the gateway's table"
+    );
 
     let mapping = m["result"].to_string();
     let r = call(
@@ -112,6 +125,10 @@ fn lifecycle(lab: &Lab, rel: &str, tcp: bool, port: u16) {
         lab.reach(tcp, &external),
         "",
         "{transport} still reachable after unmap"
+    );
+    assert!(
+        !lab.igd_table().iter().any(|e| e.1 == ext_port),
+        "entry left in the gateway's table"
     );
     let _ = server.kill();
     let _ = server.wait();

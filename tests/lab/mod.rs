@@ -470,3 +470,47 @@ try:
 except Exception:
     pass
 "#;
+
+impl Lab {
+    /// Run `f` on a fresh thread moved into a lab namespace (`setns`), so
+    /// an in-process client (e.g. igd-next) talks to the lab, never to the
+    /// root namespace. Only that thread changes namespace, and it ends.
+    pub fn in_ns<T: Send + 'static>(&self, ns: Ns, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/var/run/netns/{}", self.ns(ns));
+        std::thread::spawn(move || {
+            use std::os::fd::AsRawFd;
+            let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            // SAFETY: setns on this thread only, with a namespace fd we hold.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns into {path} failed");
+            f()
+        })
+        .join()
+        .expect("lab thread panicked")
+    }
+
+    /// The gateway's port-mapping table as an independent UPnP client
+    /// (igd-next, run natively inside the host namespace) reads it:
+    /// (protocol, external port, internal client, internal port).
+    pub fn igd_table(&self) -> Vec<(String, u16, String, u16)> {
+        self.in_ns(Ns::Host, || {
+            let mut opts = igd_next::SearchOptions::default();
+            opts.timeout = Some(Duration::from_secs(3));
+            let gw = igd_next::search_gateway(opts).expect("igd-next finds the lab gateway");
+            let mut table = Vec::new();
+            // Bounded: miniupnpd answers 713 past the last entry.
+            for i in 0..256 {
+                match gw.get_generic_port_mapping_entry(i) {
+                    Ok(e) => table.push((
+                        format!("{:?}", e.protocol),
+                        e.external_port,
+                        e.internal_client,
+                        e.internal_port,
+                    )),
+                    Err(_) => break,
+                }
+            }
+            table
+        })
+    }
+}
