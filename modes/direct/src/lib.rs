@@ -2,7 +2,8 @@
 //! it is reachable as is and the "mapping" is that address and port.
 //!
 //! It opens no socket: it decides from the host's addresses, which the
-//! broker passes in, so its component imports only the broker interface.
+//! broker passes in, so its component imports only the broker interface
+//! (and, for the `ip-address` type alone, `wasi:sockets/network`).
 //! Behind NAT it reports `unavailable` and maps nothing.
 
 use core::net::{IpAddr, SocketAddr};
@@ -11,15 +12,25 @@ use p2pbroker_mode_sdk::addr::{from_ip, from_socket, to_socket};
 use p2pbroker_mode_sdk::classify::class_name;
 use p2pbroker_mode_sdk::host::{self, LocalAddress};
 use p2pbroker_mode_sdk::{
-    AddressClass, MapRequest, Mapping, Mode, ModeError, ModeInfo, ProbeReport, classify,
+    AddressClass, MapRequest, Mapping, Mode, ModeError, ModeInfo, ProbeReport, TEXT_MAX, classify,
+    clip,
 };
 
 /// The first globally routable address among `addrs`.
 pub fn first_global(addrs: &[LocalAddress]) -> Option<IpAddr> {
+    first_global_where(addrs, |_| true)
+}
+
+/// The first globally routable address among `addrs` that `keep` accepts.
+fn first_global_where(addrs: &[LocalAddress], keep: impl Fn(&IpAddr) -> bool) -> Option<IpAddr> {
     addrs
         .iter()
         .map(|a| a.address)
-        .find(|ip| classify(*ip) == AddressClass::Global)
+        .find(|ip| keep(ip) && classify(*ip) == AddressClass::Global)
+}
+
+fn family_name(ip: IpAddr) -> &'static str {
+    if ip.is_ipv4() { "IPv4" } else { "IPv6" }
 }
 
 /// One line describing what was seen.
@@ -35,16 +46,12 @@ pub fn describe(addrs: &[LocalAddress]) -> String {
             )
         })
         .collect();
-    let mut s = format!(
-        "local addresses: {}",
-        if seen.is_empty() {
-            "none".into()
-        } else {
-            seen.join(", ")
-        }
-    );
-    s.truncate(1000);
-    s
+    let seen = if seen.is_empty() {
+        "none".into()
+    } else {
+        seen.join(", ")
+    };
+    clip(format!("local addresses: {seen}"), TEXT_MAX)
 }
 
 /// Decide the external endpoint for `internal` (pure).
@@ -63,8 +70,13 @@ pub fn decide(
         )));
     }
     let ip = if internal.ip().is_unspecified() {
-        first_global(addrs).ok_or_else(|| {
-            ModeError::Unavailable("no globally routable local address; host is behind NAT".into())
+        // A socket bound to 0.0.0.0 is reached over IPv4 only, and one bound
+        // to :: may be IPv6-only: map on an address of the same family.
+        let family = family_name(internal.ip());
+        first_global_where(addrs, |ip| ip.is_ipv4() == internal.is_ipv4()).ok_or_else(|| {
+            ModeError::Unavailable(format!(
+                "no globally routable local {family} address; host is behind NAT"
+            ))
         })?
     } else {
         let ip = internal.ip();
@@ -97,10 +109,11 @@ impl Mode for Direct {
     fn probe() -> Result<ProbeReport, ModeError> {
         let addrs = host::local_addresses();
         let ip = first_global(&addrs).ok_or_else(|| {
-            ModeError::Unavailable(format!(
+            let reason = format!(
                 "no globally routable local address; host is behind NAT ({})",
                 describe(&addrs)
-            ))
+            );
+            ModeError::Unavailable(clip(reason, TEXT_MAX))
         })?;
         Ok(ProbeReport {
             gateway: None,
@@ -178,6 +191,25 @@ mod tests {
             decide(&addrs, "8.8.4.4:4000".parse().unwrap(), Some(4000)).unwrap(),
             "8.8.4.4:4000".parse().unwrap()
         );
+    }
+
+    #[test]
+    fn an_unspecified_address_maps_within_its_family() {
+        let addrs = [addr("10.0.0.2"), addr("2606:4700::1111")];
+        assert!(matches!(
+            decide(&addrs, "0.0.0.0:4000".parse().unwrap(), None),
+            Err(ModeError::Unavailable(_))
+        ));
+        assert_eq!(
+            decide(&addrs, "[::]:4000".parse().unwrap(), None).unwrap(),
+            "[2606:4700::1111]:4000".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn many_addresses_stay_within_the_text_limit() {
+        let addrs: Vec<_> = (0..200).map(|i| addr(&format!("fd00::{i:x}"))).collect();
+        assert!(describe(&addrs).len() <= TEXT_MAX);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Conversions between WIT addresses and `core::net` types (pure).
+//! Conversions between WIT addresses and `core::net` types (pure), as
+//! functions and as `From` impls.
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
@@ -71,6 +72,32 @@ pub fn from_socket(a: SocketAddr) -> IpSocketAddress {
     }
 }
 
+// `From` forms of the functions above, for `.into()` at call sites.
+
+impl From<IpAddress> for IpAddr {
+    fn from(a: IpAddress) -> Self {
+        to_ip(&a)
+    }
+}
+
+impl From<IpAddr> for IpAddress {
+    fn from(ip: IpAddr) -> Self {
+        from_ip(ip)
+    }
+}
+
+impl From<IpSocketAddress> for SocketAddr {
+    fn from(a: IpSocketAddress) -> Self {
+        to_socket(&a)
+    }
+}
+
+impl From<SocketAddr> for IpSocketAddress {
+    fn from(a: SocketAddr) -> Self {
+        from_socket(a)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +112,10 @@ mod tests {
             let a: SocketAddr = s.parse().unwrap();
             assert_eq!(to_socket(&from_socket(a)), a);
             assert_eq!(to_ip(&from_ip(a.ip())), a.ip());
+            let wit: IpSocketAddress = a.into();
+            assert_eq!(SocketAddr::from(wit), a);
+            let wit: IpAddress = a.ip().into();
+            assert_eq!(IpAddr::from(wit), a.ip());
         }
     }
 }

@@ -97,6 +97,12 @@ pub fn random_bytes(n: u64) -> Vec<u8> {
     crate::bindings::wasi::random::random::get_random_bytes(n)
 }
 
+/// A cryptographically secure random `u32` (e.g. transaction ids).
+pub fn random_u32() -> u32 {
+    // Truncation keeps the low half, which is as random as the whole.
+    random_u64() as u32
+}
+
 /// A cryptographically secure random `u64`.
 pub fn random_u64() -> u64 {
     crate::bindings::wasi::random::random::get_random_u64()

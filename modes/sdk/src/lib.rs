@@ -8,7 +8,7 @@
 //! Contract of the SDK:
 //! - Guests stay target-agnostic: everything here works on
 //!   `wasm32-unknown-unknown` and `wasm32-wasip2`, and the pure parts
-//!   ([`classify`], [`addr`]) compile and test on the host.
+//!   ([`classify`](mod@classify), [`addr`]) compile and test on the host.
 //! - The network is reached only through [`net`], thin blocking wrappers
 //!   over `wasi:sockets` with deadlines; every address passes the broker's
 //!   capability gate, and a refusal surfaces as [`net::NetError::Denied`].
@@ -40,6 +40,23 @@ pub use bindings::p2pbroker::mode::types::{
 };
 pub use bindings::wasi::sockets::network::{IpAddress, IpSocketAddress};
 pub use classify::classify;
+
+/// Longest human-readable text the contract allows (probe `detail`, error
+/// reasons), in bytes: the broker rejects a longer one as a contract breach.
+pub const TEXT_MAX: usize = 1024;
+
+/// `text` cut to at most `max` bytes on a character boundary, so a detail
+/// or reason built from data of unknown size stays within [`TEXT_MAX`].
+pub fn clip(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
 
 /// The lifecycle a MOD implements. Each function runs in a fresh instance.
 pub trait Mode {
@@ -104,4 +121,18 @@ pub fn install_panic_hook() {
     ONCE.call_once(|| {
         std::panic::set_hook(Box::new(|info| host::error(&format!("panic: {info}"))));
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clip_respects_char_boundaries() {
+        assert_eq!(clip("short".into(), TEXT_MAX), "short");
+        assert_eq!(clip("abcdef".into(), 4), "abcd");
+        // "é" is two bytes: cutting inside it would not be a String.
+        assert_eq!(clip("aé".into(), 2), "a");
+        assert_eq!(clip("x".repeat(5000), TEXT_MAX).len(), TEXT_MAX);
+    }
 }

@@ -51,11 +51,16 @@ impl core::fmt::Display for NetError {
 impl From<ErrorCode> for NetError {
     fn from(e: ErrorCode) -> Self {
         match e {
-            ErrorCode::AccessDenied | ErrorCode::NotSupported => NetError::Denied,
+            // The broker's gate refuses with access-denied. not-supported
+            // (an address family or option the host lacks) is no refusal:
+            // reporting it as Denied would blame the policy.
+            ErrorCode::AccessDenied => NetError::Denied,
             ErrorCode::Timeout => NetError::Timeout,
             ErrorCode::ConnectionRefused | ErrorCode::ConnectionReset => NetError::Refused,
             ErrorCode::RemoteUnreachable => NetError::Unreachable,
-            other => NetError::Other(format!("{other:?}")),
+            // The WIT name (`address-in-use`): the Debug form carries the
+            // whole doc text and would crowd a ModeError's 1 KiB reason.
+            other => NetError::Other(other.name().into()),
         }
     }
 }

@@ -8,7 +8,9 @@ use core::time::Duration;
 
 use p2pbroker_mode_sdk::host::config;
 use p2pbroker_mode_sdk::net::UdpSocket;
-use p2pbroker_mode_sdk::{MapRequest, Mapping, Mode, ModeError, ModeInfo, ProbeReport};
+use p2pbroker_mode_sdk::{
+    MapRequest, Mapping, Mode, ModeError, ModeInfo, ProbeReport, TEXT_MAX, clip,
+};
 
 fn addr(key: &str, default: Option<&str>) -> Result<core::net::SocketAddr, ModeError> {
     let text = config(key)
@@ -43,7 +45,8 @@ impl Mode for Echo {
             gateway: None,
             external_address: None,
             external_class: None,
-            detail: String::from_utf8_lossy(&buf[..n]).into_owned(),
+            // Lossy decoding can triple invalid bytes: stay within the contract.
+            detail: clip(String::from_utf8_lossy(&buf[..n]).into_owned(), TEXT_MAX),
             state: buf[..n].to_vec(),
         })
     }
