@@ -94,13 +94,6 @@ fn request(port: u16) -> MapRequest {
     }
 }
 
-fn mode_error(r: &Result<Output, CallError>) -> &ModeError {
-    match r {
-        Err(CallError::Mode(e)) => e,
-        other => panic!("expected a mode error, got {other:?}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn map_renew_unmap_against_a_scripted_gateway_with_exact_packet_counts() {
     let (host, _) = harness::host();
@@ -141,7 +134,7 @@ async fn an_epoch_that_goes_back_is_a_lost_mapping() {
     };
     let r = m.call(Op::Renew(mapping, 600)).await;
     assert!(
-        matches!(mode_error(&r.result), ModeError::MappingLost(m) if m.contains("reset")),
+        matches!(harness::mode_error(&r.result), ModeError::MappingLost(m) if m.contains("reset")),
         "{:?}",
         r.result
     );
@@ -162,7 +155,11 @@ async fn result_codes_are_typed() {
     ] {
         let (gw, _) = harness::fake_udp(move |_| (vec![vec![0, 128, 0, code]], false)).await;
         let r = mode(&host, gw).await.call(Op::Probe).await;
-        assert!(check(mode_error(&r.result)), "code {code}: {:?}", r.result);
+        assert!(
+            check(harness::mode_error(&r.result)),
+            "code {code}: {:?}",
+            r.result
+        );
     }
 }
 
@@ -172,7 +169,7 @@ async fn a_truncated_answer_is_a_protocol_error() {
     let (gw, _) = harness::fake_udp(|_| (vec![vec![0, 128, 0, 0, 0, 0]], false)).await;
     let r = mode(&host, gw).await.call(Op::Probe).await;
     assert!(
-        matches!(mode_error(&r.result), ModeError::Protocol(m) if m.contains("Truncated")),
+        matches!(harness::mode_error(&r.result), ModeError::Protocol(m) if m.contains("Truncated")),
         "{:?}",
         r.result
     );
@@ -226,7 +223,7 @@ async fn silence_is_a_timeout_after_the_rfc_retransmissions() {
     let (gw, count) = harness::fake_udp(|_| (vec![], false)).await;
     let r = mode(&host, gw).await.call(Op::Map(request(4000))).await;
     assert!(
-        matches!(mode_error(&r.result), ModeError::Timeout(_)),
+        matches!(harness::mode_error(&r.result), ModeError::Timeout(_)),
         "{:?}",
         r.result
     );
@@ -240,7 +237,7 @@ async fn a_gateway_without_an_external_address_cannot_map() {
     let (gw, _) = harness::fake_udp(|_| (vec![external_reply(7, [0, 0, 0, 0])], false)).await;
     let r = mode(&host, gw).await.call(Op::Map(request(4000))).await;
     assert!(
-        matches!(mode_error(&r.result), ModeError::Unavailable(_)),
+        matches!(harness::mode_error(&r.result), ModeError::Unavailable(_)),
         "{:?}",
         r.result
     );

@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use p2pbroker::bindings::{MapRequest, ModeError, Transport};
-use p2pbroker::error::CallError;
 use p2pbroker::host::{Mode, ModeHost, Op, Output};
 use p2pbroker::limits::Limits;
 use p2pbroker::netinfo::{LocalAddress, NetInfo};
@@ -72,13 +71,6 @@ fn request(internal: &str) -> MapRequest {
 /// A check on the error a result code must give.
 type Expect = fn(&ModeError) -> bool;
 
-fn mode_error(r: &Result<Output, CallError>) -> &ModeError {
-    match r {
-        Err(CallError::Mode(e)) => e,
-        other => panic!("expected a mode error, got {other:?}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn map_with_own_address_and_third_party_for_another_host() {
     let (host, _) = harness::host();
@@ -123,7 +115,7 @@ async fn answers_with_a_wrong_nonce_are_discarded_and_reported() {
         .call(Op::Map(request("127.0.0.1:4000")))
         .await;
     assert!(
-        matches!(mode_error(&r.result), ModeError::Protocol(m) if m.contains("wrong nonce")),
+        matches!(harness::mode_error(&r.result), ModeError::Protocol(m) if m.contains("wrong nonce")),
         "{:?}",
         r.result
     );
@@ -136,7 +128,7 @@ async fn a_nat_pmp_only_server_is_unsupported_so_the_selector_falls_back() {
     let (server, _) = harness::fake_udp(|_| (vec![vec![0, 128, 0, 1]], false)).await;
     let r = mode(&host, server).await.call(Op::Probe).await;
     assert!(
-        matches!(mode_error(&r.result), ModeError::Unsupported(m) if m.contains("nat-pmp")),
+        matches!(harness::mode_error(&r.result), ModeError::Unsupported(m) if m.contains("nat-pmp")),
         "{:?}",
         r.result
     );
@@ -163,7 +155,11 @@ async fn result_codes_are_typed() {
             .await
             .call(Op::Map(request("127.0.0.1:4000")))
             .await;
-        assert!(check(mode_error(&r.result)), "code {code}: {:?}", r.result);
+        assert!(
+            check(harness::mode_error(&r.result)),
+            "code {code}: {:?}",
+            r.result
+        );
     }
 }
 
@@ -177,14 +173,14 @@ async fn truncated_and_silent_servers() {
         .call(Op::Map(request("127.0.0.1:4000")))
         .await;
     assert!(
-        matches!(mode_error(&r.result), ModeError::Protocol(m) if m.contains("Truncated")),
+        matches!(harness::mode_error(&r.result), ModeError::Protocol(m) if m.contains("Truncated")),
         "{:?}",
         r.result
     );
     let (server, _) = harness::fake_udp(|_| (vec![], false)).await;
     let r = mode(&host, server).await.call(Op::Probe).await;
     assert!(
-        matches!(mode_error(&r.result), ModeError::Timeout(_)),
+        matches!(harness::mode_error(&r.result), ModeError::Timeout(_)),
         "{:?}",
         r.result
     );

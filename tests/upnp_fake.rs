@@ -166,13 +166,6 @@ fn request(permanent_allowed: bool) -> MapRequest {
     }
 }
 
-fn mode_error(r: &Result<Output, CallError>) -> &ModeError {
-    match r {
-        Err(CallError::Mode(e)) => e,
-        other => panic!("expected a mode error, got {other:?}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn conflict_718_moves_to_another_port_never_zero() {
     let (host, _) = harness::host();
@@ -220,7 +213,7 @@ async fn permanent_only_725_needs_the_policy_and_then_gets_lease_zero() {
     let m = mode(&host, addr).await;
     let r = m.call(Op::Map(request(false))).await;
     assert!(
-        matches!(mode_error(&r.result), ModeError::Unsupported(s) if s.contains("725")),
+        matches!(harness::mode_error(&r.result), ModeError::Unsupported(s) if s.contains("725")),
         "{:?}",
         r.result
     );
@@ -245,7 +238,7 @@ async fn typed_upnp_errors() {
         let (addr, _) = fake_igd(igd(move |_| Answer::Fault(code))).await;
         let r = mode(&host, addr).await.call(Op::Map(request(false))).await;
         assert_eq!(
-            p2pbroker::json::mode_error_kind(mode_error(&r.result)),
+            p2pbroker::json::mode_error_kind(harness::mode_error(&r.result)),
             want,
             "{code}: {:?}",
             r.result
@@ -267,7 +260,7 @@ async fn entity_expansion_is_refused() {
     let laughs = r#"<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]><root>&c;</root>"#;
     let r = probe_with_description(Answer::Ok(laughs.into())).await;
     assert!(
-        matches!(mode_error(&r), ModeError::Unavailable(m) if m.contains("malformed XML")),
+        matches!(harness::mode_error(&r), ModeError::Unavailable(m) if m.contains("malformed XML")),
         "{r:?}"
     );
 }
@@ -278,7 +271,7 @@ async fn a_huge_body_is_cut_off() {
     huge.extend(std::iter::repeat_n(b'x', 200_000));
     let r = probe_with_description(Answer::Raw(huge)).await;
     assert!(
-        matches!(mode_error(&r), ModeError::Unavailable(m) if m.contains("larger than")),
+        matches!(harness::mode_error(&r), ModeError::Unavailable(m) if m.contains("larger than")),
         "{r:?}"
     );
 }
@@ -293,7 +286,7 @@ async fn a_slow_drip_ends_at_the_deadline() {
     let started = std::time::Instant::now();
     let r = probe_with_description(Answer::Drip(body)).await;
     assert!(
-        matches!(mode_error(&r), ModeError::Unavailable(m) if m.contains("timed out")),
+        matches!(harness::mode_error(&r), ModeError::Unavailable(m) if m.contains("timed out")),
         "{r:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(30), "bounded");
@@ -303,7 +296,7 @@ async fn a_slow_drip_ends_at_the_deadline() {
 async fn garbage_http_is_a_clear_error() {
     let r = probe_with_description(Answer::Raw(b"\x00\x01 not http at all\r\n\r\n".to_vec())).await;
     assert!(
-        matches!(mode_error(&r), ModeError::Unavailable(m) if m.contains("malformed response head")),
+        matches!(harness::mode_error(&r), ModeError::Unavailable(m) if m.contains("malformed response head")),
         "{r:?}"
     );
 }

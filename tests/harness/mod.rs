@@ -174,3 +174,14 @@ pub async fn fake_udp(
     });
     (addr, count)
 }
+
+/// The MOD's own error from a call result; panics (failing the test) on
+/// success or on any other kind of failure.
+pub fn mode_error(
+    r: &Result<p2pbroker::host::Output, p2pbroker::error::CallError>,
+) -> &p2pbroker::bindings::ModeError {
+    match r {
+        Err(p2pbroker::error::CallError::Mode(e)) => e,
+        other => panic!("expected a mode error, got {other:?}"),
+    }
+}
