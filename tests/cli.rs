@@ -117,6 +117,36 @@ fn run_prints_result_audit_and_time_and_sets_exit_codes() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown target `mars`"));
+    // Renew with lifetime 0 would delete on NAT-PMP/PCP: refused before the MOD.
+    let mapping = r#"{"transport":"udp","internal":"10.0.0.2:4000","external":"198.51.100.7:4000","lifetime":60,"state":""}"#;
+    let o = p2pb()
+        .args([
+            "mode",
+            "run",
+            "--json",
+            "--lifetime",
+            "0",
+            "--mapping",
+            mapping,
+        ])
+        .arg(&path)
+        .arg("renew")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["error"]["mode_error"], "invalid-request", "{v}");
+    assert!(v["audit"].as_array().unwrap().is_empty());
+
+    // Absurd limits are refused with the field's name, not a panic.
+    let o = p2pb()
+        .args(["mode", "run", "--timeout-ms", "18446744073709551615"])
+        .arg(&path)
+        .arg("info")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("limits.timeout_ms"));
     let o = p2pb()
         .args(["mode", "inspect", "/nonexistent.wasm"])
         .output()

@@ -19,9 +19,12 @@ type Raw = Result<Result<Output, ModeError>, CallError>;
 
 pub(crate) async fn run(mode: &Mode, op: Op) -> CallReport {
     let start = started();
-    if let Op::Map(r) = &op
-        && let Err(why) = contract::request(r)
-    {
+    let checked = match &op {
+        Op::Map(r) => contract::request(r),
+        Op::Renew(_, lifetime) => contract::renew_lifetime(*lifetime),
+        _ => Ok(()),
+    };
+    if let Err(why) = checked {
         // The broker enforces the contract before any guest sees the request.
         return CallReport {
             result: Err(CallError::Mode(ModeError::InvalidRequest(why))),

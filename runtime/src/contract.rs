@@ -81,6 +81,15 @@ pub fn request(r: &MapRequest) -> Result<(), String> {
     check_len("probe-state", r.probe_state.len(), STATE_MAX)
 }
 
+/// Check a renewal before it reaches a MOD: lifetime 0 would delete the
+/// mapping on NAT-PMP/PCP gateways; deletion is `unmap`'s job.
+pub fn renew_lifetime(lifetime: u32) -> Result<(), String> {
+    if lifetime == 0 {
+        return Err("renew with lifetime 0 (use unmap to remove a mapping)".into());
+    }
+    Ok(())
+}
+
 /// Check a MOD's own error value.
 pub fn error(e: &ModeError) -> Result<(), String> {
     check_len("error reason", mode_error_message(e).len(), TEXT_MAX)

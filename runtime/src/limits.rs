@@ -48,7 +48,42 @@ impl Default for Limits {
     }
 }
 
+/// Longest call budget a policy may set. A lifecycle call that needs more
+/// than ten minutes is broken, and a bound keeps deadline arithmetic finite.
+pub const MAX_TIMEOUT_MS: u64 = 600_000;
+
 impl Limits {
+    /// Check the values make sense; the error names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.timeout_ms == 0 || self.timeout_ms > MAX_TIMEOUT_MS {
+            return Err(format!(
+                "limits.timeout_ms = {} is outside 1..={MAX_TIMEOUT_MS}",
+                self.timeout_ms
+            ));
+        }
+        // One wasm page: a component cannot run in less.
+        if self.memory_bytes < 64 * 1024 {
+            return Err(format!(
+                "limits.memory_bytes = {} is below one 64 KiB page",
+                self.memory_bytes
+            ));
+        }
+        for (name, v) in [
+            ("table_elements", self.table_elements),
+            ("instances", self.instances),
+            ("tables", self.tables),
+            ("memories", self.memories),
+        ] {
+            if v == 0 {
+                return Err(format!("limits.{name} = 0 leaves nothing to run"));
+            }
+        }
+        if self.fuel == Some(0) {
+            return Err("limits.fuel = 0 leaves nothing to run".into());
+        }
+        Ok(())
+    }
+
     /// The call budget as a duration.
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
@@ -138,6 +173,47 @@ mod tests {
         assert_eq!(l.memory_total(), 100);
         // Growing the first memory from 60 to 61 is one byte too many.
         assert!(l.memory_growing(60, 61, None).is_err());
+    }
+
+    #[test]
+    fn absurd_limits_are_named() {
+        assert!(Limits::default().validate().is_ok());
+        let bad = |l: Limits| l.validate().unwrap_err();
+        assert!(
+            bad(Limits {
+                timeout_ms: u64::MAX,
+                ..Limits::default()
+            })
+            .contains("timeout_ms")
+        );
+        assert!(
+            bad(Limits {
+                timeout_ms: 0,
+                ..Limits::default()
+            })
+            .contains("timeout_ms")
+        );
+        assert!(
+            bad(Limits {
+                memory_bytes: 10,
+                ..Limits::default()
+            })
+            .contains("memory_bytes")
+        );
+        assert!(
+            bad(Limits {
+                instances: 0,
+                ..Limits::default()
+            })
+            .contains("instances")
+        );
+        assert!(
+            bad(Limits {
+                fuel: Some(0),
+                ..Limits::default()
+            })
+            .contains("fuel")
+        );
     }
 
     #[test]

@@ -159,6 +159,7 @@ impl ModeHost {
 impl ModeHost {
     /// Whether this engine can honour `spec`'s limits.
     pub fn check_spec(&self, spec: &ModeSpec) -> Result<(), LoadError> {
+        spec.limits.validate().map_err(LoadError::Spec)?;
         if spec.limits.memory_bytes > self.config.max_memory_bytes {
             return Err(LoadError::Spec(format!(
                 "memory limit {} exceeds the engine's slot size {}",

@@ -48,6 +48,14 @@ pub enum PolicyError {
     /// TOML syntax, a type mismatch or an unknown field (with its line).
     #[error("policy is not valid: {0}")]
     Parse(String),
+    /// A MOD's limits are out of range.
+    #[error("mode `{mode}`: {reason}")]
+    Limits {
+        /// The MOD's name.
+        mode: String,
+        /// Which limit and why.
+        reason: String,
+    },
     /// A version this broker does not read.
     #[error("policy version {0} is not supported (this broker reads version 1)")]
     Version(u32),
@@ -97,6 +105,10 @@ impl Policy {
                 mode: name.to_string(),
                 source,
             })?;
+        m.limits.validate().map_err(|reason| PolicyError::Limits {
+            mode: name.to_string(),
+            reason,
+        })?;
         Ok(ModeSpec {
             grants,
             config: m.config.clone(),
@@ -141,5 +153,9 @@ mod tests {
             Err(PolicyError::Version(2))
         ));
         assert!(matches!(p.spec("y"), Err(PolicyError::UnknownMode(_))));
+        // A huge timeout would overflow deadline arithmetic: refused whole.
+        let e = Policy::parse("version = 1\n[modes.x.limits]\ntimeout_ms = 18446744073709551615\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("mode `x`: limits.timeout_ms"), "{e}");
     }
 }

@@ -144,7 +144,9 @@ fn build_spec(a: &Args, name: &str) -> anyhow::Result<ModeSpec> {
         spec.limits.timeout_ms = t;
     }
     if let Some(m) = a.memory_mib {
-        spec.limits.memory_bytes = m << 20;
+        spec.limits.memory_bytes = m
+            .checked_mul(1 << 20)
+            .with_context(|| format!("--memory-mib {m} is too large"))?;
     }
     if a.fuel.is_some() {
         spec.limits.fuel = a.fuel;
