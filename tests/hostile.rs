@@ -342,3 +342,34 @@ async fn garbage_config_and_log_calls_are_bounded() {
     );
     still_serving(&host, &mode).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exhausted_instance_pool_is_an_instantiate_error_not_a_crash() {
+    // One pool slot: a MOD parked in poll holds it; a second call at the
+    // same time cannot get an instance and must say so.
+    let (host, _) = harness::host_with(EngineConfig {
+        concurrent_calls: 1,
+        ..Default::default()
+    });
+    let (parked, _) = attack(&host, "ok", &[], None).await;
+    let mut spec = parked.spec().clone();
+    spec.config.insert("scenario".into(), "poll-forever".into());
+    let mut blocker = harness::load(&host, HOSTILE, parked.spec().clone()).await;
+    blocker.respec(&host, spec).unwrap();
+    let (held, second) = tokio::join!(blocker.call(Op::Probe), async {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        parked.call(Op::Info).await
+    });
+    assert!(
+        matches!(held.result, Err(CallError::Blocked(_))),
+        "{:?}",
+        held.result
+    );
+    assert!(
+        matches!(second.result, Err(CallError::Instantiate(_))),
+        "{:?}",
+        second.result
+    );
+    // The slot is free again once the blocked call was cut off.
+    assert!(parked.call(Op::Info).await.result.is_ok());
+}

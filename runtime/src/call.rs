@@ -49,7 +49,7 @@ pub(crate) async fn run(mode: &Mode, op: Op) -> CallReport {
     .await
     {
         Ok(Ok(r)) => Ok(r),
-        Ok(Err(e)) => Err(classify(&e, timeout, last_error_line(store.data()))),
+        Ok(Err((phase, e))) => Err(classify(phase, &e, timeout, last_error_line(store.data()))),
         // The guest sat in a host future (e.g. poll): epochs cannot stop it.
         Err(_) => Err(CallError::Blocked(timeout)),
     };
@@ -81,8 +81,29 @@ async fn invoke(
     pre: &ModePre<CallState>,
     store: &mut Store<CallState>,
     op: Op,
+) -> Result<Result<Output, ModeError>, (Phase, wasmtime::Error)> {
+    let instance = pre
+        .instantiate_async(&mut *store)
+        .await
+        .map_err(|e| (Phase::Instantiate, e))?;
+    call(&instance, store, op)
+        .await
+        .map_err(|e| (Phase::Call, e))
+}
+
+/// Where a wasmtime error came from: the pool or start-up code, or the
+/// lifecycle call itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Instantiate,
+    Call,
+}
+
+async fn call(
+    instance: &crate::bindings::Mode,
+    store: &mut Store<CallState>,
+    op: Op,
 ) -> wasmtime::Result<Result<Output, ModeError>> {
-    let instance = pre.instantiate_async(&mut *store).await?;
     let lc = instance.p2pbroker_mode_lifecycle();
     Ok(match op {
         Op::Info => Ok(Output::Info(lc.call_info(&mut *store).await?)),
@@ -122,7 +143,12 @@ fn last_error_line(state: &CallState) -> Option<String> {
 }
 
 /// Map a wasmtime error to the typed call error.
-fn classify(e: &wasmtime::Error, timeout: Duration, guest_said: Option<String>) -> CallError {
+fn classify(
+    phase: Phase,
+    e: &wasmtime::Error,
+    timeout: Duration,
+    guest_said: Option<String>,
+) -> CallError {
     for cause in e.chain() {
         if let Some(LimitHit(limit)) = cause.downcast_ref::<LimitHit>() {
             return CallError::Limit(*limit);
@@ -132,11 +158,14 @@ fn classify(e: &wasmtime::Error, timeout: Duration, guest_said: Option<String>) 
         }
     }
     let Some(trap) = e.downcast_ref::<Trap>() else {
+        // Not a trap, limit or bad handle: during instantiation that is the
+        // pool or linking; during the call, a host function refusing the
+        // guest's arguments.
         let text = format!("{e:#}");
-        if text.contains("instantiat") || text.contains("pool") {
-            return CallError::Instantiate(text);
-        }
-        return CallError::BadHostCall(text);
+        return match phase {
+            Phase::Instantiate => CallError::Instantiate(text),
+            Phase::Call => CallError::BadHostCall(text),
+        };
     };
     let kind = match trap {
         Trap::Interrupt => return CallError::Timeout(timeout),
