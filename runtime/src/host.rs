@@ -321,6 +321,7 @@ pub struct CallReport {
 pub struct Mode {
     pub(crate) pre: ModePre<CallState>,
     pub(crate) name: Arc<str>,
+    pub(crate) info: Option<ModeInfo>,
     pub(crate) sha256: Arc<str>,
     pub(crate) gate: Arc<Gate>,
     pub(crate) net: Arc<NetInfo>,
@@ -335,6 +336,11 @@ impl Mode {
     /// The MOD's name, from its `info`.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Name, version and summary, as the MOD's `info` reported at load.
+    pub fn info(&self) -> &ModeInfo {
+        self.info.as_ref().expect("set when loaded")
     }
 
     /// Hex sha256 of the component bytes.

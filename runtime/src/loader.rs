@@ -133,12 +133,27 @@ impl ModeHost {
     ) -> Result<(Mode, LoadReport), LoadError> {
         self.check_spec(&spec)?;
         let (component, report) = self.compile(bytes, allow)?;
-        let pre = self.prepare(&component)?;
+        let mode = self.link(&component, &report.sha256, spec, net).await?;
+        Ok((mode, report))
+    }
+
+    /// Link a compiled component into a MOD and learn its identity from
+    /// `info` (run in the sandbox with `spec`'s grants).
+    pub async fn link(
+        &self,
+        component: &Component,
+        sha256: &str,
+        spec: ModeSpec,
+        net: Arc<NetInfo>,
+    ) -> Result<Mode, LoadError> {
+        self.check_spec(&spec)?;
+        let pre = self.prepare(component)?;
         let gate = Arc::new(crate::gate::Gate::compile(&spec.grants, &net));
         let mut mode = Mode {
             pre,
             name: "unnamed".into(),
-            sha256: report.sha256.clone().into(),
+            info: None,
+            sha256: sha256.into(),
             gate,
             net,
             config: Arc::new(spec.config.clone()),
@@ -148,11 +163,14 @@ impl ModeHost {
             fuel: self.config.fuel,
         };
         match mode.call(Op::Info).await.result {
-            Ok(Output::Info(info)) => mode.name = info.name.into(),
+            Ok(Output::Info(info)) => {
+                mode.name = info.name.as_str().into();
+                mode.info = Some(info);
+            }
             Ok(_) => unreachable!("info returns info"),
             Err(e) => return Err(LoadError::WrongContract(format!("info() failed: {e}"))),
         }
-        Ok((mode, report))
+        Ok(mode)
     }
 }
 

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use p2pbroker::host::{ModeSpec, Op, Output};
+use p2pbroker::host::ModeSpec;
 use p2pbroker::loader::AllowList;
 use p2pbroker::netinfo::NetInfo;
 
@@ -27,22 +27,17 @@ pub async fn run(a: Args) -> anyhow::Result<u8> {
     let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
     // Name and version come from the component's own `info`, run in the
     // sandbox with no capabilities at all.
-    let info = match host
-        .load(
-            &bytes,
-            &AllowList::Any,
+    // (Compiled once: the imports above still print when linking fails.)
+    let info = host
+        .link(
+            &component,
+            &report.sha256,
             ModeSpec::default(),
             Arc::new(NetInfo::default()),
         )
         .await
-    {
-        Ok((mode, _)) => match mode.call(Op::Info).await.result {
-            Ok(Output::Info(i)) => Ok(i),
-            Ok(_) => unreachable!("info returns info"),
-            Err(e) => Err(e.to_string()),
-        },
-        Err(e) => Err(e.to_string()),
-    };
+        .map(|mode| mode.info().clone())
+        .map_err(|e| e.to_string());
     if a.json {
         let mut v = serde_json::json!({
             "file": a.file, "sha256": report.sha256, "size": report.size,
