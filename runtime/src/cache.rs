@@ -81,7 +81,12 @@ impl Cache {
             Err(_) => return Err(Reject::Missing),
         };
         match self.verify(&data, sha256, compat) {
-            Ok(()) => Ok(data[HEADER_LEN + MAC_LEN..].to_vec()),
+            Ok(()) => {
+                // Hand over the payload without copying it.
+                let mut data = data;
+                data.drain(..HEADER_LEN + MAC_LEN);
+                Ok(data)
+            }
             Err(reason) => {
                 let _ = fs::remove_file(&path);
                 Err(Reject::Discarded(reason))

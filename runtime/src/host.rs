@@ -102,6 +102,8 @@ pub struct ModeHost {
     linker: Linker<CallState>,
     pub(crate) cache: Option<Cache>,
     pub(crate) cache_error: Option<String>,
+    /// The engine's compatibility hash, computed once (cache key part).
+    pub(crate) compat: [u8; 32],
     pub(crate) config: EngineConfig,
     audit: Arc<dyn AuditSink>,
     _ticker: EpochTicker,
@@ -138,7 +140,10 @@ impl ModeHost {
             },
             None => (None, None),
         };
+        let mut hasher = crate::cache::Sha256Hasher::default();
+        std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut hasher);
         Ok(ModeHost {
+            compat: hasher.digest(),
             _ticker: EpochTicker::start(engine.clone()),
             engine,
             linker,

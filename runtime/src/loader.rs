@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use wasmtime::component::Component;
 
-use crate::cache::{Reject, Sha256Hasher, sha256};
+use crate::cache::{Reject, sha256};
 use crate::error::LoadError;
 use crate::host::{Mode, ModeHost, ModeSpec, Op, Output};
 use crate::netinfo::NetInfo;
@@ -65,9 +65,7 @@ pub struct LoadReport {
 impl ModeHost {
     /// The engine's compatibility hash as stable bytes (cache key part).
     pub fn compat_hash(&self) -> [u8; 32] {
-        let mut h = Sha256Hasher::default();
-        std::hash::Hash::hash(&self.engine.precompile_compatibility_hash(), &mut h);
-        h.digest()
+        self.compat
     }
 
     /// Check `bytes` against `allow`, then compile them (or load them from
@@ -91,7 +89,7 @@ impl ModeHost {
             return Err(LoadError::NotAComponent(what.into()));
         }
         let start = Instant::now();
-        let compat = self.compat_hash();
+        let compat = self.compat;
         let mut status = CacheStatus::Disabled;
         if let Some(cache) = &self.cache {
             match cache.get(&digest, &compat) {
