@@ -148,11 +148,6 @@ impl Cache {
         f.sync_all()?;
         fs::rename(&tmp, &path)
     }
-
-    /// The folder.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
 }
 
 fn load_or_create_key(path: &Path) -> std::io::Result<[u8; 32]> {

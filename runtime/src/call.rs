@@ -11,14 +11,14 @@ use crate::audit::MemorySink;
 use crate::bindings::{ModeError, ModePre, Transport};
 use crate::contract;
 use crate::error::{CallError, LimitHit, TrapKind};
-use crate::host::{CallReport, Mode, Op, Output, outer_budget, started};
+use crate::host::{CallReport, Mode, Op, Output, outer_budget};
 use crate::state::{CallState, LogLine};
 
 /// What came back from the guest, before validation.
 type Raw = Result<Result<Output, ModeError>, CallError>;
 
 pub(crate) async fn run(mode: &Mode, op: Op) -> CallReport {
-    let start = started();
+    let start = std::time::Instant::now();
     let checked = match &op {
         Op::Map(r) => contract::request(r),
         Op::Renew(_, lifetime) => contract::renew_lifetime(*lifetime),

@@ -10,14 +10,6 @@ use crate::gate::{Transport, Use};
 /// A component could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    /// Reading the file failed.
-    #[error("cannot read {path}: {source}")]
-    Io {
-        /// The file.
-        path: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
     /// Its sha256 is not on the allow-list.
     #[error("component sha256 {sha256} is not on the allow-list")]
     NotAllowed {

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
@@ -444,11 +444,6 @@ fn classify_use(u: SocketAddrUse) -> (Transport, Use) {
         SocketAddrUse::UdpSend => (Transport::Udp, Use::Send),
         SocketAddrUse::UdpReceive => (Transport::Udp, Use::Receive),
     }
-}
-
-/// Start time helper shared with [`crate::call`].
-pub(crate) fn started() -> Instant {
-    Instant::now()
 }
 
 /// The outer budget for a call whose wasm deadline is `timeout`.

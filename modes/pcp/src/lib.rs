@@ -23,7 +23,8 @@ use p2pbroker_mode_sdk::clock::unix_seconds;
 use p2pbroker_mode_sdk::host;
 use p2pbroker_mode_sdk::net::{self, Reply};
 use p2pbroker_mode_sdk::{
-    AddressClass, MapRequest, Mapping, Mode, ModeError, ModeInfo, ProbeReport, Transport, classify,
+    AddressClass, IpSocketAddress, MapRequest, Mapping, Mode, ModeError, ModeInfo, ProbeReport,
+    Transport, classify,
 };
 use proto::{MapParams, PcpError, PcpResult};
 use state::PcpState;
@@ -149,8 +150,10 @@ fn map_once(
     })
 }
 
+/// The mapping the server granted, for `transport` to `internal`.
 fn mapping_from(
-    current: MapRequestLike,
+    transport: Transport,
+    internal: IpSocketAddress,
     st: &PcpState,
     m: &proto::PcpMap,
 ) -> Result<Mapping, ModeError> {
@@ -166,18 +169,12 @@ fn mapping_from(
         ..*st
     };
     Ok(Mapping {
-        transport: current.transport,
-        internal: current.internal,
+        transport,
+        internal,
         external: from_socket(SocketAddr::new(m.external_ip, m.external_port)),
         lifetime: m.header.lifetime,
         state: next.encode(),
     })
-}
-
-/// The fields of a request or mapping a new mapping inherits.
-struct MapRequestLike {
-    transport: Transport,
-    internal: p2pbroker_mode_sdk::IpSocketAddress,
 }
 
 struct Pcp;
@@ -257,14 +254,7 @@ impl Mode for Pcp {
                 class_name(class)
             ));
         }
-        mapping_from(
-            MapRequestLike {
-                transport: request.transport,
-                internal: request.internal,
-            },
-            &st,
-            &m,
-        )
+        mapping_from(request.transport, request.internal, &st, &m)
     }
 
     fn renew(current: Mapping, lifetime: u32) -> Result<Mapping, ModeError> {
@@ -291,14 +281,7 @@ impl Mode for Pcp {
                 m.external_ip
             )));
         }
-        mapping_from(
-            MapRequestLike {
-                transport: current.transport,
-                internal: current.internal,
-            },
-            &st,
-            &m,
-        )
+        mapping_from(current.transport, current.internal, &st, &m)
     }
 
     fn unmap(current: Mapping) -> Result<(), ModeError> {

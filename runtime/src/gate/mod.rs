@@ -91,11 +91,6 @@ impl Gate {
         self.name_lookup
     }
 
-    /// Whether any rule mentions `transport` (wasi's per-transport switch).
-    pub fn allows_transport(&self, transport: Transport) -> bool {
-        self.rules.iter().any(|r| r.transport == transport)
-    }
-
     /// Decide whether `addr` may be used for `use_` over `transport`.
     ///
     /// An IPv4-mapped IPv6 address is judged as the IPv4 address it carries,
