@@ -269,7 +269,7 @@ fn parse_target(s: &str) -> Result<Target, String> {
     })
 }
 
-fn parse_ports(s: &str) -> Result<(u16, u16), String> {
+pub(crate) fn parse_ports(s: &str) -> Result<(u16, u16), String> {
     let port = |p: &str| {
         p.parse::<u16>()
             .map_err(|_| format!("`{p}` is not a port number (0-65535)"))

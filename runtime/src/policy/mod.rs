@@ -5,16 +5,21 @@
 //! line, and every grant is parsed up front, so a bad policy is refused
 //! whole and the last good one stays in force.
 
+pub mod broker;
+
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+pub use broker::{AccessRule, BrokerSettings, Profile};
+
 use crate::gate::Grant;
 use crate::host::ModeSpec;
 use crate::limits::Limits;
+use crate::netinfo::NetInfo;
 
 /// The built-in default policy (`policies/default.toml`).
-pub const DEFAULT_POLICY: &str = include_str!("../../policies/default.toml");
+pub const DEFAULT_POLICY: &str = include_str!("../../../policies/default.toml");
 
 /// A parsed policy.
 #[derive(Debug, Clone, Deserialize)]
@@ -22,6 +27,19 @@ pub const DEFAULT_POLICY: &str = include_str!("../../policies/default.toml");
 pub struct Policy {
     /// Format version; this broker reads version 1.
     pub version: u32,
+    /// MOD names, best first, when no profile matches (default: every MOD
+    /// of the policy, by name).
+    #[serde(default)]
+    pub order: Vec<String>,
+    /// Lease and probing settings.
+    #[serde(default)]
+    pub broker: BrokerSettings,
+    /// MOD orders for particular networks.
+    #[serde(default)]
+    pub profiles: Vec<Profile>,
+    /// Who may map what (default: [`broker::default_access`]).
+    #[serde(default)]
+    pub access: Vec<AccessRule>,
     /// MODs by name.
     #[serde(default)]
     pub modes: BTreeMap<String, ModePolicy>,
@@ -70,6 +88,9 @@ pub enum PolicyError {
     /// The policy names no such MOD.
     #[error("the policy has no entry for mode `{0}`")]
     UnknownMode(String),
+    /// A broker setting, profile or access rule is wrong.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl Policy {
@@ -82,7 +103,46 @@ impl Policy {
         for name in p.modes.keys() {
             p.spec(name)?;
         }
+        p.broker.validate().map_err(PolicyError::Invalid)?;
+        let orders = std::iter::once(("order".to_string(), &p.order)).chain(
+            p.profiles
+                .iter()
+                .map(|pr| (format!("profile `{}` order", pr.name), &pr.order)),
+        );
+        for (what, order) in orders {
+            if let Some(m) = order.iter().find(|m| !p.modes.contains_key(*m)) {
+                return Err(PolicyError::Invalid(format!(
+                    "{what} names mode `{m}`, which has no [modes.{m}] entry"
+                )));
+            }
+        }
+        for (i, rule) in p.access.iter().enumerate() {
+            rule.validate(i).map_err(PolicyError::Invalid)?;
+        }
         Ok(p)
+    }
+
+    /// The MOD order for `net` and the name of the profile that chose it
+    /// (`default` when none matched).
+    pub fn order_for(&self, net: &NetInfo) -> (String, Vec<String>) {
+        if let Some(p) = self.profiles.iter().find(|p| p.matches(net)) {
+            return (p.name.clone(), p.order.clone());
+        }
+        let order = if self.order.is_empty() {
+            self.modes.keys().cloned().collect()
+        } else {
+            self.order.clone()
+        };
+        ("default".into(), order)
+    }
+
+    /// The access rules in force (the built-in ones if the policy has none).
+    pub fn access_rules(&self) -> Vec<AccessRule> {
+        if self.access.is_empty() {
+            broker::default_access()
+        } else {
+            self.access.clone()
+        }
     }
 
     /// The built-in default.
@@ -157,5 +217,33 @@ mod tests {
         let e = Policy::parse("version = 1\n[modes.x.limits]\ntimeout_ms = 18446744073709551615\n")
             .unwrap_err();
         assert!(e.to_string().contains("mode `x`: limits.timeout_ms"), "{e}");
+    }
+
+    #[test]
+    fn orders_profiles_and_access_rules_are_validated() {
+        let p = Policy::default_policy();
+        let (profile, order) = p.order_for(&NetInfo::default());
+        assert_eq!(profile, "default");
+        assert_eq!(order[0], "direct");
+        assert_eq!(p.access_rules().len(), 2);
+        let e = Policy::parse("version = 1\norder = [\"ghost\"]\n").unwrap_err();
+        assert!(e.to_string().contains("mode `ghost`"), "{e}");
+        let e = Policy::parse("version = 1\n[[profiles]]\nname = \"office\"\norder = [\"x\"]\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("profile `office` order"), "{e}");
+        let e = Policy::parse("version = 1\n[[access]]\nports = \"0-10\"\n").unwrap_err();
+        assert!(e.to_string().contains("access[0].ports"), "{e}");
+        let e = Policy::parse("version = 1\n[broker]\nmax_leases = 0\n").unwrap_err();
+        assert!(e.to_string().contains("broker.max_leases"), "{e}");
+        let p = Policy::parse(
+            "version = 1\n[[profiles]]\nname = \"lab\"\ngateway = \"10.0.0.1\"\norder = [\"a\"]\n[modes.a]\n[modes.b]\n",
+        )
+        .unwrap();
+        let net = NetInfo {
+            gateways: vec!["10.0.0.1".parse().unwrap()],
+            addresses: vec![],
+        };
+        assert_eq!(p.order_for(&net), ("lab".into(), vec!["a".to_string()]));
+        assert_eq!(p.order_for(&NetInfo::default()).1, vec!["a", "b"]);
     }
 }
