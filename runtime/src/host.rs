@@ -323,6 +323,7 @@ pub struct CallReport {
 }
 
 /// A loaded MOD: verified, compiled, linked, ready to call.
+#[derive(Clone)]
 pub struct Mode {
     pub(crate) pre: ModePre<CallState>,
     pub(crate) name: Arc<str>,

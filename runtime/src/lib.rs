@@ -16,6 +16,7 @@ pub mod build;
 pub mod cache;
 mod call;
 pub mod contract;
+pub mod daemon;
 pub mod error;
 pub mod gate;
 pub mod host;

@@ -203,6 +203,17 @@ impl Mode {
     }
 }
 
+impl Mode {
+    /// The same MOD for another snapshot of the network (gateways and
+    /// addresses changed): its gate is recompiled against it.
+    pub fn with_net(&self, net: Arc<NetInfo>) -> Mode {
+        let mut m = self.clone();
+        m.gate = Arc::new(crate::gate::Gate::compile(&m.spec.grants, &net));
+        m.net = net;
+        m
+    }
+}
+
 fn report(sha256: String, bytes: &[u8], cache: CacheStatus, start: Instant) -> LoadReport {
     LoadReport {
         sha256,

@@ -1,11 +1,15 @@
 //! Command-line parsing and dispatch.
 //!
 //! Exit codes: 0 success; 1 the operation ran and failed (a MOD error, a
-//! trap, a denied capability); 2 bad usage or input (unreadable file,
-//! invalid component, invalid policy or grant).
+//! trap, a denied capability, a request the broker refused); 2 bad usage or
+//! input (unreadable file, invalid component, invalid policy or grant); 3 no
+//! broker answers on the socket.
 
+mod client;
+mod daemon;
 mod inspect;
 mod run;
+mod table;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,17 +27,43 @@ pub const EXIT_USAGE: u8 = 2;
     version,
     about = "P2P Broker: inbound reachability for P2P applications"
 )]
-#[command(after_help = "Exit codes: 0 success, 1 the operation failed, 2 bad usage or input.")]
+#[command(
+    after_help = "Exit codes: 0 success, 1 the operation failed, 2 bad usage or input, 3 no broker on the socket."
+)]
 struct Cli {
     /// Log filter for the broker's own diagnostics (e.g. `info`, `debug`).
     #[arg(long, global = true, env = "P2PB_LOG", default_value = "warn")]
     log: String,
+    /// The broker's client API socket (default: /run/p2pbroker/broker.sock
+    /// for root, else $XDG_RUNTIME_DIR/p2pbroker/broker.sock).
+    #[arg(long, global = true, env = "P2PB_SOCKET")]
+    socket: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the broker daemon (until SIGTERM/SIGINT, which release every lease).
+    Daemon(daemon::Args),
+    /// Make a local port reachable from outside; prints the external
+    /// endpoint and holds the lease until Ctrl-C (or `--detach`).
+    Map(client::MapArgs),
+    /// Release a lease.
+    Unmap {
+        /// The lease id (from `p2pb list`).
+        lease: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List leases (yours; root sees all).
+    List(client::JsonArg),
+    /// The broker's MODs, their probe results, and leases.
+    Status(client::JsonArg),
+    /// Diagnose the network: gateways, which protocols answer, the external
+    /// address, double NAT / CGNAT, and which MOD would be chosen and why.
+    Probe(client::ProbeArgs),
     /// Work with MOD components: build, inspect, run one lifecycle call.
     Mode {
         #[command(subcommand)]
@@ -71,7 +101,19 @@ pub fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
         .with_writer(std::io::stderr)
         .init();
+    let socket = cli
+        .socket
+        .clone()
+        .unwrap_or_else(p2pbroker_client::default_socket_path);
     let outcome = match cli.command {
+        Command::Daemon(a) => runtime().block_on(daemon::run(a, socket)),
+        Command::Map(a) => Ok(runtime().block_on(client::map(a, &socket))),
+        Command::Unmap { lease, json } => {
+            Ok(runtime().block_on(client::unmap(lease, json, &socket)))
+        }
+        Command::List(a) => Ok(runtime().block_on(client::list(a.json, &socket))),
+        Command::Status(a) => Ok(runtime().block_on(client::status(a.json, &socket))),
+        Command::Probe(a) => Ok(runtime().block_on(client::probe(a, &socket))),
         Command::Mode { command } => match command {
             ModeCommand::Build {
                 path,

@@ -1,0 +1,352 @@
+//! `p2pb map|unmap|list|status|probe`: talk to a running broker.
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use p2pbroker_client::{Client, ClientError, EventKind, Lease, MapOptions, Transport};
+
+use super::table::{Table, ago, until};
+
+/// Exit code: no broker answers on the socket.
+pub const EXIT_NO_BROKER: u8 = 3;
+
+/// `p2pb map` arguments.
+#[derive(clap::Args)]
+pub struct MapArgs {
+    /// tcp or udp.
+    transport: Transport,
+    /// The local port to make reachable.
+    port: u16,
+    /// End the lease after this many seconds.
+    #[arg(long)]
+    lifetime: Option<u32>,
+    /// Ask for this external port (a taken port is an error).
+    #[arg(long)]
+    external_port: Option<u16>,
+    /// Use only this MOD (diagnosis, tests).
+    #[arg(long)]
+    mode: Option<String>,
+    /// Leave a daemon-owned lease and exit (until `p2pb unmap` or expiry).
+    #[arg(long)]
+    detach: bool,
+    /// Map this address instead of this host's (LAN-shared broker).
+    #[arg(long)]
+    address: Option<IpAddr>,
+    /// Print JSON lines.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `--json` alone.
+#[derive(clap::Args)]
+pub struct JsonArg {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `p2pb probe` arguments.
+#[derive(clap::Args)]
+pub struct ProbeArgs {
+    /// Use the broker's cached probe results instead of probing now.
+    #[arg(long)]
+    cached: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+async fn connect(socket: &Path) -> Result<Client, u8> {
+    Client::connect(socket).await.map_err(|e| {
+        eprintln!(
+            "p2pb: no broker at {}: {e} (is `p2pb daemon` running? --socket / P2PB_SOCKET select another)",
+            socket.display()
+        );
+        EXIT_NO_BROKER
+    })
+}
+
+fn failed(e: ClientError) -> u8 {
+    match &e {
+        ClientError::Api(a) => {
+            eprintln!("p2pb: {a}");
+            for r in &a.reasons {
+                eprintln!("  {:<10} {:<12} {}", r.mode, r.kind, r.reason);
+            }
+        }
+        other => eprintln!("p2pb: {other}"),
+    }
+    super::EXIT_FAILED
+}
+
+fn json_line<T: serde::Serialize>(v: &T) {
+    println!("{}", serde_json::to_string(v).expect("serialises"));
+}
+
+fn list_or_none(ips: &[IpAddr]) -> String {
+    if ips.is_empty() {
+        return "none".into();
+    }
+    ips.iter()
+        .map(IpAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn describe(l: &Lease) -> String {
+    format!(
+        "{} {} is reachable at {} (lease {}, via {})",
+        l.transport, l.internal, l.external, l.id, l.mode
+    )
+}
+
+/// `p2pb map`.
+pub async fn map(a: MapArgs, socket: &Path) -> u8 {
+    let client = match connect(socket).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let mut opts = match a.transport {
+        Transport::Tcp => MapOptions::tcp(a.port),
+        Transport::Udp => MapOptions::udp(a.port),
+    }
+    .persist(a.detach);
+    if let Some(l) = a.lifetime {
+        opts = opts.lifetime(l);
+    }
+    if let Some(p) = a.external_port {
+        opts = opts.external_port(p);
+    }
+    if let Some(m) = &a.mode {
+        opts = opts.mode(m);
+    }
+    if let Some(ip) = a.address {
+        opts = opts.address(ip);
+    }
+    // Subscribe first so no event about the new lease is missed.
+    let mut events = if a.detach {
+        None
+    } else {
+        match client.subscribe().await {
+            Ok(s) => Some(s),
+            Err(e) => return failed(e),
+        }
+    };
+    let lease = match client.map(opts).await {
+        Ok(l) => l,
+        Err(e) => return failed(e),
+    };
+    if a.json {
+        json_line(&lease);
+    } else {
+        println!("{}", describe(&lease));
+    }
+    let Some(events) = events.as_mut() else {
+        return 0;
+    };
+    if !a.json {
+        println!("holding the lease; Ctrl-C releases it");
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    loop {
+        let e = tokio::select! {
+            e = events.next() => e,
+            _ = tokio::signal::ctrl_c() => return 0,
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => return 0,
+        };
+        let Some(e) = e else {
+            eprintln!("p2pb: the broker closed the connection");
+            return super::EXIT_FAILED;
+        };
+        if e.lease.id != lease.id {
+            continue;
+        }
+        if a.json {
+            json_line(&e);
+        } else {
+            let why = e.reason.as_deref().unwrap_or("");
+            println!("{:?}: {} {why}", e.kind, e.lease.external);
+        }
+        if e.kind == EventKind::Released {
+            return 0;
+        }
+    }
+}
+
+/// `p2pb unmap`.
+pub async fn unmap(id: u64, json: bool, socket: &Path) -> u8 {
+    let client = match connect(socket).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match client.unmap(id).await {
+        Ok(l) if json => {
+            json_line(&l);
+            0
+        }
+        Ok(l) => {
+            println!("released lease {} ({} {})", l.id, l.transport, l.external);
+            0
+        }
+        Err(e) => failed(e),
+    }
+}
+
+fn lease_table(leases: &[Lease]) -> Table {
+    let mut t = Table::new(&[
+        "LEASE", "PROTO", "INTERNAL", "EXTERNAL", "MOD", "STATE", "RENEW", "ENDS", "UID",
+    ]);
+    for l in leases {
+        t.row(vec![
+            l.id.to_string(),
+            l.transport.to_string(),
+            l.internal.to_string(),
+            l.external.to_string(),
+            l.mode.clone(),
+            serde_json::to_value(l.state)
+                .unwrap()
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+            l.renew_at.map_or("-".into(), until),
+            match l.expires_at {
+                Some(e) => until(e),
+                None if l.persist => "on unmap".into(),
+                None => "on disconnect".into(),
+            },
+            l.owner_uid.to_string(),
+        ]);
+    }
+    t
+}
+
+/// `p2pb list`.
+pub async fn list(json: bool, socket: &Path) -> u8 {
+    let client = match connect(socket).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match client.list().await {
+        Ok(leases) if json => {
+            json_line(&leases);
+            0
+        }
+        Ok(leases) if leases.is_empty() => {
+            println!("no leases");
+            0
+        }
+        Ok(leases) => {
+            print!("{}", lease_table(&leases));
+            0
+        }
+        Err(e) => failed(e),
+    }
+}
+
+/// `p2pb status`.
+pub async fn status(json: bool, socket: &Path) -> u8 {
+    let client = match connect(socket).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let s = match client.status().await {
+        Ok(s) => s,
+        Err(e) => return failed(e),
+    };
+    if json {
+        json_line(&s);
+        return 0;
+    }
+    println!(
+        "broker {} (protocol {}), up {}, policy: {}",
+        s.broker_version,
+        s.protocol,
+        ago(s.uptime_s),
+        s.policy.source
+    );
+    if let Some(e) = &s.policy.error {
+        println!("last policy update refused: {e}");
+    }
+    println!("gateways: {}", list_or_none(&s.network.gateways));
+    println!("addresses: {}\n", s.network.addresses.join(", "));
+    let mut t = Table::new(&["MOD", "VERSION", "PROBE", "AGE", "SEEN"]);
+    for m in &s.modes {
+        let (res, age, seen) = match &m.probe {
+            None => ("not yet".to_string(), "-".to_string(), String::new()),
+            Some(p) => (
+                if p.ok {
+                    "ok".into()
+                } else {
+                    p.kind.clone().unwrap_or_default()
+                },
+                ago(p.age_s),
+                p.detail.clone(),
+            ),
+        };
+        t.row(vec![m.name.clone(), m.version.clone(), res, age, seen]);
+    }
+    print!("{t}");
+    println!();
+    if s.leases.is_empty() {
+        println!("no leases");
+    } else {
+        print!("{}", lease_table(&s.leases));
+    }
+    0
+}
+
+/// `p2pb probe`.
+pub async fn probe(a: ProbeArgs, socket: &Path) -> u8 {
+    let client = match connect(socket).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let p = match client.probe(!a.cached).await {
+        Ok(p) => p,
+        Err(e) => return failed(e),
+    };
+    if a.json {
+        json_line(&p);
+        return 0;
+    }
+    println!("gateways:          {}", list_or_none(&p.gateways));
+    let class = p
+        .probes
+        .iter()
+        .find(|x| x.external_address == p.external_address)
+        .and_then(|x| x.external_class.clone());
+    match p.external_address {
+        Some(a) => println!("external address:  {a} ({})", class.unwrap_or_default()),
+        None => println!("external address:  unknown"),
+    }
+    println!(
+        "double NAT / CGNAT: {}",
+        if p.double_nat {
+            "yes: the gateway's external address is not public"
+        } else {
+            "no"
+        }
+    );
+    println!();
+    let mut t = Table::new(&["MOD", "RESULT", "TIME", "GATEWAY", "WHAT IT SAW"]);
+    for x in &p.probes {
+        t.row(vec![
+            x.mode.clone(),
+            if x.ok {
+                "ok".into()
+            } else {
+                x.kind.clone().unwrap_or_default()
+            },
+            format!("{} ms", x.elapsed_ms),
+            x.gateway.map_or("-".into(), |g| g.to_string()),
+            x.detail.clone(),
+        ]);
+    }
+    print!("{t}");
+    println!();
+    match &p.chosen {
+        Some(m) => println!("would map with: {m}\nwhy: {}", p.why),
+        None => println!("would map with: nothing\nwhy: {}", p.why),
+    }
+    0
+}

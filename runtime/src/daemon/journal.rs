@@ -1,0 +1,344 @@
+//! The crash-safe lease journal.
+//!
+//! An append-only file of JSON lines: `put` records a lease as it stands
+//! (after map and after each renew), `del` records its removal. Each line is
+//! flushed with `fdatasync` before the caller goes on, so a mapping is on
+//! disk before its client hears of it; after a crash the next start reads
+//! the journal and reconciles every lease still in it (re-adopt or delete).
+//!
+//! A torn last line (a crash mid-write) is ignored with a warning. When the
+//! file holds many more lines than live leases it is compacted: the live set
+//! is written to a temporary file, synced, renamed over the journal, and the
+//! folder synced, so at every instant one complete journal exists.
+//!
+//! Replay is a pure function over bytes ([`replay`]), unit-tested and fuzzable.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::json::MappingJson;
+
+/// File name inside the state folder.
+pub const JOURNAL_FILE: &str = "leases.journal";
+/// Compact once dead lines outnumber live leases by this factor (and at
+/// least [`COMPACT_MIN_LINES`] lines exist): bounded file, rare rewrites.
+const COMPACT_FACTOR: usize = 4;
+/// Below this many lines the journal is never compacted.
+const COMPACT_MIN_LINES: usize = 256;
+
+/// One lease as journaled: enough to renew it or delete it after a crash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRecord {
+    /// Lease id, unique for the journal's life.
+    pub id: u64,
+    /// The MOD that holds the mapping.
+    pub mode: String,
+    /// That MOD's component sha256 when the mapping was made.
+    pub mode_sha256: String,
+    /// The mapping, with the MOD's opaque state blob.
+    pub mapping: MappingJson,
+    /// Unix seconds when the gateway last granted `mapping.lifetime`.
+    pub granted_at: u64,
+    /// The client's uid.
+    pub owner_uid: u32,
+    /// Whether the lease outlives its client's connection.
+    pub persist: bool,
+    /// Unix seconds when the lease ends; `None` = until released.
+    pub expires_at: Option<u64>,
+    /// Unix seconds when the lease was created.
+    pub created_at: u64,
+}
+
+impl LeaseRecord {
+    /// Unix seconds when the gateway forgets the mapping unless renewed;
+    /// `None` for a permanent mapping.
+    pub fn gateway_expiry(&self) -> Option<u64> {
+        (self.mapping.lifetime != 0).then(|| self.granted_at + u64::from(self.mapping.lifetime))
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
+enum Line {
+    Put { lease: LeaseRecord },
+    Del { id: u64 },
+}
+
+/// What replaying a journal found.
+#[derive(Debug, Default)]
+pub struct Replay {
+    /// Live leases by id.
+    pub leases: BTreeMap<u64, LeaseRecord>,
+    /// Lines read (for the compaction rule).
+    pub lines: usize,
+    /// The highest lease id ever seen (ids are never reused).
+    pub max_id: u64,
+    /// Lines that could not be read, with their line number and why.
+    pub warnings: Vec<String>,
+}
+
+/// Replay journal bytes: later lines win; unreadable lines are reported,
+/// never fatal (a broker that refused to start would leak every mapping).
+pub fn replay(bytes: &[u8]) -> Replay {
+    let mut r = Replay::default();
+    let text = String::from_utf8_lossy(bytes);
+    let complete = text.ends_with('\n');
+    let all: Vec<&str> = text.split_terminator('\n').collect();
+    for (i, line) in all.iter().enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        r.lines += 1;
+        match serde_json::from_str::<Line>(line) {
+            Ok(Line::Put { lease }) => {
+                r.max_id = r.max_id.max(lease.id);
+                r.leases.insert(lease.id, lease);
+            }
+            Ok(Line::Del { id }) => {
+                r.max_id = r.max_id.max(id);
+                r.leases.remove(&id);
+            }
+            Err(_) if i + 1 == all.len() && !complete => {
+                r.warnings.push(format!(
+                    "line {}: torn by a crash mid-write, ignored",
+                    i + 1
+                ));
+            }
+            Err(e) => r.warnings.push(format!("line {}: {e}", i + 1)),
+        }
+    }
+    r
+}
+
+/// The open journal.
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+    lines: usize,
+    live: BTreeMap<u64, LeaseRecord>,
+}
+
+/// Journal I/O failed: the caller must not report the change as done.
+#[derive(Debug, thiserror::Error)]
+#[error("lease journal {path}: {source}")]
+pub struct JournalError {
+    path: String,
+    source: std::io::Error,
+}
+
+impl Journal {
+    /// Open (creating if needed) the journal in `dir`, owner-only, and
+    /// replay it.
+    pub fn open(dir: &Path) -> Result<(Journal, Replay), JournalError> {
+        let path = dir.join(JOURNAL_FILE);
+        let err = |source| JournalError {
+            path: path.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(err)?;
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(err(e)),
+        };
+        let replay = replay(&bytes);
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(err)?;
+        let mut j = Journal {
+            path: path.clone(),
+            file,
+            lines: replay.lines,
+            live: replay.leases.clone(),
+        };
+        // A torn tail would glue itself to the next line: start clean.
+        if !bytes.is_empty() && !bytes.ends_with(b"\n") {
+            j.compact()?;
+        }
+        Ok((j, replay))
+    }
+
+    /// Record `lease` as it now stands; durable when this returns.
+    pub fn put(&mut self, lease: &LeaseRecord) -> Result<(), JournalError> {
+        self.append(&Line::Put {
+            lease: lease.clone(),
+        })?;
+        self.live.insert(lease.id, lease.clone());
+        self.maybe_compact()
+    }
+
+    /// Record that lease `id` is gone; durable when this returns.
+    pub fn del(&mut self, id: u64) -> Result<(), JournalError> {
+        if self.live.remove(&id).is_none() {
+            return Ok(());
+        }
+        self.append(&Line::Del { id })?;
+        self.maybe_compact()
+    }
+
+    /// Live leases as journaled.
+    pub fn live(&self) -> &BTreeMap<u64, LeaseRecord> {
+        &self.live
+    }
+
+    fn err(&self, source: std::io::Error) -> JournalError {
+        JournalError {
+            path: self.path.display().to_string(),
+            source,
+        }
+    }
+
+    fn append(&mut self, line: &Line) -> Result<(), JournalError> {
+        let mut text = serde_json::to_string(line).expect("records serialise");
+        text.push('\n');
+        // One write per line: O_APPEND makes it land whole at the end.
+        self.file
+            .write_all(text.as_bytes())
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| self.err(e))?;
+        self.lines += 1;
+        Ok(())
+    }
+
+    fn maybe_compact(&mut self) -> Result<(), JournalError> {
+        if self.lines >= COMPACT_MIN_LINES && self.lines > COMPACT_FACTOR * self.live.len().max(1) {
+            self.compact()?;
+        }
+        Ok(())
+    }
+
+    /// Rewrite the journal as the live set only (atomic rename).
+    pub fn compact(&mut self) -> Result<(), JournalError> {
+        let tmp = self.path.with_extension("compact");
+        let mut text = String::new();
+        for lease in self.live.values() {
+            text.push_str(
+                &serde_json::to_string(&Line::Put {
+                    lease: lease.clone(),
+                })
+                .expect("records serialise"),
+            );
+            text.push('\n');
+        }
+        let write = || -> std::io::Result<File> {
+            let mut f = OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &self.path)?;
+            if let Some(dir) = self.path.parent() {
+                File::open(dir)?.sync_all()?;
+            }
+            OpenOptions::new().append(true).open(&self.path)
+        };
+        self.file = write().map_err(|e| self.err(e))?;
+        self.lines = self.live.len();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gate::Transport;
+
+    fn rec(id: u64) -> LeaseRecord {
+        LeaseRecord {
+            id,
+            mode: "pcp".into(),
+            mode_sha256: "ab".repeat(32),
+            mapping: MappingJson {
+                transport: Transport::Tcp,
+                internal: "10.0.0.2:6881".parse().unwrap(),
+                external: "198.51.100.2:6881".parse().unwrap(),
+                lifetime: 3600,
+                state: "0102".into(),
+            },
+            granted_at: 1_000,
+            owner_uid: 1000,
+            persist: false,
+            expires_at: None,
+            created_at: 1_000,
+        }
+    }
+
+    #[test]
+    fn put_del_and_reopen_keep_the_live_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, r) = Journal::open(dir.path()).unwrap();
+        assert!(r.leases.is_empty());
+        j.put(&rec(1)).unwrap();
+        j.put(&rec(2)).unwrap();
+        let mut renewed = rec(1);
+        renewed.granted_at = 2_800;
+        j.put(&renewed).unwrap();
+        j.del(2).unwrap();
+        drop(j);
+        let (_, r) = Journal::open(dir.path()).unwrap();
+        assert_eq!(r.leases.len(), 1);
+        assert_eq!(r.leases[&1].granted_at, 2_800);
+        assert_eq!(r.max_id, 2, "a deleted id is never reused");
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    }
+
+    #[test]
+    fn a_torn_tail_is_ignored_and_cleaned() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(dir.path()).unwrap();
+        j.put(&rec(7)).unwrap();
+        drop(j);
+        let path = dir.path().join(JOURNAL_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(br#"{"op":"put","lease":{"id":8,"mo"#);
+        std::fs::write(&path, &bytes).unwrap();
+        let (mut j, r) = Journal::open(dir.path()).unwrap();
+        assert_eq!(r.leases.keys().copied().collect::<Vec<_>>(), vec![7]);
+        assert!(r.warnings[0].contains("torn"), "{:?}", r.warnings);
+        j.put(&rec(9)).unwrap();
+        drop(j);
+        let (_, r) = Journal::open(dir.path()).unwrap();
+        assert_eq!(r.leases.keys().copied().collect::<Vec<_>>(), vec![7, 9]);
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    }
+
+    #[test]
+    fn garbage_lines_are_reported_not_fatal() {
+        let r = replay(b"not json\n{\"op\":\"del\",\"id\":3}\n{\"op\":\"put\"}\n");
+        assert_eq!(r.warnings.len(), 2);
+        assert!(r.warnings[0].starts_with("line 1"));
+        assert_eq!(r.max_id, 3);
+        assert!(r.leases.is_empty());
+    }
+
+    #[test]
+    fn compaction_keeps_exactly_the_live_leases() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(dir.path()).unwrap();
+        for round in 0..100 {
+            j.put(&rec(1)).unwrap();
+            j.put(&rec(round + 2)).unwrap();
+            j.del(round + 2).unwrap();
+        }
+        let size = std::fs::metadata(dir.path().join(JOURNAL_FILE))
+            .unwrap()
+            .len();
+        drop(j);
+        let (_, r) = Journal::open(dir.path()).unwrap();
+        assert_eq!(r.leases.len(), 1);
+        assert!(r.lines < COMPACT_MIN_LINES, "compacted: {} lines", r.lines);
+        assert!(size < 300 * 400, "bounded file: {size} bytes");
+    }
+}

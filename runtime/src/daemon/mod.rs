@@ -1,0 +1,243 @@
+//! The broker daemon: loads the MODs the policy permits, serves the client
+//! API on a Unix socket, selects among MODs, keeps leases alive, journals
+//! them, and releases them on unmap, disconnect and shutdown.
+//!
+//! Start-up order matters for "no mapping left behind": the journal is
+//! opened and replayed before the socket is bound, so leases of a crashed
+//! predecessor are reconciled (re-adopted or deleted) by the same upkeep
+//! loop that serves new ones.
+
+pub mod broker;
+pub mod journal;
+pub mod netwatch;
+pub mod notify;
+pub mod selector;
+pub mod server;
+pub mod timing;
+pub mod upkeep;
+pub mod views;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::sync::{Notify, broadcast};
+
+use crate::audit::{AuditSink, FileSink};
+use crate::host::{EngineConfig, ModeHost};
+use crate::loader::AllowList;
+use crate::netinfo::NetInfo;
+use crate::policy::Policy;
+use broker::{Broker, Shared};
+use journal::Journal;
+
+/// How long shutdown waits for every lease to be unmapped.
+pub const SHUTDOWN_CAP: Duration = Duration::from_secs(10);
+/// Subscribers' event buffer: a subscriber this far behind loses events
+/// (and is told so) rather than slowing the broker.
+const EVENT_BUFFER: usize = 4096;
+
+/// What `p2pb daemon` was given.
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    /// The client API socket.
+    pub socket: PathBuf,
+    /// Folder of MOD components (`*.wasm`) and their `allow.list`.
+    pub modes_dir: PathBuf,
+    /// Policy text and where it came from.
+    pub policy: (String, String),
+    /// Journal, cache and audit log folder.
+    pub state_dir: PathBuf,
+}
+
+/// A uniform random u32 (jitter). Falls back to the clock's nanoseconds if
+/// the OS source fails: jitter needs spread, not secrecy.
+pub fn random_u32() -> u32 {
+    let mut b = [0u8; 4];
+    if getrandom::fill(&mut b).is_err() {
+        return std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+    }
+    u32::from_le_bytes(b)
+}
+
+/// The default state folder: `/var/lib/p2pbroker` for root, else
+/// `$XDG_STATE_HOME/p2pbroker` (or `~/.local/state/p2pbroker`).
+pub fn default_state_dir() -> PathBuf {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return PathBuf::from("/var/lib/p2pbroker");
+    }
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME") {
+        return PathBuf::from(x).join("p2pbroker");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
+    PathBuf::from(home).join(".local/state/p2pbroker")
+}
+
+/// The hex sha256 digests listed in `DIR/allow.list` (`sha256  file` lines).
+pub fn read_allow_list(dir: &Path) -> anyhow::Result<HashSet<String>> {
+    let path = dir.join("allow.list");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read the MODs' allow-list {}", path.display()))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_ascii_lowercase)
+        .collect())
+}
+
+/// Load every component in `dir` that is allow-listed and permitted by
+/// `policy`. Returns the MODs by name and, per file, why it was not loaded.
+pub async fn load_modes(
+    host: &ModeHost,
+    dir: &Path,
+    policy: &Policy,
+    net: Arc<NetInfo>,
+) -> anyhow::Result<(
+    BTreeMap<String, Arc<crate::host::Mode>>,
+    Vec<(String, String)>,
+)> {
+    let allow = AllowList::Sha256(read_allow_list(dir)?);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read the MODs folder {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+        .collect();
+    files.sort();
+    let mut modes = BTreeMap::new();
+    let mut errors = Vec::new();
+    for f in files {
+        let label = f
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        let bytes = match std::fs::read(&f) {
+            Ok(b) => b,
+            Err(e) => {
+                errors.push((label, e.to_string()));
+                continue;
+            }
+        };
+        let mut mode = match host
+            .load(&bytes, &allow, Default::default(), net.clone())
+            .await
+        {
+            Ok((m, _)) => m,
+            Err(e) => {
+                errors.push((label, e.to_string()));
+                continue;
+            }
+        };
+        let name = mode.name().to_string();
+        match policy.spec(&name) {
+            Ok(spec) => match mode.respec(host, spec) {
+                Ok(()) => {
+                    modes.insert(name, Arc::new(mode));
+                }
+                Err(e) => errors.push((label, format!("mode `{name}`: {e}"))),
+            },
+            Err(_) => errors.push((label, format!("mode `{name}` is not in the policy"))),
+        }
+    }
+    Ok((modes, errors))
+}
+
+/// Build the broker: policy, journal, engine, MODs, adopted leases.
+pub async fn start(opts: &DaemonOptions) -> anyhow::Result<Arc<Broker>> {
+    let (policy_text, policy_source) = &opts.policy;
+    let policy = Policy::parse(policy_text).with_context(|| format!("policy {policy_source}"))?;
+    std::fs::create_dir_all(&opts.state_dir)
+        .with_context(|| format!("cannot create {}", opts.state_dir.display()))?;
+    let (journal, replay) = Journal::open(&opts.state_dir)?;
+    for w in &replay.warnings {
+        tracing::warn!("lease journal: {w}");
+    }
+    let audit: Arc<dyn AuditSink> = Arc::new(FileSink::open(&opts.state_dir.join("audit.jsonl"))?);
+    let host = ModeHost::new(
+        EngineConfig {
+            cache_dir: Some(opts.state_dir.join("cache")),
+            ..Default::default()
+        },
+        audit,
+    )
+    .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let net = Arc::new(NetInfo::read());
+    let (modes, load_errors) = load_modes(&host, &opts.modes_dir, &policy, net.clone()).await?;
+    for (file, why) in &load_errors {
+        tracing::warn!("{file}: not loaded: {why}");
+    }
+    if modes.is_empty() {
+        bail!(
+            "no MOD could be loaded from {} (each needs an allow-list entry and a policy entry)",
+            opts.modes_dir.display()
+        );
+    }
+    let (events, _) = broadcast::channel(EVENT_BUFFER);
+    let broker = Arc::new(Broker {
+        host,
+        shared: Mutex::new(Shared {
+            policy: Arc::new(policy),
+            modes,
+            load_errors,
+            net,
+            probes: BTreeMap::new(),
+            probed_at: None,
+            leases: BTreeMap::new(),
+            next_id: replay.max_id,
+            pending: HashSet::new(),
+        }),
+        journal: Mutex::new(journal),
+        events,
+        wake: Notify::new(),
+        started: Instant::now(),
+        policy_source: policy_source.clone(),
+    });
+    broker.adopt(replay.leases.into_values().collect());
+    Ok(broker)
+}
+
+/// Run the daemon until SIGTERM or SIGINT, then release every lease.
+pub async fn run(opts: DaemonOptions) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let broker = start(&opts).await?;
+    let listener = server::bind(&opts.socket)?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let upkeep = tokio::spawn(broker.clone().upkeep_loop());
+    let netwatch = tokio::spawn(broker.clone().netwatch_loop());
+    let warm = {
+        // Probe now so the first map does not wait for it.
+        let b = broker.clone();
+        tokio::spawn(async move {
+            b.probes(true).await;
+        })
+    };
+    let serve = tokio::spawn(server::serve(broker.clone(), listener));
+    let _ = notify::notify("READY=1");
+    tracing::info!("listening on {}", opts.socket.display());
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: releasing every lease"),
+        _ = int.recv() => tracing::info!("SIGINT: releasing every lease"),
+    }
+    let _ = notify::notify("STOPPING=1");
+    serve.abort();
+    warm.abort();
+    netwatch.abort();
+    upkeep.abort();
+    let _ = std::fs::remove_file(&opts.socket);
+    broker.release_all(SHUTDOWN_CAP).await;
+    let left = broker.shared.lock().unwrap().leases.len();
+    if left > 0 {
+        tracing::warn!(
+            "{left} lease(s) could not be unmapped; the journal keeps them for the next start"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! Network change detection by polling `/proc/net` and the interface list
+//! (cheap: two small files and one getifaddrs per period). A change of
+//! default gateway or local address recompiles every MOD's gate against the
+//! new facts, drops cached probes, and makes every lease due for renewal at
+//! once, so losses surface now rather than at the next half-life.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::broker::{Broker, now_ms};
+use crate::netinfo::NetInfo;
+
+/// What changed between two snapshots, for the log; `None` if nothing did.
+pub fn describe_change(old: &NetInfo, new: &NetInfo) -> Option<String> {
+    let mut parts = Vec::new();
+    if old.gateways != new.gateways {
+        parts.push(format!("gateways {:?} -> {:?}", old.gateways, new.gateways));
+    }
+    let addrs = |n: &NetInfo| n.addresses.iter().map(|a| a.address).collect::<Vec<_>>();
+    if addrs(old) != addrs(new) {
+        parts.push(format!("addresses {:?} -> {:?}", addrs(old), addrs(new)));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+impl Broker {
+    /// Adopt a new network snapshot.
+    pub fn network_changed(&self, net: NetInfo, why: &str) {
+        tracing::info!("network changed: {why}");
+        let net = Arc::new(net);
+        let mut s = self.shared.lock().unwrap();
+        s.modes = s
+            .modes
+            .iter()
+            .map(|(k, m)| (k.clone(), Arc::new(m.with_net(net.clone()))))
+            .collect();
+        s.net = net;
+        s.probed_at = None;
+        let now = now_ms();
+        for l in s.leases.values_mut().filter(|l| !l.releasing) {
+            l.due_ms = Some(now);
+        }
+        drop(s);
+        self.wake.notify_one();
+    }
+
+    /// Poll the network until the task is dropped.
+    pub async fn netwatch_loop(self: Arc<Self>) {
+        loop {
+            let period = {
+                let s = self.shared.lock().unwrap();
+                Duration::from_millis(s.policy.broker.netwatch_ms)
+            };
+            tokio::time::sleep(period).await;
+            let new = tokio::task::spawn_blocking(NetInfo::read)
+                .await
+                .unwrap_or_default();
+            let old = self.shared.lock().unwrap().net.clone();
+            if let Some(why) = describe_change(&old, &new) {
+                self.network_changed(new, &why);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netinfo::LocalAddress;
+
+    #[test]
+    fn changes_are_described_and_sameness_is_silent() {
+        let a = NetInfo {
+            gateways: vec!["10.0.0.1".parse().unwrap()],
+            addresses: vec![LocalAddress {
+                address: "10.0.0.2".parse().unwrap(),
+                prefix_len: 24,
+                interface: "eth0".into(),
+            }],
+        };
+        assert_eq!(describe_change(&a, &a.clone()), None);
+        let mut b = a.clone();
+        b.gateways = vec!["10.0.1.1".parse().unwrap()];
+        let d = describe_change(&a, &b).unwrap();
+        assert!(d.starts_with("gateways") && d.contains("10.0.1.1"), "{d}");
+        b.addresses.clear();
+        assert!(describe_change(&a, &b).unwrap().contains("addresses"));
+    }
+}

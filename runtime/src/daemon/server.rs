@@ -1,0 +1,342 @@
+//! The client API server: newline-delimited JSON on a Unix socket, the
+//! peer's uid from SO_PEERCRED. Each connection has a reader (requests run
+//! as their own tasks, so a slow `map` does not block `list`) and a writer
+//! fed by a channel (responses and events never interleave mid-line).
+//!
+//! Bad input gets a JSON error and the connection lives on; a line over
+//! [`MAX_LINE`] is answered `too-large` and skipped up to its newline.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use p2pbroker_client::{
+    ApiError, ErrorCode, Event, MAX_LINE, NetworkView, Op, PROTOCOL_VERSION, PolicyStatus,
+    Response, ResultBody, Status, encode_event, encode_response, parse_request,
+};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{Semaphore, mpsc};
+
+use super::broker::{Broker, Owner, api};
+use super::views;
+
+/// Requests of one connection running at once; more wait (backpressure).
+const PER_CONN_PARALLEL: usize = 16;
+/// Lines queued for a slow reader before its events are dropped.
+const WRITE_QUEUE: usize = 1024;
+/// How long a closing connection's in-flight requests may finish, so a map
+/// completing after the close is still released with the connection.
+const CLOSE_GRACE: Duration = Duration::from_secs(30);
+
+/// Bind the API socket: refuse if another broker answers on it, replace a
+/// stale file, and open it to every local user (the policy's access rules
+/// decide what each uid may do).
+pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!("another broker is already listening on {}", path.display());
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let l = UnixListener::bind(path).with_context(|| format!("cannot bind {}", path.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
+    Ok(l)
+}
+
+/// Accept connections until the task is dropped.
+pub async fn serve(broker: Arc<Broker>, listener: UnixListener) {
+    let mut next_conn = 0u64;
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                tracing::warn!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(cred) = stream.peer_cred() else {
+            continue;
+        };
+        next_conn += 1;
+        let owner = Owner {
+            uid: cred.uid(),
+            conn: next_conn,
+            lan_peer: None,
+        };
+        tokio::spawn(connection(broker.clone(), stream, owner));
+    }
+}
+
+/// What reading one line gave.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadLine {
+    /// A complete line (without its newline).
+    Line(Vec<u8>),
+    /// A line longer than the limit, consumed up to its newline.
+    TooLong,
+    /// End of stream.
+    Eof,
+}
+
+/// Read one line of at most `max` bytes without buffering more than that.
+pub async fn read_line<R: AsyncBufRead + Unpin>(
+    r: &mut R,
+    max: usize,
+) -> std::io::Result<ReadLine> {
+    let mut line = Vec::new();
+    let mut too_long = false;
+    loop {
+        let buf = r.fill_buf().await?;
+        if buf.is_empty() {
+            return Ok(if too_long || !line.is_empty() {
+                // A last line without newline counts; an oversized one not.
+                if too_long {
+                    ReadLine::TooLong
+                } else {
+                    ReadLine::Line(line)
+                }
+            } else {
+                ReadLine::Eof
+            });
+        }
+        let (chunk, done) = match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => (&buf[..i], Some(i + 1)),
+            None => (buf, None),
+        };
+        if !too_long {
+            if line.len() + chunk.len() > max {
+                too_long = true;
+                line = Vec::new();
+            } else {
+                line.extend_from_slice(chunk);
+            }
+        }
+        let n = done.unwrap_or(buf.len());
+        r.consume(n);
+        if done.is_some() {
+            return Ok(if too_long {
+                ReadLine::TooLong
+            } else {
+                ReadLine::Line(line)
+            });
+        }
+    }
+}
+
+fn response(id: Option<u64>, body: Result<ResultBody, ApiError>) -> String {
+    encode_response(&Response {
+        v: PROTOCOL_VERSION,
+        id,
+        body,
+    })
+}
+
+async fn connection(broker: Arc<Broker>, stream: UnixStream, owner: Owner) {
+    let (rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<String>(WRITE_QUEUE);
+    let writer = tokio::spawn(async move {
+        while let Some(line) = rx.recv().await {
+            if wr.write_all(line.as_bytes()).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut reader = BufReader::new(rd);
+    let permits = Arc::new(Semaphore::new(PER_CONN_PARALLEL));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut subscribed = None;
+    loop {
+        let line = match read_line(&mut reader, MAX_LINE).await {
+            Ok(ReadLine::Line(l)) => l,
+            Ok(ReadLine::TooLong) => {
+                let e = api(
+                    ErrorCode::TooLarge,
+                    format!("request line longer than {MAX_LINE} bytes"),
+                );
+                let _ = tx.send(response(None, Err(e))).await;
+                continue;
+            }
+            Ok(ReadLine::Eof) | Err(_) => break,
+        };
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let req = match parse_request(&line) {
+            Ok(r) => r,
+            Err(e) => {
+                let err = ApiError {
+                    code: e.code,
+                    message: e.message,
+                    reasons: Vec::new(),
+                };
+                let _ = tx.send(response(e.id, Err(err))).await;
+                continue;
+            }
+        };
+        if let Op::Subscribe = req.op {
+            if subscribed.is_none() {
+                subscribed = Some(tokio::spawn(forward_events(
+                    broker.events.subscribe(),
+                    tx.clone(),
+                    owner.uid,
+                )));
+            }
+            let _ = tx
+                .send(response(Some(req.id), Ok(ResultBody::Subscribed)))
+                .await;
+            continue;
+        }
+        let permit = permits.clone().acquire_owned().await.expect("never closed");
+        let (b, tx2) = (broker.clone(), tx.clone());
+        tasks.spawn(async move {
+            let body = dispatch(&b, req.op, &owner).await;
+            let _ = tx2.send(response(Some(req.id), body)).await;
+            drop(permit);
+        });
+    }
+    // Let in-flight requests finish so a lease they create is released
+    // with the connection, not orphaned.
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if let Some(s) = subscribed {
+        s.abort();
+    }
+    drop(tx);
+    writer.abort();
+    broker.connection_closed(owner.conn).await;
+}
+
+async fn forward_events(
+    mut rx: tokio::sync::broadcast::Receiver<Event>,
+    tx: mpsc::Sender<String>,
+    uid: u32,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match rx.recv().await {
+            Ok(e) if uid == 0 || e.lease.owner_uid == uid => {
+                // A full queue means a reader that does not read: drop the
+                // event rather than stall every other subscriber.
+                if tx.try_send(encode_event(&e)).is_err() && tx.is_closed() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(RecvError::Lagged(n)) => tracing::warn!("a subscriber missed {n} events"),
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Run one request.
+pub async fn dispatch(b: &Arc<Broker>, op: Op, owner: &Owner) -> Result<ResultBody, ApiError> {
+    match op {
+        Op::Map(p) => b.map(p, *owner).await.map(ResultBody::Lease),
+        Op::Unmap { lease } => b.unmap(lease, owner).await.map(ResultBody::Lease),
+        Op::List => Ok(ResultBody::Leases(b.list(owner))),
+        Op::Status => Ok(ResultBody::Status(Box::new(status(b, owner)))),
+        Op::Probe { fresh } => Ok(ResultBody::Probe(Box::new(probe(b, fresh).await))),
+        Op::Subscribe => Ok(ResultBody::Subscribed),
+    }
+}
+
+/// `status`: MODs with their latest probe, leases, network, policy.
+pub fn status(b: &Broker, owner: &Owner) -> Status {
+    let s = b.shared.lock().unwrap();
+    Status {
+        broker_version: env!("CARGO_PKG_VERSION").into(),
+        protocol: PROTOCOL_VERSION,
+        uptime_s: b.started.elapsed().as_secs(),
+        policy: PolicyStatus {
+            source: b.policy_source.clone(),
+            version: None,
+            error: None,
+        },
+        network: NetworkView {
+            gateways: s.net.gateways.clone(),
+            addresses: s
+                .net
+                .addresses
+                .iter()
+                .map(|a| format!("{}/{} ({})", a.address, a.prefix_len, a.interface))
+                .collect(),
+        },
+        modes: s
+            .modes
+            .values()
+            .map(|m| p2pbroker_client::ModeStatus {
+                name: m.name().to_string(),
+                sha256: m.sha256().to_string(),
+                version: m.info().version.clone(),
+                probe: s.probes.get(m.name()).map(views::probe),
+            })
+            .collect(),
+        leases: s
+            .leases
+            .values()
+            .filter(|l| !l.releasing && (owner.uid == 0 || l.rec.owner_uid == owner.uid))
+            .map(views::lease)
+            .collect(),
+    }
+}
+
+/// `probe`: every MOD's probe and which one would be chosen, and why.
+pub async fn probe(b: &Broker, fresh: bool) -> p2pbroker_client::ProbeSummary {
+    let probes = b.probes(fresh).await;
+    let s = b.shared.lock().unwrap();
+    let (profile, order) = s.policy.order_for(&s.net);
+    let order: Vec<String> = order
+        .into_iter()
+        .filter(|m| s.modes.contains_key(m))
+        .collect();
+    views::summary(&probes, &order, &profile, s.net.gateways.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn lines(input: &[u8], max: usize) -> Vec<ReadLine> {
+        let mut r = BufReader::with_capacity(4, input);
+        let mut out = Vec::new();
+        for _ in 0..16 {
+            let l = read_line(&mut r, max).await.unwrap();
+            let eof = l == ReadLine::Eof;
+            out.push(l);
+            if eof {
+                break;
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn long_lines_are_skipped_whole_and_the_stream_goes_on() {
+        let got = lines(b"ab\n0123456789\ncd\nlast", 5).await;
+        assert_eq!(
+            got,
+            vec![
+                ReadLine::Line(b"ab".to_vec()),
+                ReadLine::TooLong,
+                ReadLine::Line(b"cd".to_vec()),
+                ReadLine::Line(b"last".to_vec()),
+                ReadLine::Eof
+            ]
+        );
+        assert_eq!(lines(b"", 5).await, vec![ReadLine::Eof]);
+        assert_eq!(
+            lines(b"123456", 5).await,
+            vec![ReadLine::TooLong, ReadLine::Eof]
+        );
+    }
+}

@@ -1,0 +1,251 @@
+//! Running the real broker daemon inside a lab namespace, and its CLI
+//! beside it, exactly as an operator would.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness;
+use crate::lab::{Lab, Ns};
+
+/// The MODs shipped with the broker.
+pub const BUILT_IN: &[&str] = &[
+    "modes/direct",
+    "modes/nat-pmp",
+    "modes/pcp",
+    "modes/static",
+    "modes/upnp-igd",
+];
+
+/// A folder holding every built-in MOD and its allow.list (built once per
+/// test process).
+pub fn modes_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = harness::root().join(format!("target/tmp/daemon-modes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut allow = String::new();
+        for rel in BUILT_IN {
+            let src = harness::component_path(rel);
+            let bytes = std::fs::read(&src).unwrap();
+            let name = src.file_name().unwrap();
+            std::fs::write(dir.join(name), &bytes).unwrap();
+            let sha = hex::encode(p2pbroker::cache::sha256(&bytes));
+            allow.push_str(&format!("{sha}  {}\n", name.to_string_lossy()));
+        }
+        std::fs::write(dir.join("allow.list"), allow).unwrap();
+        dir
+    })
+}
+
+/// A broker daemon running in a lab's host namespace. It keeps only the
+/// namespace's name and the lab folder, so the test may still restart the
+/// gateway (`&mut Lab`) while it runs.
+pub struct Daemon {
+    ns: String,
+    dir: PathBuf,
+    child: Option<Child>,
+    name: String,
+    /// Its API socket.
+    pub socket: PathBuf,
+    /// Its state folder (journal, cache, audit log).
+    pub state: PathBuf,
+    policy: PathBuf,
+}
+
+impl Daemon {
+    /// Start a daemon named `name` with `policy` (TOML text) and wait until
+    /// it answers.
+    pub fn start(lab: &Lab, name: &str, policy: &str) -> Daemon {
+        let policy_path = lab.path(&format!("{name}.toml"));
+        std::fs::write(&policy_path, policy).unwrap();
+        let mut d = Daemon {
+            ns: lab.ns(Ns::Host),
+            dir: lab.path(""),
+            child: None,
+            name: name.to_string(),
+            socket: lab.path(&format!("{name}.sock")),
+            state: lab.path(&format!("{name}-state")),
+            policy: policy_path,
+        };
+        d.launch();
+        d
+    }
+
+    fn launch(&mut self) {
+        let args = [
+            env!("CARGO_BIN_EXE_p2pb"),
+            "--log",
+            "info",
+            "--socket",
+            self.socket.to_str().unwrap(),
+            "daemon",
+            "--modes",
+            modes_dir().to_str().unwrap(),
+            "--policy",
+            self.policy.to_str().unwrap(),
+            "--state-dir",
+            self.state.to_str().unwrap(),
+        ];
+        self.child = Some(self.spawn(&self.name, &args));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if self.socket.exists() && self.cli(&["status", "--json"]).status.success() {
+                return;
+            }
+            if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("daemon exited ({st}): {}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not answer within 60 s: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{}.log", self.name))).unwrap_or_default()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns]).args(args);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Start a command in the daemon's namespace, output to `DIR/log.log`.
+    fn spawn(&self, log: &str, args: &[&str]) -> Child {
+        let f = std::fs::File::create(self.dir.join(format!("{log}.log"))).unwrap();
+        self.command(args)
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {args:?}: {e}"))
+    }
+
+    /// Run `p2pb --socket S ARGS` in the host namespace.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let mut all = vec![
+            env!("CARGO_BIN_EXE_p2pb"),
+            "--socket",
+            self.socket.to_str().unwrap(),
+        ];
+        all.extend_from_slice(args);
+        self.command(&all)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run p2pb: {e}"))
+    }
+
+    /// Run a CLI command that must succeed and print JSON.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "p2pb {args:?} failed: {}{}\ndaemon log:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "p2pb {args:?}: not JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    /// Start `p2pb map ... --json` holding its lease; its output goes to the
+    /// lab log `log`.
+    pub fn hold(&self, log: &str, args: &[&str]) -> Child {
+        let mut all = vec![
+            env!("CARGO_BIN_EXE_p2pb"),
+            "--socket",
+            self.socket.to_str().unwrap(),
+            "map",
+            "--json",
+        ];
+        all.extend_from_slice(args);
+        self.spawn(log, &all)
+    }
+
+    /// Kill the daemon with SIGKILL (a crash: no cleanup at all).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // `ip netns exec` execs the daemon, so this pid is the daemon.
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait (bounded) for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(st)) = c.try_wait() {
+                    assert!(st.success(), "daemon exit status {st}: {}", self.log());
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            panic!("daemon did not exit within 20 s of SIGTERM: {}", self.log());
+        }
+    }
+
+    /// Start it again after `kill9` or `stop`.
+    pub fn restart(&mut self) {
+        self.launch();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: signalling our own child; SIGTERM releases its leases.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Wait (bounded) until `f` holds; panics with `what` otherwise.
+pub fn eventually(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("not within {secs} s: {what}");
+}
+
+/// Kills and reaps a helper process (listener, holding client) when the
+/// test ends, however it ends.
+pub struct Reaped(pub Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

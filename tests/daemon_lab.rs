@@ -1,0 +1,275 @@
+//! The broker daemon end to end in the NAT lab, against real miniupnpd:
+//! selection and fallback, leases held and released, crash recovery from
+//! the journal, loss and re-establishment after a gateway restart,
+//! conflicts, and access rules. Every check reads the gateway's own rule
+//! table or reaches the application from the public peer.
+
+#[path = "daemon/mod.rs"]
+mod daemon;
+#[path = "harness/mod.rs"]
+mod harness;
+#[path = "lab/mod.rs"]
+mod lab;
+
+use daemon::{Daemon, Reaped, eventually};
+use lab::{GatewayOptions, Lab};
+use serde_json::Value;
+
+/// The built-in MODs with the grants of the default policy.
+const MODES: &str = r#"
+[modes.direct]
+grants = []
+[modes.pcp]
+grants = ["udp:send,receive@gateway:5351"]
+[modes.nat-pmp]
+grants = ["udp:send,receive@gateway:5351"]
+[modes.upnp-igd]
+grants = ["udp:send@ssdp", "udp:receive@lan:1900", "tcp:connect@lan:1-65535"]
+[modes.static]
+grants = []
+"#;
+
+fn policy(order: &[&str], broker: &str, access: &str) -> String {
+    let order: Vec<String> = order.iter().map(|m| format!("{m:?}")).collect();
+    format!(
+        "version = 1\norder = [{}]\n[broker]\n{broker}\n{access}\n{MODES}",
+        order.join(", ")
+    )
+}
+
+fn all_modes() -> String {
+    policy(&["direct", "upnp-igd", "pcp", "nat-pmp", "static"], "", "")
+}
+
+fn external(lease: &Value) -> String {
+    lease["external"].as_str().unwrap().to_string()
+}
+
+/// Number of forwards in the gateway's nftables NAT chain.
+fn forwards(lab: &Lab) -> usize {
+    lab.gateway_rules().matches("dnat").count()
+}
+
+#[test]
+fn map_reach_list_unmap_through_the_daemon() {
+    let lab = Lab::up(GatewayOptions::default());
+    let d = Daemon::start(&lab, "broker", &all_modes());
+    let _server = Reaped(lab.listen(true, 7001, 30));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let lease = d.json(&["map", "tcp", "7001", "--detach", "--json"]);
+    assert_eq!(lease["mode"], "upnp-igd", "first usable MOD of the order");
+    assert_eq!(lease["internal"], format!("{}:7001", lab::HOST_IP));
+    let ext = external(&lease);
+    assert!(ext.starts_with(lab::WAN_IP), "{ext}");
+    assert_eq!(lab.reach(true, &ext), "hello-from-host");
+    let list = d.json(&["list", "--json"]);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let status = d.json(&["status", "--json"]);
+    assert_eq!(status["leases"][0]["id"], lease["id"]);
+    assert!(status["modes"].as_array().unwrap().len() == 5);
+    let table = lab.igd_table();
+    assert!(table.iter().any(|e| e.1 == 7001), "{table:?}");
+    let id = lease["id"].to_string();
+    d.json(&["unmap", &id, "--json"]);
+    assert_eq!(lab.reach(true, &ext), "");
+    assert_eq!(forwards(&lab), 0, "{}", lab.gateway_rules());
+    assert!(d.json(&["list", "--json"]).as_array().unwrap().is_empty());
+    // Human output is readable too.
+    let out = d.cli(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("MOD") && text.contains("upnp-igd") && text.contains("no leases"));
+}
+
+#[test]
+fn a_held_lease_ends_with_its_client() {
+    let lab = Lab::up(GatewayOptions::default());
+    let d = Daemon::start(&lab, "broker", &all_modes());
+    let mut holder = d.hold("holder", &["udp", "7002"]);
+    eventually("the holder's lease appears", 20, || {
+        d.json(&["list", "--json"])
+            .as_array()
+            .is_some_and(|l| l.len() == 1)
+    });
+    assert_eq!(forwards(&lab), 1, "{}", lab.gateway_rules());
+    let _ = holder.kill();
+    let _ = holder.wait();
+    eventually("the lease is released when its client goes", 20, || {
+        d.json(&["list", "--json"])
+            .as_array()
+            .is_some_and(|l| l.is_empty())
+    });
+    assert_eq!(forwards(&lab), 0, "{}", lab.gateway_rules());
+}
+
+#[test]
+fn upnp_off_falls_back_and_says_why() {
+    let lab = Lab::up(GatewayOptions {
+        upnp: false,
+        natpmp: true,
+    });
+    let d = Daemon::start(&lab, "broker", &all_modes());
+    let probe = d.json(&["probe", "--json"]);
+    let upnp = probe["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["mode"] == "upnp-igd")
+        .unwrap();
+    assert_eq!(upnp["ok"], false);
+    assert_eq!(probe["chosen"], "pcp", "{probe}");
+    assert!(
+        probe["why"].as_str().unwrap().contains("upnp-igd"),
+        "{probe}"
+    );
+    let lease = d.json(&["map", "tcp", "7003", "--detach", "--json"]);
+    assert_eq!(lease["mode"], "pcp");
+    let _server = Reaped(lab.listen(true, 7003, 30));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(lab.reach(true, &external(&lease)), "hello-from-host");
+}
+
+#[test]
+fn every_protocol_off_gives_each_mods_reason() {
+    let lab = Lab::up(GatewayOptions {
+        upnp: false,
+        natpmp: false,
+    });
+    let d = Daemon::start(&lab, "broker", &all_modes());
+    let out = d.cli(&["map", "tcp", "7004", "--detach"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for m in ["direct", "upnp-igd", "pcp", "nat-pmp", "static"] {
+        assert!(err.contains(m), "{m} missing from: {err}");
+    }
+    assert!(err.contains("no-mode"), "{err}");
+    assert_eq!(forwards(&lab), 0);
+}
+
+#[test]
+fn after_sigkill_the_restart_leaves_no_stale_mapping() {
+    let lab = Lab::up(GatewayOptions::default());
+    let mut d = Daemon::start(&lab, "broker", &all_modes());
+    let kept = d.json(&["map", "tcp", "7005", "--detach", "--json"]);
+    let mut holder = d.hold("holder", &["tcp", "7006"]);
+    eventually("both leases exist", 20, || {
+        d.json(&["list", "--json"])
+            .as_array()
+            .is_some_and(|l| l.len() == 2)
+    });
+    assert_eq!(forwards(&lab), 2);
+    d.kill9();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(forwards(&lab), 2, "a crash removes nothing by itself");
+    d.restart();
+    eventually(
+        "the held lease of the dead connection is deleted",
+        30,
+        || forwards(&lab) == 1,
+    );
+    let list = d.json(&["list", "--json"]);
+    let ids: Vec<&Value> = list.as_array().unwrap().iter().map(|l| &l["id"]).collect();
+    assert_eq!(ids, vec![&kept["id"]], "the persistent lease is re-adopted");
+    let table = lab.igd_table();
+    assert_eq!(table.len(), 1, "{table:?}");
+    assert_eq!(table[0].1, 7005);
+    d.stop();
+    assert_eq!(
+        forwards(&lab),
+        0,
+        "shutdown releases: {}",
+        lab.gateway_rules()
+    );
+    assert!(lab.igd_table().is_empty());
+}
+
+#[test]
+fn a_gateway_restart_is_detected_and_the_lease_re_established() {
+    let mut lab = Lab::up(GatewayOptions::default());
+    // A short gateway lifetime so the renewal that finds the loss comes soon.
+    let p = policy(&["upnp-igd", "pcp"], "mapping_lifetime = 10", "");
+    let d = Daemon::start(&lab, "broker", &p);
+    let _holder = Reaped(d.hold("holder", &["tcp", "7007"]));
+    eventually("mapped", 20, || lab.log("holder").contains("\"mode\""));
+    lab.restart_gateway();
+    assert_eq!(forwards(&lab), 0, "the restart flushed the gateway");
+    eventually("lost then re-established", 40, || {
+        lab.log("holder").contains("\"event\":\"re-established\"")
+    });
+    let log = lab.log("holder");
+    let lost = log.find("\"event\":\"lost\"").expect("a lost event");
+    let back = log.find("\"event\":\"re-established\"").unwrap();
+    assert!(lost < back, "{log}");
+    assert_eq!(forwards(&lab), 1, "{}", lab.gateway_rules());
+    let _server = Reaped(lab.listen(true, 7007, 30));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let lease = &d.json(&["list", "--json"])[0];
+    assert_eq!(lease["state"], "active");
+    assert_eq!(lab.reach(true, &external(lease)), "hello-from-host");
+}
+
+#[test]
+fn the_same_external_port_is_never_handed_out_twice() {
+    let lab = Lab::up(GatewayOptions::default());
+    let d = Daemon::start(&lab, "broker", &all_modes());
+    let first = d.json(&[
+        "map",
+        "tcp",
+        "7008",
+        "--external-port",
+        "7100",
+        "--detach",
+        "--json",
+    ]);
+    assert_eq!(external(&first), format!("{}:7100", lab::WAN_IP));
+    let out = d.cli(&["map", "tcp", "7009", "--external-port", "7100", "--detach"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("conflict"));
+    // Without a wish, the second client gets a port of its own.
+    let second = d.json(&["map", "tcp", "7009", "--detach", "--json"]);
+    assert_ne!(external(&second), external(&first));
+    let table = lab.igd_table();
+    let to_first = table.iter().find(|e| e.1 == 7100).unwrap();
+    assert_eq!(
+        to_first.3, 7008,
+        "the first mapping is untouched: {table:?}"
+    );
+}
+
+#[test]
+fn a_forbidden_uid_is_refused() {
+    let lab = Lab::up(GatewayOptions::default());
+    // Only root may map; everyone else is refused.
+    let p = policy(&["upnp-igd"], "", "[[access]]\nuids = [0]\n");
+    let d = Daemon::start(&lab, "broker", &p);
+    // Let an unprivileged user reach the socket.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = d.socket.parent().unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = lab.exec(
+        lab::Ns::Host,
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            env!("CARGO_BIN_EXE_p2pb"),
+            "--socket",
+            d.socket.to_str().unwrap(),
+            "map",
+            "tcp",
+            "7010",
+            "--detach",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("unauthorized") && err.contains("uid 65534"),
+        "{err}"
+    );
+    assert_eq!(forwards(&lab), 0);
+    // Root is still served.
+    d.json(&["map", "tcp", "7010", "--detach", "--json"]);
+    assert_eq!(forwards(&lab), 1);
+}
