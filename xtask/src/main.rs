@@ -3,22 +3,18 @@
 //! - `build-modes [--out DIR]`: build every MOD crate under `modes/` (all
 //!   but the SDK) into one folder, with `allow.list` holding their sha256s:
 //!   the folder the broker loads its built-in MODs from.
-//! - `demo`: build the built-in MODs, load them with the built-in default
-//!   policy, and show what each one's probe sees on this host.
+//! - `demo`: build the built-in MODs and `p2pb`, bring up the NAT lab, and
+//!   show an application behind NAT made reachable through the broker
+//!   (root; see demo.rs).
 //! - `test`: install what the suite needs on a fresh machine (the wasm
 //!   target; as root, the NAT lab's Debian packages), then run
 //!   `cargo test --workspace`.
 
-use std::collections::HashSet;
+mod demo;
+
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use p2pbroker::audit::MemorySink;
-use p2pbroker::host::{EngineConfig, ModeHost, Op};
-use p2pbroker::loader::AllowList;
-use p2pbroker::netinfo::NetInfo;
-use p2pbroker::policy::Policy;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -77,63 +73,20 @@ fn build_modes(out: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
 }
 
 fn demo() -> anyhow::Result<()> {
+    ensure_lab_packages()?;
+    p2pbroker::build::ensure_toolchain()?;
     let out = root().join("target/modes");
-    let built = build_modes(&out)?;
-    let allow: HashSet<String> = std::fs::read_to_string(out.join("allow.list"))?
-        .lines()
-        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
-        .collect();
-    let allow = AllowList::Sha256(allow);
-    let policy = Policy::default_policy();
-    let net = Arc::new(NetInfo::read());
-    println!(
-        "\nthis host: {} gateway(s), {} address(es)",
-        net.gateways.len(),
-        net.addresses.len()
-    );
-    let sink = Arc::new(MemorySink::default());
-    let host = ModeHost::new(
-        EngineConfig {
-            concurrent_calls: 8,
-            cache_dir: Some(root().join("target/modes-cache")),
-            ..Default::default()
-        },
-        sink.clone(),
-    )
-    .map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(async {
-        for (name, file) in built {
-            let bytes = std::fs::read(&file)?;
-            let (mut mode, report) = host
-                .load(&bytes, &allow, Default::default(), net.clone())
-                .await?;
-            let Ok(spec) = policy.spec(mode.name()) else {
-                println!("{:<10} not in the default policy: not run", mode.name());
-                continue;
-            };
-            if !spec.grants.is_empty() {
-                // Port-mapping MODs talk to the gateway: only inside the lab.
-                println!("{:<10} needs the network: not probed here", mode.name());
-                continue;
-            }
-            mode.respec(&host, spec)?;
-            let r = mode.call(Op::Probe).await;
-            let outcome = match &r.result {
-                Ok(o) => p2pbroker::json::output(o).to_string(),
-                Err(e) => p2pbroker::json::call_error(e).to_string(),
-            };
-            println!(
-                "{:<10} ({name}, code {:?}) probe in {:.2} ms: {outcome}",
-                mode.name(),
-                report.cache,
-                r.elapsed.as_secs_f64() * 1e3
-            );
-        }
-        anyhow::Ok(())
-    })?;
-    println!("{} capability decision(s) audited", sink.take().len());
-    Ok(())
+    build_modes(&out)?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let ok = std::process::Command::new(cargo)
+        .args(["build", "--quiet", "-p", "p2pbroker", "--bin", "p2pb"])
+        .current_dir(root())
+        .status()?
+        .success();
+    if !ok {
+        bail!("building p2pb failed");
+    }
+    demo::run(&out, &demo::p2pb_path(&root()))
 }
 
 /// Debian packages the NAT lab runs (see tests/lab).
