@@ -91,6 +91,9 @@ pub struct Broker {
     pub journal: Mutex<Journal>,
     /// Subscribers' feed.
     pub events: broadcast::Sender<Event>,
+    /// Held while a probe round runs, so concurrent requests share one
+    /// round instead of each starting their own.
+    pub probing: tokio::sync::Mutex<()>,
     /// Wakes the upkeep loop when a lease's schedule changed.
     pub wake: Notify,
     /// When the daemon started.
@@ -155,10 +158,17 @@ impl Broker {
     /// Probe results no older than the policy's TTL, probing now if needed
     /// (or if `fresh`).
     pub async fn probes(&self, fresh: bool) -> BTreeMap<String, Probe> {
+        let asked = Instant::now();
+        let _round = self.probing.lock().await;
         let (modes, budget, cap) = {
             let s = self.shared.lock().unwrap();
             let ttl = Duration::from_secs(s.policy.broker.probe_ttl_s);
-            if !fresh && s.probed_at.is_some_and(|t| t.elapsed() < ttl) {
+            // A round that finished after we asked is fresh enough even
+            // for `fresh`: at most one round old.
+            let done = s
+                .probed_at
+                .filter(|t| *t >= asked || (!fresh && t.elapsed() < ttl));
+            if done.is_some() {
                 return s.probes.clone();
             }
             let b = &s.policy.broker;

@@ -195,6 +195,7 @@ pub async fn start(opts: &DaemonOptions) -> anyhow::Result<Arc<Broker>> {
         }),
         journal: Mutex::new(journal),
         events,
+        probing: tokio::sync::Mutex::new(()),
         wake: Notify::new(),
         started: Instant::now(),
         policy_source: policy_source.clone(),

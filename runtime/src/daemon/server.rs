@@ -194,6 +194,9 @@ async fn connection(broker: Arc<Broker>, stream: UnixStream, owner: Owner) {
                 .await;
             continue;
         }
+        // Finished requests are reaped as we go: a JoinSet keeps each
+        // finished task (and its future's memory) until it is joined.
+        while tasks.try_join_next().is_some() {}
         let permit = permits.clone().acquire_owned().await.expect("never closed");
         let (b, tx2) = (broker.clone(), tx.clone());
         tasks.spawn(async move {

@@ -1,0 +1,376 @@
+//! Daemon benchmark (root): what an application waits for, and what the
+//! broker costs at scale.
+//!
+//! 1. In the NAT lab (real miniupnpd): time from starting `p2pb daemon`
+//!    (MODs from the compiled-code cache, parallel probe) to the first
+//!    external endpoint (`p2pb map`), and the warm `map` round trip through
+//!    the client API; `natpmpc -a` timed in the same lab as the peer.
+//! 2. In a namespace of its own with a scripted NAT-PMP gateway that answers
+//!    at once: 10,000 live leases — daemon RSS, CPU over two renewal cycles,
+//!    CPU per renewal, extrapolated to the default 3600 s lifetime.
+//! 3. Same daemon: 1,000 concurrent API clients asking `status`.
+//!
+//! `cargo bench -p p2pbroker --bench daemon` prints a Markdown table.
+
+#[path = "../../tests/daemon/mod.rs"]
+mod daemon;
+#[path = "../../tests/harness/mod.rs"]
+mod harness;
+#[path = "../../tests/lab/mod.rs"]
+mod lab;
+
+use std::net::UdpSocket;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use p2pbroker_client::{Client, EventKind, MapOptions};
+
+const ROUNDS: usize = 10;
+const LEASES: u16 = 10_000;
+const CLIENTS: usize = 1_000;
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--fake-gateway") {
+        fake_natpmp_gateway();
+        return;
+    }
+    // P2PB_BENCH_SKIP_LAB=1 measures only the scale part (quicker to iterate).
+    let lab_rows = if std::env::var_os("P2PB_BENCH_SKIP_LAB").is_some() {
+        Vec::new()
+    } else {
+        in_lab()
+    };
+    let scale_rows = at_scale();
+    println!("\n| what | median / value | target | peer (same run) | ratio |");
+    println!("| --- | --- | --- | --- | --- |");
+    for r in lab_rows.iter().chain(&scale_rows) {
+        println!("{r}");
+    }
+}
+
+fn in_lab() -> Vec<String> {
+    let lab = lab::Lab::up(lab::GatewayOptions::default());
+    let policy = p2pbroker::policy::DEFAULT_POLICY;
+    // First start compiles the MODs into the cache; later starts load them.
+    let mut d = daemon::Daemon::start(&lab, "warmup", policy);
+    d.stop();
+    let mut cold = Vec::new();
+    for i in 0..ROUNDS {
+        let start = Instant::now();
+        let mut d = daemon::Daemon::start(&lab, "warmup", policy);
+        let out = d.cli(&["map", "tcp", &(6000 + i).to_string(), "--detach", "--json"]);
+        cold.push(start.elapsed());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        d.stop();
+    }
+    let d = daemon::Daemon::start(&lab, "warmup", policy);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let warm = rt.block_on(async {
+        let c = Client::connect(&d.socket).await.unwrap();
+        let mut v = Vec::new();
+        for i in 0..30u16 {
+            let t = Instant::now();
+            let l = c.map(MapOptions::tcp(7000 + i)).await.unwrap();
+            v.push(t.elapsed());
+            c.unmap(l.id).await.unwrap();
+        }
+        v
+    });
+    let natpmpc: Vec<Duration> = (0..ROUNDS)
+        .map(|_| {
+            let t = Instant::now();
+            let out = lab.exec(
+                lab::Ns::Host,
+                &[
+                    "natpmpc",
+                    "-g",
+                    lab::GW_LAN_IP,
+                    "-a",
+                    "4800",
+                    "4800",
+                    "tcp",
+                    "600",
+                ],
+            );
+            assert!(out.status.success());
+            t.elapsed()
+        })
+        .collect();
+    let (cold, warm, peer) = (median(cold), median(warm), median(natpmpc));
+    vec![
+        format!(
+            "| cold start to first mapping (`p2pb daemon` start → `p2pb map` printed; pcp) | {:.1} ms | ≤ 300 ms | `natpmpc -a` {:.1} ms | {:.2}× |",
+            ms(cold),
+            ms(peer),
+            ms(cold) / ms(peer)
+        ),
+        format!(
+            "| warm `map` through the client API (pcp) | {:.2} ms | — | `natpmpc -a` {:.1} ms | {:.2}× |",
+            ms(warm),
+            ms(peer),
+            ms(warm) / ms(peer)
+        ),
+    ]
+}
+
+/// A NAT-PMP gateway that grants every request at once (RFC 6886 §3.2/3.3
+/// layouts), for load: the broker's cost, not a router's.
+fn fake_natpmp_gateway() {
+    let s = UdpSocket::bind("10.99.0.1:5351").unwrap();
+    let start = Instant::now();
+    let mut buf = [0u8; 64];
+    // Bounded: the bench kills it; it also ends on its own after 10 min.
+    while start.elapsed() < Duration::from_secs(600) {
+        let Ok((n, from)) = s.recv_from(&mut buf) else {
+            continue;
+        };
+        if n < 2 || buf[0] != 0 {
+            continue;
+        }
+        let epoch = (start.elapsed().as_secs() as u32 + 1000).to_be_bytes();
+        let mut out = vec![0, 128 + buf[1], 0, 0];
+        out.extend_from_slice(&epoch);
+        match buf[1] {
+            0 => out.extend_from_slice(&[198, 51, 100, 9]),
+            1 | 2 if n >= 12 => {
+                out.extend_from_slice(&buf[4..6]); // internal port
+                out.extend_from_slice(&buf[6..8]); // external port as asked
+                out.extend_from_slice(&buf[8..12]); // lifetime as asked
+            }
+            _ => continue,
+        }
+        let _ = s.send_to(&out, from);
+    }
+}
+
+struct Netns(String);
+
+impl Netns {
+    fn exec(&self, args: &[&str]) -> std::process::Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.0])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+    fn spawn(&self, args: &[&str], log: &std::path::Path) -> Child {
+        let f = std::fs::File::create(log).unwrap();
+        Command::new("ip")
+            .args(["netns", "exec", &self.0])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .unwrap()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn proc_stat(pid: u32) -> (Duration, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 (1-based), in clock ticks.
+    // SAFETY: sysconf cannot fail for _SC_CLK_TCK.
+    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss_kib = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    (Duration::from_millis(ticks * 1000 / tck), rss_kib)
+}
+
+fn at_scale() -> Vec<String> {
+    let ns = Netns(format!("p2pbbench{}", std::process::id()));
+    let ok = Command::new("ip")
+        .args(["netns", "add", &ns.0])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    for cmd in [
+        "ip link set lo up",
+        "ip link add d0 type veth peer name d1",
+        "ip addr add 10.99.0.2/24 dev d0 nodad",
+        "ip addr add 10.99.0.1/24 dev d1 nodad",
+        "ip link set d0 up",
+        "ip link set d1 up",
+        "ip route add default via 10.99.0.1",
+    ] {
+        let a: Vec<&str> = cmd.split(' ').collect();
+        assert!(ns.exec(&a).status.success(), "{cmd}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let mut gw = ns.spawn(
+        &[exe.to_str().unwrap(), "--fake-gateway"],
+        &dir.path().join("gw.log"),
+    );
+    let policy = r#"version = 1
+order = ["nat-pmp"]
+[broker]
+mapping_lifetime = 20
+max_leases = 20000
+[[access]]
+ports = "1-65535"
+[modes.nat-pmp]
+grants = ["udp:send,receive@gateway:5351"]
+config = { gateway = "10.99.0.1" }
+"#;
+    let policy_path = dir.path().join("p.toml");
+    std::fs::write(&policy_path, policy).unwrap();
+    let socket = dir.path().join("b.sock");
+    let modes = daemon::modes_dir();
+    let mut broker = ns.spawn(
+        &[
+            env!("CARGO_BIN_EXE_p2pb"),
+            "--socket",
+            socket.to_str().unwrap(),
+            "daemon",
+            "--modes",
+            modes.to_str().unwrap(),
+            "--policy",
+            policy_path.to_str().unwrap(),
+            "--state-dir",
+            dir.path().join("state").to_str().unwrap(),
+        ],
+        &dir.path().join("broker.log"),
+    );
+    let pid = broker.id();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let rows = rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let first = loop {
+            if let Ok(c) = Client::connect(&socket).await {
+                break c;
+            }
+            assert!(Instant::now() < deadline, "daemon did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        drop(first);
+        let rss_idle = proc_stat(pid).1;
+        let rps = status_load(&socket).await;
+        let rss_after_status = proc_stat(pid).1;
+        eprintln!("RSS idle {rss_idle} KiB, after status load {rss_after_status} KiB");
+        let made = Instant::now();
+        let count = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for w in 0..32u16 {
+            let (socket, count) = (socket.clone(), count.clone());
+            tasks.push(tokio::spawn(async move {
+                let c = Client::connect(&socket).await.unwrap();
+                let mut port = 1024 + w;
+                while port < 1024 + LEASES {
+                    c.map(MapOptions::udp(port).persist(true)).await.unwrap();
+                    count.fetch_add(1, Ordering::Relaxed);
+                    port += 32;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let map_rate = f64::from(LEASES) / made.elapsed().as_secs_f64();
+        eprintln!("RSS with 10k leases {} KiB", proc_stat(pid).1);
+        // Count renewals over two cycles (lifetime 20 s → renew every ~10 s).
+        let watcher = Client::connect(&socket).await.unwrap();
+        let mut events = watcher.subscribe().await.unwrap();
+        let renewed = Arc::new(AtomicU64::new(0));
+        let r2 = renewed.clone();
+        let counter = tokio::spawn(async move {
+            while let Some(e) = events.next().await {
+                if e.kind == EventKind::Renewed {
+                    r2.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        let (cpu0, _) = proc_stat(pid);
+        let window = Duration::from_secs(20);
+        tokio::time::sleep(window).await;
+        let (cpu1, rss) = proc_stat(pid);
+        counter.abort();
+        let n = renewed.load(Ordering::Relaxed).max(1);
+        let cpu = cpu1 - cpu0;
+        let per_renewal = cpu / n as u32;
+        let default_rate = f64::from(LEASES) / 1800.0;
+        let default_pct = per_renewal.as_secs_f64() * default_rate * 100.0;
+        vec![
+            format!(
+                "| 10,000 live leases: daemon RSS | {:.1} MiB | ≤ 64 MiB | — | — |",
+                rss as f64 / 1024.0
+            ),
+            format!(
+                "| 10,000 leases renewing every ~10 s (lifetime 20 s): CPU | {:.1} % of a core ({n} renewals in {} s, {:.0} µs each) | — | — | — |",
+                cpu.as_secs_f64() / window.as_secs_f64() * 100.0,
+                window.as_secs(),
+                per_renewal.as_secs_f64() * 1e6
+            ),
+            format!(
+                "| 10,000 leases at the default 3600 s lifetime (5.6 renewals/s): CPU | {default_pct:.2} % of a core | ≤ 5 % | — | — |"
+            ),
+            format!("| creating 10,000 leases (32 clients) | {map_rate:.0} maps/s | — | — | — |"),
+            format!("| `status` with 1,000 concurrent API clients | {rps:.0} requests/s | ≥ 20,000/s | — | — |"),
+        ]
+    });
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline && matches!(broker.try_wait(), Ok(None)) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = broker.kill();
+    let _ = broker.wait();
+    let _ = gw.kill();
+    let _ = gw.wait();
+    rows
+}
+
+/// 1,000 connections, each asking `status` in a loop for 5 s.
+async fn status_load(socket: &std::path::Path) -> f64 {
+    let done = Arc::new(AtomicU64::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        clients.push(Client::connect(socket).await.unwrap());
+    }
+    let window = Duration::from_secs(5);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in clients {
+        let done = done.clone();
+        tasks.push(tokio::spawn(async move {
+            while start.elapsed() < window {
+                c.status().await.unwrap();
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
