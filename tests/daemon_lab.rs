@@ -273,3 +273,67 @@ fn a_forbidden_uid_is_refused() {
     d.json(&["map", "tcp", "7010", "--detach", "--json"]);
     assert_eq!(forwards(&lab), 1);
 }
+
+#[test]
+fn bad_requests_get_json_errors_and_the_connection_survives() {
+    use std::io::{BufRead, BufReader, Write};
+    let lab = Lab::up(GatewayOptions::default());
+    let d = Daemon::start(&lab, "broker", &all_modes());
+    let mut s = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut lines = BufReader::new(s.try_clone().unwrap()).lines();
+    let huge = format!(
+        "{{\"v\":1,\"id\":9,\"op\":\"list\",\"pad\":\"{}\"}}",
+        "x".repeat(20_000)
+    );
+    let requests = [
+        "garbage".to_string(),
+        r#"{"v":2,"id":1,"op":"list"}"#.to_string(),
+        huge,
+        r#"{"v":1,"id":3,"op":"map","transport":"tcp","port":70000}"#.to_string(),
+        r#"{"v":1,"id":4,"op":"unmap","lease":999}"#.to_string(),
+        r#"{"v":1,"id":5,"op":"map","transport":"tcp","port":8000,"address":"203.0.113.5"}"#
+            .to_string(),
+        r#"{"v":1,"id":6,"op":"status"}"#.to_string(),
+    ];
+    for r in &requests {
+        s.write_all(r.as_bytes()).unwrap();
+        s.write_all(b"\n").unwrap();
+    }
+    let mut by_id = std::collections::BTreeMap::new();
+    let mut anonymous = Vec::new();
+    for _ in 0..requests.len() {
+        let v: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        assert_eq!(v["v"], 1);
+        match v["id"].as_u64() {
+            Some(id) => {
+                by_id.insert(id, v);
+            }
+            None => anonymous.push(v["error"]["code"].as_str().unwrap().to_string()),
+        }
+    }
+    anonymous.sort();
+    assert_eq!(anonymous, vec!["bad-request", "too-large"]);
+    let code = |id: u64| by_id[&id]["error"]["code"].as_str().unwrap().to_string();
+    assert_eq!(code(1), "unsupported-version");
+    assert_eq!(code(3), "bad-request");
+    assert!(
+        by_id[&3]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("70000")
+    );
+    assert_eq!(code(4), "not-found");
+    assert_eq!(code(5), "unauthorized");
+    assert!(
+        by_id[&5]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("203.0.113.5")
+    );
+    assert_eq!(by_id[&6]["ok"], true, "the connection still serves");
+    assert_eq!(forwards(&lab), 0);
+    // And the daemon serves others.
+    d.json(&["status", "--json"]);
+}
