@@ -215,6 +215,12 @@ impl TcpStream {
         Ok(to_socket(&self.socket.remote_address()?))
     }
 
+    /// Our end's address: the source address the peer sees (gateways that
+    /// check "the client is the sender" compare against it).
+    pub fn local_addr(&self) -> Result<SocketAddr, NetError> {
+        Ok(to_socket(&self.socket.local_address()?))
+    }
+
     /// Write all of `data` and flush it, within `timeout`.
     pub fn write_all(&self, mut data: &[u8], timeout: Duration) -> Result<(), NetError> {
         let deadline = Deadline::after(timeout);
