@@ -337,3 +337,48 @@ fn bad_requests_get_json_errors_and_the_connection_survives() {
     // And the daemon serves others.
     d.json(&["status", "--json"]);
 }
+
+#[test]
+fn a_lan_client_authenticates_and_maps_only_its_own_address() {
+    let lab = Lab::up(GatewayOptions::default());
+    let token_hash = hex::encode(p2pbroker::cache::sha256(b"s3cret"));
+    let lan = format!(
+        "[lan]\nlisten = \"{}:7400\"\ntoken_sha256 = [\"{token_hash}\"]\n",
+        lab::HOST_IP
+    );
+    let p = format!("{}\n{lan}", all_modes());
+    let d = Daemon::start(&lab, "broker", &p);
+    let addr = format!("{}:7400", lab::HOST_IP);
+    let lan_cli = |token: &str, args: &[&str]| {
+        let env = format!("P2PB_TOKEN={token}");
+        let mut all = vec!["env", &env, env!("CARGO_BIN_EXE_p2pb"), "--lan", &addr];
+        all.extend_from_slice(args);
+        lab.exec(lab::Ns::Host, &all)
+    };
+    let out = lan_cli("wrong", &["map", "tcp", "7011", "--detach"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unauthorized"));
+    let out = lan_cli(
+        "s3cret",
+        &["map", "tcp", "7011", "--detach", "--address", "10.0.0.9"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("may only map its own address"), "{err}");
+    let out = lan_cli("s3cret", &["map", "tcp", "7011", "--detach", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lease: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(lease["internal"], format!("{}:7011", lab::HOST_IP));
+    assert_eq!(
+        lease["owner_uid"], 65534,
+        "LAN clients count as the policy's LAN uid"
+    );
+    let _server = Reaped(lab.listen(true, 7011, 30));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(lab.reach(true, &external(&lease)), "hello-from-host");
+    assert_eq!(d.json(&["list", "--json"]).as_array().unwrap().len(), 1);
+}

@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::UnixStream;
-use tokio::net::unix::OwnedWriteHalf;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpStream, ToSocketAddrs, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::proto::*;
@@ -120,7 +119,7 @@ type Pending = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Result<Value, ApiEr
 /// **dropping the client releases them** (the broker unmaps them when the
 /// connection closes). Keep the client alive as long as you need the port.
 pub struct Client {
-    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    writer: tokio::sync::Mutex<Box<dyn AsyncWrite + Send + Unpin>>,
     pending: Pending,
     events: Mutex<Option<mpsc::Receiver<Event>>>,
     next_id: AtomicU64,
@@ -152,19 +151,55 @@ impl Client {
 
     /// Connect to the broker listening on `path`.
     pub async fn connect(path: impl AsRef<Path>) -> Result<Client, ClientError> {
-        let stream = UnixStream::connect(path).await?;
-        let (rd, wr) = stream.into_split();
+        let (rd, wr) = UnixStream::connect(path).await?.into_split();
+        Ok(Client::start(BufReader::new(rd), Box::new(wr)))
+    }
+
+    /// Connect to a LAN-shared broker's TCP listener and authenticate with
+    /// `token`. A LAN client may map only its own address (unless the
+    /// broker's policy says otherwise).
+    pub async fn connect_lan(addr: impl ToSocketAddrs, token: &str) -> Result<Client, ClientError> {
+        let (rd, mut wr) = TcpStream::connect(addr).await?.into_split();
+        let mut rd = BufReader::new(rd);
+        let mut hello = serde_json::json!({ "v": PROTOCOL_VERSION, "auth": token }).to_string();
+        hello.push('\n');
+        wr.write_all(hello.as_bytes()).await?;
+        let mut line = Vec::new();
+        let n = tokio::time::timeout(DEFAULT_TIMEOUT, rd.read_until(b'\n', &mut line))
+            .await
+            .map_err(|_| ClientError::Timeout(DEFAULT_TIMEOUT))??;
+        if n == 0 {
+            return Err(ClientError::Closed);
+        }
+        match parse_server_line(line.trim_ascii_end()).map_err(ClientError::Protocol)? {
+            ServerLine::Response(RawResponse { result: Ok(_), .. }) => {}
+            ServerLine::Response(RawResponse { result: Err(e), .. }) => {
+                return Err(ClientError::Api(e));
+            }
+            ServerLine::Event(_) => {
+                return Err(ClientError::Protocol(
+                    "an event before authentication".into(),
+                ));
+            }
+        }
+        Ok(Client::start(rd, Box::new(wr)))
+    }
+
+    fn start<R>(rd: R, wr: Box<dyn AsyncWrite + Send + Unpin>) -> Client
+    where
+        R: AsyncBufRead + Unpin + Send + 'static,
+    {
         let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
         let (etx, erx) = mpsc::channel(EVENT_BUFFER);
-        let reader = tokio::spawn(read_loop(BufReader::new(rd), pending.clone(), etx));
-        Ok(Client {
+        let reader = tokio::spawn(read_loop(rd, pending.clone(), etx));
+        Client {
             writer: tokio::sync::Mutex::new(wr),
             pending,
             events: Mutex::new(Some(erx)),
             next_id: AtomicU64::new(1),
             timeout: DEFAULT_TIMEOUT,
             reader,
-        })
+        }
     }
 
     /// Change the per-request timeout.
@@ -243,8 +278,8 @@ impl Client {
     }
 }
 
-async fn read_loop(
-    mut rd: BufReader<tokio::net::unix::OwnedReadHalf>,
+async fn read_loop<R: AsyncBufRead + Unpin>(
+    mut rd: R,
     pending: Pending,
     events: mpsc::Sender<Event>,
 ) {

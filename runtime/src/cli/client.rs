@@ -1,7 +1,7 @@
 //! `p2pb map|unmap|list|status|probe`: talk to a running broker.
 
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::PathBuf;
 
 use p2pbroker_client::{Client, ClientError, EventKind, Lease, MapOptions, Transport};
 
@@ -56,13 +56,42 @@ pub struct ProbeArgs {
     json: bool,
 }
 
-async fn connect(socket: &Path) -> Result<Client, u8> {
-    Client::connect(socket).await.map_err(|e| {
-        eprintln!(
-            "p2pb: no broker at {}: {e} (is `p2pb daemon` running? --socket / P2PB_SOCKET select another)",
-            socket.display()
-        );
-        EXIT_NO_BROKER
+/// Which broker to talk to: the local socket, or a LAN-shared broker.
+pub struct Target {
+    /// The Unix socket.
+    pub socket: PathBuf,
+    /// `HOST:PORT` of a LAN-shared broker (token from `P2PB_TOKEN`).
+    pub lan: Option<String>,
+}
+
+async fn connect(to: &Target) -> Result<Client, u8> {
+    let (what, r) = match &to.lan {
+        Some(addr) => {
+            let Ok(token) = std::env::var("P2PB_TOKEN") else {
+                eprintln!("p2pb: --lan needs the LAN token in P2PB_TOKEN");
+                return Err(super::EXIT_USAGE);
+            };
+            (
+                addr.clone(),
+                Client::connect_lan(addr.as_str(), &token).await,
+            )
+        }
+        None => (
+            to.socket.display().to_string(),
+            Client::connect(&to.socket).await,
+        ),
+    };
+    r.map_err(|e| match e {
+        ClientError::Api(a) => {
+            eprintln!("p2pb: {a}");
+            super::EXIT_FAILED
+        }
+        e => {
+            eprintln!(
+                "p2pb: no broker at {what}: {e} (is `p2pb daemon` running? --socket / P2PB_SOCKET select another)"
+            );
+            EXIT_NO_BROKER
+        }
     })
 }
 
@@ -101,8 +130,8 @@ fn describe(l: &Lease) -> String {
 }
 
 /// `p2pb map`.
-pub async fn map(a: MapArgs, socket: &Path) -> u8 {
-    let client = match connect(socket).await {
+pub async fn map(a: MapArgs, to: &Target) -> u8 {
+    let client = match connect(to).await {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -174,8 +203,8 @@ pub async fn map(a: MapArgs, socket: &Path) -> u8 {
 }
 
 /// `p2pb unmap`.
-pub async fn unmap(id: u64, json: bool, socket: &Path) -> u8 {
-    let client = match connect(socket).await {
+pub async fn unmap(id: u64, json: bool, to: &Target) -> u8 {
+    let client = match connect(to).await {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -221,8 +250,8 @@ fn lease_table(leases: &[Lease]) -> Table {
 }
 
 /// `p2pb list`.
-pub async fn list(json: bool, socket: &Path) -> u8 {
-    let client = match connect(socket).await {
+pub async fn list(json: bool, to: &Target) -> u8 {
+    let client = match connect(to).await {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -244,8 +273,8 @@ pub async fn list(json: bool, socket: &Path) -> u8 {
 }
 
 /// `p2pb status`.
-pub async fn status(json: bool, socket: &Path) -> u8 {
-    let client = match connect(socket).await {
+pub async fn status(json: bool, to: &Target) -> u8 {
+    let client = match connect(to).await {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -296,8 +325,8 @@ pub async fn status(json: bool, socket: &Path) -> u8 {
 }
 
 /// `p2pb probe`.
-pub async fn probe(a: ProbeArgs, socket: &Path) -> u8 {
-    let client = match connect(socket).await {
+pub async fn probe(a: ProbeArgs, to: &Target) -> u8 {
+    let client = match connect(to).await {
         Ok(c) => c,
         Err(code) => return code,
     };

@@ -38,6 +38,10 @@ struct Cli {
     /// for root, else $XDG_RUNTIME_DIR/p2pbroker/broker.sock).
     #[arg(long, global = true, env = "P2PB_SOCKET")]
     socket: Option<PathBuf>,
+    /// Talk to a LAN-shared broker at HOST:PORT instead (the token is read
+    /// from P2PB_TOKEN).
+    #[arg(long, global = true, env = "P2PB_LAN")]
+    lan: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -105,15 +109,17 @@ pub fn main() -> ExitCode {
         .socket
         .clone()
         .unwrap_or_else(p2pbroker_client::default_socket_path);
+    let to = client::Target {
+        socket: socket.clone(),
+        lan: cli.lan.clone(),
+    };
     let outcome = match cli.command {
         Command::Daemon(a) => runtime().block_on(daemon::run(a, socket)),
-        Command::Map(a) => Ok(runtime().block_on(client::map(a, &socket))),
-        Command::Unmap { lease, json } => {
-            Ok(runtime().block_on(client::unmap(lease, json, &socket)))
-        }
-        Command::List(a) => Ok(runtime().block_on(client::list(a.json, &socket))),
-        Command::Status(a) => Ok(runtime().block_on(client::status(a.json, &socket))),
-        Command::Probe(a) => Ok(runtime().block_on(client::probe(a, &socket))),
+        Command::Map(a) => Ok(runtime().block_on(client::map(a, &to))),
+        Command::Unmap { lease, json } => Ok(runtime().block_on(client::unmap(lease, json, &to))),
+        Command::List(a) => Ok(runtime().block_on(client::list(a.json, &to))),
+        Command::Status(a) => Ok(runtime().block_on(client::status(a.json, &to))),
+        Command::Probe(a) => Ok(runtime().block_on(client::probe(a, &to))),
         Command::Mode { command } => match command {
             ModeCommand::Build {
                 path,

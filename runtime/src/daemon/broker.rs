@@ -35,8 +35,10 @@ pub struct Owner {
     pub uid: u32,
     /// The connection id.
     pub conn: u64,
-    /// For a LAN client, its address: it may only map that address.
+    /// For a LAN client, its address: it may only map that address...
     pub lan_peer: Option<IpAddr>,
+    /// ...unless the policy lets LAN clients map other hosts.
+    pub third_party: bool,
 }
 
 /// A lease as the broker holds it.
@@ -250,6 +252,7 @@ impl Broker {
             ));
         }
         let ip = match (p.address, owner.lan_peer) {
+            (Some(a), Some(_)) if owner.third_party => a,
             (Some(a), Some(peer)) if a != peer => {
                 return Err(api(
                     ErrorCode::Unauthorized,

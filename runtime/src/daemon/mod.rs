@@ -221,6 +221,17 @@ pub async fn run(opts: DaemonOptions) -> anyhow::Result<()> {
         })
     };
     let serve = tokio::spawn(server::serve(broker.clone(), listener));
+    let lan = broker.shared.lock().unwrap().policy.lan.clone();
+    let serve_lan = match lan {
+        Some(lan) => {
+            let l = tokio::net::TcpListener::bind(lan.listen)
+                .await
+                .with_context(|| format!("cannot listen on {} for LAN clients", lan.listen))?;
+            tracing::info!("LAN clients on {}", lan.listen);
+            Some(tokio::spawn(server::serve_lan(broker.clone(), l, lan)))
+        }
+        None => None,
+    };
     let _ = notify::notify("READY=1");
     tracing::info!("listening on {}", opts.socket.display());
     tokio::select! {
@@ -229,6 +240,9 @@ pub async fn run(opts: DaemonOptions) -> anyhow::Result<()> {
     }
     let _ = notify::notify("STOPPING=1");
     serve.abort();
+    if let Some(l) = serve_lan {
+        l.abort();
+    }
     warm.abort();
     netwatch.abort();
     upkeep.abort();

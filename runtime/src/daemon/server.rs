@@ -15,9 +15,13 @@ use p2pbroker_client::{
     ApiError, ErrorCode, Event, MAX_LINE, NetworkView, Op, PROTOCOL_VERSION, PolicyStatus,
     Response, ResultBody, Status, encode_event, encode_response, parse_request,
 };
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{Semaphore, mpsc};
+
+use crate::policy::LanSettings;
 
 use super::broker::{Broker, Owner, api};
 use super::views;
@@ -50,9 +54,13 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     Ok(l)
 }
 
+/// Connection ids, shared by the Unix and LAN listeners.
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+/// A LAN client must authenticate within this time.
+const LAN_AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Accept connections until the task is dropped.
 pub async fn serve(broker: Arc<Broker>, listener: UnixListener) {
-    let mut next_conn = 0u64;
     loop {
         let stream = match listener.accept().await {
             Ok((s, _)) => s,
@@ -65,14 +73,88 @@ pub async fn serve(broker: Arc<Broker>, listener: UnixListener) {
         let Ok(cred) = stream.peer_cred() else {
             continue;
         };
-        next_conn += 1;
         let owner = Owner {
             uid: cred.uid(),
-            conn: next_conn,
+            conn: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
             lan_peer: None,
+            third_party: false,
         };
-        tokio::spawn(connection(broker.clone(), stream, owner));
+        let (rd, wr) = stream.into_split();
+        tokio::spawn(connection(broker.clone(), BufReader::new(rd), wr, owner));
     }
+}
+
+/// Accept LAN clients until the task is dropped. Each must send
+/// `{"v":1,"auth":"TOKEN"}` first; a token whose sha256 the policy lists
+/// is answered `{"v":1,"id":null,"ok":true,"result":{}}`, anything else
+/// `unauthorized` and the connection is closed.
+pub async fn serve_lan(broker: Arc<Broker>, listener: TcpListener, lan: LanSettings) {
+    let hashes: Arc<Vec<[u8; 32]>> = Arc::new(
+        lan.token_sha256
+            .iter()
+            .filter_map(|h| hex::decode(h).ok()?.try_into().ok())
+            .collect(),
+    );
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!("LAN accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let (broker, hashes, lan) = (broker.clone(), hashes.clone(), lan.clone());
+        tokio::spawn(async move {
+            let (rd, mut wr) = stream.into_split();
+            let mut rd = BufReader::new(rd);
+            let verdict =
+                tokio::time::timeout(LAN_AUTH_TIMEOUT, read_line(&mut rd, MAX_LINE)).await;
+            let token = match verdict {
+                Ok(Ok(ReadLine::Line(l))) => auth_token(&l),
+                _ => None,
+            };
+            let digest = token.map(|t| crate::cache::sha256(t.as_bytes()));
+            if !digest.is_some_and(|d| hashes.iter().any(|h| ct_eq(h, &d))) {
+                tracing::warn!("LAN client {peer}: authentication failed");
+                let e = api(
+                    ErrorCode::Unauthorized,
+                    "LAN clients must first send {\"v\":1,\"auth\":\"TOKEN\"} with a token the policy accepts",
+                );
+                let _ = wr.write_all(response(None, Err(e)).as_bytes()).await;
+                return;
+            }
+            let ok = "{\"v\":1,\"id\":null,\"ok\":true,\"result\":{}}\n";
+            if wr.write_all(ok.as_bytes()).await.is_err() {
+                return;
+            }
+            let owner = Owner {
+                uid: lan.uid,
+                conn: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
+                lan_peer: Some(peer.ip().to_canonical()),
+                third_party: lan.third_party,
+            };
+            connection(broker, rd, wr, owner).await;
+        });
+    }
+}
+
+/// The token of an auth line `{"v":1,"auth":"..."}`.
+fn auth_token(line: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Auth {
+        v: u32,
+        auth: String,
+    }
+    let a: Auth = serde_json::from_slice(line).ok()?;
+    (a.v == PROTOCOL_VERSION).then_some(a.auth)
+}
+
+/// Compare digests in constant time (no early exit on the first
+/// difference), so response timing says nothing about a token.
+fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// What reading one line gave.
@@ -139,8 +221,11 @@ fn response(id: Option<u64>, body: Result<ResultBody, ApiError>) -> String {
     })
 }
 
-async fn connection(broker: Arc<Broker>, stream: UnixStream, owner: Owner) {
-    let (rd, mut wr) = stream.into_split();
+async fn connection<R, W>(broker: Arc<Broker>, mut reader: R, mut wr: W, owner: Owner)
+where
+    R: AsyncBufRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let (tx, mut rx) = mpsc::channel::<String>(WRITE_QUEUE);
     let writer = tokio::spawn(async move {
         while let Some(line) = rx.recv().await {
@@ -149,7 +234,6 @@ async fn connection(broker: Arc<Broker>, stream: UnixStream, owner: Owner) {
             }
         }
     });
-    let mut reader = BufReader::new(rd);
     let permits = Arc::new(Semaphore::new(PER_CONN_PARALLEL));
     let mut tasks = tokio::task::JoinSet::new();
     let mut subscribed = None;

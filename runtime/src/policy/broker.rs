@@ -186,6 +186,45 @@ impl AccessRule {
     }
 }
 
+/// `[lan]`: an optional TCP listener that makes the broker a shared LAN
+/// resource. A LAN client proves it holds a token whose sha256 is listed
+/// (the policy holds only hashes, so it can be published); it is treated as
+/// `uid` for the access rules and may map only its own address unless
+/// `third_party` is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LanSettings {
+    /// Address and port to listen on (a LAN address, never a public one).
+    pub listen: std::net::SocketAddr,
+    /// Hex sha256 digests of the accepted tokens.
+    pub token_sha256: Vec<String>,
+    /// The uid LAN clients count as for `[[access]]` (default 65534).
+    #[serde(default = "nobody")]
+    pub uid: u32,
+    /// Whether a LAN client may map another host's address (default false).
+    #[serde(default)]
+    pub third_party: bool,
+}
+
+fn nobody() -> u32 {
+    65534
+}
+
+impl LanSettings {
+    /// At least one token, each a 64-digit hex digest.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.token_sha256.is_empty() {
+            return Err("lan.token_sha256 is empty: no LAN client could authenticate".into());
+        }
+        for (i, t) in self.token_sha256.iter().enumerate() {
+            if t.len() != 64 || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!("lan.token_sha256[{i}] is not a hex sha256 digest"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The built-in access rules when a policy has none: root may map any
 /// port, every other user ports 1024-65535.
 pub fn default_access() -> Vec<AccessRule> {

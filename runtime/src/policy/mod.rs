@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-pub use broker::{AccessRule, BrokerSettings, Profile};
+pub use broker::{AccessRule, BrokerSettings, LanSettings, Profile};
 
 use crate::gate::Grant;
 use crate::host::ModeSpec;
@@ -40,6 +40,9 @@ pub struct Policy {
     /// Who may map what (default: [`broker::default_access`]).
     #[serde(default)]
     pub access: Vec<AccessRule>,
+    /// The optional LAN listener.
+    #[serde(default)]
+    pub lan: Option<LanSettings>,
     /// MODs by name.
     #[serde(default)]
     pub modes: BTreeMap<String, ModePolicy>,
@@ -118,6 +121,9 @@ impl Policy {
         }
         for (i, rule) in p.access.iter().enumerate() {
             rule.validate(i).map_err(PolicyError::Invalid)?;
+        }
+        if let Some(lan) = &p.lan {
+            lan.validate().map_err(PolicyError::Invalid)?;
         }
         Ok(p)
     }
