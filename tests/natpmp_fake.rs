@@ -83,10 +83,11 @@ async fn mode(host: &ModeHost, gw: SocketAddr) -> Mode {
     .await
 }
 
+/// A request for this host (unspecified address: NAT-PMP maps the sender).
 fn request(port: u16) -> MapRequest {
     MapRequest {
         transport: Transport::Udp,
-        internal: SocketAddr::from(([10, 0, 0, 2], port)).into(),
+        internal: SocketAddr::from(([0, 0, 0, 0], port)).into(),
         external_port: None,
         lifetime: 600,
         permanent_allowed: false,
@@ -112,6 +113,23 @@ async fn map_renew_unmap_against_a_scripted_gateway_with_exact_packet_counts() {
     assert_eq!(count.load(Ordering::SeqCst), 4);
     assert!(m.call(Op::Unmap(mapping)).await.result.is_ok());
     assert_eq!(count.load(Ordering::SeqCst), 5);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_lan_host_is_refused_before_any_packet() {
+    // NAT-PMP maps the sender: for another host it would silently forward
+    // to us, so the MOD refuses and the broker falls back to PCP or UPnP.
+    let (host, _) = harness::host();
+    let (gw, count) = harness::fake_udp(good(|| 100)).await;
+    let m = mode(&host, gw).await;
+    let mut req = request(4000);
+    req.internal = SocketAddr::from(([192, 0, 2, 77], 4000)).into();
+    let r = m.call(Op::Map(req)).await;
+    match harness::mode_error(&r.result) {
+        ModeError::Unsupported(why) => assert!(why.contains("192.0.2.77"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(count.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -158,6 +158,16 @@ impl Mode for NatPmp {
         if !internal.is_ipv4() {
             return Err(ModeError::Unsupported("NAT-PMP maps IPv4 only".into()));
         }
+        // NAT-PMP always maps the sender (RFC 6886 §3.3): for another LAN
+        // host it would silently forward to us instead. PCP THIRD_PARTY or
+        // UPnP can do that; say so and let the broker fall back.
+        let own = |ip| host::local_addresses().iter().any(|a| a.address == ip);
+        if !internal.ip().is_unspecified() && !own(internal.ip()) {
+            return Err(ModeError::Unsupported(format!(
+                "NAT-PMP can map only this host, not {}: use PCP (THIRD_PARTY) or UPnP",
+                internal.ip()
+            )));
+        }
         let budget = Duration::from_millis(config_ms("timeout_ms", DEFAULT_TIMEOUT_MS));
         // A warm map reuses the probe's gateway and external address.
         let warm = PmpState::decode(&request.probe_state);
