@@ -382,3 +382,32 @@ fn a_lan_client_authenticates_and_maps_only_its_own_address() {
     assert_eq!(lab.reach(true, &external(&lease)), "hello-from-host");
     assert_eq!(d.json(&["list", "--json"]).as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn two_applications_behind_two_gateways_reach_each_other() {
+    let mut lab = Lab::up(GatewayOptions::default());
+    let site = lab.add_site();
+    let a = Daemon::start(&lab, "broker-a", &all_modes());
+    let b = Daemon::start_in(&site.host, &lab.path(""), "broker-b", &all_modes());
+    // Each application asks its own broker to make its port reachable.
+    let _app_a = Reaped(lab.listen(true, 7020, 30));
+    let _app_b = Reaped(site.listen(7021, 30));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let lease_a = a.json(&["map", "tcp", "7020", "--detach", "--json"]);
+    let lease_b = b.json(&["map", "tcp", "7021", "--detach", "--json"]);
+    let (ext_a, ext_b) = (external(&lease_a), external(&lease_b));
+    assert!(ext_a.starts_with(lab::WAN_IP), "{ext_a}");
+    assert!(ext_b.starts_with(lab::site::WAN2_IP), "{ext_b}");
+    // A reaches B's application and B reaches A's, each through both NATs.
+    assert_eq!(
+        lab::site::reach_from(&lab.ns(lab::Ns::Host), &ext_b),
+        "hello-from-host"
+    );
+    assert_eq!(lab::site::reach_from(&site.host, &ext_a), "hello-from-host");
+    drop(b);
+    assert_eq!(
+        lab::site::reach_from(&lab.ns(lab::Ns::Host), &ext_b),
+        "",
+        "released with broker B"
+    );
+}

@@ -61,15 +61,20 @@ impl Daemon {
     /// Start a daemon named `name` with `policy` (TOML text) and wait until
     /// it answers.
     pub fn start(lab: &Lab, name: &str, policy: &str) -> Daemon {
-        let policy_path = lab.path(&format!("{name}.toml"));
+        Daemon::start_in(&lab.ns(Ns::Host), &lab.path(""), name, policy)
+    }
+
+    /// Start a daemon in namespace `ns`, its files in `dir`.
+    pub fn start_in(ns: &str, dir: &Path, name: &str, policy: &str) -> Daemon {
+        let policy_path = dir.join(format!("{name}.toml"));
         std::fs::write(&policy_path, policy).unwrap();
         let mut d = Daemon {
-            ns: lab.ns(Ns::Host),
-            dir: lab.path(""),
+            ns: ns.to_string(),
+            dir: dir.to_path_buf(),
             child: None,
             name: name.to_string(),
-            socket: lab.path(&format!("{name}.sock")),
-            state: lab.path(&format!("{name}-state")),
+            socket: dir.join(format!("{name}.sock")),
+            state: dir.join(format!("{name}-state")),
             policy: policy_path,
         };
         d.launch();

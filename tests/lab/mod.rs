@@ -16,6 +16,8 @@
 //! what is missing (tests never skip silently).
 #![allow(dead_code)]
 
+pub mod site;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
