@@ -26,5 +26,6 @@ pub mod loader;
 pub mod netinfo;
 pub mod policy;
 mod state;
+pub mod trust;
 
 pub use state::{LOG_LINE_MAX, LOG_LINES_MAX, LogLine};

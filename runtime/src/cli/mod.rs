@@ -10,6 +10,7 @@ mod daemon;
 mod inspect;
 mod run;
 mod table;
+mod trust;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,6 +69,11 @@ enum Command {
     /// Diagnose the network: gateways, which protocols answer, the external
     /// address, double NAT / CGNAT, and which MOD would be chosen and why.
     Probe(client::ProbeArgs),
+    /// Signing keys: generate, show.
+    Key {
+        #[command(subcommand)]
+        command: trust::KeyCommand,
+    },
     /// Work with MOD components: build, inspect, run one lifecycle call.
     Mode {
         #[command(subcommand)]
@@ -96,6 +102,10 @@ enum ModeCommand {
     Inspect(inspect::Args),
     /// Run one lifecycle call of a component outside the daemon.
     Run(Box<run::Args>),
+    /// Add an Ed25519 signature (tool-conventions format, as wasmsign2).
+    Sign(trust::SignArgs),
+    /// Check that each given key signed exactly these bytes.
+    Verify(trust::VerifyArgs),
 }
 
 /// Parse arguments, run, and map the outcome to an exit code.
@@ -120,6 +130,7 @@ pub fn main() -> ExitCode {
         Command::List(a) => Ok(runtime().block_on(client::list(a.json, &to))),
         Command::Status(a) => Ok(runtime().block_on(client::status(a.json, &to))),
         Command::Probe(a) => Ok(runtime().block_on(client::probe(a, &to))),
+        Command::Key { command } => trust::key(command),
         Command::Mode { command } => match command {
             ModeCommand::Build {
                 path,
@@ -129,6 +140,8 @@ pub fn main() -> ExitCode {
             } => build(path, out, target_dir, json),
             ModeCommand::Inspect(a) => runtime().block_on(inspect::run(a)),
             ModeCommand::Run(a) => runtime().block_on(run::run(*a)),
+            ModeCommand::Sign(a) => trust::sign(a),
+            ModeCommand::Verify(a) => trust::verify(a),
         },
     };
     match outcome {
