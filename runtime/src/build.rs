@@ -93,6 +93,9 @@ struct Package {
     name: String,
     manifest_path: PathBuf,
     targets: Vec<Target>,
+    /// `[package.metadata]`; its `p2pbroker` table is the MOD's manifest.
+    #[serde(default)]
+    metadata: Option<serde_json::Value>,
 }
 
 #[derive(serde::Deserialize)]
@@ -133,7 +136,21 @@ pub fn build_mode(crate_dir: &Path, opts: &BuildOptions) -> anyhow::Result<Built
         .join("release")
         .join(format!("{}.wasm", lib.name.replace('-', "_")));
     let module = std::fs::read(&core).with_context(|| format!("reading {}", core.display()))?;
-    let component = componentize(&module)?;
+    let mut component = componentize(&module)?;
+    // The manifest goes in before any signature, so signatures cover it.
+    if let Some(m) = pkg.metadata.as_ref().and_then(|m| m.get("p2pbroker")) {
+        let manifest: crate::trust::manifest::Manifest = serde_json::from_value(m.clone())
+            .with_context(|| {
+                format!(
+                    "{}: [package.metadata.p2pbroker] is not a valid manifest",
+                    pkg.name
+                )
+            })?;
+        manifest
+            .parsed_grants()
+            .with_context(|| format!("{}: [package.metadata.p2pbroker]", pkg.name))?;
+        component = crate::trust::manifest::append(&component, &manifest);
+    }
     let out_dir = opts
         .out_dir
         .clone()

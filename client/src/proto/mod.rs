@@ -8,7 +8,7 @@ mod response;
 pub use request::{MapParams, Op, Request, RequestError, encode_request, parse_request};
 pub use response::{
     Event, EventKind, Lease, LeaseState, ModeStatus, NetworkView, PolicyStatus, ProbeSummary,
-    ProbeView, RawResponse, Response, ResultBody, ServerLine, Status, encode_event,
+    ProbeView, RawResponse, RefusedMod, Response, ResultBody, ServerLine, Status, encode_event,
     encode_response, parse_server_line,
 };
 

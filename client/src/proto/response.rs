@@ -122,6 +122,19 @@ pub struct Status {
     pub modes: Vec<ModeStatus>,
     /// The caller's leases (root: all).
     pub leases: Vec<Lease>,
+    /// Components the broker refused to load, with why (unsigned, revoked,
+    /// asking for more than the policy grants, ...).
+    #[serde(default)]
+    pub refused: Vec<RefusedMod>,
+}
+
+/// A component the broker did not load.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedMod {
+    /// Its file name.
+    pub file: String,
+    /// Why.
+    pub reason: String,
 }
 
 /// `probe` result.

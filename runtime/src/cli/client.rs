@@ -315,6 +315,9 @@ pub async fn status(json: bool, to: &Target) -> u8 {
         t.row(vec![m.name.clone(), m.version.clone(), res, age, seen]);
     }
     print!("{t}");
+    for r in &s.refused {
+        println!("REFUSED  {}: {}", r.file, r.reason);
+    }
     println!();
     if s.leases.is_empty() {
         println!("no leases");

@@ -15,6 +15,10 @@ pub struct Args {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// Also show what this policy grants the MOD, and whether it would load
+    /// (trust, pin, manifest ∩ policy).
+    #[arg(long)]
+    policy: Option<PathBuf>,
 }
 
 pub async fn run(a: Args) -> anyhow::Result<u8> {
@@ -38,11 +42,51 @@ pub async fn run(a: Args) -> anyhow::Result<u8> {
         .await
         .map(|mode| mode.info().clone())
         .map_err(|e| e.to_string());
+    let manifest = p2pbroker::trust::manifest::read(&bytes).map_err(|e| e.to_string());
+    let signers = p2pbroker::trust::signers(&bytes, &[])?;
+    let policy = match &a.policy {
+        Some(p) => Some(
+            p2pbroker::policy::Policy::parse(&std::fs::read_to_string(p)?)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+        ),
+        None => None,
+    };
+    let verdict = match (&policy, &info) {
+        (Some(p), Ok(i)) => {
+            let granted = p.modes.get(&i.name).map(|m| m.grants.clone());
+            let allow = std::collections::HashSet::from([report.sha256.clone()]);
+            let load =
+                p2pbroker::daemon::load_one(&host, &bytes, &allow, p, Arc::new(NetInfo::default()))
+                    .await;
+            Some((
+                granted,
+                load.map(|m| {
+                    m.spec()
+                        .grants
+                        .iter()
+                        .map(|g| g.to_string())
+                        .collect::<Vec<_>>()
+                }),
+            ))
+        }
+        _ => None,
+    };
     if a.json {
         let mut v = serde_json::json!({
             "file": a.file, "sha256": report.sha256, "size": report.size,
             "imports": imports, "exports": exports,
+            "manifest": manifest.as_ref().ok().cloned().flatten(),
+            "signatures": signers.iter().map(|s| serde_json::json!({
+                "key_id": s.key_id, "covers_content": s.covers_content,
+            })).collect::<Vec<_>>(),
         });
+        if let Some((granted, load)) = &verdict {
+            v["policy_grants"] = serde_json::json!(granted);
+            match load {
+                Ok(g) => v["effective_grants"] = serde_json::json!(g),
+                Err(e) => v["refused"] = e.clone().into(),
+            }
+        }
         match &info {
             Ok(i) => {
                 v["name"] = i.name.clone().into();
@@ -70,6 +114,29 @@ pub async fn run(a: Args) -> anyhow::Result<u8> {
         println!("exports");
         for e in &exports {
             println!("  {e}");
+        }
+        match &manifest {
+            Ok(Some(m)) => println!("manifest  grants {:?}", m.grants),
+            Ok(None) => println!("manifest  none (the policy's grants apply as they are)"),
+            Err(e) => println!("manifest  INVALID: {e}"),
+        }
+        if signers.is_empty() {
+            println!("signed    no");
+        }
+        for s in &signers {
+            let covers = if s.covers_content {
+                "covers these bytes"
+            } else {
+                "does NOT cover these bytes"
+            };
+            println!("signed    key {} ({covers})", s.key_id);
+        }
+        if let Some((granted, load)) = &verdict {
+            println!("policy    grants {:?}", granted.clone().unwrap_or_default());
+            match load {
+                Ok(g) => println!("effective {g:?} (would load)"),
+                Err(e) => println!("REFUSED   {e}"),
+            }
         }
     }
     Ok(if info.is_ok() { 0 } else { super::EXIT_USAGE })

@@ -80,10 +80,15 @@ pub fn default_state_dir() -> PathBuf {
 }
 
 /// The hex sha256 digests listed in `DIR/allow.list` (`sha256  file` lines).
+/// A folder without one lists nothing: only MODs the policy pins or that
+/// enough trusted keys signed load from it.
 pub fn read_allow_list(dir: &Path) -> anyhow::Result<HashSet<String>> {
     let path = dir.join("allow.list");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read the MODs' allow-list {}", path.display()))?;
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashSet::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
     Ok(text
         .lines()
         .filter_map(|l| l.split_whitespace().next())
@@ -92,8 +97,61 @@ pub fn read_allow_list(dir: &Path) -> anyhow::Result<HashSet<String>> {
         .collect())
 }
 
-/// Load every component in `dir` that is allow-listed and permitted by
-/// `policy`. Returns the MODs by name and, per file, why it was not loaded.
+/// Admit, compile and configure one component: trust first (revocation,
+/// signatures — before any byte is compiled), then the name's policy entry,
+/// its pin and signer set, and the manifest ∩ policy grants.
+pub async fn load_one(
+    host: &ModeHost,
+    bytes: &[u8],
+    allow_list: &HashSet<String>,
+    policy: &Policy,
+    net: Arc<NetInfo>,
+) -> Result<crate::host::Mode, String> {
+    use crate::trust::manifest;
+    let sha = hex::encode(crate::cache::sha256(bytes));
+    let signers = policy.trust.admit(bytes, &sha).map_err(|e| e.to_string())?;
+    let pinned = policy
+        .modes
+        .values()
+        .any(|m| m.sha256.as_deref() == Some(sha.as_str()));
+    let signed = policy.trust.threshold > 0 && !signers.is_empty();
+    if !(allow_list.contains(&sha) || pinned || signed) {
+        return Err(format!(
+            "component {sha} is not on the allow-list, not pinned by the policy, and not signed by a trusted key"
+        ));
+    }
+    let allow = AllowList::Sha256(HashSet::from([sha.clone()]));
+    let (mut mode, _) = host
+        .load(bytes, &allow, Default::default(), net)
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = mode.name().to_string();
+    let entry = policy
+        .modes
+        .get(&name)
+        .ok_or_else(|| format!("mode `{name}` is not in the policy"))?;
+    policy
+        .trust
+        .admit_mode(&name, entry, &sha, &signers)
+        .map_err(|e| e.to_string())?;
+    let mut spec = policy.spec(&name).map_err(|e| e.to_string())?;
+    match manifest::read(bytes) {
+        Ok(Some(m)) => {
+            spec.grants = manifest::effective_grants(&m, &spec.grants)
+                .map_err(|e| format!("mode `{name}`: {e}"))?;
+            spec.limits = manifest::effective_limits(spec.limits, &m);
+        }
+        Ok(None) => {}
+        Err(e) => return Err(format!("mode `{name}`: {e}")),
+    }
+    mode.respec(host, spec)
+        .map_err(|e| format!("mode `{name}`: {e}"))?;
+    Ok(mode)
+}
+
+/// Load every component in `dir` that the trust rules admit and the
+/// policy permits. Returns the MODs by name and, per file, why it was not
+/// loaded.
 pub async fn load_modes(
     host: &ModeHost,
     dir: &Path,
@@ -103,7 +161,7 @@ pub async fn load_modes(
     BTreeMap<String, Arc<crate::host::Mode>>,
     Vec<(String, String)>,
 )> {
-    let allow = AllowList::Sha256(read_allow_list(dir)?);
+    let allow = read_allow_list(dir)?;
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read the MODs folder {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -118,32 +176,18 @@ pub async fn load_modes(
             .unwrap_or_default()
             .to_string_lossy()
             .to_string();
-        let bytes = match std::fs::read(&f) {
-            Ok(b) => b,
-            Err(e) => {
-                errors.push((label, e.to_string()));
-                continue;
-            }
+        let loaded = match std::fs::read(&f) {
+            Ok(bytes) => load_one(host, &bytes, &allow, policy, net.clone()).await,
+            Err(e) => Err(e.to_string()),
         };
-        let mut mode = match host
-            .load(&bytes, &allow, Default::default(), net.clone())
-            .await
-        {
-            Ok((m, _)) => m,
-            Err(e) => {
-                errors.push((label, e.to_string()));
-                continue;
+        match loaded {
+            Ok(m) if modes.contains_key(m.name()) => {
+                errors.push((label, format!("a second component for mode `{}`", m.name())));
             }
-        };
-        let name = mode.name().to_string();
-        match policy.spec(&name) {
-            Ok(spec) => match mode.respec(host, spec) {
-                Ok(()) => {
-                    modes.insert(name, Arc::new(mode));
-                }
-                Err(e) => errors.push((label, format!("mode `{name}`: {e}"))),
-            },
-            Err(_) => errors.push((label, format!("mode `{name}` is not in the policy"))),
+            Ok(m) => {
+                modes.insert(m.name().to_string(), Arc::new(m));
+            }
+            Err(e) => errors.push((label, e)),
         }
     }
     Ok((modes, errors))

@@ -374,6 +374,14 @@ pub fn status(b: &Broker, owner: &Owner) -> Status {
             .filter(|l| !l.releasing && (owner.uid == 0 || l.rec.owner_uid == owner.uid))
             .map(views::lease)
             .collect(),
+        refused: s
+            .load_errors
+            .iter()
+            .map(|(file, reason)| p2pbroker_client::RefusedMod {
+                file: file.clone(),
+                reason: reason.clone(),
+            })
+            .collect(),
     }
 }
 

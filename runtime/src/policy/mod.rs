@@ -6,12 +6,14 @@
 //! whole and the last good one stays in force.
 
 pub mod broker;
+pub mod trust;
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
 pub use broker::{AccessRule, BrokerSettings, LanSettings, Profile};
+pub use trust::{TrustRefusal, TrustSettings};
 
 use crate::gate::Grant;
 use crate::host::ModeSpec;
@@ -43,6 +45,9 @@ pub struct Policy {
     /// The optional LAN listener.
     #[serde(default)]
     pub lan: Option<LanSettings>,
+    /// Trusted signing keys, threshold, revocations.
+    #[serde(default)]
+    pub trust: TrustSettings,
     /// MODs by name.
     #[serde(default)]
     pub modes: BTreeMap<String, ModePolicy>,
@@ -61,6 +66,16 @@ pub struct ModePolicy {
     /// Per-call limits; omitted fields take their defaults.
     #[serde(default)]
     pub limits: Limits,
+    /// Pin: only this component hash may serve this name.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// Names of `[trust.keys]` whose signatures count for this MOD
+    /// (default: every trusted key).
+    #[serde(default)]
+    pub signers: Option<Vec<String>>,
+    /// Signatures this MOD needs (default: `trust.threshold`).
+    #[serde(default)]
+    pub threshold: Option<u32>,
 }
 
 /// Why a policy was refused.
@@ -124,6 +139,19 @@ impl Policy {
         }
         if let Some(lan) = &p.lan {
             lan.validate().map_err(PolicyError::Invalid)?;
+        }
+        p.trust.validate().map_err(PolicyError::Invalid)?;
+        for (name, m) in &p.modes {
+            if let Some(s) = m
+                .signers
+                .iter()
+                .flatten()
+                .find(|s| !p.trust.keys.contains_key(*s))
+            {
+                return Err(PolicyError::Invalid(format!(
+                    "modes.{name}.signers names `{s}`, which is not in [trust.keys]"
+                )));
+            }
         }
         Ok(p)
     }

@@ -6,6 +6,7 @@
 //! set of trusted keys signed exactly these bytes.
 
 pub mod keys;
+pub mod manifest;
 pub mod wasmsig;
 
 use keys::{PublicKey, SecretKey};

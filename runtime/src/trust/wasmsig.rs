@@ -87,7 +87,8 @@ fn leb_u32(b: &[u8], pos: &mut usize) -> Option<u32> {
     None
 }
 
-fn put_leb(out: &mut Vec<u8>, mut v: u32) {
+/// Append `v` as unsigned LEB128.
+pub(crate) fn put_leb(out: &mut Vec<u8>, mut v: u32) {
     loop {
         let byte = (v & 0x7f) as u8;
         v >>= 7;

@@ -1,0 +1,237 @@
+//! The capability manifest a MOD carries inside its (signed) bytes: the
+//! grants it asks for and its limits, as JSON in a custom section named
+//! `p2pbroker-manifest`. `p2pb mode build` writes it from the crate's
+//! `[package.metadata.p2pbroker]`.
+//!
+//! The effective grant is manifest ∩ policy: every capability the manifest
+//! asks for must be covered by a policy grant, or the MOD is refused at load
+//! with the capability named; the MOD then gets exactly what it asked for.
+//! Limits are the policy's, lowered to what the manifest declares.
+
+use serde::{Deserialize, Serialize};
+
+use crate::gate::{Grant, Target};
+use crate::limits::Limits;
+
+use super::wasmsig::put_leb;
+
+/// Custom section name.
+pub const MANIFEST_SECTION: &str = "p2pbroker-manifest";
+/// Largest manifest read (a manifest is a few hundred bytes).
+pub const MANIFEST_MAX: usize = 64 * 1024;
+
+/// A MOD's manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Grant strings the MOD asks for.
+    #[serde(default)]
+    pub grants: Vec<String>,
+    /// Limits the MOD declares it needs at most.
+    #[serde(default)]
+    pub limits: Option<Limits>,
+}
+
+/// Why a manifest was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    /// More than one manifest section.
+    #[error("the component carries {0} manifest sections (at most one)")]
+    Duplicate(usize),
+    /// Too large.
+    #[error("the manifest is {0} bytes (at most {MANIFEST_MAX})")]
+    TooLarge(usize),
+    /// Not valid JSON of the expected shape.
+    #[error("malformed manifest: {0}")]
+    Malformed(String),
+    /// A grant string does not parse.
+    #[error("manifest grant: {0}")]
+    Grant(String),
+    /// The MOD asks for more than the policy grants.
+    #[error("the MOD asks for `{0}`, which the policy does not grant")]
+    NotGranted(String),
+    /// The binary could not be split into sections.
+    #[error(transparent)]
+    Binary(#[from] super::wasmsig::SigError),
+}
+
+impl Manifest {
+    /// The grants, parsed.
+    pub fn parsed_grants(&self) -> Result<Vec<Grant>, ManifestError> {
+        self.grants
+            .iter()
+            .map(|g| {
+                g.parse::<Grant>()
+                    .map_err(|e| ManifestError::Grant(e.to_string()))
+            })
+            .collect()
+    }
+}
+
+/// The manifest of `bin`, if it has one.
+pub fn read(bin: &[u8]) -> Result<Option<Manifest>, ManifestError> {
+    let secs = super::wasmsig::sections(bin)?;
+    let found: Vec<_> = secs
+        .iter()
+        .filter(|s| s.id == 0 && s.name.as_deref() == Some(MANIFEST_SECTION))
+        .collect();
+    match found.as_slice() {
+        [] => Ok(None),
+        [s] => {
+            let payload = &bin[s.payload.clone()];
+            if payload.len() > MANIFEST_MAX {
+                return Err(ManifestError::TooLarge(payload.len()));
+            }
+            let m: Manifest = serde_json::from_slice(payload)
+                .map_err(|e| ManifestError::Malformed(e.to_string()))?;
+            m.parsed_grants()?;
+            Ok(Some(m))
+        }
+        more => Err(ManifestError::Duplicate(more.len())),
+    }
+}
+
+/// `bin` with `m` appended as its manifest section.
+pub fn append(bin: &[u8], m: &Manifest) -> Vec<u8> {
+    let json = serde_json::to_vec(m).expect("manifests serialise");
+    let mut payload = Vec::new();
+    put_leb(&mut payload, MANIFEST_SECTION.len() as u32);
+    payload.extend_from_slice(MANIFEST_SECTION.as_bytes());
+    payload.extend_from_slice(&json);
+    let mut out = bin.to_vec();
+    out.push(0);
+    put_leb(&mut out, payload.len() as u32);
+    out.extend_from_slice(&payload);
+    out
+}
+
+fn target_covers(policy: &Target, asked: &Target) -> bool {
+    match (policy, asked) {
+        (Target::Net(p), Target::Net(a)) => p.contains(a),
+        (p, a) => p == a,
+    }
+}
+
+/// Whether the policy's `grants` cover everything `asked` allows, one use
+/// at a time.
+pub fn covered(asked: &Grant, policy: &[Grant]) -> bool {
+    match asked {
+        Grant::NameLookup => policy.contains(&Grant::NameLookup),
+        Grant::Socket {
+            transport,
+            uses,
+            target,
+            ports,
+        } => uses.iter().all(|u| {
+            policy.iter().any(|g| match g {
+                Grant::Socket {
+                    transport: t,
+                    uses: us,
+                    target: tg,
+                    ports: (lo, hi),
+                } => {
+                    t == transport
+                        && us.contains(u)
+                        && target_covers(tg, target)
+                        && *lo <= ports.0
+                        && ports.1 <= *hi
+                }
+                Grant::NameLookup => false,
+            })
+        }),
+    }
+}
+
+/// The effective grants: the manifest's, each covered by the policy.
+pub fn effective_grants(m: &Manifest, policy: &[Grant]) -> Result<Vec<Grant>, ManifestError> {
+    let asked = m.parsed_grants()?;
+    for (g, text) in asked.iter().zip(&m.grants) {
+        if !covered(g, policy) {
+            return Err(ManifestError::NotGranted(text.clone()));
+        }
+    }
+    Ok(asked)
+}
+
+/// The policy's limits, lowered to what the manifest declares.
+pub fn effective_limits(policy: Limits, m: &Manifest) -> Limits {
+    let Some(d) = m.limits else { return policy };
+    Limits {
+        memory_bytes: policy.memory_bytes.min(d.memory_bytes),
+        table_elements: policy.table_elements.min(d.table_elements),
+        instances: policy.instances.min(d.instances),
+        tables: policy.tables.min(d.tables),
+        memories: policy.memories.min(d.memories),
+        timeout_ms: policy.timeout_ms.min(d.timeout_ms),
+        fuel: match (policy.fuel, d.fuel) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grants(v: &[&str]) -> Vec<Grant> {
+        v.iter().map(|g| g.parse().unwrap()).collect()
+    }
+
+    fn manifest(g: &[&str]) -> Manifest {
+        Manifest {
+            grants: g.iter().map(|s| s.to_string()).collect(),
+            limits: None,
+        }
+    }
+
+    #[test]
+    fn the_manifest_must_fit_inside_the_policy() {
+        let policy = grants(&[
+            "udp:send,receive@gateway:5351",
+            "tcp:connect@10.0.0.0/8:1-65535",
+        ]);
+        let m = manifest(&["udp:send@gateway:5351", "tcp:connect@10.1.0.0/16:80"]);
+        assert_eq!(effective_grants(&m, &policy).unwrap().len(), 2);
+        for (asked, named) in [
+            ("udp:send,bind@gateway:5351", "udp:send,bind@gateway:5351"),
+            ("udp:send@gateway:5350-5351", "udp:send@gateway:5350-5351"),
+            ("tcp:connect@lan:80", "tcp:connect@lan:80"),
+            (
+                "tcp:connect@192.168.0.0/16:80",
+                "tcp:connect@192.168.0.0/16:80",
+            ),
+            ("name-lookup", "name-lookup"),
+        ] {
+            let e = effective_grants(&manifest(&[asked]), &policy).unwrap_err();
+            assert_eq!(e, ManifestError::NotGranted(named.into()));
+        }
+    }
+
+    #[test]
+    fn the_section_round_trips_and_is_bounded() {
+        let bin = b"\0asm\x0d\0\x01\0".to_vec();
+        assert_eq!(read(&bin).unwrap(), None);
+        let m = manifest(&["udp:send@gateway:5351"]);
+        let with = append(&bin, &m);
+        assert_eq!(read(&with).unwrap(), Some(m.clone()));
+        let twice = append(&with, &m);
+        assert_eq!(read(&twice).unwrap_err(), ManifestError::Duplicate(2));
+        let bad = append(&bin, &manifest(&["udp:fly@mars"]));
+        assert!(matches!(read(&bad), Err(ManifestError::Grant(_))));
+    }
+
+    #[test]
+    fn limits_never_exceed_either_side() {
+        let policy = Limits::default();
+        let mut m = manifest(&[]);
+        m.limits = Some(Limits {
+            memory_bytes: 1 << 20,
+            timeout_ms: policy.timeout_ms * 10,
+            ..policy
+        });
+        let l = effective_limits(policy, &m);
+        assert_eq!(l.memory_bytes, 1 << 20);
+        assert_eq!(l.timeout_ms, policy.timeout_ms);
+    }
+}
