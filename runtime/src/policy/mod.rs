@@ -280,4 +280,35 @@ mod tests {
         assert_eq!(p.order_for(&net), ("lab".into(), vec!["a".to_string()]));
         assert_eq!(p.order_for(&NetInfo::default()).1, vec!["a", "b"]);
     }
+
+    #[test]
+    fn the_example_policies_load() {
+        for (name, text) in [
+            ("default", DEFAULT_POLICY),
+            ("home", include_str!("../../../policies/home.toml")),
+            (
+                "corporate",
+                include_str!("../../../policies/corporate.toml"),
+            ),
+            ("lockdown", include_str!("../../../policies/lockdown.toml")),
+        ] {
+            let p = Policy::parse(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(!p.modes.is_empty(), "{name}");
+            for m in p.modes.keys() {
+                p.spec(m).unwrap_or_else(|e| panic!("{name}: {e}"));
+            }
+        }
+        let corp = Policy::parse(include_str!("../../../policies/corporate.toml")).unwrap();
+        let office = NetInfo {
+            gateways: vec!["10.20.0.1".parse().unwrap()],
+            addresses: vec![],
+        };
+        assert_eq!(
+            corp.order_for(&office),
+            ("office".into(), vec!["static".to_string()])
+        );
+        let lock = Policy::parse(include_str!("../../../policies/lockdown.toml")).unwrap();
+        assert_eq!(lock.trust.threshold, 2);
+        assert!(!lock.access_rules()[0].persist);
+    }
 }
