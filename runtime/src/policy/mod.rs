@@ -29,6 +29,15 @@ pub const DEFAULT_POLICY: &str = include_str!("../../../policies/default.toml");
 pub struct Policy {
     /// Format version; this broker reads version 1.
     pub version: u32,
+    /// For a signed policy: its monotonic serial number (anti-rollback).
+    #[serde(default)]
+    pub serial: Option<u64>,
+    /// For a signed policy: when it was issued (RFC 3339).
+    #[serde(default)]
+    pub issued_at: Option<String>,
+    /// For a signed policy: when it stops being valid (RFC 3339).
+    #[serde(default)]
+    pub expires: Option<String>,
     /// MOD names, best first, when no profile matches (default: every MOD
     /// of the policy, by name).
     #[serde(default)]
@@ -122,6 +131,12 @@ impl Policy {
             p.spec(name)?;
         }
         p.broker.validate().map_err(PolicyError::Invalid)?;
+        for (field, t) in [("issued_at", &p.issued_at), ("expires", &p.expires)] {
+            if let Some(t) = t {
+                humantime::parse_rfc3339(t)
+                    .map_err(|e| PolicyError::Invalid(format!("{field} `{t}`: {e} (RFC 3339)")))?;
+            }
+        }
         let orders = std::iter::once(("order".to_string(), &p.order)).chain(
             p.profiles
                 .iter()
