@@ -164,8 +164,11 @@ fn message(root: bool, doc: &[u8]) -> Vec<u8> {
     m
 }
 
+/// One signature line: the signer's key ID and the signature.
+pub type SigLine = ([u8; 12], [u8; 64]);
+
 /// Parse a signature file into (key ID, signature) pairs.
-pub fn parse_sigs(text: &[u8]) -> Result<Vec<([u8; 12], [u8; 64])>, BundleError> {
+pub fn parse_sigs(text: &[u8]) -> Result<Vec<SigLine>, BundleError> {
     if text.len() > MAX_DOCUMENT {
         return Err(BundleError::TooLarge("signature file", text.len()));
     }
