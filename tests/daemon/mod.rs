@@ -55,6 +55,8 @@ pub struct Daemon {
     /// Its state folder (journal, cache, audit log).
     pub state: PathBuf,
     policy: PathBuf,
+    modes: PathBuf,
+    extra: Vec<String>,
 }
 
 impl Daemon {
@@ -66,6 +68,18 @@ impl Daemon {
 
     /// Start a daemon in namespace `ns`, its files in `dir`.
     pub fn start_in(ns: &str, dir: &Path, name: &str, policy: &str) -> Daemon {
+        Daemon::start_with(ns, dir, name, policy, modes_dir(), &[])
+    }
+
+    /// Start a daemon with its own MODs folder and extra `daemon` options.
+    pub fn start_with(
+        ns: &str,
+        dir: &Path,
+        name: &str,
+        policy: &str,
+        modes: &Path,
+        extra: &[&str],
+    ) -> Daemon {
         let policy_path = dir.join(format!("{name}.toml"));
         std::fs::write(&policy_path, policy).unwrap();
         let mut d = Daemon {
@@ -76,13 +90,15 @@ impl Daemon {
             socket: dir.join(format!("{name}.sock")),
             state: dir.join(format!("{name}-state")),
             policy: policy_path,
+            modes: modes.to_path_buf(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         d.launch();
         d
     }
 
     fn launch(&mut self) {
-        let args = [
+        let mut args = vec![
             env!("CARGO_BIN_EXE_p2pb"),
             "--log",
             "info",
@@ -90,12 +106,13 @@ impl Daemon {
             self.socket.to_str().unwrap(),
             "daemon",
             "--modes",
-            modes_dir().to_str().unwrap(),
+            self.modes.to_str().unwrap(),
             "--policy",
             self.policy.to_str().unwrap(),
             "--state-dir",
             self.state.to_str().unwrap(),
         ];
+        args.extend(self.extra.iter().map(String::as_str));
         self.child = Some(self.spawn(&self.name, &args));
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {

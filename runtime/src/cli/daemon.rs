@@ -23,6 +23,18 @@ pub struct Args {
     /// log (default: /var/lib/p2pbroker as root, else the XDG state folder).
     #[arg(long, env = "P2PB_STATE_DIR")]
     state_dir: Option<PathBuf>,
+    /// Poll signed policy bundles from this base URL (HTTP or HTTPS; ETag).
+    #[arg(long, conflicts_with = "policy_dir", requires = "root")]
+    policy_url: Option<String>,
+    /// Poll signed policy bundles from this folder.
+    #[arg(long, requires = "root")]
+    policy_dir: Option<PathBuf>,
+    /// The root of trust that signs policies (root.toml).
+    #[arg(long)]
+    root: Option<PathBuf>,
+    /// How often to poll for a new policy, in ms.
+    #[arg(long, default_value_t = 300_000)]
+    policy_interval_ms: u64,
 }
 
 /// Run the daemon until SIGTERM/SIGINT.
@@ -35,11 +47,23 @@ pub async fn run(a: Args, socket: PathBuf) -> anyhow::Result<u8> {
         ),
         None => (DEFAULT_POLICY.to_string(), "built-in default".to_string()),
     };
+    use p2pbroker::daemon::fleet::{Fleet, Source};
+    let source = match (a.policy_url, a.policy_dir) {
+        (Some(u), _) => Some(Source::Url(u)),
+        (None, Some(d)) => Some(Source::Dir(d)),
+        (None, None) => None,
+    };
+    let fleet = source.map(|source| Fleet {
+        source,
+        root: a.root.clone().expect("clap requires --root"),
+        interval: std::time::Duration::from_millis(a.policy_interval_ms.max(100)),
+    });
     let opts = DaemonOptions {
         socket,
         modes_dir: a.modes,
         policy,
         state_dir: a.state_dir.unwrap_or_else(default_state_dir),
+        fleet,
     };
     p2pbroker::daemon::run(opts).await?;
     Ok(0)

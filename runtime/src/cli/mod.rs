@@ -69,6 +69,11 @@ enum Command {
     /// Diagnose the network: gateways, which protocols answer, the external
     /// address, double NAT / CGNAT, and which MOD would be chosen and why.
     Probe(client::ProbeArgs),
+    /// Signed policies: sign, verify, publish.
+    Policy {
+        #[command(subcommand)]
+        command: trust::PolicyCommand,
+    },
     /// Signing keys: generate, show.
     Key {
         #[command(subcommand)]
@@ -131,6 +136,7 @@ pub fn main() -> ExitCode {
         Command::Status(a) => Ok(runtime().block_on(client::status(a.json, &to))),
         Command::Probe(a) => Ok(runtime().block_on(client::probe(a, &to))),
         Command::Key { command } => trust::key(command),
+        Command::Policy { command } => trust::policy(command),
         Command::Mode { command } => match command {
             ModeCommand::Build {
                 path,

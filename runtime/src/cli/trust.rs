@@ -112,3 +112,128 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
     }
     Ok(if missing == 0 { 0 } else { super::EXIT_FAILED })
 }
+
+/// `p2pb policy` subcommands.
+#[derive(clap::Subcommand)]
+pub enum PolicyCommand {
+    /// Append a signature over FILE's exact bytes to FILE.sig.
+    Sign {
+        /// The secret key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// A policy (or, with --root, a root of trust).
+        file: PathBuf,
+        /// FILE is a root of trust (root.toml), not a policy.
+        #[arg(long)]
+        root: bool,
+    },
+    /// Check a policy bundle (FILE + FILE.sig) against a root of trust.
+    Verify {
+        /// The policy file.
+        file: PathBuf,
+        /// The root of trust (root.toml).
+        #[arg(long)]
+        root: PathBuf,
+    },
+    /// Copy a signed policy (and the root, if given) into DIR for any
+    /// static web server to serve; the broker polls it.
+    Publish {
+        /// The policy file (FILE.sig must exist).
+        file: PathBuf,
+        /// The folder to publish into.
+        #[arg(long)]
+        to: PathBuf,
+        /// Also publish this root (root.toml + root.toml.sig).
+        #[arg(long)]
+        root: Option<PathBuf>,
+    },
+}
+
+fn sig_path(file: &Path) -> PathBuf {
+    let mut s = file.as_os_str().to_owned();
+    s.push(".sig");
+    PathBuf::from(s)
+}
+
+/// Run a `p2pb policy` command.
+pub fn policy(cmd: PolicyCommand) -> anyhow::Result<u8> {
+    use p2pbroker::trust::bundle;
+    match cmd {
+        PolicyCommand::Sign { key, file, root } => {
+            let sk = keys::read_secret(&key)?;
+            let doc = std::fs::read(&file)?;
+            if root {
+                bundle::Root::parse(&doc)?;
+            } else {
+                p2pbroker::policy::Policy::parse(std::str::from_utf8(&doc)?)?;
+            }
+            let sig = sig_path(&file);
+            let mut text = std::fs::read_to_string(&sig).unwrap_or_default();
+            let id = sk.public().id_hex();
+            if text
+                .lines()
+                .any(|l| l.split_whitespace().nth(1) == Some(id.as_str()))
+            {
+                anyhow::bail!("{} already has a signature by key {id}", sig.display());
+            }
+            text.push_str(&bundle::sign_line(root, &doc, &sk));
+            write_atomically(&sig, text.as_bytes())?;
+            println!(
+                "signed {} with key {id} -> {}",
+                file.display(),
+                sig.display()
+            );
+            Ok(0)
+        }
+        PolicyCommand::Verify { file, root } => {
+            let r = bundle::Root::parse(&std::fs::read(&root)?)?;
+            let doc = std::fs::read(&file)?;
+            let sigs = std::fs::read(sig_path(&file))?;
+            let checked = bundle::check_policy(
+                &r,
+                &bundle::Seen::default(),
+                &doc,
+                &sigs,
+                std::time::SystemTime::now(),
+            );
+            match checked
+                .map_err(anyhow::Error::from)
+                .and_then(|(text, serial)| {
+                    p2pbroker::policy::Policy::parse(&text)?;
+                    Ok(serial)
+                }) {
+                Ok(serial) => {
+                    println!(
+                        "ok: serial {serial}, signed by the threshold of root v{}",
+                        r.version
+                    );
+                    Ok(0)
+                }
+                Err(e) => {
+                    println!("REFUSED: {e}");
+                    Ok(super::EXIT_FAILED)
+                }
+            }
+        }
+        PolicyCommand::Publish { file, to, root } => {
+            std::fs::create_dir_all(&to)?;
+            let mut files = vec![(file.clone(), "policy.toml")];
+            if let Some(r) = &root {
+                files.push((r.clone(), "root.toml"));
+            }
+            for (src, name) in files {
+                let sig = sig_path(&src);
+                anyhow::ensure!(
+                    sig.exists(),
+                    "{} is not signed (no {})",
+                    src.display(),
+                    sig.display()
+                );
+                write_atomically(&to.join(name), &std::fs::read(&src)?)?;
+                write_atomically(&to.join(format!("{name}.sig")), &std::fs::read(&sig)?)?;
+                println!("published {} -> {}", src.display(), to.join(name).display());
+            }
+            Ok(0)
+        }
+    }
+}

@@ -100,8 +100,14 @@ pub struct Broker {
     pub wake: Notify,
     /// When the daemon started.
     pub started: Instant,
-    /// Where the policy came from (shown in status).
-    pub policy_source: String,
+    /// Where the policy in force came from (shown in status).
+    pub policy_source: Mutex<String>,
+    /// The MODs folder (reloaded when the policy changes).
+    pub modes_dir: std::path::PathBuf,
+    /// The state folder (journal, cache, trust state).
+    pub state_dir: std::path::PathBuf,
+    /// Root of trust and anti-rollback state, when fleet push is on.
+    pub trust: Mutex<Option<super::fleet::TrustState>>,
 }
 
 /// Unix time in ms.

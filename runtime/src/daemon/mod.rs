@@ -8,6 +8,7 @@
 //! loop that serves new ones.
 
 pub mod broker;
+pub mod fleet;
 pub mod journal;
 pub mod netwatch;
 pub mod notify;
@@ -50,6 +51,8 @@ pub struct DaemonOptions {
     pub policy: (String, String),
     /// Journal, cache and audit log folder.
     pub state_dir: PathBuf,
+    /// Signed policy updates, if the fleet pushes them.
+    pub fleet: Option<fleet::Fleet>,
 }
 
 /// A uniform random u32 (jitter). Falls back to the clock's nanoseconds if
@@ -195,10 +198,22 @@ pub async fn load_modes(
 
 /// Build the broker: policy, journal, engine, MODs, adopted leases.
 pub async fn start(opts: &DaemonOptions) -> anyhow::Result<Arc<Broker>> {
-    let (policy_text, policy_source) = &opts.policy;
-    let policy = Policy::parse(policy_text).with_context(|| format!("policy {policy_source}"))?;
     std::fs::create_dir_all(&opts.state_dir)
         .with_context(|| format!("cannot create {}", opts.state_dir.display()))?;
+    let trust = match &opts.fleet {
+        Some(f) => Some(fleet::load_state(f, &opts.state_dir)?),
+        None => None,
+    };
+    // With fleet push, the last signed policy applied survives a restart.
+    let persisted = trust
+        .as_ref()
+        .filter(|t| t.seen.policy_serial > 0)
+        .and_then(|t| Some((fleet::last_applied(&opts.state_dir)?, t.seen.policy_serial)));
+    let (policy_text, policy_source) = match persisted {
+        Some((text, serial)) => (text, format!("signed policy serial {serial} (persisted)")),
+        None => opts.policy.clone(),
+    };
+    let policy = Policy::parse(&policy_text).with_context(|| format!("policy {policy_source}"))?;
     let (journal, replay) = Journal::open(&opts.state_dir)?;
     for w in &replay.warnings {
         tracing::warn!("lease journal: {w}");
@@ -242,7 +257,10 @@ pub async fn start(opts: &DaemonOptions) -> anyhow::Result<Arc<Broker>> {
         probing: tokio::sync::Mutex::new(()),
         wake: Notify::new(),
         started: Instant::now(),
-        policy_source: policy_source.clone(),
+        policy_source: Mutex::new(policy_source),
+        modes_dir: opts.modes_dir.clone(),
+        state_dir: opts.state_dir.clone(),
+        trust: Mutex::new(trust),
     });
     broker.adopt(replay.leases.into_values().collect());
     Ok(broker)
@@ -276,6 +294,10 @@ pub async fn run(opts: DaemonOptions) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let fleet_task = opts
+        .fleet
+        .clone()
+        .map(|f| tokio::spawn(broker.clone().fleet_loop(f)));
     let _ = notify::notify("READY=1");
     tracing::info!("listening on {}", opts.socket.display());
     tokio::select! {
@@ -284,6 +306,9 @@ pub async fn run(opts: DaemonOptions) -> anyhow::Result<()> {
     }
     let _ = notify::notify("STOPPING=1");
     serve.abort();
+    if let Some(f) = fleet_task {
+        f.abort();
+    }
     if let Some(l) = serve_lan {
         l.abort();
     }

@@ -339,15 +339,23 @@ pub async fn dispatch(b: &Arc<Broker>, op: Op, owner: &Owner) -> Result<ResultBo
 
 /// `status`: MODs with their latest probe, leases, network, policy.
 pub fn status(b: &Broker, owner: &Owner) -> Status {
+    let (version, error) = match b.trust.lock().unwrap().as_ref() {
+        Some(t) => (
+            (t.seen.policy_serial > 0).then_some(t.seen.policy_serial),
+            t.error.clone(),
+        ),
+        None => (None, None),
+    };
+    let source = b.policy_source.lock().unwrap().clone();
     let s = b.shared.lock().unwrap();
     Status {
         broker_version: env!("CARGO_PKG_VERSION").into(),
         protocol: PROTOCOL_VERSION,
         uptime_s: b.started.elapsed().as_secs(),
         policy: PolicyStatus {
-            source: b.policy_source.clone(),
-            version: None,
-            error: None,
+            source,
+            version,
+            error,
         },
         network: NetworkView {
             gateways: s.net.gateways.clone(),

@@ -305,6 +305,17 @@ impl Broker {
     /// lease stays journaled (hidden from clients) and upkeep retries until
     /// the gateway has forgotten it anyway.
     pub async fn release(self: &Arc<Self>, id: u64, why: &str) -> Result<LeaseView, ApiError> {
+        self.release_with(id, why, None).await
+    }
+
+    /// [`Broker::release`] through a given MOD (one a new policy has just
+    /// retired, so it is no longer among the loaded ones).
+    pub async fn release_with(
+        self: &Arc<Self>,
+        id: u64,
+        why: &str,
+        via: Option<Arc<crate::host::Mode>>,
+    ) -> Result<LeaseView, ApiError> {
         let Some(mut l) = self.snapshot(id) else {
             return Err(api(ErrorCode::NotFound, format!("no lease {id}")));
         };
@@ -313,7 +324,8 @@ impl Broker {
             x.releasing = true;
             x.busy = true;
         }
-        let outcome = match (self.mode_of(&l), Mapping::try_from(l.rec.mapping.clone())) {
+        let mode = via.or_else(|| self.mode_of(&l));
+        let outcome = match (mode, Mapping::try_from(l.rec.mapping.clone())) {
             (Some(mode), Ok(m)) => match mode.call(Op::Unmap(m)).await.result {
                 Ok(_) => Ok(()),
                 Err(e) => {
