@@ -6,6 +6,7 @@
 //! whole and the last good one stays in force.
 
 pub mod broker;
+pub mod services;
 pub mod trust;
 
 use std::collections::BTreeMap;
@@ -57,6 +58,9 @@ pub struct Policy {
     /// Trusted signing keys, threshold, revocations.
     #[serde(default)]
     pub trust: TrustSettings,
+    /// Relay, STUN and proxy servers offered to MODs.
+    #[serde(default)]
+    pub services: services::Services,
     /// MODs by name.
     #[serde(default)]
     pub modes: BTreeMap<String, ModePolicy>,
@@ -156,6 +160,7 @@ impl Policy {
             lan.validate().map_err(PolicyError::Invalid)?;
         }
         p.trust.validate().map_err(PolicyError::Invalid)?;
+        p.services.validate().map_err(PolicyError::Invalid)?;
         for (name, m) in &p.modes {
             if let Some(s) = m
                 .signers
@@ -218,9 +223,13 @@ impl Policy {
             mode: name.to_string(),
             reason,
         })?;
+        let mut config = m.config.clone();
+        for (k, v) in self.services.config() {
+            config.entry(k.to_string()).or_insert(v);
+        }
         Ok(ModeSpec {
             grants,
-            config: m.config.clone(),
+            config,
             limits: m.limits,
         })
     }

@@ -1,0 +1,128 @@
+//! `[services]`: the relay, STUN and proxy servers a network offers. MODs
+//! that need them (a TURN relay MOD, a corporate-proxy MOD) read them as
+//! config values — `stun_servers`, `turn_servers`, `http_proxy` — unless
+//! their own `[modes.NAME.config]` sets the same key. The MOD's grants
+//! still decide whether it may reach them.
+
+use serde::Deserialize;
+
+/// `[services]` (all optional).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Services {
+    /// STUN servers, `host:port`.
+    #[serde(default)]
+    pub stun: Vec<String>,
+    /// TURN relays.
+    #[serde(default)]
+    pub turn: Vec<Turn>,
+    /// The corporate HTTP proxy, `http://host:port`.
+    #[serde(default)]
+    pub http_proxy: Option<String>,
+}
+
+/// One TURN relay (RFC 8656).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Turn {
+    /// `turn:host:port` or `turns:host:port` (RFC 7065).
+    pub url: String,
+    /// Long-term credential user name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Long-term credential.
+    #[serde(default)]
+    pub credential: Option<String>,
+}
+
+fn host_port(s: &str) -> bool {
+    s.rsplit_once(':').is_some_and(|(h, p)| {
+        !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p != 0) && !h.contains(char::is_whitespace)
+    })
+}
+
+impl Services {
+    /// Check every address has the documented form; the error names it.
+    pub fn validate(&self) -> Result<(), String> {
+        for (i, s) in self.stun.iter().enumerate() {
+            if !host_port(s) {
+                return Err(format!("services.stun[{i}] `{s}` is not host:port"));
+            }
+        }
+        for (i, t) in self.turn.iter().enumerate() {
+            let rest = t
+                .url
+                .strip_prefix("turns:")
+                .or_else(|| t.url.strip_prefix("turn:"));
+            if !rest.is_some_and(host_port) {
+                return Err(format!(
+                    "services.turn[{i}].url `{}` is not turn:host:port or turns:host:port",
+                    t.url
+                ));
+            }
+            if t.username.is_some() != t.credential.is_some() {
+                return Err(format!(
+                    "services.turn[{i}]: username and credential go together"
+                ));
+            }
+        }
+        if let Some(p) = &self.http_proxy {
+            let rest = p
+                .strip_prefix("http://")
+                .or_else(|| p.strip_prefix("https://"));
+            if !rest.is_some_and(|r| host_port(r.trim_end_matches('/'))) {
+                return Err(format!(
+                    "services.http_proxy `{p}` is not http(s)://host:port"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The config values MODs see (`key`, value), comma-separated lists.
+    pub fn config(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if !self.stun.is_empty() {
+            out.push(("stun_servers", self.stun.join(",")));
+        }
+        if !self.turn.is_empty() {
+            let urls: Vec<&str> = self.turn.iter().map(|t| t.url.as_str()).collect();
+            out.push(("turn_servers", urls.join(",")));
+        }
+        if let Some(p) = &self.http_proxy {
+            out.push(("http_proxy", p.clone()));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_are_checked_and_exposed_as_config() {
+        let ok: Services = toml::from_str(
+            "stun = [\"198.51.100.1:3478\"]\nhttp_proxy = \"http://proxy.corp:3128\"\n\
+             [[turn]]\nurl = \"turns:relay.example:5349\"\nusername = \"u\"\ncredential = \"c\"\n",
+        )
+        .unwrap();
+        ok.validate().unwrap();
+        let c = ok.config();
+        assert_eq!(c[0], ("stun_servers", "198.51.100.1:3478".to_string()));
+        assert_eq!(c[1].0, "turn_servers");
+        assert_eq!(c[2], ("http_proxy", "http://proxy.corp:3128".to_string()));
+        for (bad, named) in [
+            ("stun = [\"nohost\"]", "services.stun[0]"),
+            ("[[turn]]\nurl = \"http://x:1\"", "services.turn[0].url"),
+            (
+                "[[turn]]\nurl = \"turn:x:1\"\nusername = \"u\"",
+                "username and credential",
+            ),
+            ("http_proxy = \"proxy:3128\"", "services.http_proxy"),
+        ] {
+            let s: Services = toml::from_str(bad).unwrap();
+            assert!(s.validate().unwrap_err().contains(named), "{bad}");
+        }
+    }
+}
