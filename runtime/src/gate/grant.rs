@@ -120,7 +120,8 @@ impl Uses {
 pub enum Target {
     /// The host's default gateways.
     Gateway,
-    /// The SSDP multicast group 239.255.255.250 (port 1900 unless given).
+    /// The SSDP multicast groups: 239.255.255.250 and the link-local IPv6
+    /// group ff02::c (port 1900 unless given).
     Ssdp,
     /// Every subnet the host has an address on.
     Lan,
@@ -132,6 +133,10 @@ pub enum Target {
 
 /// The SSDP multicast group (UPnP Device Architecture 1.1, section 1.1.2).
 pub const SSDP_GROUP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(239, 255, 255, 250));
+/// The link-local IPv6 SSDP group (same section). IGDs answer it with their
+/// IPv6 LOCATION, which IPv6 pinhole requests need.
+pub const SSDP_GROUP_V6: IpAddr =
+    IpAddr::V6(std::net::Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0xc));
 /// The SSDP port.
 pub const SSDP_PORT: u16 = 1900;
 

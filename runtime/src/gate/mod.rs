@@ -14,7 +14,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
 
-pub use grant::{Grant, GrantError, SSDP_GROUP, SSDP_PORT, Target, Transport, Use, Uses};
+pub use grant::{
+    Grant, GrantError, SSDP_GROUP, SSDP_GROUP_V6, SSDP_PORT, Target, Transport, Use, Uses,
+};
 
 use crate::netinfo::NetInfo;
 
@@ -50,8 +52,9 @@ impl Gate {
     /// Compile `grants` for the network described by `net`.
     ///
     /// Symbolic targets become concrete networks here: `gateway` the default
-    /// gateways, `lan` the subnets of local addresses, `local` the
-    /// unspecified address plus the host's own addresses.
+    /// gateways (IPv4 and IPv6), `lan` the subnets of local addresses plus
+    /// the IPv6 link-local subnet, `ssdp` both SSDP groups, `local` the
+    /// unspecified addresses plus the host's own addresses.
     pub fn compile(grants: &[Grant], net: &NetInfo) -> Gate {
         let mut gate = Gate {
             grants: grants.to_vec(),
@@ -122,6 +125,15 @@ impl Gate {
     }
 }
 
+/// fe80::/64, the IPv6 link-local subnet (RFC 4291 §2.5.6). Every IPv6
+/// interface has an address in it and it never leaves the link, so it is
+/// part of `lan`, although the interface list the broker reads (if-addrs)
+/// hides link-local addresses. IGDs answer IPv6 SSDP from theirs.
+const IPV6_LINK_LOCAL: IpNet = IpNet::V6(ipnet::Ipv6Net::new_assert(
+    std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0),
+    64,
+));
+
 fn host_net(ip: IpAddr) -> IpNet {
     IpNet::from(ip.to_canonical())
 }
@@ -129,13 +141,14 @@ fn host_net(ip: IpAddr) -> IpNet {
 fn resolve(target: &Target, net: &NetInfo) -> Vec<IpNet> {
     match target {
         Target::Gateway => net.gateways.iter().copied().map(host_net).collect(),
-        Target::Ssdp => vec![host_net(SSDP_GROUP)],
+        Target::Ssdp => vec![host_net(SSDP_GROUP), host_net(SSDP_GROUP_V6)],
         Target::Lan => net
             .addresses
             .iter()
             .filter(|a| !a.address.is_loopback())
             .filter_map(|a| IpNet::new(a.address, a.prefix_len).ok())
             .map(|n| n.trunc())
+            .chain([IPV6_LINK_LOCAL])
             .collect(),
         Target::Local => {
             let mut nets = vec![
@@ -250,6 +263,93 @@ mod tests {
             g.check(Transport::Udp, Use::Send, sa("239.255.255.250:1900")),
             Verdict::Allow(1)
         );
+    }
+
+    /// A dual-stack host as in the lab, as [`NetInfo::read`] sees it: an
+    /// IPv6 default gateway on the LAN prefix and a global address (the
+    /// link-local one is not listed).
+    fn dual_stack() -> NetInfo {
+        let mut net = lab();
+        net.gateways.push("2001:db8:1::1".parse().unwrap());
+        net.addresses.push(LocalAddress {
+            address: "2001:db8:1::2".parse().unwrap(),
+            prefix_len: 64,
+            interface: "eth0".into(),
+        });
+        net
+    }
+
+    fn gate_on(grants: &[&str], net: &NetInfo) -> Gate {
+        let grants: Vec<Grant> = grants.iter().map(|g| g.parse().unwrap()).collect();
+        Gate::compile(&grants, net)
+    }
+
+    #[test]
+    fn ipv6_gateways_and_on_link_addresses_are_covered() {
+        let net = dual_stack();
+        let g = gate_on(&["udp:send,receive@gateway:5351"], &net);
+        for a in ["[2001:db8:1::1]:5351", "10.0.0.1:5351"] {
+            assert_eq!(
+                g.check(Transport::Udp, Use::Send, sa(a)),
+                Verdict::Allow(0),
+                "{a}"
+            );
+        }
+        for a in [
+            "[2001:db8:1::9]:5351",
+            "[2001:db8:2::1]:5351",
+            "[::ffff:10.0.0.9]:5351",
+        ] {
+            assert_eq!(
+                g.check(Transport::Udp, Use::Send, sa(a)),
+                Verdict::Deny,
+                "{a}"
+            );
+        }
+        // An implicit IPv6 bind follows the outbound rule as the IPv4 one does.
+        assert_eq!(
+            g.check(Transport::Udp, Use::Bind, sa("[::]:0")),
+            Verdict::Allow(0)
+        );
+        let g = gate_on(&["tcp:connect@lan:1-65535", "udp:receive@lan:1900"], &net);
+        assert_eq!(
+            g.check(Transport::Tcp, Use::Connect, sa("[2001:db8:1::1]:5000")),
+            Verdict::Allow(0)
+        );
+        // SSDP answers over IPv6 come from the gateway's link-local address
+        // (seen in the lab), unlisted but on-link; the scope id the socket
+        // reports does not change the verdict. Other link-local space is not.
+        assert_eq!(
+            g.check(Transport::Udp, Use::Receive, sa("[fe80::1%2]:1900")),
+            Verdict::Allow(1)
+        );
+        assert_eq!(
+            g.check(Transport::Udp, Use::Receive, sa("[fe80:1::1]:1900")),
+            Verdict::Deny
+        );
+        assert_eq!(
+            g.check(Transport::Tcp, Use::Connect, sa("[2001:db8:ff::1]:5000")),
+            Verdict::Deny
+        );
+    }
+
+    #[test]
+    fn ssdp_covers_both_groups_and_nothing_else() {
+        let g = gate(&["udp:send@ssdp"]);
+        for a in ["239.255.255.250:1900", "[ff02::c]:1900"] {
+            assert_eq!(
+                g.check(Transport::Udp, Use::Send, sa(a)),
+                Verdict::Allow(0),
+                "{a}"
+            );
+        }
+        for a in ["[ff05::c]:1900", "[ff02::c]:1901", "[ff02::1]:1900"] {
+            assert_eq!(
+                g.check(Transport::Udp, Use::Send, sa(a)),
+                Verdict::Deny,
+                "{a}"
+            );
+        }
     }
 
     #[test]
