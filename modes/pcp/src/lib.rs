@@ -4,13 +4,18 @@
 //! (lifetime 0). A server that answers in NAT-PMP (version 0) is reported
 //! as `unsupported` so the broker's selector falls back to the `nat-pmp`
 //! MOD — one MOD per protocol keeps each one's grants and code minimal.
-//! A MAP for another LAN host carries the THIRD_PARTY option.
+//! A MAP for another LAN host carries the THIRD_PARTY option. An IPv6
+//! internal address gets an IPv6 MAP from the IPv6 server: on an IPv6
+//! firewall that is a pinhole to the host's own address and port.
 //!
-//! Grants: `udp:send,receive@gateway:5351`. Config: `server` (default: the
-//! first default gateway), `port` (default 5351), `timeout_ms` (default
-//! 3500: the first RFC 6887 attempt), `probe_timeout_ms` (default 250).
+//! Grants: `udp:send,receive@gateway:5351`. Config: `server` (addresses,
+//! comma-separated; the first of the mapping's family is used; default: the
+//! first default gateway of that family), `port` (default 5351),
+//! `timeout_ms` (default 3500: the first RFC 6887 attempt),
+//! `probe_timeout_ms` (default 250).
 
 pub mod proto;
+pub mod server;
 pub mod state;
 
 use core::cell::Cell;
@@ -27,6 +32,7 @@ use p2pbroker_mode_sdk::{
     Transport, classify,
 };
 use proto::{MapParams, PcpError, PcpResult};
+use server::{client_address, server, server_for};
 use state::PcpState;
 
 const DEFAULT_TIMEOUT_MS: u64 = 3_500;
@@ -34,26 +40,6 @@ const DEFAULT_PROBE_TIMEOUT_MS: u64 = 250;
 
 fn config_ms(key: &str, default: u64) -> u64 {
     host::config_or(key, default)
-}
-
-fn server() -> Result<IpAddr, ModeError> {
-    if let Some(text) = host::config("server") {
-        return text.parse().map_err(|_| {
-            ModeError::InvalidRequest(format!("config `server` {text:?} is not an address"))
-        });
-    }
-    host::default_gateways()
-        .into_iter()
-        .next()
-        .ok_or_else(|| ModeError::Unavailable("no default gateway".into()))
-}
-
-/// Our own address towards `server` (PCP servers check it against the
-/// packet's source, RFC 6887 §8.3).
-fn client_address(server: IpAddr) -> Result<IpAddr, ModeError> {
-    host::local_address_towards(server).ok_or_else(|| {
-        ModeError::Unavailable(format!("no local address to reach PCP server {server}"))
-    })
 }
 
 /// Map a PCP failure to the contract's error.
@@ -129,13 +115,8 @@ fn unspecified_like(ip: IpAddr) -> IpAddr {
     }
 }
 
-fn map_once(
-    st: &PcpState,
-    external_port: u16,
-    lifetime: u32,
-    budget: Duration,
-) -> Result<proto::PcpMap, ModeError> {
-    let params = MapParams {
+fn map_params(st: &PcpState, external_port: u16, lifetime: u32) -> MapParams {
+    MapParams {
         nonce: st.nonce,
         protocol: st.protocol,
         internal_port: st.internal_port,
@@ -144,10 +125,55 @@ fn map_once(
         lifetime,
         client: st.client,
         third_party: st.third_party,
-    };
-    exchange(st.server, &proto::build_map(&params), budget, |b| {
+    }
+}
+
+fn map_once(
+    st: &PcpState,
+    external_port: u16,
+    lifetime: u32,
+    budget: Duration,
+) -> Result<proto::PcpMap, ModeError> {
+    let request = proto::build_map(&map_params(st, external_port, lifetime));
+    exchange(st.server, &request, budget, |b| {
         proto::parse_map(b, &st.nonce)
     })
+}
+
+/// Delete (RFC 6887 §15: lifetime 0, same nonce); `false` when the server
+/// answers NOT_AUTHORIZED, i.e. it no longer ties the mapping to our nonce.
+fn delete_once(st: &PcpState, budget: Duration) -> Result<bool, ModeError> {
+    let request = proto::build_map(&map_params(st, 0, 0));
+    exchange(st.server, &request, budget, |b| {
+        match proto::parse_map(b, &st.nonce) {
+            Err(PcpError::Result(PcpResult::NotAuthorized, _)) => Ok(false),
+            other => other.map(|_| true),
+        }
+    })
+}
+
+/// Renew an IPv6 mapping by deleting it and mapping it again.
+///
+/// miniupnpd 2.3.1 loses an IPv6 mapping's nonce when it is re-MAPped. In
+/// the lab: MAP v6, MAP again with the same nonce (success), then delete
+/// with that nonce gives NOT_AUTHORIZED (2) and leaves the pinhole until it
+/// expires. Its pinhole update rewrites the firewall rule's label without
+/// the description that holds the nonce, and a later delete compares
+/// against it. A fresh MAP writes the nonce again, so delete-then-MAP keeps
+/// a pinhole we can remove (RFC 6887 renews by repeating the MAP; a delete
+/// and a new MAP is as valid, one exchange more). The pinhole is
+/// absent between the two exchanges (milliseconds): established flows go on
+/// where the firewall passes established traffic first (as usual and as in
+/// the lab); a new inbound connection in that instant has to retry.
+fn renew_v6(st: &PcpState, lifetime: u32, budget: Duration) -> Result<proto::PcpMap, ModeError> {
+    if !delete_once(st, budget)? {
+        return Err(ModeError::MappingLost(format!(
+            "PCP server {} no longer ties this mapping to our nonce (NOT_AUTHORIZED): \
+             another client holds or renewed it",
+            st.server
+        )));
+    }
+    map_once(st, st.external_port, lifetime, budget)
 }
 
 /// The mapping the server granted, for `transport` to `internal`.
@@ -184,7 +210,9 @@ impl Mode for Pcp {
         ModeInfo {
             name: "pcp".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            summary: "PCP (RFC 6887) MAP on the default gateway, incl. THIRD_PARTY".into(),
+            summary:
+                "PCP (RFC 6887) MAP on the default gateway, incl. THIRD_PARTY and IPv6 pinholes"
+                    .into(),
         }
     }
 
@@ -220,16 +248,20 @@ impl Mode for Pcp {
 
     fn map(request: MapRequest) -> Result<Mapping, ModeError> {
         let internal = to_socket(&request.internal);
+        let internal_ip = internal.ip().to_canonical();
+        let v6 = internal_ip.is_ipv6();
         let budget = Duration::from_millis(config_ms("timeout_ms", DEFAULT_TIMEOUT_MS));
-        let (server, client) = match state::PcpState::decode(&request.probe_state) {
+        // A probe of the other family's server is no help for this mapping.
+        let probed = PcpState::decode(&request.probe_state).filter(|s| s.server.is_ipv6() == v6);
+        let (server, client) = match probed {
             Some(s) => (s.server, s.client),
             None => {
-                let server = server()?;
+                let server = server_for(v6)?;
                 (server, client_address(server)?)
             }
         };
         let third_party =
-            (!internal.ip().is_unspecified() && internal.ip() != client).then_some(internal.ip());
+            (!internal_ip.is_unspecified() && internal_ip != client).then_some(internal_ip);
         let nonce: [u8; 12] = host::random_bytes(12)
             .try_into()
             .map_err(|_| ModeError::Unavailable("no randomness for a PCP nonce".into()))?;
@@ -248,8 +280,14 @@ impl Mode for Pcp {
         let m = map_once(&st, wanted, request.lifetime, budget)?;
         let class = classify(m.external_ip);
         if class != AddressClass::Global {
+            // Behind IPv6 there is no NAT to blame: the address is the host's.
+            let why = if v6 {
+                "not globally routable"
+            } else {
+                "non-routable gateway (double NAT or CGNAT)"
+            };
             host::warn(&format!(
-                "PCP external address {} is {}: non-routable gateway (double NAT or CGNAT)",
+                "PCP external address {} is {}: {why}",
                 m.external_ip,
                 class_name(class)
             ));
@@ -272,7 +310,11 @@ impl Mode for Pcp {
                 st.server, st.epoch, h.epoch
             )));
         }
-        let m = map_once(&st, st.external_port, lifetime, budget)?;
+        let m = if st.client.is_ipv6() {
+            renew_v6(&st, lifetime, budget)?
+        } else {
+            map_once(&st, st.external_port, lifetime, budget)?
+        };
         let previous = to_socket(&current.external);
         if m.external_ip != previous.ip() {
             return Err(ModeError::MappingLost(format!(
@@ -289,7 +331,15 @@ impl Mode for Pcp {
             .ok_or_else(|| ModeError::InvalidRequest("mapping state is not a PCP state".into()))?;
         let budget = Duration::from_millis(config_ms("timeout_ms", DEFAULT_TIMEOUT_MS));
         // RFC 6887 §15: lifetime 0 with the same nonce deletes.
-        map_once(&st, 0, 0, budget).map(|_| ())
+        if delete_once(&st, budget)? {
+            return Ok(());
+        }
+        Err(ModeError::Denied(format!(
+            "PCP server {} refuses the delete (NOT_AUTHORIZED): it no longer ties the mapping \
+             to our nonce (another client holds it or renewed it; miniupnpd 2.3.1 forgets an \
+             IPv6 mapping's nonce when it is re-MAPped)",
+            st.server
+        )))
     }
 }
 

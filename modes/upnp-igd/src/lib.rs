@@ -1,20 +1,25 @@
 //! The `upnp-igd` MOD: port mappings through a UPnP Internet Gateway Device
-//! (WANIPConnection:1 and :2, WANPPPConnection:1).
+//! (WANIPConnection:1 and :2, WANPPPConnection:1), and IPv6 pinholes
+//! through an IGD 2's WANIPv6FirewallControl:1 ([`v6`]).
 //!
-//! Codecs are pure ([`ssdp`], [`http`], [`xml`], [`igd`]); the transport
-//! glue is in [`wire`]. Discovery sends M-SEARCH and takes the first
-//! complete answer plus a short grace period for other gateways, instead of
-//! a fixed multi-second wait. A gateway whose external address is private,
+//! Codecs are pure ([`ssdp`], [`http`], [`xml`], [`igd`], [`pinhole`]);
+//! the transport glue is in [`wire`] and [`v6`]. Discovery sends M-SEARCH
+//! and takes the first complete answer plus a short grace period for other
+//! gateways, instead of a fixed multi-second wait. A gateway whose external address is private,
 //! shared (CGNAT) or reserved is reported as a non-routable gateway, not as
 //! "no gateway". The MOD never asks for external port 0 or a wildcard.
 //!
-//! Grants: `udp:send@ssdp`, `udp:receive@lan:1900`, `tcp:connect@lan:1-65535`.
+//! Grants: `udp:send@ssdp`, `udp:receive@lan:1900`, `tcp:connect@lan:1-65535`
+//! (the same for IPv6: `ssdp` includes `[ff02::c]`, `lan` the IPv6 subnets).
 //! Config: `timeout_ms` (default 2000), `probe_timeout_ms` (default 250),
-//! `location` (a root description URL: skips discovery).
+//! `location` (a root description URL: skips discovery; an IPv6 URL is
+//! used for pinholes, an IPv4 one for port mappings).
 
 pub mod http;
 pub mod igd;
+pub mod pinhole;
 pub mod ssdp;
+pub mod v6;
 pub mod wire;
 pub mod xml;
 
@@ -29,6 +34,7 @@ use p2pbroker_mode_sdk::host;
 use p2pbroker_mode_sdk::{
     AddressClass, MapRequest, Mapping, Mode, ModeError, ModeInfo, ProbeReport, Transport, classify,
 };
+use pinhole::PinholeState;
 
 const DEFAULT_TIMEOUT_MS: u64 = 2_000;
 const DEFAULT_PROBE_TIMEOUT_MS: u64 = 250;
@@ -83,7 +89,7 @@ impl Mode for UpnpIgd {
         ModeInfo {
             name: "upnp-igd".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            summary: "UPnP IGD port mappings (WANIPConnection:1/2, WANPPPConnection:1)".into(),
+            summary: "UPnP IGD port mappings (WANIPConnection:1/2, WANPPPConnection:1) and IPv6 pinholes (WANIPv6FirewallControl:1)".into(),
         }
     }
 
@@ -111,8 +117,13 @@ impl Mode for UpnpIgd {
 
     fn map(request: MapRequest) -> Result<Mapping, ModeError> {
         let deadline = budget("timeout_ms", DEFAULT_TIMEOUT_MS);
-        let (gw, ext_ip) = gateway_from_state(&request.probe_state, deadline)?;
         let internal = to_socket(&request.internal);
+        if let SocketAddr::V6(v6) = internal
+            && v6.ip().to_ipv4_mapped().is_none()
+        {
+            return v6::map(&request, v6, deadline);
+        }
+        let (gw, ext_ip) = gateway_from_state(&request.probe_state, deadline)?;
         let client = if internal.ip().is_unspecified() {
             host::local_address_towards(gw.control.addr.ip())
                 .ok_or_else(|| ModeError::Unavailable("no local address towards the IGD".into()))?
@@ -165,6 +176,10 @@ impl Mode for UpnpIgd {
     }
 
     fn renew(current: Mapping, lifetime: u32) -> Result<Mapping, ModeError> {
+        if let Some(st) = PinholeState::decode(&current.state) {
+            let deadline = budget("timeout_ms", DEFAULT_TIMEOUT_MS);
+            return v6::renew(current, st, lifetime, deadline);
+        }
         let st = igd::MappingState::decode(&current.state).ok_or_else(|| {
             ModeError::InvalidRequest("mapping state is not a UPnP IGD state".into())
         })?;
@@ -216,6 +231,9 @@ impl Mode for UpnpIgd {
     }
 
     fn unmap(current: Mapping) -> Result<(), ModeError> {
+        if let Some(st) = PinholeState::decode(&current.state) {
+            return v6::unmap(st, budget("timeout_ms", DEFAULT_TIMEOUT_MS));
+        }
         let st = igd::MappingState::decode(&current.state).ok_or_else(|| {
             ModeError::InvalidRequest("mapping state is not a UPnP IGD state".into())
         })?;

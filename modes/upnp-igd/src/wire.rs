@@ -32,10 +32,51 @@ fn left(deadline: Deadline) -> Result<Duration, IgdError> {
 
 /// Search for IGDs; returns their description URLs, first answer first.
 pub fn discover(deadline: Deadline) -> Result<Vec<String>, ModeError> {
-    let sock = UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], 0)))?;
     let group: SocketAddr = ssdp::SSDP_ADDR.parse().expect("literal");
-    for target in ssdp::SEARCH_TARGETS {
-        sock.send_to(&ssdp::build_msearch(target), group)?;
+    let requests = ssdp::SEARCH_TARGETS.map(ssdp::build_msearch);
+    let found = search(group, &requests, deadline)?;
+    if found.is_empty() {
+        return Err(ModeError::Unavailable(
+            "no IGD answered the SSDP search".into(),
+        ));
+    }
+    Ok(found)
+}
+
+/// Search for IGDs on the link-local IPv6 group; returns the description
+/// URLs on a routable IPv6 address (possibly none), first answer first. A
+/// link-local URL is skipped (the broker gives a MOD no interface scope),
+/// and so is loopback (miniupnpd 2.3.1 falls back to announcing `[::1]`
+/// when its LAN interface has no routable IPv6 address).
+pub fn discover_v6(deadline: Deadline) -> Result<Vec<String>, ModeError> {
+    let group: SocketAddr = ssdp::SSDP_ADDR_V6.parse().expect("literal");
+    let requests = ssdp::SEARCH_TARGETS_V6.map(ssdp::build_msearch_v6);
+    let found = search(group, &requests, deadline)?;
+    Ok(found
+        .into_iter()
+        .filter(|l| {
+            http::parse_url(l).is_ok_and(|u| match u.addr.ip() {
+                IpAddr::V6(v6) => !v6.is_unicast_link_local() && !v6.is_loopback(),
+                IpAddr::V4(_) => false,
+            })
+        })
+        .collect())
+}
+
+/// Send `requests` to `group` and collect the LOCATIONs answered until the
+/// deadline, or until a short grace after the first answer.
+fn search(
+    group: SocketAddr,
+    requests: &[Vec<u8>],
+    deadline: Deadline,
+) -> Result<Vec<String>, NetError> {
+    let any = match group {
+        SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+        SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
+    };
+    let sock = UdpSocket::bind(any)?;
+    for r in requests {
+        sock.send_to(r, group)?;
     }
     let mut found: Vec<String> = Vec::new();
     let mut until = deadline;
@@ -55,22 +96,27 @@ pub fn discover(deadline: Deadline) -> Result<Vec<String>, ModeError> {
                     found.push(a.location);
                 }
             }
-            Err(NetError::Timeout) => break,
-            Err(e) => return Err(e.into()),
+            Err(NetError::Timeout) => return Ok(found),
+            Err(e) => return Err(e),
         }
     }
-    if found.is_empty() {
-        return Err(ModeError::Unavailable(
-            "no IGD answered the SSDP search".into(),
-        ));
-    }
-    Ok(found)
 }
 
 /// One HTTP request/response, bounded in size and time.
 fn exchange(url: &HttpUrl, request: &[u8], deadline: Deadline) -> Result<HttpResponse, IgdError> {
+    exchange_from(url, |_| request.to_vec(), deadline).map(|(r, _)| r)
+}
+
+/// [`exchange`] with the request built once connected, from our end's
+/// address (what the gateway sees as the sender); returns that address too.
+fn exchange_from(
+    url: &HttpUrl,
+    request: impl FnOnce(IpAddr) -> Vec<u8>,
+    deadline: Deadline,
+) -> Result<(HttpResponse, IpAddr), IgdError> {
     let stream = TcpStream::connect(url.addr, left(deadline)?)?;
-    stream.write_all(request, left(deadline)?)?;
+    let local = stream.local_addr()?.ip().to_canonical();
+    stream.write_all(&request(local), left(deadline)?)?;
     let mut body = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
@@ -89,11 +135,12 @@ fn exchange(url: &HttpUrl, request: &[u8], deadline: Deadline) -> Result<HttpRes
             break;
         }
     }
-    http::parse_response(&body).map_err(IgdError::Protocol)
+    let resp = http::parse_response(&body).map_err(IgdError::Protocol)?;
+    Ok((resp, local))
 }
 
-/// Fetch and parse a device description.
-pub fn describe(location: &str, deadline: Deadline) -> Result<Gateway, IgdError> {
+/// Fetch a device description: its URL and text.
+fn fetch_description(location: &str, deadline: Deadline) -> Result<(HttpUrl, String), IgdError> {
     let url = http::parse_url(location).map_err(IgdError::Protocol)?;
     let resp = exchange(&url, &http::build_get(&url), deadline)?;
     if resp.status != 200 {
@@ -104,6 +151,23 @@ pub fn describe(location: &str, deadline: Deadline) -> Result<Gateway, IgdError>
     }
     let text = String::from_utf8(resp.body)
         .map_err(|_| IgdError::Protocol("description is not UTF-8".into()))?;
+    Ok((url, text))
+}
+
+/// Fetch a description and return its WANIPv6FirewallControl:1 service,
+/// `None` when the device offers none.
+pub fn describe_firewall6(location: &str, deadline: Deadline) -> Result<Option<Gateway>, IgdError> {
+    let (url, text) = fetch_description(location, deadline)?;
+    let control = xml::parse_firewall6(&text, &url).map_err(IgdError::Protocol)?;
+    Ok(control.map(|control| Gateway {
+        service_type: xml::FIREWALL6_SERVICE.to_string(),
+        control,
+    }))
+}
+
+/// Fetch and parse a device description.
+pub fn describe(location: &str, deadline: Deadline) -> Result<Gateway, IgdError> {
+    let (url, text) = fetch_description(location, deadline)?;
     let svc = xml::parse_description(&text, &url).map_err(IgdError::Protocol)?;
     Ok(Gateway {
         service_type: svc.service_type,
@@ -112,18 +176,31 @@ pub fn describe(location: &str, deadline: Deadline) -> Result<Gateway, IgdError>
 }
 
 /// Call `action` and return its output arguments.
-fn soap(
+pub fn soap(
     gw: &Gateway,
     action: &str,
     args: &[(&str, String)],
     deadline: Deadline,
 ) -> Result<Vec<(String, String)>, IgdError> {
-    let body = xml::build_envelope(&gw.service_type, action, args);
-    let req = http::build_soap_post(&gw.control, &gw.service_type, action, &body);
-    let resp = exchange(&gw.control, &req, deadline)?;
+    soap_from(gw, action, |_| args.to_vec(), deadline).map(|(out, _)| out)
+}
+
+/// [`soap`] with the arguments built from our end's address once
+/// connected; returns that address too.
+pub fn soap_from<'a>(
+    gw: &Gateway,
+    action: &str,
+    args: impl FnOnce(IpAddr) -> Vec<(&'a str, String)>,
+    deadline: Deadline,
+) -> Result<(Vec<(String, String)>, IpAddr), IgdError> {
+    let build = |local| {
+        let body = xml::build_envelope(&gw.service_type, action, &args(local));
+        http::build_soap_post(&gw.control, &gw.service_type, action, &body)
+    };
+    let (resp, local) = exchange_from(&gw.control, build, deadline)?;
     let text = String::from_utf8_lossy(&resp.body);
     match xml::parse_soap(&text, action) {
-        Ok(xml::SoapReply::Ok(out)) if resp.status == 200 => Ok(out),
+        Ok(xml::SoapReply::Ok(out)) if resp.status == 200 => Ok((out, local)),
         Ok(xml::SoapReply::Fault { code, description }) => Err(IgdError::Upnp(code, description)),
         Ok(_) => Err(IgdError::Protocol(format!(
             "{action}: HTTP {} without a UPnP error",

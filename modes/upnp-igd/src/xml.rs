@@ -42,10 +42,18 @@ fn child_text<'a>(node: roxmltree::Node<'a, 'a>, name: &str) -> Option<&'a str> 
         .map(str::trim)
 }
 
-/// The best WAN connection service in a device description fetched from
-/// `location`, searching nested devices; relative control URLs resolve
-/// against `URLBase` when present, else against `location`.
-pub fn parse_description(text: &str, location: &HttpUrl) -> Result<WanService, String> {
+/// The IPv6 firewall service of IGD 2 (WANIPv6FirewallControl:1).
+pub const FIREWALL6_SERVICE: &str = "urn:schemas-upnp-org:service:WANIPv6FirewallControl:1";
+
+/// The services of `wanted` types in a description fetched from
+/// `location`, each with its rank in `wanted`, searching nested devices;
+/// relative control URLs resolve against `URLBase` when present, else
+/// against `location`.
+fn find_services(
+    text: &str,
+    location: &HttpUrl,
+    wanted: &[&str],
+) -> Result<Vec<(usize, WanService)>, String> {
     let doc = parse(text)?;
     let root = doc.root_element();
     let base = match root
@@ -64,7 +72,7 @@ pub fn parse_description(text: &str, location: &HttpUrl) -> Result<WanService, S
         let Some(st) = child_text(svc, "serviceType") else {
             continue;
         };
-        let Some(rank) = WAN_SERVICES.iter().position(|w| *w == st) else {
+        let Some(rank) = wanted.iter().position(|w| *w == st) else {
             continue;
         };
         let Some(ctl) = child_text(svc, "controlURL") else {
@@ -79,11 +87,26 @@ pub fn parse_description(text: &str, location: &HttpUrl) -> Result<WanService, S
         ));
     }
     found.sort_by_key(|(rank, _)| *rank);
-    found
+    Ok(found)
+}
+
+/// The best WAN connection service in a device description fetched from
+/// `location` (see [`WAN_SERVICES`]).
+pub fn parse_description(text: &str, location: &HttpUrl) -> Result<WanService, String> {
+    find_services(text, location, &WAN_SERVICES)?
         .into_iter()
         .next()
         .map(|(_, s)| s)
         .ok_or_else(|| "no WANIPConnection or WANPPPConnection service in the description".into())
+}
+
+/// The control URL of the description's WANIPv6FirewallControl:1 service,
+/// `None` when the device offers none (it opens no IPv6 pinholes).
+pub fn parse_firewall6(text: &str, location: &HttpUrl) -> Result<Option<HttpUrl>, String> {
+    Ok(find_services(text, location, &[FIREWALL6_SERVICE])?
+        .into_iter()
+        .next()
+        .map(|(_, s)| s.control))
 }
 
 /// Escape text for an XML element.
@@ -194,6 +217,29 @@ mod tests {
         let s = parse_description(quirky, &loc).unwrap();
         assert_eq!(s.service_type, WAN_SERVICES[0]);
         assert_eq!(s.control, parse_url("http://10.0.0.1:80/igd/ip2").unwrap());
+    }
+
+    #[test]
+    fn finds_the_ipv6_firewall_service() {
+        // The service part of miniupnpd 2.3.1's IGD 2 description, fetched
+        // over IPv6 in the lab.
+        let igd2 = r#"<?xml version="1.0"?><root xmlns="urn:schemas-upnp-org:device-1-0"><device><deviceList><device><deviceList><device>
+<serviceList><service><serviceType>urn:schemas-upnp-org:service:WANIPConnection:2</serviceType><serviceId>urn:upnp-org:serviceId:WANIPConn1</serviceId>
+<SCPDURL>/WANIPCn.xml</SCPDURL><controlURL>/ctl/IPConn</controlURL><eventSubURL>/evt/IPConn</eventSubURL></service>
+<service><serviceType>urn:schemas-upnp-org:service:WANIPv6FirewallControl:1</serviceType><serviceId>urn:upnp-org:serviceId:WANIPv6Firewall1</serviceId>
+<SCPDURL>/WANIP6FC.xml</SCPDURL><controlURL>/ctl/IP6FCtl</controlURL><eventSubURL>/evt/IP6FCtl</eventSubURL></service></serviceList>
+</device></deviceList></device></deviceList></device></root>"#;
+        let loc = parse_url("http://[2001:db8:1::1]:5000/rootDesc.xml").unwrap();
+        assert_eq!(
+            parse_firewall6(igd2, &loc).unwrap(),
+            Some(parse_url("http://[2001:db8:1::1]:5000/ctl/IP6FCtl").unwrap())
+        );
+        assert_eq!(
+            parse_description(igd2, &loc).unwrap().service_type,
+            WAN_SERVICES[0]
+        );
+        assert_eq!(parse_firewall6(MINIUPNPD, &loc).unwrap(), None);
+        assert!(parse_firewall6("<root><unclosed>", &loc).is_err());
     }
 
     #[test]
