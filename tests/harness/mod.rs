@@ -2,6 +2,8 @@
 //! pipeline (once per test process), makes hosts, and runs loopback peers.
 #![allow(dead_code)]
 
+pub mod igd;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

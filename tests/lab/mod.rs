@@ -9,6 +9,9 @@
 //!  host (10.0.0.2) ── the broker and the application behind NAT
 //! ```
 //!
+//! [`Lab::up_dual_stack`] adds IPv6 on top ([`v6`]): the host's own IPv6
+//! address behind the gateway's firewall, reachable only through pinholes.
+//!
 //! Every command runs through [`Lab::exec`] (`ip netns exec`), never in the
 //! root namespace, so nothing reaches an address outside the lab. Each lab
 //! has its own namespace prefix, so parallel tests do not collide. Needs
@@ -17,6 +20,7 @@
 #![allow(dead_code)]
 
 pub mod site;
+pub mod v6;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -73,6 +77,7 @@ pub struct Lab {
     miniupnpd: Option<Child>,
     coturn: Option<Child>,
     namespaces: Vec<String>,
+    dual_stack: bool,
 }
 
 fn require_root_and_tools() {
@@ -115,8 +120,13 @@ fn run(cmd: &mut Command) -> Output {
 }
 
 impl Lab {
-    /// Build the lab and start its daemons; waits until the gateway answers.
+    /// Build the IPv4 lab and start its daemons; waits until the gateway
+    /// answers.
     pub fn up(opts: GatewayOptions) -> Lab {
+        Lab::build(opts, false)
+    }
+
+    fn build(opts: GatewayOptions, dual_stack: bool) -> Lab {
         require_root_and_tools();
         static N: AtomicU32 = AtomicU32::new(0);
         let prefix = format!(
@@ -131,6 +141,7 @@ impl Lab {
             miniupnpd: None,
             coturn: None,
             namespaces: Vec::new(),
+            dual_stack,
         };
         lab.build_network();
         lab.start_coturn();
@@ -187,6 +198,9 @@ impl Lab {
             run(Command::new("ip").args(["netns", "add"]).arg(self.ns(ns)));
             self.namespaces.push(self.ns(ns));
             self.must(ns, &["ip", "link", "set", "lo", "up"]);
+            if self.dual_stack {
+                self.disable_dad(ns);
+            }
         }
         // Both ends are created inside lab namespaces: nothing is attached
         // to the root namespace.
@@ -224,6 +238,9 @@ impl Lab {
             &["ip", "route", "add", "default", "via", GW_LAN_IP],
         );
         self.must(Ns::Gw, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        if self.dual_stack {
+            self.add_ipv6();
+        }
         let rules = self.path("gw.nft");
         std::fs::write(&rules, GW_RULES).unwrap();
         self.must(Ns::Gw, &["nft", "-f", rules.to_str().unwrap()]);
@@ -265,11 +282,13 @@ impl Lab {
              enable_natpmp={}\nenable_upnp={}\nsecure_mode=yes\nsystem_uptime=no\n\
              uuid=3d3cec3a-8cf0-11e0-98ee-001a6bd2d07b\n\
              ext_perform_stun=yes\next_stun_host={PUB_IP}\next_stun_port=3478\n\
-             lease_file={}\nmin_lifetime=120\nmax_lifetime=86400\n\
+             lease_file={}\nlease_file6={}\nmin_lifetime=120\nmax_lifetime=86400\n\
+             upnp_table_name=filter\nupnp_forward_chain=miniupnpd\n\
              allow 1024-65535 10.0.0.0/24 1024-65535\ndeny 0-65535 0.0.0.0/0 0-65535\n",
             yn(self.opts.natpmp),
             yn(self.opts.upnp),
-            self.path("leases").display()
+            self.path("leases").display(),
+            self.path("leases6").display()
         )
     }
 
@@ -341,7 +360,9 @@ impl Lab {
         for chain in ["miniupnpd", "prerouting_miniupnpd", "postrouting_miniupnpd"] {
             self.must(Ns::Gw, &["nft", "flush", "chain", "inet", "filter", chain]);
         }
+        // Both lease files: miniupnpd re-creates what they list on start.
         let _ = std::fs::remove_file(self.path("leases"));
+        let _ = std::fs::remove_file(self.path("leases6"));
         self.start_miniupnpd();
     }
 
@@ -378,10 +399,11 @@ impl Lab {
         )
     }
 
-    /// From the public peer, try `addr` and return what came back (empty on
-    /// failure), waiting at most 2 s.
+    /// From the public peer, try `addr` (`IP:PORT` or `[IPv6]:PORT`) and
+    /// return what came back (empty on failure), waiting at most 2 s.
     pub fn reach(&self, tcp: bool, addr: &str) -> String {
         let (ip, port) = addr.rsplit_once(':').expect("IP:PORT");
+        let ip = ip.trim_start_matches('[').trim_end_matches(']');
         let script = if tcp { TCP_CLIENT } else { UDP_CLIENT };
         let out = self.exec(Ns::Pub, &["python3", "-c", script, ip, port]);
         String::from_utf8_lossy(&out.stdout).trim().to_string()
@@ -404,9 +426,11 @@ impl Drop for Lab {
     }
 }
 
-/// The gateway's firewall and NAT: forward LAN→WAN and replies, masquerade
-/// LAN sources only (so STUN from the gateway itself is not NATed), and
-/// the empty chains miniupnpd fills (Debian's nft_init.sh is broken).
+/// The gateway's firewall and NAT: forward LAN→WAN, replies and ICMPv6,
+/// nothing else inbound unless miniupnpd's chain (forwards, pinholes)
+/// accepts it; masquerade LAN sources only (so STUN from the gateway itself
+/// is not NATed); the empty chains miniupnpd fills (Debian's nft_init.sh is
+/// broken).
 const GW_RULES: &str = r#"
 table inet filter {
   chain miniupnpd { }
@@ -415,6 +439,7 @@ table inet filter {
   chain forward {
     type filter hook forward priority 0; policy drop;
     ct state established,related accept
+    meta l4proto ipv6-icmp accept
     iifname "lan" oifname "wan" accept
     jump miniupnpd
   }
@@ -465,7 +490,8 @@ except Exception:
 
 const UDP_CLIENT: &str = r#"
 import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)
+fam = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+s = socket.socket(fam, socket.SOCK_DGRAM); s.settimeout(2)
 try:
     s.sendto(b"hi", (sys.argv[1], int(sys.argv[2])))
     print(s.recvfrom(100)[0].decode().strip())
