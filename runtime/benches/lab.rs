@@ -1,7 +1,9 @@
 //! Lab benchmark (root): mapping latency of the nat-pmp and pcp MODs
 //! against Debian's `natpmpc -a`, and of the upnp-igd MOD against
 //! `upnpc -i -a` (cold) and `upnpc -u URL -a` (warm) and against igd-next
-//! natively making the same calls, in the same NAT lab, same run.
+//! natively making the same calls, in the same NAT lab, same run. On the
+//! lab's IPv6 side: the upnp-igd MOD's pinhole against `upnpc -6 -A`, and
+//! the pcp MOD's MAP v6.
 //!
 //! Two views of our side: in-process (the broker's own cost of one `map`
 //! call: fresh sandbox, exchanges with the gateway), cold (no probe state:
@@ -97,8 +99,55 @@ fn inner(components: &[String]) {
                 println!("{} {label} {:.3}", mode.name(), ms(median(times)));
             }
         }
+        for path in components.iter().filter(|p| !p.contains("nat-pmp")) {
+            inner_v6(&host, path, &net).await;
+        }
     });
     igd_native();
+}
+
+/// IPv6 maps in-process, printed as `NAME-v6 LABEL ms`: the upnp-igd MOD
+/// cold (SSDP on [ff02::c], description, AddPinhole) and with `location`
+/// (description, AddPinhole); the pcp MOD's MAP v6.
+async fn inner_v6(host: &p2pbroker::host::ModeHost, path: &str, net: &Arc<NetInfo>) {
+    let bytes = std::fs::read(path).unwrap();
+    let upnp = path.contains("upnp");
+    let location = lab::v6::upnp_url6();
+    let variants: Vec<(&str, Vec<(&str, &str)>)> = if upnp {
+        vec![
+            ("cold", vec![]),
+            ("location", vec![("location", &location)]),
+        ]
+    } else {
+        vec![("cold", vec![])]
+    };
+    for (label, config) in variants {
+        let grants: Vec<&str> = if upnp {
+            UPNP_GRANTS.to_vec()
+        } else {
+            vec![GRANT]
+        };
+        let spec = harness::spec(&grants, &config, Limits::default());
+        let (mode, _) = host
+            .load(&bytes, &AllowList::Any, spec, net.clone())
+            .await
+            .unwrap();
+        let mut times = Vec::new();
+        for _ in 0..N {
+            let req = MapRequest {
+                transport: Transport::Tcp,
+                internal: "[::]:4760".parse::<std::net::SocketAddr>().unwrap().into(),
+                external_port: None,
+                lifetime: 600,
+                permanent_allowed: false,
+                probe_state: vec![],
+            };
+            let r = mode.call(Op::Map(req)).await;
+            assert!(r.result.is_ok(), "{:?}", r.result);
+            times.push(r.elapsed);
+        }
+        println!("{}-v6 {label} {:.3}", mode.name(), ms(median(times)));
+    }
 }
 
 /// igd-next natively, the same calls as the upnp-igd MOD's map: cold
@@ -152,7 +201,7 @@ fn outer() {
     let pmp = harness::component_path("modes/nat-pmp");
     let pcp = harness::component_path("modes/pcp");
     let upnp = harness::component_path("modes/upnp-igd");
-    let lab = lab::Lab::up(lab::GatewayOptions::default());
+    let lab = lab::Lab::up_dual_stack(lab::GatewayOptions::default());
     let natpmpc = time_process(
         &lab,
         &[
@@ -194,6 +243,17 @@ fn outer() {
             "TCP",
             "600",
         ],
+    );
+
+    // The same pinhole each time (AddPinhole refreshes an identical one),
+    // as the MOD's rows below do.
+    let host6 = lab::v6::HOST_IP6;
+    let pinhole = ["-A", "empty", "0", host6, "4760", "TCP", "600"];
+    let upnpc6_cold = time_process(&lab, &[&["upnpc", "-6", "-i"][..], &pinhole].concat());
+    let url6 = lab::v6::upnp_url6();
+    let upnpc6_warm = time_process(
+        &lab,
+        &[&["upnpc", "-6", "-u", &url6][..], &pinhole].concat(),
     );
 
     let exe = std::env::current_exe().unwrap();
@@ -294,5 +354,27 @@ fn outer() {
     println!(
         "| igd-next native, warm (add on a known gateway) | {nw:.2} ms | MOD/native {:.2}× |",
         mw / nw
+    );
+    let (u6c, u6w) = (ms(upnpc6_cold), ms(upnpc6_warm));
+    let (m6c, m6w) = (
+        figure("upnp-igd-v6", "cold"),
+        figure("upnp-igd-v6", "location"),
+    );
+    let pcp6 = figure("pcp-v6", "cold");
+    println!("\n| IPv6 pinholes | median | ratio |");
+    println!("|---|---|---|");
+    println!("| `upnpc -6 -i -A` (process; discovery + AddPinhole) | {u6c:.2} ms | 1.00× |");
+    println!(
+        "| upnp-igd MOD `map` v6, in-process (SSDP on [ff02::c] + description + AddPinhole) | {m6c:.2} ms | {:.3}× `upnpc -6 -i -A` |",
+        m6c / u6c
+    );
+    println!("| `upnpc -6 -u URL -A` (process; description + AddPinhole) | {u6w:.2} ms | 1.00× |");
+    println!(
+        "| upnp-igd MOD `map` v6, in-process, `location` set (description + AddPinhole) | {m6w:.2} ms | {:.2}× `upnpc -6 -u` |",
+        m6w / u6w
+    );
+    println!(
+        "| pcp MOD `map` v6, in-process (MAP v6) | {pcp6:.2} ms | {:.2}× pcp MOD `map` v4 cold |",
+        pcp6 / figure("pcp", "cold")
     );
 }
