@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,10 +28,12 @@ pub enum ClientError {
     /// The socket failed (no broker listening, permission, ...).
     #[error("broker socket: {0}")]
     Io(#[from] std::io::Error),
-    /// The broker sent something this client does not understand.
-    #[error("broker sent a malformed line: {0}")]
+    /// The broker sent a line (or a result) this client cannot read, or
+    /// the client was misused (a second [`Client::subscribe`]).
+    #[error("protocol error: {0}")]
     Protocol(String),
-    /// The broker refused or failed the request.
+    /// The broker refused or failed the request: its code, message and,
+    /// when no MOD could map, each MOD's reason.
     #[error("{0}")]
     Api(ApiError),
     /// No answer within the timeout.
@@ -42,25 +44,28 @@ pub enum ClientError {
     Closed,
 }
 
-/// The socket path: `$P2PB_SOCKET`, else `/run/p2pbroker/broker.sock` for
-/// root, else `$XDG_RUNTIME_DIR/p2pbroker/broker.sock` (or under /tmp if
-/// that is unset).
+/// The broker's socket path, the same rule as the daemon's: `$P2PB_SOCKET`
+/// if set; else `/run/p2pbroker/broker.sock` when the effective uid is 0;
+/// else `$XDG_RUNTIME_DIR/p2pbroker/broker.sock`, or
+/// `/tmp/p2pbroker-UID/broker.sock` when that variable is unset.
 pub fn default_socket_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("P2PB_SOCKET") {
+    // An empty variable counts as unset, as in most shells' `${VAR:-...}`.
+    let env = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(p) = env("P2PB_SOCKET") {
         return PathBuf::from(p);
     }
-    // SAFETY: geteuid cannot fail.
+    // SAFETY: geteuid has no preconditions and cannot fail.
     let uid = unsafe { libc::geteuid() };
     if uid == 0 {
         return PathBuf::from("/run/p2pbroker/broker.sock");
     }
-    match std::env::var_os("XDG_RUNTIME_DIR") {
+    match env("XDG_RUNTIME_DIR") {
         Some(d) => PathBuf::from(d).join("p2pbroker/broker.sock"),
         None => PathBuf::from(format!("/tmp/p2pbroker-{uid}/broker.sock")),
     }
 }
 
-/// Options of a `map` request.
+/// Options of a `map` request: `MapOptions::tcp(6881).lifetime(3600)`.
 #[derive(Debug, Clone)]
 pub struct MapOptions(MapParams);
 
@@ -84,7 +89,9 @@ impl MapOptions {
     pub fn udp(port: u16) -> MapOptions {
         MapOptions::new(Transport::Udp, port)
     }
-    /// End the lease after `secs` seconds.
+    /// End the lease after `secs` seconds (at least 1). Without it, the
+    /// lease lasts until unmapped or, unless persistent, until the
+    /// connection closes.
     pub fn lifetime(mut self, secs: u32) -> Self {
         self.0.lifetime = Some(secs);
         self
@@ -94,12 +101,13 @@ impl MapOptions {
         self.0.external_port = Some(port);
         self
     }
-    /// Use only this MOD.
+    /// Use only this MOD (by name) instead of the broker's choice.
     pub fn mode(mut self, name: &str) -> Self {
         self.0.mode = Some(name.to_string());
         self
     }
-    /// Keep the lease after this connection closes.
+    /// Keep the lease after this connection closes: the broker owns it
+    /// until [`Client::unmap`] or the end of its [`lifetime`](Self::lifetime).
     pub fn persist(mut self, yes: bool) -> Self {
         self.0.persist = yes;
         self
@@ -111,16 +119,59 @@ impl MapOptions {
     }
 }
 
-type Pending = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Result<Value, ApiError>>>>>>;
+/// What the reader task hands a waiting request: the raw result, or why
+/// the answer could not be read.
+type Answer = Result<Result<Value, ApiError>, ClientError>;
+/// Requests waiting for their answer, by id; `None` once the connection is
+/// closed, so later requests fail at once with [`ClientError::Closed`].
+type Pending = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Answer>>>>>;
+
+/// Where a request's line is: a line cut off mid-write (timeout, the
+/// caller dropping the future, an I/O error) leaves the stream unframed.
+const NOT_SENT: u8 = 0;
+const WRITING: u8 = 1;
+const SENT: u8 = 2;
+
+/// Removes a request from [`Pending`] however its call ends (answer,
+/// error, timeout, or the caller dropping the future), and closes the
+/// connection for requests if its line was cut off.
+struct PendingGuard<'a> {
+    pending: &'a Pending,
+    id: u64,
+    state: AtomicU8,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        let mut pending = self.pending.lock().unwrap();
+        if self.state.load(Ordering::Relaxed) == WRITING {
+            // Whatever is written next would continue the broken line: fail
+            // every waiting request and refuse new ones.
+            *pending = None;
+        } else if let Some(p) = pending.as_mut() {
+            p.remove(&self.id);
+        }
+    }
+}
 
 /// A connection to the broker.
 ///
-/// Leases made without [`MapOptions::persist`] belong to this connection:
-/// **dropping the client releases them** (the broker unmaps them when the
-/// connection closes). Keep the client alive as long as you need the port.
+/// # Leases live as long as this connection
+///
+/// Leases made without [`MapOptions::persist`] belong to the connection:
+/// **dropping the `Client` closes it, and the broker then releases them**
+/// (and removes their mappings from the gateway). Keep the client alive
+/// for as long as the port must stay reachable. A persistent lease is
+/// owned by the broker until [`Client::unmap`] or its lifetime ends.
+///
+/// One connection carries any number of concurrent requests: share the
+/// client behind an `Arc` and call it from several tasks. A background
+/// task reads the connection and routes each response to its request by
+/// id, and events to the [`Subscription`].
 pub struct Client {
     writer: tokio::sync::Mutex<Box<dyn AsyncWrite + Send + Unpin>>,
     pending: Pending,
+    /// The subscription's receiver until [`Client::subscribe`] takes it.
     events: Mutex<Option<mpsc::Receiver<Event>>>,
     next_id: AtomicU64,
     timeout: Duration,
@@ -129,15 +180,22 @@ pub struct Client {
 
 impl Drop for Client {
     fn drop(&mut self) {
+        // The writer half closes with the struct; stopping the reader
+        // drops the read half, so the socket is closed entirely.
         self.reader.abort();
     }
 }
 
-/// Events of a subscribed connection.
+/// The events of a subscribed connection: `mapped`, `renewed`, `lost`,
+/// `re-established`, `released` for the caller's leases (root: all).
+///
+/// Up to 1024 events wait here unread; beyond that, events are dropped
+/// rather than stalling the responses on the same connection.
 pub struct Subscription(mpsc::Receiver<Event>);
 
 impl Subscription {
-    /// The next event; `None` once the connection is closed.
+    /// The next event; `None` once the connection is closed (the broker
+    /// went away, or the [`Client`] was dropped).
     pub async fn next(&mut self) -> Option<Event> {
         self.0.recv().await
     }
@@ -149,7 +207,8 @@ impl Client {
         Client::connect(default_socket_path()).await
     }
 
-    /// Connect to the broker listening on `path`.
+    /// Connect to the broker listening on the Unix socket `path`. The
+    /// broker identifies the caller by its uid (`SO_PEERCRED`).
     pub async fn connect(path: impl AsRef<Path>) -> Result<Client, ClientError> {
         let (rd, wr) = UnixStream::connect(path).await?.into_split();
         Ok(Client::start(BufReader::new(rd), Box::new(wr)))
@@ -171,7 +230,10 @@ impl Client {
         if n == 0 {
             return Err(ClientError::Closed);
         }
-        match parse_server_line(line.trim_ascii_end()).map_err(ClientError::Protocol)? {
+        let hello = parse_response_line(&line).map_err(|why| {
+            ClientError::Protocol(format!("malformed line from the broker: {why}"))
+        })?;
+        match hello {
             ServerLine::Response(RawResponse { result: Ok(_), .. }) => {}
             ServerLine::Response(RawResponse { result: Err(e), .. }) => {
                 return Err(ClientError::Api(e));
@@ -202,70 +264,91 @@ impl Client {
         }
     }
 
-    /// Change the per-request timeout.
+    /// Change the per-request timeout (default [`DEFAULT_TIMEOUT`]). It
+    /// covers sending the request and waiting for its answer. A request
+    /// that times out before its line is fully sent (the broker stopped
+    /// reading) leaves the connection unusable: later requests fail with
+    /// [`ClientError::Closed`]; drop the client and connect again.
     pub fn set_timeout(&mut self, t: Duration) {
         self.timeout = t;
     }
 
+    /// Send `op` and decode its result as `T`.
     async fn call<T: DeserializeOwned>(&self, op: Op) -> Result<T, ClientError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        match self.pending.lock().unwrap().as_mut() {
-            Some(p) => p.insert(id, tx),
-            None => return Err(ClientError::Closed),
-        };
         let line = encode_request(&Request {
             v: PROTOCOL_VERSION,
             id,
             op,
         });
-        self.writer.lock().await.write_all(line.as_bytes()).await?;
-        let answer = match tokio::time::timeout(self.timeout, rx).await {
-            Ok(Ok(a)) => a,
-            Ok(Err(_)) => return Err(ClientError::Closed),
-            Err(_) => {
-                if let Some(p) = self.pending.lock().unwrap().as_mut() {
-                    p.remove(&id);
-                }
-                return Err(ClientError::Timeout(self.timeout));
-            }
+        if line.len() > MAX_LINE + 1 {
+            // The broker would answer `too-large` without an id, which
+            // could not be matched to this call: refuse it here.
+            return Err(ClientError::Api(ApiError {
+                code: ErrorCode::TooLarge,
+                message: format!("request line over {MAX_LINE} bytes"),
+                reasons: Vec::new(),
+            }));
+        }
+        let (tx, rx) = oneshot::channel();
+        match self.pending.lock().unwrap().as_mut() {
+            Some(p) => p.insert(id, tx),
+            None => return Err(ClientError::Closed),
         };
+        let guard = PendingGuard {
+            pending: &self.pending,
+            id,
+            state: AtomicU8::new(NOT_SENT),
+        };
+        let exchange = async {
+            let mut writer = self.writer.lock().await;
+            if self.pending.lock().unwrap().is_none() {
+                return Err(ClientError::Closed); // closed while we waited
+            }
+            guard.state.store(WRITING, Ordering::Relaxed);
+            writer.write_all(line.as_bytes()).await?;
+            guard.state.store(SENT, Ordering::Relaxed);
+            drop(writer);
+            rx.await.map_err(|_| ClientError::Closed)?
+        };
+        let answer = tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| ClientError::Timeout(self.timeout))??;
         let value = answer.map_err(ClientError::Api)?;
-        serde_json::from_value(value).map_err(|e| ClientError::Protocol(e.to_string()))
+        serde_json::from_value(value)
+            .map_err(|e| ClientError::Protocol(format!("malformed result: {e}")))
     }
 
     /// Make a local port reachable; returns the lease with its external
-    /// endpoint.
+    /// endpoint. May take several seconds while the broker tries MODs.
     pub async fn map(&self, opts: MapOptions) -> Result<Lease, ClientError> {
         self.call(Op::Map(opts.0)).await
     }
 
-    /// Release a lease.
+    /// Release a lease; returns it as released.
     pub async fn unmap(&self, lease: u64) -> Result<Lease, ClientError> {
         self.call(Op::Unmap { lease }).await
     }
 
     /// This user's leases (root: all).
     pub async fn list(&self) -> Result<Vec<Lease>, ClientError> {
-        #[derive(serde::Deserialize)]
-        struct L {
-            leases: Vec<Lease>,
-        }
-        self.call::<L>(Op::List).await.map(|l| l.leases)
+        self.call::<LeaseList>(Op::List).await.map(|l| l.leases)
     }
 
-    /// The broker's status.
+    /// The broker's status: version, policy, network, MODs, leases.
     pub async fn status(&self) -> Result<Status, ClientError> {
         self.call(Op::Status).await
     }
 
-    /// A diagnosis of the network; `fresh` probes now.
+    /// A diagnosis of the network and the MOD a `map` would choose;
+    /// `fresh` probes now instead of reporting cached probes.
     pub async fn probe(&self, fresh: bool) -> Result<ProbeSummary, ClientError> {
         self.call(Op::Probe { fresh }).await
     }
 
     /// Receive events (mapped, renewed, lost, re-established, released)
-    /// for this user's leases. Once per connection.
+    /// for this user's leases. Once per connection; a second call is a
+    /// [`ClientError::Protocol`] error.
     pub async fn subscribe(&self) -> Result<Subscription, ClientError> {
         let rx = self
             .events
@@ -273,16 +356,25 @@ impl Client {
             .unwrap()
             .take()
             .ok_or_else(|| ClientError::Protocol("already subscribed".into()))?;
-        let _: Value = self.call(Op::Subscribe).await?;
-        Ok(Subscription(rx))
+        match self.call::<Value>(Op::Subscribe).await {
+            Ok(_) => Ok(Subscription(rx)),
+            Err(e) => {
+                // Not subscribed after all: a later call may try again.
+                *self.events.lock().unwrap() = Some(rx);
+                Err(e)
+            }
+        }
     }
 }
 
+/// Read the connection until it closes: responses to their callers by id,
+/// events to the subscription.
 async fn read_loop<R: AsyncBufRead + Unpin>(
     mut rd: R,
     pending: Pending,
     events: mpsc::Sender<Event>,
 ) {
+    let take = |id: Option<u64>| id.and_then(|id| pending.lock().unwrap().as_mut()?.remove(&id));
     let mut line = Vec::new();
     loop {
         line.clear();
@@ -290,20 +382,30 @@ async fn read_loop<R: AsyncBufRead + Unpin>(
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
-        match parse_server_line(line.trim_ascii_end()) {
+        match parse_response_line(&line) {
             Ok(ServerLine::Response(r)) => {
-                let tx =
-                    r.id.and_then(|id| pending.lock().unwrap().as_mut()?.remove(&id));
-                if let Some(tx) = tx {
-                    let _ = tx.send(r.result);
+                if let Some(tx) = take(r.id) {
+                    let _ = tx.send(Ok(r.result));
                 }
             }
             Ok(ServerLine::Event(e)) => {
+                // Full: the application is not reading; drop, never block
+                // the responses behind it.
                 let _ = events.try_send(e);
             }
-            Err(_) => {} // a line we cannot read is skipped, not fatal
+            Err(why) => {
+                // A malformed answer fails its request now instead of at its
+                // timeout; a line without a readable id is skipped.
+                let id = serde_json::from_slice::<Value>(&line)
+                    .ok()
+                    .and_then(|v| v.get("id")?.as_u64());
+                if let Some(tx) = take(id) {
+                    let why = format!("malformed line from the broker: {why}");
+                    let _ = tx.send(Err(ClientError::Protocol(why)));
+                }
+            }
         }
     }
-    // Closed: fail every waiting request.
+    // Closed: fail every waiting request, and every later one.
     pending.lock().unwrap().take();
 }

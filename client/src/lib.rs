@@ -8,13 +8,31 @@
 //! let client = Client::connect_default().await?;
 //! let lease = client.map(MapOptions::tcp(6881)).await?;
 //! println!("reachable at {}", lease.external);
-//! // Keep `client` alive: dropping it releases the lease.
+//! let mut events = client.subscribe().await?;
+//! while let Some(e) = events.next().await {
+//!     println!("{:?}: now {}", e.kind, e.lease.external);
+//! }
 //! # Ok(()) }
 //! ```
 //!
-//! The [`proto`] module is the wire protocol (newline-delimited JSON,
-//! version 1), shared with the broker; `docs/client-api.md` documents it
-//! for other languages.
+//! # Leases live as long as the connection
+//!
+//! A lease belongs to the [`Client`] connection that made it: **dropping
+//! the client closes the connection and the broker releases the lease**,
+//! removing the mapping from the gateway. Keep the client for as long as
+//! the port must stay reachable. Only a lease made with
+//! [`MapOptions::persist`] outlives the connection; it lasts until
+//! [`Client::unmap`] or the end of its lifetime.
+//!
+//! # Contract
+//!
+//! The [`proto`] module is the wire protocol, version 1 (newline-delimited
+//! JSON on a Unix socket), shared with the broker: pure types and codecs,
+//! no I/O. [`parse_request`] never panics on any input (fuzzed in
+//! `fuzz/`). `docs/client-api.md` documents the protocol for other
+//! languages. A version 1 client ignores fields it does not know, so the
+//! broker may add fields without a new version; removing or changing one
+//! needs version 2.
 #![warn(missing_docs)]
 
 mod client;

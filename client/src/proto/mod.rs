@@ -1,15 +1,33 @@
 //! The client API protocol, version 1: newline-delimited JSON over a Unix
-//! stream socket. Pure types and codecs, shared by the broker and clients;
-//! see `docs/client-api.md` for the wire format with examples.
+//! stream socket. Pure types and codecs, shared by the broker and clients:
+//! no I/O, no clock. `docs/client-api.md` documents the wire format with
+//! examples for implementers in other languages.
+//!
+//! - [`request`](parse_request): what a client sends; the broker parses it
+//!   strictly (unknown fields are errors).
+//! - [`response`](parse_response_line): what the broker answers; clients
+//!   read it leniently (unknown fields are ignored, so a broker may add
+//!   fields within version 1).
+//! - [`Event`]: what a subscribed connection receives.
 
+mod event;
+mod records;
 mod request;
 mod response;
+#[cfg(test)]
+mod tests;
 
+pub use event::{Event, EventKind, encode_event};
+pub use records::{
+    Lease, LeaseList, LeaseState, ModeStatus, NetworkView, PolicyStatus, ProbeSummary, ProbeView,
+    RefusedMod, Status,
+};
 pub use request::{MapParams, Op, Request, RequestError, encode_request, parse_request};
+/// Former name of [`parse_response_line`], kept so existing callers build.
+#[doc(hidden)]
+pub use response::parse_response_line as parse_server_line;
 pub use response::{
-    Event, EventKind, Lease, LeaseState, ModeStatus, NetworkView, PolicyStatus, ProbeSummary,
-    ProbeView, RawResponse, RefusedMod, Response, ResultBody, ServerLine, Status, encode_event,
-    encode_response, parse_server_line,
+    RawResponse, Response, ResultBody, ServerLine, encode_response, parse_response_line,
 };
 
 use serde::{Deserialize, Serialize};
@@ -21,7 +39,7 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// bound.
 pub const MAX_LINE: usize = 16 * 1024;
 
-/// Transport protocol of a mapping.
+/// Transport protocol of a mapping (`"tcp"`, `"udp"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
@@ -31,12 +49,19 @@ pub enum Transport {
     Udp,
 }
 
-impl std::fmt::Display for Transport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl Transport {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
             Transport::Tcp => "tcp",
             Transport::Udp => "udp",
-        })
+        }
+    }
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -51,8 +76,8 @@ impl std::str::FromStr for Transport {
     }
 }
 
-/// Why a request failed (`error.code`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Why a request failed (`error.code`, kebab-case on the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ErrorCode {
     /// Not JSON, not an object, a missing or malformed field.
@@ -79,9 +104,48 @@ pub enum ErrorCode {
     ShuttingDown,
 }
 
+impl ErrorCode {
+    /// Every code, in documentation order.
+    pub const ALL: [ErrorCode; 11] = [
+        ErrorCode::BadRequest,
+        ErrorCode::UnsupportedVersion,
+        ErrorCode::TooLarge,
+        ErrorCode::UnknownOp,
+        ErrorCode::Unauthorized,
+        ErrorCode::NotFound,
+        ErrorCode::Conflict,
+        ErrorCode::NoMode,
+        ErrorCode::Limit,
+        ErrorCode::Internal,
+        ErrorCode::ShuttingDown,
+    ];
+
+    /// The wire name (`"no-mode"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad-request",
+            ErrorCode::UnsupportedVersion => "unsupported-version",
+            ErrorCode::TooLarge => "too-large",
+            ErrorCode::UnknownOp => "unknown-op",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::NotFound => "not-found",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::NoMode => "no-mode",
+            ErrorCode::Limit => "limit",
+            ErrorCode::Internal => "internal",
+            ErrorCode::ShuttingDown => "shutting-down",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One MOD's reason for not mapping.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ModeReason {
     /// The MOD.
     pub mode: String,
@@ -91,23 +155,22 @@ pub struct ModeReason {
     pub reason: String,
 }
 
-/// An error answer.
+/// An error answer (`"error"` of a response).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ApiError {
     /// What kind of failure.
     pub code: ErrorCode,
     /// One line for humans.
     pub message: String,
-    /// Per-MOD reasons (only for `no-mode` and `conflict`).
+    /// Per-MOD reasons (for `no-mode`, and `conflict` when a MOD saw it);
+    /// absent on the wire when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reasons: Vec<ModeReason>,
 }
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let code = serde_json::to_value(self.code).unwrap_or_default();
-        write!(f, "{}: {}", code.as_str().unwrap_or("error"), self.message)
+        write!(f, "{}: {}", self.code, self.message)
     }
 }
 

@@ -1,0 +1,179 @@
+//! The records inside results and events: leases, status, probes. The
+//! broker builds them; clients read them leniently (unknown fields are
+//! ignored, so a broker may add fields within protocol version 1).
+
+use std::net::{IpAddr, SocketAddr};
+
+use serde::{Deserialize, Serialize};
+
+use super::Transport;
+
+/// A lease's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LeaseState {
+    /// Mapped and kept alive.
+    Active,
+    /// The mapping was lost; the broker is trying to re-establish it.
+    Lost,
+    /// A re-establishment is in progress.
+    ReEstablishing,
+}
+
+impl LeaseState {
+    /// The wire name (`"re-establishing"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaseState::Active => "active",
+            LeaseState::Lost => "lost",
+            LeaseState::ReEstablishing => "re-establishing",
+        }
+    }
+}
+
+impl std::fmt::Display for LeaseState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A lease: a mapping the broker holds for a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// Lease id (for `unmap`).
+    pub id: u64,
+    /// TCP or UDP.
+    pub transport: Transport,
+    /// The local endpoint.
+    pub internal: SocketAddr,
+    /// Where peers reach it.
+    pub external: SocketAddr,
+    /// The MOD that holds it.
+    pub mode: String,
+    /// Active, lost or re-establishing.
+    pub state: LeaseState,
+    /// Seconds the gateway granted per renewal; 0 = permanent.
+    pub gateway_lifetime: u32,
+    /// Unix seconds of the next renewal.
+    pub renew_at: Option<u64>,
+    /// Unix seconds when the lease ends; `None` = until released.
+    pub expires_at: Option<u64>,
+    /// The client's uid.
+    pub owner_uid: u32,
+    /// Outlives the client's connection.
+    pub persist: bool,
+    /// Unix seconds of creation.
+    pub created_at: u64,
+}
+
+/// One MOD's latest probe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeView {
+    /// The MOD.
+    pub mode: String,
+    /// Whether the probe succeeded.
+    pub ok: bool,
+    /// The error kind when it did not.
+    pub kind: Option<String>,
+    /// What it saw, or why it failed.
+    pub detail: String,
+    /// The gateway or server that answered.
+    pub gateway: Option<IpAddr>,
+    /// The external address it learned.
+    pub external_address: Option<IpAddr>,
+    /// That address's class (`global`, `private`, `shared`, ...).
+    pub external_class: Option<String>,
+    /// Probe duration.
+    pub elapsed_ms: u64,
+    /// Seconds since the probe.
+    pub age_s: u64,
+}
+
+/// A MOD the broker loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModeStatus {
+    /// Its name.
+    pub name: String,
+    /// Its component's sha256.
+    pub sha256: String,
+    /// Its version.
+    pub version: String,
+    /// Its latest probe.
+    pub probe: Option<ProbeView>,
+}
+
+/// The policy in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyStatus {
+    /// Where it came from.
+    pub source: String,
+    /// Its version, when signed.
+    pub version: Option<u64>,
+    /// The last refused policy update, if any.
+    pub error: Option<String>,
+}
+
+/// The host's network as the broker sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkView {
+    /// Default gateways.
+    pub gateways: Vec<IpAddr>,
+    /// Local addresses (`addr/prefix (iface)`).
+    pub addresses: Vec<String>,
+}
+
+/// `status` result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// The broker's version.
+    pub broker_version: String,
+    /// Its protocol version.
+    pub protocol: u32,
+    /// Seconds since start.
+    pub uptime_s: u64,
+    /// The policy.
+    pub policy: PolicyStatus,
+    /// The network.
+    pub network: NetworkView,
+    /// Loaded MODs.
+    pub modes: Vec<ModeStatus>,
+    /// The caller's leases (root: all).
+    pub leases: Vec<Lease>,
+    /// Components the broker refused to load, with why (unsigned, revoked,
+    /// asking for more than the policy grants, ...).
+    #[serde(default)]
+    pub refused: Vec<RefusedMod>,
+}
+
+/// A component the broker did not load.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedMod {
+    /// Its file name.
+    pub file: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// `probe` result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeSummary {
+    /// Every MOD's probe.
+    pub probes: Vec<ProbeView>,
+    /// The MOD a `map` would try first.
+    pub chosen: Option<String>,
+    /// Why.
+    pub why: String,
+    /// Default gateways.
+    pub gateways: Vec<IpAddr>,
+    /// The external address, if any probe learned one.
+    pub external_address: Option<IpAddr>,
+    /// An external address is not global: double NAT or CGNAT.
+    pub double_nat: bool,
+}
+
+/// `list` result: `{"leases":[...]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseList {
+    /// The caller's leases (root: all).
+    pub leases: Vec<Lease>,
+}
