@@ -24,7 +24,7 @@ fn built_direct() -> std::path::PathBuf {
     let path = std::path::PathBuf::from(v["path"].as_str().unwrap());
     let bytes = std::fs::read(&path).unwrap();
     assert_eq!(v["size"].as_u64().unwrap() as usize, bytes.len());
-    assert_eq!(v["sha256"], hex::encode(p2pbroker::cache::sha256(&bytes)));
+    assert_eq!(v["sha256"], hex::encode(p2pbroker::sha256(&bytes)));
     path
 }
 

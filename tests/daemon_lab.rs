@@ -84,6 +84,7 @@ fn map_reach_list_unmap_through_the_daemon() {
 fn a_held_lease_ends_with_its_client() {
     let lab = Lab::up(GatewayOptions::default());
     let d = Daemon::start(&lab, "broker", &all_modes());
+    let _app = Reaped(lab.listen(false, 7002, 60));
     let mut holder = d.hold("holder", &["udp", "7002"]);
     eventually("the holder's lease appears", 20, || {
         d.json(&["list", "--json"])
@@ -121,10 +122,9 @@ fn upnp_off_falls_back_and_says_why() {
         probe["why"].as_str().unwrap().contains("upnp-igd"),
         "{probe}"
     );
+    let _server = Reaped(lab.listen(true, 7003, 30));
     let lease = d.json(&["map", "tcp", "7003", "--detach", "--json"]);
     assert_eq!(lease["mode"], "pcp");
-    let _server = Reaped(lab.listen(true, 7003, 30));
-    std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(lab.reach(true, &external(&lease)), "hello-from-host");
 }
 
@@ -135,6 +135,7 @@ fn every_protocol_off_gives_each_mods_reason() {
         natpmp: false,
     });
     let d = Daemon::start(&lab, "broker", &all_modes());
+    let _app = Reaped(lab.listen(true, 7004, 60));
     let out = d.cli(&["map", "tcp", "7004", "--detach"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -149,6 +150,7 @@ fn every_protocol_off_gives_each_mods_reason() {
 fn after_sigkill_the_restart_leaves_no_stale_mapping() {
     let lab = Lab::up(GatewayOptions::default());
     let mut d = Daemon::start(&lab, "broker", &all_modes());
+    let _apps = [7005, 7006].map(|p| Reaped(lab.listen(true, p, 120)));
     let kept = d.json(&["map", "tcp", "7005", "--detach", "--json"]);
     let mut holder = d.hold("holder", &["tcp", "7006"]);
     eventually("both leases exist", 20, || {
@@ -189,6 +191,8 @@ fn a_gateway_restart_is_detected_and_the_lease_re_established() {
     // A short gateway lifetime so the renewal that finds the loss comes soon.
     let p = policy(&["upnp-igd", "pcp"], "mapping_lifetime = 10", "");
     let d = Daemon::start(&lab, "broker", &p);
+    // Re-establishing authorises again: the application must still listen.
+    let _server = Reaped(lab.listen(true, 7007, 120));
     let _holder = Reaped(d.hold("holder", &["tcp", "7007"]));
     eventually("mapped", 20, || lab.log("holder").contains("\"mode\""));
     lab.restart_gateway();
@@ -201,8 +205,6 @@ fn a_gateway_restart_is_detected_and_the_lease_re_established() {
     let back = log.find("\"event\":\"re-established\"").unwrap();
     assert!(lost < back, "{log}");
     assert_eq!(forwards(&lab), 1, "{}", lab.gateway_rules());
-    let _server = Reaped(lab.listen(true, 7007, 30));
-    std::thread::sleep(std::time::Duration::from_millis(300));
     let lease = &d.json(&["list", "--json"])[0];
     assert_eq!(lease["state"], "active");
     assert_eq!(lab.reach(true, &external(lease)), "hello-from-host");
@@ -212,6 +214,7 @@ fn a_gateway_restart_is_detected_and_the_lease_re_established() {
 fn the_same_external_port_is_never_handed_out_twice() {
     let lab = Lab::up(GatewayOptions::default());
     let d = Daemon::start(&lab, "broker", &all_modes());
+    let _apps = [7008, 7009].map(|p| Reaped(lab.listen(true, p, 60)));
     let first = d.json(&[
         "map",
         "tcp",
@@ -242,6 +245,7 @@ fn a_forbidden_uid_is_refused() {
     // Only root may map; everyone else is refused.
     let p = policy(&["upnp-igd"], "", "[[access]]\nuids = [0]\n");
     let d = Daemon::start(&lab, "broker", &p);
+    let _app = Reaped(lab.listen(true, 7010, 60));
     // Let an unprivileged user reach the socket.
     use std::os::unix::fs::PermissionsExt;
     let dir = d.socket.parent().unwrap();
@@ -341,7 +345,7 @@ fn bad_requests_get_json_errors_and_the_connection_survives() {
 #[test]
 fn a_lan_client_authenticates_and_maps_only_its_own_address() {
     let lab = Lab::up(GatewayOptions::default());
-    let token_hash = hex::encode(p2pbroker::cache::sha256(b"s3cret"));
+    let token_hash = hex::encode(p2pbroker::sha256(b"s3cret"));
     let lan = format!(
         "[lan]\nlisten = \"{}:7400\"\ntoken_sha256 = [\"{token_hash}\"]\n",
         lab::HOST_IP

@@ -117,9 +117,7 @@ fn a_signed_policy_pushed_over_http_is_applied_without_dropping_leases() {
     ]);
     let mut allow = String::new();
     for f in ["pcp.wasm", "static.wasm"] {
-        let sha = hex::encode(p2pbroker::cache::sha256(
-            &std::fs::read(modes.join(f)).unwrap(),
-        ));
+        let sha = hex::encode(p2pbroker::sha256(&std::fs::read(modes.join(f)).unwrap()));
         allow.push_str(&format!("{sha}  {f}\n"));
     }
     std::fs::write(modes.join("allow.list"), allow).unwrap();
@@ -175,6 +173,7 @@ fn a_signed_policy_pushed_over_http_is_applied_without_dropping_leases() {
             .as_str()
             .is_some_and(|e| e.contains("404"))
     });
+    let _apps = [7050, 7051].map(|p| Reaped(lab.listen(true, p, 120)));
     let by_static = d.json(&[
         "map", "tcp", "7050", "--mode", "static", "--detach", "--json",
     ]);
@@ -240,8 +239,6 @@ fn a_signed_policy_pushed_over_http_is_applied_without_dropping_leases() {
         "static lease {} released",
         by_static["id"]
     );
-    let _app = Reaped(lab.listen(true, 7051, 30));
-    std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(
         lab.reach(true, by_pcp["external"].as_str().unwrap()),
         "hello-from-host"

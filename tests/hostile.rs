@@ -5,10 +5,10 @@
 #[path = "harness/mod.rs"]
 mod harness;
 
-use p2pbroker::error::{CallError, Limit, TrapKind};
 use p2pbroker::gate::{Transport, Use};
-use p2pbroker::host::{CallReport, EngineConfig, Mode, ModeHost, Op, Output};
-use p2pbroker::limits::Limits;
+use p2pbroker::sandbox::error::{CallError, Limit, TrapKind};
+use p2pbroker::sandbox::limits::Limits;
+use p2pbroker::sandbox::{CallReport, EngineConfig, Mode, ModeHost, Op, Output};
 
 const HOSTILE: &str = "tests/guests/hostile";
 const ECHO: &str = "tests/guests/echo";

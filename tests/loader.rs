@@ -8,10 +8,10 @@ use std::collections::HashSet;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
-use p2pbroker::error::LoadError;
-use p2pbroker::host::{EngineConfig, ModeHost, ModeSpec, Op, Output};
-use p2pbroker::loader::{AllowList, CacheStatus};
 use p2pbroker::netinfo::NetInfo;
+use p2pbroker::sandbox::error::LoadError;
+use p2pbroker::sandbox::load::{AllowList, CacheStatus};
+use p2pbroker::sandbox::{EngineConfig, ModeHost, ModeSpec, Op, Output};
 
 const DIRECT: &str = "modes/direct";
 
@@ -161,7 +161,7 @@ async fn a_component_without_the_lifecycle_is_the_wrong_contract() {
 async fn allow_list_is_checked_before_compiling() {
     let (host, _) = harness::host();
     let bytes = harness::component(DIRECT);
-    let sha = hex::encode(p2pbroker::cache::sha256(&bytes));
+    let sha = hex::encode(p2pbroker::sha256(&bytes));
     let other = AllowList::Sha256(HashSet::from(["00".repeat(32)]));
     match load(&host, &bytes, &other).await.unwrap_err() {
         LoadError::NotAllowed { sha256 } => assert_eq!(sha256, sha),

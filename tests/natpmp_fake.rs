@@ -9,11 +9,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use p2pbroker::bindings::{MapRequest, ModeError, Transport};
-use p2pbroker::error::CallError;
 use p2pbroker::gate::Use;
-use p2pbroker::host::{Mode, ModeHost, Op, Output};
-use p2pbroker::limits::Limits;
+use p2pbroker::sandbox::error::CallError;
+use p2pbroker::sandbox::limits::Limits;
+use p2pbroker::sandbox::wit::{MapRequest, ModeError, Transport};
+use p2pbroker::sandbox::{Mode, ModeHost, Op, Output};
 
 fn external_reply(epoch: u32, ip: [u8; 4]) -> Vec<u8> {
     let mut v = vec![0, 128, 0, 0];

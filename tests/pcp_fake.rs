@@ -9,10 +9,10 @@ mod harness;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use p2pbroker::bindings::{MapRequest, ModeError, Transport};
-use p2pbroker::host::{Mode, ModeHost, Op, Output};
-use p2pbroker::limits::Limits;
 use p2pbroker::netinfo::{LocalAddress, NetInfo};
+use p2pbroker::sandbox::limits::Limits;
+use p2pbroker::sandbox::wit::{MapRequest, ModeError, Transport};
+use p2pbroker::sandbox::{Mode, ModeHost, Op, Output};
 
 /// A PCP response; for MAP, echoing `req`'s nonce unless `nonce` is given.
 fn response(req: &[u8], result: u8, nonce: Option<[u8; 12]>) -> Vec<u8> {
@@ -50,7 +50,7 @@ async fn mode(host: &ModeHost, server: SocketAddr) -> Mode {
     let bytes = harness::component("modes/pcp");
     host.load(
         &bytes,
-        &p2pbroker::loader::AllowList::Any,
+        &p2pbroker::sandbox::load::AllowList::Any,
         spec,
         Arc::new(net),
     )
@@ -249,7 +249,7 @@ async fn v6_mode(host: &ModeHost, server: SocketAddr) -> Mode {
     let bytes = harness::component("modes/pcp");
     host.load(
         &bytes,
-        &p2pbroker::loader::AllowList::Any,
+        &p2pbroker::sandbox::load::AllowList::Any,
         spec,
         Arc::new(net),
     )

@@ -142,7 +142,7 @@ fn rollback_same_serial_and_freeze_are_refused() {
     let k = keys(1);
     let root = Root::parse(root_text(1, 1, &[&k.k[0]], LATER).as_bytes()).unwrap();
     let p7 = policy(7, LATER);
-    let sha7 = hex::encode(p2pbroker::cache::sha256(p7.as_bytes()));
+    let sha7 = hex::encode(p2pbroker::sha256(p7.as_bytes()));
     let seen = Seen {
         root_version: 1,
         policy_serial: 7,

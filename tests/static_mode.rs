@@ -7,12 +7,12 @@ mod harness;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use p2pbroker::bindings::{MapRequest, ModeError, Transport};
-use p2pbroker::error::CallError;
-use p2pbroker::host::{Mode, ModeHost, Op, Output};
-use p2pbroker::limits::Limits;
-use p2pbroker::loader::AllowList;
 use p2pbroker::netinfo::{LocalAddress, NetInfo};
+use p2pbroker::sandbox::error::CallError;
+use p2pbroker::sandbox::limits::Limits;
+use p2pbroker::sandbox::load::AllowList;
+use p2pbroker::sandbox::wit::{MapRequest, ModeError, Transport};
+use p2pbroker::sandbox::{Mode, ModeHost, Op, Output};
 
 async fn mode(host: &ModeHost, forwards: &str) -> Mode {
     let spec = harness::spec(&[], &[("forwards", forwards)], Limits::default());

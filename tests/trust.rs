@@ -108,7 +108,7 @@ async fn revoked_keys_and_hashes_are_refused() {
     );
     let e = admit(&both, &p).await.unwrap_err();
     assert!(e.contains("signed by 1 trusted key(s) [\"a\"]"), "{e}");
-    let sha = hex::encode(p2pbroker::cache::sha256(&both));
+    let sha = hex::encode(p2pbroker::sha256(&both));
     let p = policy(&k, 1, &format!("revoked_mods = [\"{sha}\"]"), "");
     let e = admit(&both, &p).await.unwrap_err();
     assert_eq!(e, format!("component {sha} is revoked by the policy"));

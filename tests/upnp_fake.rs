@@ -11,10 +11,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use p2pbroker::bindings::{MapRequest, ModeError, Transport};
-use p2pbroker::error::CallError;
-use p2pbroker::host::{Mode, ModeHost, Op, Output};
-use p2pbroker::limits::Limits;
+use p2pbroker::sandbox::error::CallError;
+use p2pbroker::sandbox::limits::Limits;
+use p2pbroker::sandbox::wit::{MapRequest, ModeError, Transport};
+use p2pbroker::sandbox::{Mode, ModeHost, Op, Output};
 
 use harness::igd::{Answer, Script, fake_igd, fake_igd_at, soap_ok};
 
@@ -231,7 +231,7 @@ fn request6(internal: &str) -> MapRequest {
     }
 }
 
-async fn pinhole(m: &Mode) -> p2pbroker::bindings::Mapping {
+async fn pinhole(m: &Mode) -> p2pbroker::sandbox::wit::Mapping {
     match m.call(Op::Map(request6("[::]:4000"))).await.result {
         Ok(Output::Mapping(mapping)) => mapping,
         other => panic!("{other:?}"),

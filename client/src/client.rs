@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -42,6 +43,12 @@ pub enum ClientError {
     /// The connection is closed.
     #[error("the broker closed the connection")]
     Closed,
+    /// The process on the socket is not a broker this client trusts: it
+    /// runs as another user (someone may be squatting on the path).
+    #[error(
+        "the process on the broker socket runs as uid {0}, not root or this user (set P2PB_BROKER_UID if the broker runs as a dedicated user)"
+    )]
+    UntrustedBroker(u32),
 }
 
 /// The broker's socket path, the same rule as the daemon's: `$P2PB_SOCKET`
@@ -79,6 +86,8 @@ impl MapOptions {
             mode: None,
             persist: false,
             address: None,
+            socket: false,
+            until_closed: false,
         })
     }
     /// Map local TCP `port`.
@@ -116,6 +125,37 @@ impl MapOptions {
     pub fn address(mut self, ip: IpAddr) -> Self {
         self.0.address = Some(ip);
         self
+    }
+    /// End the lease as soon as the application's socket on the port
+    /// closes (the broker follows it), not only when this connection does.
+    pub fn until_closed(mut self, yes: bool) -> Self {
+        self.0.until_closed = yes;
+        self
+    }
+}
+
+/// Where requests are written: the local socket (which can carry a socket
+/// handed to the broker) or a LAN connection.
+enum Writer {
+    Unix(tokio::net::unix::OwnedWriteHalf),
+    Other(Box<dyn AsyncWrite + Send + Unpin>),
+}
+
+impl Writer {
+    async fn send(&mut self, line: &[u8], fd: Option<BorrowedFd<'_>>) -> Result<(), ClientError> {
+        match (self, fd) {
+            (Writer::Unix(w), Some(fd)) => {
+                crate::fdpass::send_with_fd(w.as_ref(), line, fd).await?;
+            }
+            (Writer::Unix(w), None) => w.write_all(line).await?,
+            (Writer::Other(w), None) => w.write_all(line).await?,
+            (Writer::Other(_), Some(_)) => {
+                return Err(ClientError::Protocol(
+                    "a socket can be handed over only on the local Unix socket".into(),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -169,7 +209,7 @@ impl Drop for PendingGuard<'_> {
 /// task reads the connection and routes each response to its request by
 /// id, and events to the [`Subscription`].
 pub struct Client {
-    writer: tokio::sync::Mutex<Box<dyn AsyncWrite + Send + Unpin>>,
+    writer: tokio::sync::Mutex<Writer>,
     pending: Pending,
     /// The subscription's receiver until [`Client::subscribe`] takes it.
     events: Mutex<Option<mpsc::Receiver<Event>>>,
@@ -208,10 +248,26 @@ impl Client {
     }
 
     /// Connect to the broker listening on the Unix socket `path`. The
-    /// broker identifies the caller by its uid (`SO_PEERCRED`).
+    /// broker identifies the caller by its uid (`SO_PEERCRED`), and the
+    /// client checks the broker's the same way: it must run as root, as
+    /// this user, or as the uid in `P2PB_BROKER_UID`, or the connection is
+    /// refused ([`ClientError::UntrustedBroker`]) before anything is sent.
     pub async fn connect(path: impl AsRef<Path>) -> Result<Client, ClientError> {
-        let (rd, wr) = UnixStream::connect(path).await?.into_split();
-        Ok(Client::start(BufReader::new(rd), Box::new(wr)))
+        Client::connect_trusting(path, &crate::fdpass::trusted_broker_uids()).await
+    }
+
+    /// [`Client::connect`], trusting a broker that runs as one of `uids`.
+    pub async fn connect_trusting(
+        path: impl AsRef<Path>,
+        uids: &[u32],
+    ) -> Result<Client, ClientError> {
+        let stream = UnixStream::connect(path).await?;
+        let uid = stream.peer_cred()?.uid();
+        if !uids.contains(&uid) {
+            return Err(ClientError::UntrustedBroker(uid));
+        }
+        let (rd, wr) = stream.into_split();
+        Ok(Client::start(BufReader::new(rd), Writer::Unix(wr)))
     }
 
     /// Connect to a LAN-shared broker's TCP listener and authenticate with
@@ -244,10 +300,10 @@ impl Client {
                 ));
             }
         }
-        Ok(Client::start(rd, Box::new(wr)))
+        Ok(Client::start(rd, Writer::Other(Box::new(wr))))
     }
 
-    fn start<R>(rd: R, wr: Box<dyn AsyncWrite + Send + Unpin>) -> Client
+    fn start<R>(rd: R, wr: Writer) -> Client
     where
         R: AsyncBufRead + Unpin + Send + 'static,
     {
@@ -275,6 +331,16 @@ impl Client {
 
     /// Send `op` and decode its result as `T`.
     async fn call<T: DeserializeOwned>(&self, op: Op) -> Result<T, ClientError> {
+        self.call_with(op, None).await
+    }
+
+    /// Send `op` (with `fd` attached, on the local socket) and decode its
+    /// result as `T`.
+    async fn call_with<T: DeserializeOwned>(
+        &self,
+        op: Op,
+        fd: Option<BorrowedFd<'_>>,
+    ) -> Result<T, ClientError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let line = encode_request(&Request {
             v: PROTOCOL_VERSION,
@@ -306,7 +372,7 @@ impl Client {
                 return Err(ClientError::Closed); // closed while we waited
             }
             guard.state.store(WRITING, Ordering::Relaxed);
-            writer.write_all(line.as_bytes()).await?;
+            writer.send(line.as_bytes(), fd).await?;
             guard.state.store(SENT, Ordering::Relaxed);
             drop(writer);
             rx.await.map_err(|_| ClientError::Closed)?
@@ -323,6 +389,28 @@ impl Client {
     /// endpoint. May take several seconds while the broker tries MODs.
     pub async fn map(&self, opts: MapOptions) -> Result<Lease, ClientError> {
         self.call(Op::Map(opts.0)).await
+    }
+
+    /// Make the endpoint of `socket` (a listening TCP socket or a bound UDP
+    /// socket of this process) reachable. The socket goes to the broker with
+    /// the request: holding it is the proof that the endpoint is this
+    /// application's, whoever else listens on the port. The broker reads the
+    /// address itself and keeps no copy. Only on the local socket.
+    pub async fn map_socket(
+        &self,
+        socket: &impl AsFd,
+        opts: MapOptions,
+    ) -> Result<Lease, ClientError> {
+        let fd = socket.as_fd();
+        let (transport, local) = crate::fdpass::describe(fd)?;
+        let mut p = opts.0;
+        p.transport = transport;
+        p.port = local.port();
+        p.socket = true;
+        if !local.ip().is_unspecified() {
+            p.address = Some(local.ip());
+        }
+        self.call_with(Op::Map(p), Some(fd)).await
     }
 
     /// Release a lease; returns it as released.

@@ -36,6 +36,7 @@
 #![warn(missing_docs)]
 
 mod client;
+mod fdpass;
 pub mod proto;
 
 pub use client::{

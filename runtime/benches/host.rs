@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use p2pbroker::bench;
-use p2pbroker::host::{EngineConfig, ModeSpec, Op, Output};
-use p2pbroker::limits::Limits;
-use p2pbroker::loader::AllowList;
 use p2pbroker::netinfo::NetInfo;
+use p2pbroker::sandbox::limits::Limits;
+use p2pbroker::sandbox::load::AllowList;
+use p2pbroker::sandbox::{EngineConfig, ModeSpec, Op, Output};
 
 struct Row {
     what: &'static str,

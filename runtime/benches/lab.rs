@@ -22,11 +22,11 @@ mod lab;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use p2pbroker::bindings::{MapRequest, Transport};
-use p2pbroker::host::{EngineConfig, Op, Output};
-use p2pbroker::limits::Limits;
-use p2pbroker::loader::AllowList;
 use p2pbroker::netinfo::NetInfo;
+use p2pbroker::sandbox::limits::Limits;
+use p2pbroker::sandbox::load::AllowList;
+use p2pbroker::sandbox::wit::{MapRequest, Transport};
+use p2pbroker::sandbox::{EngineConfig, Op, Output};
 
 const N: usize = 30;
 const GRANT: &str = "udp:send,receive@gateway:5351";
@@ -109,7 +109,7 @@ fn inner(components: &[String]) {
 /// IPv6 maps in-process, printed as `NAME-v6 LABEL ms`: the upnp-igd MOD
 /// cold (SSDP on [ff02::c], description, AddPinhole) and with `location`
 /// (description, AddPinhole); the pcp MOD's MAP v6.
-async fn inner_v6(host: &p2pbroker::host::ModeHost, path: &str, net: &Arc<NetInfo>) {
+async fn inner_v6(host: &p2pbroker::sandbox::ModeHost, path: &str, net: &Arc<NetInfo>) {
     let bytes = std::fs::read(path).unwrap();
     let upnp = path.contains("upnp");
     let location = lab::v6::upnp_url6();

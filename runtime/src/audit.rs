@@ -1,8 +1,13 @@
-//! The audit log: one JSON line per capability decision.
+//! The audit log: one JSON line per capability decision, and one per
+//! notable event (a MOD breaking the contract, lines suppressed).
 //!
 //! Every allow and every deny of the gate is recorded with the time, the
 //! MOD's name and sha256, the address, the transport and use, and the
-//! verdict, so a security team can replay what each MOD touched.
+//! verdict, so a security team can replay what each MOD touched. A MOD
+//! cannot flood the log: within one call a repeated decision is written
+//! once and counted, and at most `limits.audit_lines` lines are written;
+//! one `audit-suppressed` line then says how many were repeated or dropped
+//! ([`CallAudit`]).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -49,6 +54,97 @@ impl Decision {
     }
 }
 
+/// A notable event of one MOD call.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum AuditEvent {
+    /// A MOD returned a result that does not answer its request (another
+    /// internal endpoint, transport, or an absurd lifetime). The result was
+    /// refused: never journaled, never handed to a client.
+    ContractBreach {
+        /// RFC 3339 UTC time.
+        time: String,
+        /// MOD name.
+        mode: Arc<str>,
+        /// MOD component sha256 (hex).
+        sha256: Arc<str>,
+        /// The lifecycle call (`map`, `renew`).
+        call: &'static str,
+        /// What was wrong (escaped).
+        reason: String,
+    },
+    /// Decisions of one call that were not written: repeats of a decision
+    /// already written, and lines past the call's cap.
+    AuditSuppressed {
+        /// RFC 3339 UTC time.
+        time: String,
+        /// MOD name.
+        mode: Arc<str>,
+        /// MOD component sha256 (hex).
+        sha256: Arc<str>,
+        /// Repeats of decisions already written.
+        repeated: u64,
+        /// Decisions not written because the call had used up its
+        /// `limits.audit_lines` (repeats of those included).
+        dropped: u64,
+    },
+}
+
+impl AuditEvent {
+    /// The event as one JSON line (no trailing newline).
+    pub fn to_json_line(&self) -> String {
+        serde_json::to_string(self).expect("events serialise")
+    }
+}
+
+/// One call's audit budget: each distinct decision is written once, at
+/// most `lines` of them; the rest are only counted.
+#[derive(Debug)]
+pub struct CallAudit(Mutex<CallAuditState>);
+
+#[derive(Debug)]
+struct CallAuditState {
+    seen: std::collections::HashSet<(SocketAddr, Transport, Use, bool)>,
+    left: u32,
+    repeated: u64,
+    dropped: u64,
+}
+
+impl CallAudit {
+    /// A budget of `lines` written lines.
+    pub fn new(lines: u32) -> CallAudit {
+        CallAudit(Mutex::new(CallAuditState {
+            seen: Default::default(),
+            left: lines,
+            repeated: 0,
+            dropped: 0,
+        }))
+    }
+
+    /// Whether `d` is to be written (the first of its kind, within the cap).
+    pub fn admit(&self, d: &Decision) -> bool {
+        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (d.address, d.transport, d.use_, d.denied());
+        if s.seen.contains(&key) {
+            s.repeated += 1;
+            return false;
+        }
+        if s.left == 0 {
+            s.dropped += 1;
+            return false;
+        }
+        s.left -= 1;
+        s.seen.insert(key);
+        true
+    }
+
+    /// (repeated, dropped) so far.
+    pub fn suppressed(&self) -> (u64, u64) {
+        let s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        (s.repeated, s.dropped)
+    }
+}
+
 /// Current time in the audit format.
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_micros(SystemTime::now()).to_string()
@@ -59,6 +155,8 @@ pub trait AuditSink: Send + Sync {
     /// Record one decision. Must not block for long: it runs on the socket
     /// path of a MOD.
     fn record(&self, decision: &Decision);
+    /// Record one event.
+    fn event(&self, event: &AuditEvent);
 }
 
 /// Discards decisions (benchmarks of the raw path only).
@@ -67,22 +165,38 @@ pub struct NullSink;
 
 impl AuditSink for NullSink {
     fn record(&self, _: &Decision) {}
+    fn event(&self, _: &AuditEvent) {}
 }
 
-/// Keeps decisions in memory (tests, `p2pb mode run`).
+/// Keeps decisions and events in memory (tests, `p2pb mode run`).
 #[derive(Debug, Default)]
-pub struct MemorySink(Mutex<Vec<Decision>>);
+pub struct MemorySink(Mutex<Vec<Decision>>, Mutex<Vec<AuditEvent>>);
 
 impl MemorySink {
-    /// Everything recorded so far.
+    /// Every decision recorded so far.
     pub fn take(&self) -> Vec<Decision> {
-        std::mem::take(&mut self.0.lock().expect("audit lock"))
+        std::mem::take(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Every event recorded so far.
+    pub fn take_events(&self) -> Vec<AuditEvent> {
+        std::mem::take(&mut self.1.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
 impl AuditSink for MemorySink {
     fn record(&self, decision: &Decision) {
-        self.0.lock().expect("audit lock").push(decision.clone());
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(decision.clone());
+    }
+
+    fn event(&self, event: &AuditEvent) {
+        self.1
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(event.clone());
     }
 }
 
@@ -101,20 +215,25 @@ impl FileSink {
     }
 }
 
-impl AuditSink for FileSink {
-    fn record(&self, decision: &Decision) {
-        let mut line = decision.to_json_line();
+impl FileSink {
+    fn write(&self, mut line: String) {
         line.push('\n');
         // One write per line keeps lines whole under O_APPEND; a failing
         // audit disk is reported but must not turn into a MOD failure.
-        if let Err(e) = self
-            .0
-            .lock()
-            .expect("audit lock")
-            .write_all(line.as_bytes())
-        {
+        let mut f = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = f.write_all(line.as_bytes()) {
             tracing::error!("audit log write failed: {e}");
         }
+    }
+}
+
+impl AuditSink for FileSink {
+    fn record(&self, decision: &Decision) {
+        self.write(decision.to_json_line());
+    }
+
+    fn event(&self, event: &AuditEvent) {
+        self.write(event.to_json_line());
     }
 }
 
@@ -125,6 +244,12 @@ impl AuditSink for Tee {
     fn record(&self, decision: &Decision) {
         for s in &self.0 {
             s.record(decision);
+        }
+    }
+
+    fn event(&self, event: &AuditEvent) {
+        for s in &self.0 {
+            s.event(event);
         }
     }
 }
@@ -152,6 +277,31 @@ mod tests {
         assert_eq!(v["transport"], "udp");
         assert_eq!(v["verdict"], "allow");
         assert!(v["time"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn a_call_writes_each_decision_once_and_at_most_its_cap() {
+        let audit = CallAudit::new(2);
+        let d = |port: u16, verdict| Decision {
+            time: now_rfc3339(),
+            mode: "m".into(),
+            sha256: "00".into(),
+            address: SocketAddr::from(([10, 0, 0, 1], port)),
+            transport: Transport::Udp,
+            use_: Use::Send,
+            verdict,
+            grant: None,
+        };
+        assert!(audit.admit(&d(1, "deny")));
+        for _ in 0..1000 {
+            assert!(!audit.admit(&d(1, "deny")), "a repeat is counted only");
+        }
+        assert!(
+            audit.admit(&d(1, "allow")),
+            "another verdict is another line"
+        );
+        assert!(!audit.admit(&d(2, "deny")), "over the cap");
+        assert_eq!(audit.suppressed(), (1000, 1));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::audit::MemorySink;
-use crate::host::Mode;
+use crate::sandbox::Mode;
 
 /// Time to create a store (WASI context, gate, limits) and instantiate.
 pub async fn instantiate(mode: &Mode) -> Duration {

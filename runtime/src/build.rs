@@ -139,13 +139,27 @@ pub fn build_mode(crate_dir: &Path, opts: &BuildOptions) -> anyhow::Result<Built
     let mut component = componentize(&module)?;
     // The manifest goes in before any signature, so signatures cover it.
     if let Some(m) = pkg.metadata.as_ref().and_then(|m| m.get("p2pbroker")) {
-        let manifest: crate::trust::manifest::Manifest = serde_json::from_value(m.clone())
+        let mut manifest: crate::trust::manifest::Manifest = serde_json::from_value(m.clone())
             .with_context(|| {
                 format!(
                     "{}: [package.metadata.p2pbroker] is not a valid manifest",
                     pkg.name
                 )
             })?;
+        // The name defaults to the package's, without the usual prefix.
+        let name = manifest.name.take().unwrap_or_else(|| {
+            pkg.name
+                .strip_prefix("p2pbroker-mode-")
+                .unwrap_or(&pkg.name)
+                .to_string()
+        });
+        if !crate::sandbox::contract::valid_name(&name) {
+            anyhow::bail!(
+                "{}: MOD name `{name}` is not [a-z0-9-]{{1,32}}; set `name` in [package.metadata.p2pbroker]",
+                pkg.name
+            );
+        }
+        manifest.name = Some(name);
         manifest
             .parsed_grants()
             .with_context(|| format!("{}: [package.metadata.p2pbroker]", pkg.name))?;
@@ -161,7 +175,7 @@ pub fn build_mode(crate_dir: &Path, opts: &BuildOptions) -> anyhow::Result<Built
     Ok(Built {
         package: pkg.name.clone(),
         size: component.len(),
-        sha256: hex::encode(crate::cache::sha256(&component)),
+        sha256: hex::encode(crate::sandbox::sha256(&component)),
         path,
         toolchain,
     })

@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use wasmtime_wasi::p2::bindings::sockets::network::IpAddress;
 
-use crate::bindings::{AddressClass, Mapping, ModeError, ModeInfo, ProbeReport, Transport};
-use crate::error::{CallError, mode_error_message};
-use crate::host::Output;
+use crate::sandbox::Output;
+use crate::sandbox::error::{CallError, mode_error_message};
+use crate::sandbox::wit::{AddressClass, Mapping, ModeError, ModeInfo, ProbeReport, Transport};
 
 /// A WIT `ip-address` as a std address.
 pub fn ip(a: &IpAddress) -> IpAddr {

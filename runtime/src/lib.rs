@@ -1,31 +1,32 @@
-//! P2P Broker runtime: the host side of the MOD sandbox.
+//! P2P Broker runtime: the host side of the MOD sandbox, and the daemon.
 //!
 //! A MOD (Mode of Operation) is a WebAssembly component implementing the
-//! `p2pbroker:mode` WIT contract. This crate loads components (hash check,
-//! compile, authenticated on-disk cache), runs each lifecycle call in a fresh
-//! wasmtime store under memory, table, instance, time and optional fuel
-//! limits, and gives a MOD only the sockets its grants allow, through one
-//! capability gate whose every decision is audit-logged.
+//! `p2pbroker:mode` WIT contract. The tree follows the boundaries:
+//!
+//! - [`trust`]: may this component run, and with which grants
+//!   ([`trust::admission`], pure, before any byte is compiled);
+//! - [`sandbox`]: the mode host — compile (authenticated cache), a fresh
+//!   store per call under memory, table, socket, time and fuel limits, the
+//!   results checked against the contract;
+//! - [`gate`]: what a MOD may touch — the one capability gate, every
+//!   decision audit-logged ([`audit`]);
+//! - [`policy`]: the policy file, validated once;
+//! - [`daemon`]: the broker — the pure lease table and the async glue
+//!   around it (client API, selector, upkeep, journal, fleet push).
 #![warn(missing_docs)]
 
 pub mod audit;
 #[doc(hidden)]
 pub mod bench;
-pub mod bindings;
 pub mod build;
-pub mod cache;
-mod call;
-pub mod contract;
 pub mod daemon;
-pub mod error;
 pub mod gate;
-pub mod host;
 pub mod json;
-pub mod limits;
-pub mod loader;
 pub mod netinfo;
 pub mod policy;
-mod state;
+pub mod sandbox;
+pub mod text;
 pub mod trust;
 
-pub use state::{LOG_LINE_MAX, LOG_LINES_MAX, LogLine};
+pub use sandbox::sha256;
+pub use sandbox::wit::{LOG_LINE_MAX, LOG_LINES_MAX, LogLine};

@@ -34,7 +34,7 @@ pub fn modes_dir() -> &'static Path {
             let bytes = std::fs::read(&src).unwrap();
             let name = src.file_name().unwrap();
             std::fs::write(dir.join(name), &bytes).unwrap();
-            let sha = hex::encode(p2pbroker::cache::sha256(&bytes));
+            let sha = hex::encode(p2pbroker::sha256(&bytes));
             allow.push_str(&format!("{sha}  {}\n", name.to_string_lossy()));
         }
         std::fs::write(dir.join("allow.list"), allow).unwrap();

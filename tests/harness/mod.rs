@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use p2pbroker::audit::MemorySink;
 use p2pbroker::gate::Grant;
-use p2pbroker::host::{EngineConfig, Mode, ModeHost, ModeSpec};
-use p2pbroker::limits::Limits;
-use p2pbroker::loader::AllowList;
 use p2pbroker::netinfo::NetInfo;
+use p2pbroker::sandbox::limits::Limits;
+use p2pbroker::sandbox::load::AllowList;
+use p2pbroker::sandbox::{EngineConfig, Mode, ModeHost, ModeSpec};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
@@ -180,10 +180,10 @@ pub async fn fake_udp(
 /// The MOD's own error from a call result; panics (failing the test) on
 /// success or on any other kind of failure.
 pub fn mode_error(
-    r: &Result<p2pbroker::host::Output, p2pbroker::error::CallError>,
-) -> &p2pbroker::bindings::ModeError {
+    r: &Result<p2pbroker::sandbox::Output, p2pbroker::sandbox::error::CallError>,
+) -> &p2pbroker::sandbox::wit::ModeError {
     match r {
-        Err(p2pbroker::error::CallError::Mode(e)) => e,
+        Err(p2pbroker::sandbox::error::CallError::Mode(e)) => e,
         other => panic!("expected a mode error, got {other:?}"),
     }
 }

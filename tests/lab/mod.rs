@@ -382,21 +382,31 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Serve one connection (TCP) or datagram (UDP) on `port` in the host
+    /// Serve connections (TCP) or datagrams (UDP) on `port` in the host
     /// namespace, answering `hello-from-host`; gives up after `secs`.
+    /// Returns once the socket is bound (the broker maps only a port
+    /// something listens on).
     pub fn listen(&self, tcp: bool, port: u16, secs: u32) -> Child {
+        self.listen_as(0, tcp, port, secs)
+    }
+
+    /// [`Lab::listen`] as user `uid` (its socket is that uid's).
+    pub fn listen_as(&self, uid: u32, tcp: bool, port: u16, secs: u32) -> Child {
         let script = if tcp { TCP_SERVER } else { UDP_SERVER };
-        self.spawn(
-            Ns::Host,
-            &format!("listen-{port}"),
-            &[
-                "python3",
-                "-c",
-                script,
-                &port.to_string(),
-                &secs.to_string(),
-            ],
-        )
+        let name = format!("listen-{port}");
+        let (port, secs) = (port.to_string(), secs.to_string());
+        let reuid = format!("--reuid={uid}");
+        let regid = format!("--regid={uid}");
+        let mut args = vec!["python3", "-c", script, &port, &secs];
+        if uid != 0 {
+            // Debian's interpreter: a root-only shim on PATH is out of reach.
+            args[0] = "/usr/bin/python3";
+            let drop = ["setpriv", &reuid, &regid, "--clear-groups"];
+            args.splice(0..0, drop);
+        }
+        let child = self.spawn(Ns::Host, &name, &args);
+        wait_for_ready(&self.path(&format!("{name}.log")));
+        child
     }
 
     /// From the public peer, try `addr` (`IP:PORT` or `[IPv6]:PORT`) and
@@ -408,6 +418,22 @@ impl Lab {
         let out = self.exec(Ns::Pub, &["python3", "-c", script, ip, port]);
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
+}
+
+/// Wait (bounded) until a test server's log says `ready` (it has bound its
+/// socket).
+pub fn wait_for_ready(log: &std::path::Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if std::fs::read_to_string(log).is_ok_and(|t| t.contains("ready")) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!(
+        "test server not ready within 20 s: {}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
 }
 
 impl Drop for Lab {
@@ -459,6 +485,7 @@ const TCP_SERVER: &str = r#"
 import socket, sys
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(4); s.settimeout(float(sys.argv[2]))
+print("ready", flush=True)
 while True:
     try:
         c, _ = s.accept()
@@ -471,6 +498,7 @@ const UDP_SERVER: &str = r#"
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("0.0.0.0", int(sys.argv[1]))); s.settimeout(float(sys.argv[2]))
+print("ready", flush=True)
 while True:
     try:
         d, a = s.recvfrom(1500)

@@ -174,11 +174,13 @@ impl Site {
         panic!("the second gateway's miniupnpd did not answer within 20 s");
     }
 
-    /// Serve `hello-from-host` on TCP `port` in the site's host for `secs`.
+    /// Serve `hello-from-host` on TCP `port` in the site's host for `secs`;
+    /// returns once it listens.
     pub fn listen(&self, port: u16, secs: u32) -> Child {
-        self.spawn(
+        let name = format!("listen-{port}");
+        let child = self.spawn(
             &self.host,
-            &format!("listen-{port}"),
+            &name,
             &[
                 "python3",
                 "-c",
@@ -186,7 +188,9 @@ impl Site {
                 &port.to_string(),
                 &secs.to_string(),
             ],
-        )
+        );
+        super::wait_for_ready(&self.dir.join(format!("{name}.log")));
+        child
     }
 }
 

@@ -94,9 +94,10 @@ impl Lab {
     /// Like [`Lab::listen`], on the host's IPv6 addresses only.
     pub fn listen6(&self, tcp: bool, port: u16, secs: u32) -> Child {
         let script = if tcp { TCP_SERVER6 } else { UDP_SERVER6 };
-        self.spawn(
+        let name = format!("listen6-{port}");
+        let child = self.spawn(
             Ns::Host,
-            &format!("listen6-{port}"),
+            &name,
             &[
                 "python3",
                 "-c",
@@ -104,7 +105,9 @@ impl Lab {
                 &port.to_string(),
                 &secs.to_string(),
             ],
-        )
+        );
+        super::wait_for_ready(&self.path(&format!("{name}.log")));
+        child
     }
 
     /// The gateway's filter rules that miniupnpd made (port forwards and
@@ -133,6 +136,7 @@ import socket, sys
 s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
 s.bind(("::", int(sys.argv[1]))); s.listen(4); s.settimeout(float(sys.argv[2]))
+print("ready", flush=True)
 while True:
     try:
         c, _ = s.accept()
@@ -146,6 +150,7 @@ import socket, sys
 s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
 s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
 s.bind(("::", int(sys.argv[1]))); s.settimeout(float(sys.argv[2]))
+print("ready", flush=True)
 while True:
     try:
         d, a = s.recvfrom(1500)

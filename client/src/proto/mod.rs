@@ -102,11 +102,17 @@ pub enum ErrorCode {
     Internal,
     /// The broker is shutting down.
     ShuttingDown,
+    /// The endpoint is not the requester's: no socket of its uid listens
+    /// (TCP) or is bound (UDP) there, or another user's does too.
+    NotOwner,
+    /// The policy in force has expired; no new mapping until a valid one
+    /// arrives.
+    PolicyExpired,
 }
 
 impl ErrorCode {
     /// Every code, in documentation order.
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::BadRequest,
         ErrorCode::UnsupportedVersion,
         ErrorCode::TooLarge,
@@ -118,6 +124,8 @@ impl ErrorCode {
         ErrorCode::Limit,
         ErrorCode::Internal,
         ErrorCode::ShuttingDown,
+        ErrorCode::NotOwner,
+        ErrorCode::PolicyExpired,
     ];
 
     /// The wire name (`"no-mode"`, ...).
@@ -134,6 +142,8 @@ impl ErrorCode {
             ErrorCode::Limit => "limit",
             ErrorCode::Internal => "internal",
             ErrorCode::ShuttingDown => "shutting-down",
+            ErrorCode::NotOwner => "not-owner",
+            ErrorCode::PolicyExpired => "policy-expired",
         }
     }
 }

@@ -60,6 +60,10 @@ pub struct Lease {
     pub expires_at: Option<u64>,
     /// The client's uid.
     pub owner_uid: u32,
+    /// The LAN client that holds it (`lan-` and a digest of its token),
+    /// when a LAN client does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lan_client: Option<String>,
     /// Outlives the client's connection.
     pub persist: bool,
     /// Unix seconds of creation.

@@ -68,6 +68,14 @@ pub struct MapParams {
     /// The internal host (LAN clients); absent = this host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<IpAddr>,
+    /// The socket to map comes with this request (SCM_RIGHTS on the local
+    /// socket): its own address is the endpoint, and holding it is the
+    /// proof of ownership. `transport` and `port` must match it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub socket: bool,
+    /// End the lease when the socket(s) holding the endpoint close.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub until_closed: bool,
 }
 
 fn is_false(b: &bool) -> bool {

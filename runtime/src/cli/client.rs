@@ -32,6 +32,9 @@ pub struct MapArgs {
     /// Map this address instead of this host's (LAN-shared broker).
     #[arg(long)]
     address: Option<IpAddr>,
+    /// End the lease when the application's socket on the port closes.
+    #[arg(long)]
+    until_closed: bool,
     /// Print JSON lines.
     #[arg(long)]
     json: bool,
@@ -152,6 +155,7 @@ pub async fn map(a: MapArgs, to: &Target) -> u8 {
     if let Some(ip) = a.address {
         opts = opts.address(ip);
     }
+    opts = opts.until_closed(a.until_closed);
     // Subscribe first so no event about the new lease is missed.
     let mut events = if a.detach {
         None

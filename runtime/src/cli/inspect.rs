@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use p2pbroker::host::ModeSpec;
-use p2pbroker::loader::AllowList;
 use p2pbroker::netinfo::NetInfo;
+use p2pbroker::sandbox::ModeSpec;
+use p2pbroker::sandbox::load::AllowList;
 
 /// Arguments of `p2pb mode inspect`.
 #[derive(clap::Args)]

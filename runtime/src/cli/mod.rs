@@ -203,12 +203,12 @@ pub(crate) fn one_off_host(
     cache_dir: Option<PathBuf>,
     fuel: bool,
     audit: std::sync::Arc<dyn p2pbroker::audit::AuditSink>,
-) -> anyhow::Result<p2pbroker::host::ModeHost> {
-    let cfg = p2pbroker::host::EngineConfig {
+) -> anyhow::Result<p2pbroker::sandbox::ModeHost> {
+    let cfg = p2pbroker::sandbox::EngineConfig {
         concurrent_calls: 4,
         fuel,
         cache_dir,
         ..Default::default()
     };
-    p2pbroker::host::ModeHost::new(cfg, audit).map_err(|e| anyhow::anyhow!("{e:#}"))
+    p2pbroker::sandbox::ModeHost::new(cfg, audit).map_err(|e| anyhow::anyhow!("{e:#}"))
 }

@@ -8,13 +8,13 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use p2pbroker::audit::{AuditSink, FileSink, NullSink};
-use p2pbroker::bindings::{MapRequest, Mapping};
 use p2pbroker::gate::{Grant, Transport};
-use p2pbroker::host::{CallReport, ModeSpec, Op};
 use p2pbroker::json::{MappingJson, wit_transport};
-use p2pbroker::loader::AllowList;
 use p2pbroker::netinfo::NetInfo;
 use p2pbroker::policy::Policy;
+use p2pbroker::sandbox::load::AllowList;
+use p2pbroker::sandbox::wit::{MapRequest, Mapping};
+use p2pbroker::sandbox::{CallReport, ModeSpec, Op};
 
 /// The lifecycle function to call.
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -189,7 +189,7 @@ fn mapping_arg(a: &Args) -> anyhow::Result<Mapping> {
     j.try_into().map_err(|e: String| anyhow::anyhow!(e))
 }
 
-fn print_json(mode: &p2pbroker::host::Mode, c: &CallReport) {
+fn print_json(mode: &p2pbroker::sandbox::Mode, c: &CallReport) {
     let mut v = serde_json::json!({
         "mode": mode.name(),
         "sha256": mode.sha256(),
@@ -206,7 +206,11 @@ fn print_json(mode: &p2pbroker::host::Mode, c: &CallReport) {
     println!("{v}");
 }
 
-fn print_human(mode: &p2pbroker::host::Mode, r: &p2pbroker::loader::LoadReport, c: &CallReport) {
+fn print_human(
+    mode: &p2pbroker::sandbox::Mode,
+    r: &p2pbroker::sandbox::load::LoadReport,
+    c: &CallReport,
+) {
     println!("mode      {} (sha256 {})", mode.name(), mode.sha256());
     let grants: Vec<String> = mode.gate().grants().iter().map(|g| g.to_string()).collect();
     println!(

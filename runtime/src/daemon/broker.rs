@@ -1,65 +1,39 @@
 //! The broker's state and its client-facing operations: map, unmap, list,
-//! status, probe. Lease upkeep (renewal, loss, re-establishment, release)
-//! lives in [`super::upkeep`].
+//! probe. The decisions are the [`LeaseTable`]'s; this file pumps: it reads
+//! the socket table, runs MODs, journals, and tells subscribers. Lease
+//! upkeep lives in [`super::upkeep`].
 //!
 //! Locking: `shared` is a plain mutex never held across an `.await`; MOD
 //! calls run outside it. The journal has its own mutex, taken after
 //! `shared` is released, and every change is journaled before a client or
 //! subscriber hears of it.
+//!
+//! Cancel safety: a map runs in a task of its own, so a client that goes
+//! away mid-map cannot leave a reservation or an unjournaled mapping
+//! behind. Each MOD attempt is journaled as an intent first, so even a
+//! crash mid-call is reconciled at the next start.
 
-use std::collections::{BTreeMap, HashSet};
-use std::net::{IpAddr, SocketAddr};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use p2pbroker_client::{
-    ApiError, ErrorCode, Event, EventKind, Lease as LeaseView, LeaseState, MapParams, ModeReason,
+    ApiError, ErrorCode, Event, EventKind, Lease as LeaseView, MapParams, ModeReason,
 };
 use tokio::sync::{Notify, broadcast};
 
-use super::journal::{Journal, LeaseRecord};
+use super::journal::{Intent, Journal, LeaseRecord};
+use super::leases::{Lease, LeaseTable, Requester, gate_transport};
 use super::selector::{self, Failure, Probe};
-use super::timing;
-use super::views;
-use crate::bindings::MapRequest;
+use super::{api, ownership, timing, views};
 use crate::gate::Transport;
-use crate::host::{Mode, ModeHost, Op, Output};
 use crate::json::{MappingJson, wit_transport};
 use crate::netinfo::NetInfo;
 use crate::policy::Policy;
-
-/// Who asked: the peer's uid and its connection (for release on close).
-#[derive(Debug, Clone, Copy)]
-pub struct Owner {
-    /// uid from SO_PEERCRED (or the LAN identity's mapped uid).
-    pub uid: u32,
-    /// The connection id.
-    pub conn: u64,
-    /// For a LAN client, its address: it may only map that address...
-    pub lan_peer: Option<IpAddr>,
-    /// ...unless the policy lets LAN clients map other hosts.
-    pub third_party: bool,
-}
-
-/// A lease as the broker holds it.
-#[derive(Debug, Clone)]
-pub struct Lease {
-    /// What the journal holds.
-    pub rec: LeaseRecord,
-    /// Client-visible state.
-    pub state: LeaseState,
-    /// The connection that holds it, unless persistent.
-    pub conn: Option<u64>,
-    /// Next upkeep action (unix ms): renewal, retry or re-establishment.
-    pub due_ms: Option<u64>,
-    /// Consecutive failed renewals or re-establishments.
-    pub failures: u32,
-    /// An upkeep task is working on it.
-    pub busy: bool,
-    /// Being released (unmap in flight or failed and retried): hidden from
-    /// clients, kept in the journal until the gateway has forgotten it.
-    pub releasing: bool,
-}
+use crate::sandbox::wit::{MapRequest, Mapping};
+use crate::sandbox::{Mode, ModeHost, Op, Output};
 
 /// Mutable broker state.
 pub struct Shared {
@@ -75,23 +49,19 @@ pub struct Shared {
     pub probes: BTreeMap<String, Probe>,
     /// When the last full probe round finished.
     pub probed_at: Option<Instant>,
-    /// Leases by id.
-    pub leases: BTreeMap<u64, Lease>,
-    /// The next lease id.
-    pub next_id: u64,
-    /// (transport, internal endpoint) of maps in flight.
-    pub pending: HashSet<(Transport, SocketAddr)>,
+    /// Leases and maps in flight.
+    pub table: LeaseTable,
 }
 
 /// The broker.
 pub struct Broker {
     /// The sandbox host.
     pub host: ModeHost,
-    /// State.
+    /// Everything that changes, under one lock.
     pub shared: Mutex<Shared>,
     /// The lease journal.
     pub journal: Mutex<Journal>,
-    /// Subscribers' feed.
+    /// Events for subscribers.
     pub events: broadcast::Sender<Event>,
     /// Held while a probe round runs, so concurrent requests share one
     /// round instead of each starting their own.
@@ -118,39 +88,19 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-pub(crate) fn api(code: ErrorCode, message: impl Into<String>) -> ApiError {
-    ApiError {
-        code,
-        message: message.into(),
-        reasons: Vec::new(),
-    }
-}
-
-fn gate_transport(t: p2pbroker_client::Transport) -> Transport {
-    match t {
-        p2pbroker_client::Transport::Tcp => Transport::Tcp,
-        p2pbroker_client::Transport::Udp => Transport::Udp,
-    }
-}
-
-/// This host's address to map for a local client: the one on the subnet of
-/// the first default gateway, else the first address of the family.
-pub fn local_internal(net: &NetInfo) -> Option<IpAddr> {
-    let on_link = |gw: &IpAddr| {
-        net.addresses
-            .iter()
-            .find(|a| ipnet::IpNet::new(a.address, a.prefix_len).is_ok_and(|n| n.contains(gw)))
-    };
-    net.gateways
-        .iter()
-        .find_map(on_link)
-        .map(|a| a.address)
-        .or_else(|| {
-            net.addresses
-                .iter()
-                .map(|a| a.address)
-                .find(IpAddr::is_ipv4)
-        })
+/// What to map and for whom: a new lease, or a lost one mapped again.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The lease id (its journal intent is written under it).
+    pub id: u64,
+    /// TCP or UDP.
+    pub transport: Transport,
+    /// The internal endpoint.
+    pub internal: SocketAddr,
+    /// The external port wanted, if any.
+    pub external_port: Option<u16>,
+    /// When the lease ends (unix ms): no gateway lifetime past it.
+    pub expires_ms: Option<u64>,
 }
 
 impl Broker {
@@ -198,218 +148,133 @@ impl Broker {
         self.shared.lock().unwrap().probed_at = None;
     }
 
-    /// Check a map request against the access rules and caps; returns the
-    /// internal endpoint to map.
-    fn authorize(&self, p: &MapParams, owner: &Owner) -> Result<SocketAddr, ApiError> {
-        let s = self.shared.lock().unwrap();
-        let policy = &s.policy;
-        let transport = gate_transport(p.transport);
-        if p.port == 0 || p.external_port == Some(0) || p.lifetime == Some(0) {
+    /// Map for a client: authorize, prove ownership of the endpoint,
+    /// reserve, then map in a task of its own (see the module docs) and
+    /// answer when it is journaled. `passed` is the socket the client
+    /// handed over with the request, if any.
+    pub async fn map(
+        self: &Arc<Self>,
+        mut p: MapParams,
+        who: Requester,
+        passed: Option<OwnedFd>,
+    ) -> Result<LeaseView, ApiError> {
+        let handed = handed_socket(&mut p, &who, passed)?;
+        if p.until_closed && who.lan.is_some() {
             return Err(api(
                 ErrorCode::BadRequest,
-                "port and lifetime must be at least 1",
+                "`until_closed` needs a local socket to follow; a LAN client has none here",
             ));
         }
-        let ports: Vec<u16> = std::iter::once(p.port).chain(p.external_port).collect();
-        let rules = policy.access_rules();
-        let who = match owner.lan_peer {
-            Some(ip) => format!("LAN client {ip}"),
-            None => format!("uid {}", owner.uid),
-        };
-        let rule = rules
-            .iter()
-            .find(|r| r.applies_to(owner.uid) && r.covers(transport, &ports))
-            .ok_or_else(|| {
-                api(
-                    ErrorCode::Unauthorized,
-                    format!("policy does not allow {who} to map {transport:?} port(s) {ports:?}"),
-                )
-            })?;
-        if p.persist && !rule.persist {
-            return Err(api(
-                ErrorCode::Unauthorized,
-                format!("policy does not allow {who} leases that outlive the connection"),
-            ));
-        }
-        let cap = rule
-            .max_lifetime
-            .unwrap_or(u32::MAX)
-            .min(policy.broker.max_lifetime);
-        if let Some(l) = p.lifetime.filter(|l| *l > cap) {
-            return Err(api(
-                ErrorCode::Limit,
-                format!("lifetime {l} s exceeds the cap of {cap} s for {who}"),
-            ));
-        }
-        let live = s.leases.values().filter(|l| !l.releasing);
-        let (total, mine) = live.fold((0u32, 0u32), |(t, m), l| {
-            (t + 1, m + u32::from(l.rec.owner_uid == owner.uid))
-        });
-        if total + s.pending.len() as u32 >= policy.broker.max_leases {
-            return Err(api(
-                ErrorCode::Limit,
-                format!("the broker holds its maximum of {total} leases"),
-            ));
-        }
-        if let Some(max) = rule.max_leases.filter(|m| mine >= *m) {
-            return Err(api(
-                ErrorCode::Limit,
-                format!("{who} already holds its maximum of {max} leases"),
-            ));
-        }
-        let ip = match (p.address, owner.lan_peer) {
-            (Some(a), Some(_)) if owner.third_party => a,
-            (Some(a), Some(peer)) if a != peer => {
-                return Err(api(
-                    ErrorCode::Unauthorized,
-                    format!("a LAN client may only map its own address {peer}, not {a}"),
-                ));
-            }
-            (_, Some(peer)) => peer,
-            (Some(a), None) => {
-                if !s.net.addresses.iter().any(|x| x.address == a) {
-                    return Err(api(
-                        ErrorCode::Unauthorized,
-                        format!("{a} is not an address of this host"),
-                    ));
-                }
-                a
-            }
-            (None, None) => local_internal(&s.net)
-                .ok_or_else(|| api(ErrorCode::NoMode, "this host has no address to map"))?,
-        };
-        Ok(SocketAddr::new(ip, p.port))
-    }
-
-    /// Refuse a map that would collide with a lease of this broker: the
-    /// same internal endpoint, or an external port another lease holds.
-    fn reserve(
-        &self,
-        transport: Transport,
-        internal: SocketAddr,
-        ext: Option<u16>,
-    ) -> Result<(), ApiError> {
-        let mut s = self.shared.lock().unwrap();
-        for l in s.leases.values().filter(|l| !l.releasing) {
-            let m = &l.rec.mapping;
-            if m.transport != transport {
-                continue;
-            }
-            if m.internal == internal {
-                return Err(api(
-                    ErrorCode::Conflict,
-                    format!(
-                        "{internal} ({transport:?}) is already mapped by lease {}",
-                        l.rec.id
-                    ),
-                ));
-            }
-            if ext == Some(m.external.port()) {
-                return Err(api(
-                    ErrorCode::Conflict,
-                    format!(
-                        "external port {} ({transport:?}) is held by another lease of this broker",
-                        m.external.port()
-                    ),
-                ));
-            }
-        }
-        if !s.pending.insert((transport, internal)) {
-            return Err(api(
-                ErrorCode::Conflict,
-                format!("{internal} ({transport:?}) is being mapped by another request"),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Map for a client: authorize, select, map, journal, then answer.
-    pub async fn map(self: &Arc<Self>, p: MapParams, owner: Owner) -> Result<LeaseView, ApiError> {
-        let internal = self.authorize(&p, &owner)?;
         let transport = gate_transport(p.transport);
-        self.reserve(transport, internal, p.external_port)?;
-        let result = self.map_reserved(&p, &owner, transport, internal).await;
-        self.shared
-            .lock()
-            .unwrap()
-            .pending
-            .remove(&(transport, internal));
-        result
+        let auth = {
+            let s = self.shared.lock().unwrap();
+            s.table.authorize(&p, &who, &s.policy, &s.net, now_ms())?
+        };
+        let holders = match handed {
+            // A LAN client maps only its own address (checked above).
+            None if who.lan.is_some() => Vec::new(),
+            proof => owned(transport, auth.internal, Proof::of(who.uid, proof))
+                .await
+                .map_err(|e| api(ErrorCode::NotOwner, e.to_string()))?,
+        };
+        let id = self.shared.lock().unwrap().table.reserve(
+            transport,
+            auth.internal,
+            p.external_port,
+            &who,
+        )?;
+        let follows = if p.until_closed { holders } else { Vec::new() };
+        let target = Target {
+            id,
+            transport,
+            internal: auth.internal,
+            external_port: p.external_port,
+            expires_ms: Some(auth.expires_ms),
+        };
+        let b = self.clone();
+        let task = tokio::spawn(async move { b.map_reserved(target, &p, &who, follows).await });
+        match task.await {
+            Ok(r) => r,
+            Err(e) => {
+                self.shared.lock().unwrap().table.cancel(id);
+                Err(api(ErrorCode::Internal, format!("map task failed: {e}")))
+            }
+        }
     }
 
     async fn map_reserved(
         self: &Arc<Self>,
+        t: Target,
         p: &MapParams,
-        owner: &Owner,
-        transport: Transport,
-        internal: SocketAddr,
+        who: &Requester,
+        follows: Vec<u64>,
     ) -> Result<LeaseView, ApiError> {
-        let now = now_ms();
-        let expires_ms = p.lifetime.map(|l| now + u64::from(l) * 1000);
-        let (mode, mapping) = self
-            .establish(
-                transport,
-                internal,
-                p.external_port,
-                expires_ms,
-                p.mode.as_deref(),
-                None,
-            )
-            .await?;
-        let id = {
-            let mut s = self.shared.lock().unwrap();
-            s.next_id += 1;
-            s.next_id
+        let created = now_ms();
+        let (mode, mapping) = match self.establish(&t, p.mode.as_deref(), None).await {
+            Ok(x) => x,
+            Err(e) => {
+                self.shared.lock().unwrap().table.cancel(t.id);
+                self.forget_intent(t.id);
+                return Err(e);
+            }
         };
         let rec = LeaseRecord {
-            id,
+            id: t.id,
             mode: mode.name().to_string(),
             mode_sha256: mode.sha256().to_string(),
             mapping: MappingJson::from(&mapping),
             granted_at: now_ms() / 1000,
-            owner_uid: owner.uid,
+            owner_uid: who.uid,
+            owner_lan: who.lan.as_ref().map(|l| l.id.clone()),
             persist: p.persist,
-            expires_at: expires_ms.map(|e| e.div_ceil(1000)),
-            created_at: now / 1000,
+            expires_at: t.expires_ms.map(|e| e.div_ceil(1000)),
+            created_at: created / 1000,
+            follows,
         };
         let journaled = self.journal.lock().unwrap().put(&rec);
         if let Err(e) = journaled {
             // Not durable: undo rather than hand out a mapping we could leak.
             let _ = mode.call(Op::Unmap(mapping)).await;
+            self.shared.lock().unwrap().table.cancel(t.id);
+            self.forget_intent(t.id);
             return Err(api(ErrorCode::Internal, e.to_string()));
         }
-        let lease = Lease {
-            due_ms: timing::renew_at(now_ms(), rec.mapping.lifetime, crate::daemon::random_u32()),
+        let (lease, orphaned) = self.shared.lock().unwrap().table.install(
             rec,
-            state: LeaseState::Active,
-            conn: (!p.persist).then_some(owner.conn),
-            failures: 0,
-            busy: false,
-            releasing: false,
-        };
+            (!p.persist).then_some(who.conn),
+            now_ms(),
+            crate::daemon::random_u32(),
+        );
         let view = views::lease(&lease);
         self.emit(
             EventKind::Mapped,
             &lease,
             Some(format!("via {}", lease.rec.mode)),
         );
-        self.shared.lock().unwrap().leases.insert(id, lease);
+        if orphaned {
+            // Its client left while the MOD worked: nobody holds it.
+            let _ = self.release(t.id, "its client disconnected").await;
+        }
         self.wake.notify_one();
         Ok(view)
     }
 
-    /// Find a MOD that maps `internal`: the forced one, or the ranked
-    /// candidates in turn (`prefer` first if it is one). The error lists
-    /// every MOD's reason.
+    /// The intent of a map that did not happen: drop it from the journal.
+    fn forget_intent(&self, id: u64) {
+        if let Err(e) = self.journal.lock().unwrap().del(id) {
+            tracing::error!("{e}");
+        }
+    }
+
+    /// Find a MOD that maps `t`: the forced one, or the ranked candidates
+    /// in turn (`prefer` first if it is one). Each attempt is journaled as
+    /// an intent before the MOD runs. The error lists every MOD's reason.
     pub async fn establish(
         &self,
-        transport: Transport,
-        internal: SocketAddr,
-        external_port: Option<u16>,
-        expires_ms: Option<u64>,
+        t: &Target,
         forced: Option<&str>,
         prefer: Option<&str>,
-    ) -> Result<(Arc<Mode>, crate::bindings::Mapping), ApiError> {
+    ) -> Result<(Arc<Mode>, Mapping), ApiError> {
         let probes = self.probes(false).await;
         let (candidates, mut reasons, policy) = {
             let s = self.shared.lock().unwrap();
@@ -418,7 +283,10 @@ impl Broker {
                 Some(name) if !s.modes.contains_key(name) => {
                     return Err(api(
                         ErrorCode::NotFound,
-                        format!("mode `{name}` is not loaded or not permitted by the policy"),
+                        format!(
+                            "mode `{}` is not loaded or not permitted by the policy",
+                            crate::text::escape(name)
+                        ),
                     ));
                 }
                 Some(name) => selector::Ranking {
@@ -442,17 +310,29 @@ impl Broker {
             (modes, ranking.excluded, s.policy.clone())
         };
         for mode in candidates {
+            let until = min_some(t.expires_ms, policy.expires_ms());
             let lifetime =
-                timing::gateway_lifetime(policy.broker.mapping_lifetime, now_ms(), expires_ms);
+                timing::gateway_lifetime(policy.broker.mapping_lifetime, now_ms(), until);
+            let intent = Intent {
+                id: t.id,
+                mode: mode.name().to_string(),
+                transport: t.transport,
+                internal: t.internal,
+                external_port: t.external_port,
+            };
+            if let Err(e) = self.journal.lock().unwrap().intent(&intent) {
+                // Without the intent a crash mid-call could leak a mapping.
+                return Err(api(ErrorCode::Internal, e.to_string()));
+            }
             let probe_state = probes
                 .get(mode.name())
                 .and_then(|p| p.result.as_ref().ok())
                 .map(|s| s.state.clone())
                 .unwrap_or_default();
             let req = MapRequest {
-                transport: wit_transport(transport),
-                internal: internal.into(),
-                external_port,
+                transport: wit_transport(t.transport),
+                internal: t.internal.into(),
+                external_port: t.external_port,
                 lifetime,
                 permanent_allowed: policy.broker.permanent_allowed,
                 probe_state,
@@ -466,7 +346,7 @@ impl Broker {
                 )),
                 Err(e) => {
                     let f = selector::failure(&e);
-                    let conflict = f.kind == "conflict" && external_port.is_some();
+                    let conflict = f.kind == "conflict" && t.external_port.is_some();
                     reasons.push((mode.name().to_string(), f));
                     if conflict {
                         // The port is taken on the gateway: another MOD on the
@@ -494,7 +374,10 @@ impl Broker {
         self.invalidate_probes();
         Err(ApiError {
             code,
-            message: format!("no MOD could map {internal} ({transport:?}): {summary}"),
+            message: format!(
+                "no MOD could map {} ({:?}): {summary}",
+                t.internal, t.transport
+            ),
             reasons: reasons
                 .into_iter()
                 .map(|(mode, f)| ModeReason {
@@ -506,47 +389,111 @@ impl Broker {
         })
     }
 
-    /// Release lease `id` for its owner (root may release any).
-    pub async fn unmap(self: &Arc<Self>, id: u64, owner: &Owner) -> Result<LeaseView, ApiError> {
-        {
-            let s = self.shared.lock().unwrap();
-            match s.leases.get(&id) {
-                Some(l) if !l.releasing && (l.rec.owner_uid == owner.uid || owner.uid == 0) => {}
-                Some(l) if !l.releasing => {
-                    return Err(api(
-                        ErrorCode::Unauthorized,
-                        format!("lease {id} belongs to another user"),
-                    ));
-                }
-                _ => return Err(api(ErrorCode::NotFound, format!("no lease {id}"))),
-            }
-        }
+    /// Release lease `id` for `who` (local root may release any).
+    pub async fn unmap(self: &Arc<Self>, id: u64, who: &Requester) -> Result<LeaseView, ApiError> {
+        self.shared.lock().unwrap().table.may_unmap(id, who)?;
         self.release(id, "released by its client").await
     }
 
-    /// Leases visible to `owner` (root sees all).
-    pub fn list(&self, owner: &Owner) -> Vec<LeaseView> {
+    /// Leases visible to `who` (local root sees all).
+    pub fn list(&self, who: &Requester) -> Vec<LeaseView> {
         let s = self.shared.lock().unwrap();
-        s.leases
-            .values()
-            .filter(|l| !l.releasing && (owner.uid == 0 || l.rec.owner_uid == owner.uid))
-            .map(views::lease)
-            .collect()
+        s.table.visible(who).map(views::lease).collect()
     }
 
-    /// Release every non-persistent lease of connection `conn`.
+    /// Release every non-persistent lease of connection `conn`; a map of
+    /// it still in flight is released when it lands.
     pub async fn connection_closed(self: &Arc<Self>, conn: u64) {
-        let ids: Vec<u64> = {
-            let s = self.shared.lock().unwrap();
-            s.leases
-                .values()
-                .filter(|l| l.conn == Some(conn) && !l.releasing)
-                .map(|l| l.rec.id)
-                .collect()
+        let ids = {
+            let mut s = self.shared.lock().unwrap();
+            s.table.close_connection(conn);
+            s.table.of_connection(conn)
         };
         for id in ids {
             let _ = self.release(id, "its client disconnected").await;
         }
+    }
+}
+
+/// What proves a requester owns an endpoint.
+#[derive(Debug, Clone, Copy)]
+pub enum Proof {
+    /// Its uid: every socket holding the endpoint must be this uid's.
+    Uid(u32),
+    /// The socket it handed over (inode).
+    Socket(u64),
+}
+
+impl Proof {
+    fn of(uid: u32, passed: Option<u64>) -> Proof {
+        passed.map_or(Proof::Uid(uid), Proof::Socket)
+    }
+}
+
+/// Whether the proof holds for `endpoint` (see [`ownership`]): the inodes
+/// of the sockets holding it, or why not. Reads the host's socket table off
+/// the async workers.
+pub async fn owned(
+    transport: Transport,
+    endpoint: SocketAddr,
+    proof: Proof,
+) -> Result<Vec<u64>, ownership::NotOwner> {
+    let unreadable = |e: String| ownership::NotOwner::Unreadable(e);
+    let read = move || ownership::read_table(transport, Some(endpoint.port()));
+    let table = tokio::task::spawn_blocking(read)
+        .await
+        .map_err(|e| unreadable(e.to_string()))?
+        .map_err(|e| unreadable(e.to_string()))?;
+    match proof {
+        Proof::Uid(uid) => ownership::verdict(&table, transport, endpoint, uid),
+        Proof::Socket(inode) => ownership::verdict_passed(&table, transport, endpoint, inode),
+    }
+}
+
+/// A socket handed over with `p`: check it matches the request, take its
+/// address as the endpoint's, and return its inode. The descriptor is
+/// closed when this returns: the broker keeps no copy.
+fn handed_socket(
+    p: &mut MapParams,
+    who: &Requester,
+    passed: Option<OwnedFd>,
+) -> Result<Option<u64>, ApiError> {
+    let bad = |m: String| api(ErrorCode::BadRequest, m);
+    let fd = match (p.socket, passed) {
+        (false, _) => return Ok(None),
+        (true, _) if who.lan.is_some() => {
+            return Err(bad("a LAN client cannot hand over a socket".into()));
+        }
+        (true, None) => {
+            return Err(bad(
+                "`socket` is set but no socket came with the request (pass it with SCM_RIGHTS on the local socket)"
+                    .into(),
+            ));
+        }
+        (true, Some(fd)) => fd,
+    };
+    let (transport, local, inode) = ownership::described(fd.as_fd()).map_err(bad)?;
+    if gate_transport(p.transport) != transport || p.port != local.port() {
+        return Err(bad(format!(
+            "the request names {} port {}, the socket is {transport} {local}",
+            p.transport, p.port
+        )));
+    }
+    if !local.ip().is_unspecified() {
+        if p.address.is_some_and(|a| a != local.ip()) {
+            return Err(bad(format!(
+                "the socket is bound to {local}, not the requested address"
+            )));
+        }
+        p.address = Some(local.ip());
+    }
+    Ok(Some(inode))
+}
+
+fn min_some(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
     }
 }
 

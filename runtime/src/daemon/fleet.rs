@@ -219,15 +219,15 @@ impl Broker {
             let why: Vec<String> = errors.iter().map(|(f, e)| format!("{f}: {e}")).collect();
             return Err(format!("no MOD would load under it ({})", why.join("; ")));
         }
-        let retired: Vec<(u64, Arc<crate::host::Mode>)> = {
+        let retired: Vec<(u64, Arc<crate::sandbox::Mode>)> = {
             let mut s = self.shared.lock().unwrap();
             let old = std::mem::replace(&mut s.modes, modes);
             s.policy = Arc::new(policy);
             s.load_errors = errors;
             s.probed_at = None;
-            let gone: Vec<(u64, Arc<crate::host::Mode>)> = s
-                .leases
-                .values()
+            let gone: Vec<(u64, Arc<crate::sandbox::Mode>)> = s
+                .table
+                .all()
                 .filter(|l| !l.releasing && !s.modes.contains_key(&l.rec.mode))
                 .filter_map(|l| old.get(&l.rec.mode).map(|m| (l.rec.id, m.clone())))
                 .collect();
@@ -325,7 +325,7 @@ impl Broker {
         let new_seen = Seen {
             root_version: root.version,
             policy_serial: serial,
-            policy_sha256: hex::encode(crate::cache::sha256(&f.policy)),
+            policy_sha256: hex::encode(crate::sandbox::sha256(&f.policy)),
         };
         write_atomically(&self.state_dir.join(POLICY_FILE), &f.policy)
             .map_err(|e| e.to_string())?;

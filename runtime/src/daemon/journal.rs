@@ -6,6 +6,11 @@
 //! disk before its client hears of it; after a crash the next start reads
 //! the journal and reconciles every lease still in it (re-adopt or delete).
 //!
+//! Before each MOD `map` call the broker writes an `intent` (which MOD,
+//! which endpoint): a crash between the gateway mapping and the `put` leaves
+//! the intent, and the next start reconciles it. A later `put` or `del` of
+//! the same id resolves it.
+//!
 //! A torn last line (a crash mid-write) is ignored with a warning. When the
 //! file holds many more lines than live leases it is compacted: the live set
 //! is written to a temporary file, synced, renamed over the journal, and the
@@ -47,12 +52,18 @@ pub struct LeaseRecord {
     pub granted_at: u64,
     /// The client's uid.
     pub owner_uid: u32,
+    /// The LAN client's identity, when a LAN client holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_lan: Option<String>,
     /// Whether the lease outlives its client's connection.
     pub persist: bool,
     /// Unix seconds when the lease ends; `None` = until released.
     pub expires_at: Option<u64>,
     /// Unix seconds when the lease was created.
     pub created_at: u64,
+    /// Inodes of the sockets whose closing ends the lease (`until_closed`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub follows: Vec<u64>,
 }
 
 impl LeaseRecord {
@@ -63,11 +74,28 @@ impl LeaseRecord {
     }
 }
 
+/// A MOD `map` about to run for lease `id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Intent {
+    /// The lease id the map is for.
+    pub id: u64,
+    /// The MOD asked.
+    pub mode: String,
+    /// TCP or UDP.
+    pub transport: crate::gate::Transport,
+    /// The internal endpoint.
+    pub internal: std::net::SocketAddr,
+    /// The external port asked for, if any.
+    pub external_port: Option<u16>,
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
 enum Line {
     Put { lease: LeaseRecord },
     Del { id: u64 },
+    Intent { intent: Intent },
 }
 
 /// What replaying a journal found.
@@ -75,6 +103,8 @@ enum Line {
 pub struct Replay {
     /// Live leases by id.
     pub leases: BTreeMap<u64, LeaseRecord>,
+    /// Maps cut short: intents no `put` or `del` resolved.
+    pub intents: BTreeMap<u64, Intent>,
     /// Lines read (for the compaction rule).
     pub lines: usize,
     /// The highest lease id ever seen (ids are never reused).
@@ -98,11 +128,17 @@ pub fn replay(bytes: &[u8]) -> Replay {
         match serde_json::from_str::<Line>(line) {
             Ok(Line::Put { lease }) => {
                 r.max_id = r.max_id.max(lease.id);
+                r.intents.remove(&lease.id);
                 r.leases.insert(lease.id, lease);
             }
             Ok(Line::Del { id }) => {
                 r.max_id = r.max_id.max(id);
+                r.intents.remove(&id);
                 r.leases.remove(&id);
+            }
+            Ok(Line::Intent { intent }) => {
+                r.max_id = r.max_id.max(intent.id);
+                r.intents.insert(intent.id, intent);
             }
             Err(_) if i + 1 == all.len() && !complete => {
                 r.warnings.push(format!(
@@ -122,6 +158,7 @@ pub struct Journal {
     file: File,
     lines: usize,
     live: BTreeMap<u64, LeaseRecord>,
+    intents: BTreeMap<u64, Intent>,
 }
 
 /// Journal I/O failed: the caller must not report the change as done.
@@ -159,6 +196,7 @@ impl Journal {
             file,
             lines: replay.lines,
             live: replay.leases.clone(),
+            intents: replay.intents.clone(),
         };
         // A torn tail would glue itself to the next line: start clean.
         if !bytes.is_empty() && !bytes.ends_with(b"\n") {
@@ -173,12 +211,26 @@ impl Journal {
             lease: lease.clone(),
         })?;
         self.live.insert(lease.id, lease.clone());
+        self.intents.remove(&lease.id);
         self.maybe_compact()
     }
 
-    /// Record that lease `id` is gone; durable when this returns.
+    /// Record that a MOD is about to map for lease `intent.id`; durable
+    /// when this returns.
+    pub fn intent(&mut self, intent: &Intent) -> Result<(), JournalError> {
+        self.append(&Line::Intent {
+            intent: intent.clone(),
+        })?;
+        self.intents.insert(intent.id, intent.clone());
+        self.maybe_compact()
+    }
+
+    /// Record that lease `id` is gone (or its map never happened); durable
+    /// when this returns.
     pub fn del(&mut self, id: u64) -> Result<(), JournalError> {
-        if self.live.remove(&id).is_none() {
+        let lease = self.live.remove(&id);
+        let intent = self.intents.remove(&id);
+        if lease.is_none() && intent.is_none() {
             return Ok(());
         }
         self.append(&Line::Del { id })?;
@@ -210,25 +262,18 @@ impl Journal {
     }
 
     fn maybe_compact(&mut self) -> Result<(), JournalError> {
-        if self.lines >= COMPACT_MIN_LINES && self.lines > COMPACT_FACTOR * self.live.len().max(1) {
+        let kept = self.live.len() + self.intents.len();
+        if self.lines >= COMPACT_MIN_LINES && self.lines > COMPACT_FACTOR * kept.max(1) {
             self.compact()?;
         }
         Ok(())
     }
 
-    /// Rewrite the journal as the live set only (atomic rename).
+    /// Rewrite the journal as the live set and open intents only (atomic
+    /// rename).
     pub fn compact(&mut self) -> Result<(), JournalError> {
         let tmp = self.path.with_extension("compact");
-        let mut text = String::new();
-        for lease in self.live.values() {
-            text.push_str(
-                &serde_json::to_string(&Line::Put {
-                    lease: lease.clone(),
-                })
-                .expect("records serialise"),
-            );
-            text.push('\n');
-        }
+        let text = compacted(&self.live, &self.intents);
         let write = || -> std::io::Result<File> {
             let mut f = OpenOptions::new()
                 .create(true)
@@ -245,9 +290,22 @@ impl Journal {
             OpenOptions::new().append(true).open(&self.path)
         };
         self.file = write().map_err(|e| self.err(e))?;
-        self.lines = self.live.len();
+        self.lines = self.live.len() + self.intents.len();
         Ok(())
     }
+}
+
+/// The journal text holding exactly `live` and `intents` (what compaction
+/// writes; replaying it gives them back).
+pub fn compacted(live: &BTreeMap<u64, LeaseRecord>, intents: &BTreeMap<u64, Intent>) -> String {
+    let mut text = String::new();
+    let puts = live.values().map(|l| Line::Put { lease: l.clone() });
+    let open = intents.values().map(|i| Line::Intent { intent: i.clone() });
+    for line in puts.chain(open) {
+        text.push_str(&serde_json::to_string(&line).expect("records serialise"));
+        text.push('\n');
+    }
+    text
 }
 
 #[cfg(test)]
@@ -269,9 +327,11 @@ mod tests {
             },
             granted_at: 1_000,
             owner_uid: 1000,
+            owner_lan: None,
             persist: false,
             expires_at: None,
             created_at: 1_000,
+            follows: Vec::new(),
         }
     }
 

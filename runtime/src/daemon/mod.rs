@@ -8,10 +8,14 @@
 //! loop that serves new ones.
 
 pub mod broker;
+pub mod fdpass;
 pub mod fleet;
 pub mod journal;
+pub mod leases;
 pub mod netwatch;
 pub mod notify;
+pub mod ownership;
+pub mod process;
 pub mod selector;
 pub mod server;
 pub mod timing;
@@ -27,10 +31,10 @@ use anyhow::{Context, bail};
 use tokio::sync::{Notify, broadcast};
 
 use crate::audit::{AuditSink, FileSink};
-use crate::host::{EngineConfig, ModeHost};
-use crate::loader::AllowList;
 use crate::netinfo::NetInfo;
 use crate::policy::Policy;
+use crate::sandbox::load::AllowList;
+use crate::sandbox::{EngineConfig, ModeHost};
 use broker::{Broker, Shared};
 use journal::Journal;
 
@@ -53,6 +57,18 @@ pub struct DaemonOptions {
     pub state_dir: PathBuf,
     /// Signed policy updates, if the fleet pushes them.
     pub fleet: Option<fleet::Fleet>,
+}
+
+/// An error answer without per-MOD reasons.
+pub fn api(
+    code: p2pbroker_client::ErrorCode,
+    message: impl Into<String>,
+) -> p2pbroker_client::ApiError {
+    p2pbroker_client::ApiError {
+        code,
+        message: message.into(),
+        reasons: Vec::new(),
+    }
 }
 
 /// A uniform random u32 (jitter). Falls back to the clock's nanoseconds if
@@ -100,55 +116,28 @@ pub fn read_allow_list(dir: &Path) -> anyhow::Result<HashSet<String>> {
         .collect())
 }
 
-/// Admit, compile and configure one component: trust first (revocation,
-/// signatures — before any byte is compiled), then the name's policy entry,
-/// its pin and signer set, and the manifest ∩ policy grants.
+/// Admit, compile and configure one component: the admission decision
+/// first (revocation, signatures, name, pin, grants — before any byte is
+/// compiled), then compile and link with the admitted spec, and check the
+/// MOD's own name against its manifest.
 pub async fn load_one(
     host: &ModeHost,
     bytes: &[u8],
     allow_list: &HashSet<String>,
     policy: &Policy,
     net: Arc<NetInfo>,
-) -> Result<crate::host::Mode, String> {
-    use crate::trust::manifest;
-    let sha = hex::encode(crate::cache::sha256(bytes));
-    let signers = policy.trust.admit(bytes, &sha).map_err(|e| e.to_string())?;
-    let pinned = policy
-        .modes
-        .values()
-        .any(|m| m.sha256.as_deref() == Some(sha.as_str()));
-    let signed = policy.trust.threshold > 0 && !signers.is_empty();
-    if !(allow_list.contains(&sha) || pinned || signed) {
-        return Err(format!(
-            "component {sha} is not on the allow-list, not pinned by the policy, and not signed by a trusted key"
-        ));
-    }
-    let allow = AllowList::Sha256(HashSet::from([sha.clone()]));
-    let (mut mode, _) = host
-        .load(bytes, &allow, Default::default(), net)
+) -> Result<crate::sandbox::Mode, String> {
+    let admitted =
+        crate::trust::admission::admit(bytes, allow_list, policy).map_err(|e| e.to_string())?;
+    let allow = AllowList::Sha256(HashSet::from([admitted.sha256.clone()]));
+    let (component, _) = host.compile(bytes, &allow).map_err(|e| e.to_string())?;
+    let mode = host
+        .link(&component, &admitted.sha256, admitted.spec.clone(), net)
         .await
+        .map_err(|e| format!("mode `{}`: {e}", admitted.name))?;
+    admitted
+        .check_name(mode.name())
         .map_err(|e| e.to_string())?;
-    let name = mode.name().to_string();
-    let entry = policy
-        .modes
-        .get(&name)
-        .ok_or_else(|| format!("mode `{name}` is not in the policy"))?;
-    policy
-        .trust
-        .admit_mode(&name, entry, &sha, &signers)
-        .map_err(|e| e.to_string())?;
-    let mut spec = policy.spec(&name).map_err(|e| e.to_string())?;
-    match manifest::read(bytes) {
-        Ok(Some(m)) => {
-            spec.grants = manifest::effective_grants(&m, &spec.grants)
-                .map_err(|e| format!("mode `{name}`: {e}"))?;
-            spec.limits = manifest::effective_limits(spec.limits, &m);
-        }
-        Ok(None) => {}
-        Err(e) => return Err(format!("mode `{name}`: {e}")),
-    }
-    mode.respec(host, spec)
-        .map_err(|e| format!("mode `{name}`: {e}"))?;
     Ok(mode)
 }
 
@@ -161,7 +150,7 @@ pub async fn load_modes(
     policy: &Policy,
     net: Arc<NetInfo>,
 ) -> anyhow::Result<(
-    BTreeMap<String, Arc<crate::host::Mode>>,
+    BTreeMap<String, Arc<crate::sandbox::Mode>>,
     Vec<(String, String)>,
 )> {
     let allow = read_allow_list(dir)?;
@@ -219,9 +208,11 @@ pub async fn start(opts: &DaemonOptions) -> anyhow::Result<Arc<Broker>> {
         tracing::warn!("lease journal: {w}");
     }
     let audit: Arc<dyn AuditSink> = Arc::new(FileSink::open(&opts.state_dir.join("audit.jsonl"))?);
+    let nofile = process::raise_nofile();
     let host = ModeHost::new(
         EngineConfig {
             cache_dir: Some(opts.state_dir.join("cache")),
+            max_mod_sockets: process::mod_socket_budget(nofile),
             ..Default::default()
         },
         audit,
@@ -248,9 +239,7 @@ pub async fn start(opts: &DaemonOptions) -> anyhow::Result<Arc<Broker>> {
             net,
             probes: BTreeMap::new(),
             probed_at: None,
-            leases: BTreeMap::new(),
-            next_id: replay.max_id,
-            pending: HashSet::new(),
+            table: leases::LeaseTable::new(replay.max_id),
         }),
         journal: Mutex::new(journal),
         events,
@@ -262,13 +251,22 @@ pub async fn start(opts: &DaemonOptions) -> anyhow::Result<Arc<Broker>> {
         state_dir: opts.state_dir.clone(),
         trust: Mutex::new(trust),
     });
-    broker.adopt(replay.leases.into_values().collect());
+    broker
+        .shared
+        .lock()
+        .unwrap()
+        .table
+        .adopt(replay.leases.into_values(), broker::now_ms());
+    broker
+        .reconcile(replay.intents.into_values().collect())
+        .await;
     Ok(broker)
 }
 
 /// Run the daemon until SIGTERM or SIGINT, then release every lease.
 pub async fn run(opts: DaemonOptions) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
+    process::abort_on_panic();
     let broker = start(&opts).await?;
     let listener = server::bind(&opts.socket)?;
     let mut term = signal(SignalKind::terminate())?;
@@ -317,7 +315,7 @@ pub async fn run(opts: DaemonOptions) -> anyhow::Result<()> {
     upkeep.abort();
     let _ = std::fs::remove_file(&opts.socket);
     broker.release_all(SHUTDOWN_CAP).await;
-    let left = broker.shared.lock().unwrap().leases.len();
+    let left = broker.shared.lock().unwrap().table.all().count();
     if left > 0 {
         tracing::warn!(
             "{left} lease(s) could not be unmapped; the journal keeps them for the next start"

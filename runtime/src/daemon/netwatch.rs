@@ -3,11 +3,17 @@
 //! default gateway or local address recompiles every MOD's gate against the
 //! new facts, drops cached probes, and makes every lease due for renewal at
 //! once, so losses surface now rather than at the next half-life.
+//!
+//! The same loop ends leases made `until_closed` once every socket they
+//! follow is gone from the host's socket table.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::broker::{Broker, now_ms};
+use super::ownership;
+use crate::gate::Transport;
 use crate::netinfo::NetInfo;
 
 /// What changed between two snapshots, for the log; `None` if nothing did.
@@ -36,10 +42,7 @@ impl Broker {
             .collect();
         s.net = net;
         s.probed_at = None;
-        let now = now_ms();
-        for l in s.leases.values_mut().filter(|l| !l.releasing) {
-            l.due_ms = Some(now);
-        }
+        s.table.renew_all_now(now_ms());
         drop(s);
         self.wake.notify_one();
     }
@@ -58,6 +61,43 @@ impl Broker {
             let old = self.shared.lock().unwrap().net.clone();
             if let Some(why) = describe_change(&old, &new) {
                 self.network_changed(new, &why);
+            }
+            self.release_closed().await;
+        }
+    }
+
+    /// Release every lease whose followed sockets have all closed.
+    async fn release_closed(self: &Arc<Self>) {
+        let followed: Vec<(u64, Transport, Vec<u64>)> = {
+            let s = self.shared.lock().unwrap();
+            s.table
+                .all()
+                .filter(|l| !l.releasing && !l.rec.follows.is_empty())
+                .map(|l| (l.rec.id, l.rec.mapping.transport, l.rec.follows.clone()))
+                .collect()
+        };
+        if followed.is_empty() {
+            return;
+        }
+        let transports: Vec<Transport> = [Transport::Tcp, Transport::Udp]
+            .into_iter()
+            .filter(|t| followed.iter().any(|(_, x, _)| x == t))
+            .collect();
+        let read = move || -> std::io::Result<HashSet<u64>> {
+            let mut open = HashSet::new();
+            for t in transports {
+                open.extend(ownership::read_table(t, None)?.into_iter().map(|e| e.inode));
+            }
+            Ok(open)
+        };
+        let open = match tokio::task::spawn_blocking(read).await {
+            Ok(Ok(open)) => open,
+            // Unreadable now: nothing is released on a guess.
+            _ => return,
+        };
+        for (id, _, follows) in followed {
+            if ownership::all_closed(&follows, &open) {
+                let _ = self.release(id, "its socket closed").await;
             }
         }
     }

@@ -8,9 +8,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::error::{CallError, mode_error_message};
-use crate::host::{Mode, Op, Output};
 use crate::json::{class_name, ip, mode_error_kind};
+use crate::sandbox::error::{CallError, mode_error_message};
+use crate::sandbox::{Mode, Op, Output};
 
 /// What one MOD's probe saw.
 #[derive(Debug, Clone)]

@@ -23,7 +23,10 @@ use tokio::sync::{Semaphore, mpsc};
 
 use crate::policy::LanSettings;
 
-use super::broker::{Broker, Owner, api};
+use super::api;
+use super::broker::Broker;
+use super::fdpass::{FdQueue, FdReader};
+use super::leases::{LanPeer, Requester};
 use super::views;
 
 /// Requests of one connection running at once; more wait (backpressure).
@@ -73,14 +76,20 @@ pub async fn serve(broker: Arc<Broker>, listener: UnixListener) {
         let Ok(cred) = stream.peer_cred() else {
             continue;
         };
-        let owner = Owner {
+        let owner = Requester {
             uid: cred.uid(),
             conn: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
-            lan_peer: None,
-            third_party: false,
+            lan: None,
         };
         let (rd, wr) = stream.into_split();
-        tokio::spawn(connection(broker.clone(), BufReader::new(rd), wr, owner));
+        let (rd, fds) = FdReader::new(rd);
+        tokio::spawn(connection(
+            broker.clone(),
+            BufReader::new(rd),
+            wr,
+            owner,
+            Some(fds),
+        ));
     }
 }
 
@@ -114,8 +123,10 @@ pub async fn serve_lan(broker: Arc<Broker>, listener: TcpListener, lan: LanSetti
                 Ok(Ok(ReadLine::Line(l))) => auth_token(&l),
                 _ => None,
             };
-            let digest = token.map(|t| crate::cache::sha256(t.as_bytes()));
-            if !digest.is_some_and(|d| hashes.iter().any(|h| ct_eq(h, &d))) {
+            let digest = token
+                .map(|t| crate::sandbox::sha256(t.as_bytes()))
+                .filter(|d| hashes.iter().any(|h| ct_eq(h, d)));
+            let Some(digest) = digest else {
                 tracing::warn!("LAN client {peer}: authentication failed");
                 let e = api(
                     ErrorCode::Unauthorized,
@@ -123,20 +134,30 @@ pub async fn serve_lan(broker: Arc<Broker>, listener: TcpListener, lan: LanSetti
                 );
                 let _ = wr.write_all(response(None, Err(e)).as_bytes()).await;
                 return;
-            }
+            };
             let ok = "{\"v\":1,\"id\":null,\"ok\":true,\"result\":{}}\n";
             if wr.write_all(ok.as_bytes()).await.is_err() {
                 return;
             }
-            let owner = Owner {
+            let owner = Requester {
                 uid: lan.uid,
                 conn: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
-                lan_peer: Some(peer.ip().to_canonical()),
-                third_party: lan.third_party,
+                lan: Some(LanPeer {
+                    ip: peer.ip().to_canonical(),
+                    third_party: lan.third_party,
+                    id: lan_identity(&digest),
+                }),
             };
-            connection(broker, rd, wr, owner).await;
+            connection(broker, rd, wr, owner, None).await;
         });
     }
+}
+
+/// A LAN client's identity: the first 12 hex digits of its token's
+/// sha256 (the policy lists the digests, so an operator can tell which
+/// token a lease belongs to; the token itself is never shown).
+pub fn lan_identity(digest: &[u8; 32]) -> String {
+    format!("lan-{}", hex::encode(&digest[..6]))
 }
 
 /// The token of an auth line `{"v":1,"auth":"..."}`.
@@ -221,8 +242,13 @@ fn response(id: Option<u64>, body: Result<ResultBody, ApiError>) -> String {
     })
 }
 
-async fn connection<R, W>(broker: Arc<Broker>, mut reader: R, mut wr: W, owner: Owner)
-where
+async fn connection<R, W>(
+    broker: Arc<Broker>,
+    mut reader: R,
+    mut wr: W,
+    owner: Requester,
+    fds: Option<Arc<FdQueue>>,
+) where
     R: AsyncBufRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
@@ -270,7 +296,7 @@ where
                 subscribed = Some(tokio::spawn(forward_events(
                     broker.events.subscribe(),
                     tx.clone(),
-                    owner.uid,
+                    owner.clone(),
                 )));
             }
             let _ = tx
@@ -282,9 +308,15 @@ where
         // finished task (and its future's memory) until it is joined.
         while tasks.try_join_next().is_some() {}
         let permit = permits.clone().acquire_owned().await.expect("never closed");
-        let (b, tx2) = (broker.clone(), tx.clone());
+        let (b, tx2, who) = (broker.clone(), tx.clone(), owner.clone());
+        // A socket handed over with this request is claimed now, in line
+        // order, not when the task gets to run.
+        let passed = match &req.op {
+            Op::Map(p) if p.socket => fds.as_ref().and_then(|q| q.take()),
+            _ => None,
+        };
         tasks.spawn(async move {
-            let body = dispatch(&b, req.op, &owner).await;
+            let body = dispatch(&b, req.op, &who, passed).await;
             let _ = tx2.send(response(Some(req.id), body)).await;
             drop(permit);
         });
@@ -306,12 +338,12 @@ where
 async fn forward_events(
     mut rx: tokio::sync::broadcast::Receiver<Event>,
     tx: mpsc::Sender<String>,
-    uid: u32,
+    who: Requester,
 ) {
     use tokio::sync::broadcast::error::RecvError;
     loop {
         match rx.recv().await {
-            Ok(e) if uid == 0 || e.lease.owner_uid == uid => {
+            Ok(e) if who.sees(e.lease.owner_uid, e.lease.lan_client.as_deref()) => {
                 // A full queue means a reader that does not read: drop the
                 // event rather than stall every other subscriber.
                 if tx.try_send(encode_event(&e)).is_err() && tx.is_closed() {
@@ -325,10 +357,15 @@ async fn forward_events(
     }
 }
 
-/// Run one request.
-pub async fn dispatch(b: &Arc<Broker>, op: Op, owner: &Owner) -> Result<ResultBody, ApiError> {
+/// Run one request (`passed`: the socket handed over with it, if any).
+pub async fn dispatch(
+    b: &Arc<Broker>,
+    op: Op,
+    owner: &Requester,
+    passed: Option<std::os::fd::OwnedFd>,
+) -> Result<ResultBody, ApiError> {
     match op {
-        Op::Map(p) => b.map(p, *owner).await.map(ResultBody::Lease),
+        Op::Map(p) => b.map(p, owner.clone(), passed).await.map(ResultBody::Lease),
         Op::Unmap { lease } => b.unmap(lease, owner).await.map(ResultBody::Lease),
         Op::List => Ok(ResultBody::Leases(b.list(owner))),
         Op::Status => Ok(ResultBody::Status(Box::new(status(b, owner)))),
@@ -338,7 +375,7 @@ pub async fn dispatch(b: &Arc<Broker>, op: Op, owner: &Owner) -> Result<ResultBo
 }
 
 /// `status`: MODs with their latest probe, leases, network, policy.
-pub fn status(b: &Broker, owner: &Owner) -> Status {
+pub fn status(b: &Broker, owner: &Requester) -> Status {
     let (version, error) = match b.trust.lock().unwrap().as_ref() {
         Some(t) => (
             (t.seen.policy_serial > 0).then_some(t.seen.policy_serial),
@@ -376,12 +413,7 @@ pub fn status(b: &Broker, owner: &Owner) -> Status {
                 probe: s.probes.get(m.name()).map(views::probe),
             })
             .collect(),
-        leases: s
-            .leases
-            .values()
-            .filter(|l| !l.releasing && (owner.uid == 0 || l.rec.owner_uid == owner.uid))
-            .map(views::lease)
-            .collect(),
+        leases: s.table.visible(owner).map(views::lease).collect(),
         refused: s
             .load_errors
             .iter()

@@ -1,33 +1,33 @@
 //! Lease upkeep: renew at half-life, detect loss, re-establish (through
-//! another MOD if needed), expire, release, and reconcile the journal after
-//! a crash. One loop wakes at the earliest due lease and hands each due
-//! lease to its own task, at most [`UPKEEP_PARALLEL`] at a time.
+//! another MOD if needed, after the same authorisation as a new map),
+//! expire, release, and reconcile the journal after a crash. One loop wakes
+//! at the earliest due lease (the table says which) and hands each to its
+//! own task, at most [`UPKEEP_PARALLEL`] at a time.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use p2pbroker_client::{ApiError, ErrorCode, EventKind, Lease as LeaseView, LeaseState};
+use p2pbroker_client::{ApiError, ErrorCode, EventKind, Lease as LeaseView, MapParams};
 
-use super::broker::{Broker, Lease, api, now_ms};
-use super::journal::LeaseRecord;
-use super::timing;
-use super::views;
-use crate::bindings::Mapping;
-use crate::host::{Op, Output};
-use crate::json::MappingJson;
+use super::api;
+use super::broker::{Broker, Proof, Target, now_ms, owned};
+use super::journal::{Intent, LeaseRecord};
+use super::leases::{Due, LanPeer, Requester};
+use super::ownership;
+use super::{timing, views};
+use crate::json::{MappingJson, wit_transport};
+use crate::sandbox::wit::{MapRequest, Mapping};
+use crate::sandbox::{Mode, Op, Output};
 
 /// Upkeep calls running at once: enough to renew thousands of leases per
 /// minute, few enough to leave pool slots for clients' maps.
 pub const UPKEEP_PARALLEL: usize = 8;
 /// The loop re-checks at least this often (a clock jump, a missed wake).
 const MAX_SLEEP: Duration = Duration::from_secs(5);
-
-enum Due {
-    Expire,
-    Renew,
-    Reestablish,
-    Release,
-}
+/// Gateway lifetime asked when reconciling a crashed map: the mapping is
+/// deleted at once; if that fails, it does not outlive two minutes (the
+/// smallest lifetime miniupnpd grants).
+const RECONCILE_LIFETIME: u32 = 120;
 
 impl Broker {
     /// Run upkeep until the task is dropped.
@@ -35,7 +35,11 @@ impl Broker {
         let permits = Arc::new(tokio::sync::Semaphore::new(UPKEEP_PARALLEL));
         loop {
             let now = now_ms();
-            let (due, next) = self.take_due(now);
+            let (due, next) = {
+                let mut s = self.shared.lock().unwrap();
+                let expiry = s.policy.expires_ms();
+                s.table.take_due(now, expiry)
+            };
             for (id, what) in due {
                 let b = self.clone();
                 let permit = permits.clone().acquire_owned().await.expect("never closed");
@@ -56,46 +60,15 @@ impl Broker {
         }
     }
 
-    /// Mark due leases busy and return them, with the next due time.
-    fn take_due(&self, now: u64) -> (Vec<(u64, Due)>, Option<u64>) {
-        let mut s = self.shared.lock().unwrap();
-        let mut due = Vec::new();
-        let mut next: Option<u64> = None;
-        for l in s.leases.values_mut().filter(|l| !l.busy) {
-            let expiry = l.rec.expires_at.map(|e| e * 1000);
-            let what = if l.releasing {
-                Due::Release
-            } else if expiry.is_some_and(|e| e <= now) {
-                Due::Expire
-            } else if l.state != LeaseState::Active {
-                Due::Reestablish
-            } else {
-                Due::Renew
-            };
-            let at = match what {
-                Due::Expire => now,
-                _ => match (l.due_ms, expiry) {
-                    (Some(d), Some(e)) => d.min(e),
-                    (d, e) => match d.or(e) {
-                        Some(x) => x,
-                        None => continue,
-                    },
-                },
-            };
-            if at <= now {
-                l.busy = true;
-                due.push((l.rec.id, what));
-            } else {
-                next = Some(next.map_or(at, |n: u64| n.min(at)));
-            }
-        }
-        (due, next)
-    }
-
     async fn upkeep_one(self: &Arc<Self>, id: u64, what: Due) {
         match what {
             Due::Expire => {
                 let _ = self.release(id, "its lifetime ended").await;
+            }
+            Due::PolicyExpired => {
+                let _ = self
+                    .release(id, "the policy in force expired; it is not renewed")
+                    .await;
             }
             Due::Release => {
                 let _ = self.release(id, "retrying an unfinished release").await;
@@ -103,21 +76,19 @@ impl Broker {
             Due::Renew => self.renew(id).await,
             Due::Reestablish => self.reestablish(id, None).await,
         }
-        if let Some(l) = self.shared.lock().unwrap().leases.get_mut(&id) {
-            l.busy = false;
-        }
+        self.shared.lock().unwrap().table.done(id);
     }
 
-    fn snapshot(&self, id: u64) -> Option<Lease> {
-        self.shared.lock().unwrap().leases.get(&id).cloned()
+    fn snapshot(&self, id: u64) -> Option<super::leases::Lease> {
+        self.shared.lock().unwrap().table.get(id).cloned()
     }
 
-    fn mode_of(&self, l: &Lease) -> Option<Arc<crate::host::Mode>> {
-        self.shared.lock().unwrap().modes.get(&l.rec.mode).cloned()
+    fn mode_named(&self, name: &str) -> Option<Arc<Mode>> {
+        self.shared.lock().unwrap().modes.get(name).cloned()
     }
 
-    /// Journal and store an updated record; false if the journal failed
-    /// (the lease then stays as it was, and upkeep retries).
+    /// Journal an updated record; false if the journal failed (the lease
+    /// then stays as it was, and upkeep retries).
     fn commit(&self, rec: &LeaseRecord) -> bool {
         match self.journal.lock().unwrap().put(rec) {
             Ok(()) => true,
@@ -128,19 +99,36 @@ impl Broker {
         }
     }
 
+    fn retry_later(&self, id: u64) {
+        self.shared.lock().unwrap().table.retry_later(id, now_ms());
+    }
+
+    /// Install a journaled record and tell subscribers.
+    fn settled(&self, rec: LeaseRecord, kind: EventKind, reason: Option<String>) {
+        let lease =
+            self.shared
+                .lock()
+                .unwrap()
+                .table
+                .settle(rec, now_ms(), crate::daemon::random_u32());
+        if let Some(lease) = lease {
+            self.emit(kind, &lease, reason);
+        }
+    }
+
     async fn renew(self: &Arc<Self>, id: u64) {
         let Some(l) = self.snapshot(id) else { return };
-        let Some(mode) = self.mode_of(&l) else {
+        let Some(mode) = self.mode_named(&l.rec.mode) else {
             return self
                 .lost(id, format!("mode `{}` is no longer loaded", l.rec.mode))
                 .await;
         };
         let policy = self.shared.lock().unwrap().policy.clone();
-        let lifetime = timing::gateway_lifetime(
-            policy.broker.mapping_lifetime,
-            now_ms(),
-            l.rec.expires_at.map(|e| e * 1000),
-        );
+        let until = [l.rec.expires_at.map(|e| e * 1000), policy.expires_ms()]
+            .into_iter()
+            .flatten()
+            .min();
+        let lifetime = timing::gateway_lifetime(policy.broker.mapping_lifetime, now_ms(), until);
         let mapping = match Mapping::try_from(l.rec.mapping.clone()) {
             Ok(m) => m,
             Err(e) => {
@@ -157,17 +145,14 @@ impl Broker {
                 rec.mapping = MappingJson::from(&m);
                 let moved = rec.mapping.external != previous;
                 rec.granted_at = now_ms() / 1000;
-                if self.is_releasing(id) {
+                if self.shared.lock().unwrap().table.is_releasing(id) {
                     return;
                 }
                 if !self.commit(&rec) {
                     return self.retry_later(id);
                 }
-                let Some(lease) = self.settle(id, rec) else {
-                    return;
-                };
                 let reason = moved.then(|| "the external endpoint changed".to_string());
-                self.emit(EventKind::Renewed, &lease, reason);
+                self.settled(rec, EventKind::Renewed, reason);
             }
             Ok(_) => self.retry_later(id),
             Err(e) => {
@@ -187,48 +172,10 @@ impl Broker {
         }
     }
 
-    /// Install a journaled record: the lease is active again and its next
-    /// renewal scheduled. `None` if the lease is gone meanwhile.
-    fn settle(&self, id: u64, rec: LeaseRecord) -> Option<Lease> {
-        let mut s = self.shared.lock().unwrap();
-        let x = s.leases.get_mut(&id)?;
-        x.rec = rec;
-        x.state = LeaseState::Active;
-        x.failures = 0;
-        x.due_ms = timing::renew_at(
-            now_ms(),
-            x.rec.mapping.lifetime,
-            crate::daemon::random_u32(),
-        );
-        Some(x.clone())
-    }
-
-    /// A release started meanwhile: its journal `del` must stay the last
-    /// word, so upkeep must not journal this lease again.
-    fn is_releasing(&self, id: u64) -> bool {
-        let s = self.shared.lock().unwrap();
-        s.leases.get(&id).is_none_or(|l| l.releasing)
-    }
-
-    fn retry_later(&self, id: u64) {
-        let mut s = self.shared.lock().unwrap();
-        if let Some(l) = s.leases.get_mut(&id) {
-            l.failures += 1;
-            let expiry = l.rec.gateway_expiry().map(|e| e * 1000);
-            l.due_ms = Some(timing::retry_at(now_ms(), l.failures, expiry));
-        }
-    }
-
     /// The mapping is gone: tell the client, then re-establish at once.
     async fn lost(self: &Arc<Self>, id: u64, reason: String) {
-        let lease = {
-            let mut s = self.shared.lock().unwrap();
-            let Some(l) = s.leases.get_mut(&id) else {
-                return;
-            };
-            l.state = LeaseState::Lost;
-            l.failures = 0;
-            l.clone()
+        let Some(lease) = self.shared.lock().unwrap().table.mark_lost(id) else {
+            return;
         };
         tracing::warn!("lease {id} lost: {reason}");
         self.emit(EventKind::Lost, &lease, Some(reason));
@@ -236,39 +183,110 @@ impl Broker {
         self.reestablish(id, Some(lease.rec.mode.clone())).await;
     }
 
+    /// The lease's owner as a requester, to authorise it again.
+    fn owner_of(&self, rec: &LeaseRecord) -> Requester {
+        let lan = rec.owner_lan.as_ref().map(|id| {
+            let s = self.shared.lock().unwrap();
+            let third_party = s.policy.lan.as_ref().is_some_and(|l| l.third_party);
+            LanPeer {
+                ip: rec.mapping.internal.ip(),
+                third_party,
+                id: id.clone(),
+            }
+        });
+        Requester {
+            uid: rec.owner_uid,
+            conn: 0,
+            lan,
+        }
+    }
+
+    /// Whether the lease's owner may still hold it: the same authorisation
+    /// as a new map (the policy may have changed since), and the endpoint
+    /// still its own. `Err((transient, why))`.
+    async fn reauthorize(&self, l: &super::leases::Lease) -> Result<(), (bool, String)> {
+        let who = self.owner_of(&l.rec);
+        let m = &l.rec.mapping;
+        let p = MapParams {
+            transport: match m.transport {
+                crate::gate::Transport::Tcp => p2pbroker_client::Transport::Tcp,
+                crate::gate::Transport::Udp => p2pbroker_client::Transport::Udp,
+            },
+            port: m.internal.port(),
+            external_port: None,
+            lifetime: l.rec.expires_at.map(|e| {
+                let left = e.saturating_sub(now_ms() / 1000);
+                u32::try_from(left.max(1)).unwrap_or(u32::MAX)
+            }),
+            mode: None,
+            persist: l.rec.persist,
+            address: Some(m.internal.ip()),
+            socket: false,
+            until_closed: false,
+        };
+        {
+            let s = self.shared.lock().unwrap();
+            s.table
+                .authorize_existing(l.rec.id, &p, &who, &s.policy, &s.net, now_ms())
+                .map_err(|e| (false, e.message))?;
+        }
+        if who.lan.is_some() {
+            return Ok(());
+        }
+        // A followed socket is its own proof while it lives.
+        let proof = l
+            .rec
+            .follows
+            .first()
+            .map_or(Proof::Uid(who.uid), |i| Proof::Socket(*i));
+        match owned(m.transport, m.internal, proof).await {
+            Ok(_) => Ok(()),
+            Err(ownership::NotOwner::Foreign) => {
+                Err((false, "the socket it followed has closed".into()))
+            }
+            Err(e) => Err((e.transient(), e.to_string())),
+        }
+    }
+
     /// Map the lease again, preferring its previous MOD and external port.
     async fn reestablish(self: &Arc<Self>, id: u64, prefer: Option<String>) {
-        let Some(l) = self.snapshot(id) else { return };
-        if let Some(x) = self.shared.lock().unwrap().leases.get_mut(&id) {
-            x.state = LeaseState::ReEstablishing;
+        let Some(l) = self.shared.lock().unwrap().table.begin_reestablish(id) else {
+            return;
+        };
+        match self.reauthorize(&l).await {
+            Ok(()) => {}
+            Err((true, why)) => {
+                // The application may be restarting: try again later.
+                tracing::warn!("lease {id}: cannot re-establish yet: {why}");
+                self.shared
+                    .lock()
+                    .unwrap()
+                    .table
+                    .reestablish_failed(id, now_ms());
+                return;
+            }
+            Err((false, why)) => {
+                let why = format!("no longer allowed: {why}");
+                tracing::warn!("lease {id}: {why}");
+                let _ = self.release(id, &why).await;
+                return;
+            }
         }
         let m = &l.rec.mapping;
         let prefer = prefer.unwrap_or_else(|| l.rec.mode.clone());
-        let r = self
-            .establish(
-                m.transport,
-                m.internal,
-                Some(m.external.port()),
-                l.rec.expires_at.map(|e| e * 1000),
-                None,
-                Some(&prefer),
-            )
-            .await;
-        let r = match r {
-            // The old port may now be someone else's: take any.
-            Err(e) if e.code == ErrorCode::Conflict => {
-                self.establish(
-                    m.transport,
-                    m.internal,
-                    None,
-                    l.rec.expires_at.map(|e| e * 1000),
-                    None,
-                    Some(&prefer),
-                )
-                .await
-            }
-            other => other,
+        let mut t = Target {
+            id,
+            transport: m.transport,
+            internal: m.internal,
+            external_port: Some(m.external.port()),
+            expires_ms: l.rec.expires_at.map(|e| e * 1000),
         };
+        let mut r = self.establish(&t, None, Some(&prefer)).await;
+        if matches!(&r, Err(e) if e.code == ErrorCode::Conflict) {
+            // The old port may now be someone else's: take any.
+            t.external_port = None;
+            r = self.establish(&t, None, Some(&prefer)).await;
+        }
         match r {
             Ok((mode, mapping)) => {
                 let mut rec = l.rec.clone();
@@ -276,27 +294,23 @@ impl Broker {
                 rec.mode_sha256 = mode.sha256().to_string();
                 rec.mapping = MappingJson::from(&mapping);
                 rec.granted_at = now_ms() / 1000;
-                if self.is_releasing(id) || !self.commit(&rec) {
+                let releasing = self.shared.lock().unwrap().table.is_releasing(id);
+                if releasing || !self.commit(&rec) {
                     let _ = mode.call(Op::Unmap(mapping)).await;
                     return self.retry_later(id);
                 }
-                let Some(lease) = self.settle(id, rec) else {
-                    return;
-                };
-                self.emit(
-                    EventKind::ReEstablished,
-                    &lease,
-                    Some(format!("via {}", lease.rec.mode)),
-                );
+                let reason = Some(format!("via {}", rec.mode));
+                self.settled(rec, EventKind::ReEstablished, reason);
             }
             Err(e) => {
                 tracing::warn!("lease {id}: cannot re-establish yet: {}", e.message);
-                let mut s = self.shared.lock().unwrap();
-                if let Some(x) = s.leases.get_mut(&id) {
-                    x.state = LeaseState::Lost;
-                    x.failures += 1;
-                    x.due_ms = Some(timing::retry_at(now_ms(), x.failures, None));
-                }
+                // The old record stands (and supersedes the failed intents).
+                let _ = self.commit(&l.rec);
+                self.shared
+                    .lock()
+                    .unwrap()
+                    .table
+                    .reestablish_failed(id, now_ms());
             }
         }
     }
@@ -314,17 +328,12 @@ impl Broker {
         self: &Arc<Self>,
         id: u64,
         why: &str,
-        via: Option<Arc<crate::host::Mode>>,
+        via: Option<Arc<Mode>>,
     ) -> Result<LeaseView, ApiError> {
-        let Some(mut l) = self.snapshot(id) else {
+        let Some((mut l, first)) = self.shared.lock().unwrap().table.begin_release(id) else {
             return Err(api(ErrorCode::NotFound, format!("no lease {id}")));
         };
-        let first = !l.releasing;
-        if let Some(x) = self.shared.lock().unwrap().leases.get_mut(&id) {
-            x.releasing = true;
-            x.busy = true;
-        }
-        let mode = via.or_else(|| self.mode_of(&l));
+        let mode = via.or_else(|| self.mode_named(&l.rec.mode));
         let outcome = match (mode, Mapping::try_from(l.rec.mapping.clone())) {
             (Some(mode), Ok(m)) => match mode.call(Op::Unmap(m)).await.result {
                 Ok(_) => Ok(()),
@@ -342,19 +351,17 @@ impl Broker {
             (_, Err(e)) => Err(e),
         };
         let forgotten = l.rec.gateway_expiry().is_some_and(|x| x * 1000 <= now_ms());
-        l.state = LeaseState::Active;
+        l.state = p2pbroker_client::LeaseState::Active;
         let view = views::lease(&l);
         match outcome {
             Ok(()) => {}
             Err(reason) if !forgotten => {
                 tracing::warn!("lease {id}: unmap failed ({reason}); will retry");
-                let mut s = self.shared.lock().unwrap();
-                if let Some(x) = s.leases.get_mut(&id) {
-                    x.failures += 1;
-                    x.due_ms = Some(timing::retry_at(now_ms(), x.failures, None));
-                    x.busy = false;
-                }
-                drop(s);
+                self.shared
+                    .lock()
+                    .unwrap()
+                    .table
+                    .release_failed(id, now_ms());
                 if first {
                     self.emit(EventKind::Released, &l, Some(why.to_string()));
                 }
@@ -365,7 +372,7 @@ impl Broker {
         if let Err(e) = self.journal.lock().unwrap().del(id) {
             tracing::error!("{e}");
         }
-        self.shared.lock().unwrap().leases.remove(&id);
+        self.shared.lock().unwrap().table.remove(id);
         if first {
             self.emit(EventKind::Released, &l, Some(why.to_string()));
         }
@@ -374,7 +381,10 @@ impl Broker {
 
     /// Release every lease (daemon shutdown), all at once, within `cap`.
     pub async fn release_all(self: &Arc<Self>, cap: Duration) {
-        let ids: Vec<u64> = self.shared.lock().unwrap().leases.keys().copied().collect();
+        let ids: Vec<u64> = {
+            let s = self.shared.lock().unwrap();
+            s.table.all().map(|l| l.rec.id).collect()
+        };
         let mut set = tokio::task::JoinSet::new();
         for id in ids {
             let b = self.clone();
@@ -385,28 +395,60 @@ impl Broker {
         let _ = tokio::time::timeout(cap, async { while set.join_next().await.is_some() {} }).await;
     }
 
-    /// After a start: adopt the journal's leases. Persistent, unexpired
-    /// ones are kept and renewed now (renew finds out whether they survived);
-    /// the others were held by connections that died with the old process,
-    /// so they are released.
-    pub fn adopt(&self, records: Vec<LeaseRecord>) {
-        let now = now_ms();
-        let mut s = self.shared.lock().unwrap();
-        for rec in records {
-            s.next_id = s.next_id.max(rec.id);
-            let keep = rec.persist && rec.expires_at.is_none_or(|e| e * 1000 > now);
-            s.leases.insert(
-                rec.id,
-                Lease {
-                    rec,
-                    state: LeaseState::Active,
-                    conn: None,
-                    due_ms: Some(now),
-                    failures: 0,
-                    busy: false,
-                    releasing: !keep,
-                },
-            );
+    /// After a crash mid-map: a MOD may have made a mapping whose lease was
+    /// never journaled. Ask the same MOD to map the same endpoint again (a
+    /// gateway answers with the mapping it holds) and unmap what it
+    /// returns. Best effort: a MOD that is gone or fails is logged.
+    pub async fn reconcile(self: &Arc<Self>, intents: Vec<Intent>) {
+        for i in intents {
+            let Some(mode) = self.mode_named(&i.mode) else {
+                tracing::warn!(
+                    "lease {}: a map through `{}` was cut short by a crash, and that MOD is not loaded: its mapping (if any) expires on its own",
+                    i.id,
+                    i.mode
+                );
+                self.forget(i.id);
+                continue;
+            };
+            let req = MapRequest {
+                transport: wit_transport(i.transport),
+                internal: i.internal.into(),
+                external_port: i.external_port,
+                lifetime: RECONCILE_LIFETIME,
+                permanent_allowed: false,
+                probe_state: Vec::new(),
+            };
+            let outcome = match mode.call(Op::Map(req)).await.result {
+                Ok(Output::Mapping(m)) => mode.call(Op::Unmap(m)).await.result.map(|_| ()),
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(()) => tracing::info!(
+                    "lease {}: a map cut short by a crash was reconciled through `{}`",
+                    i.id,
+                    i.mode
+                ),
+                Err(e) => tracing::warn!(
+                    "lease {}: reconciling a map cut short by a crash failed: {e}",
+                    i.id
+                ),
+            }
+            self.forget(i.id);
+        }
+    }
+
+    /// Drop an intent that has been dealt with (unless its lease lives on).
+    fn forget(&self, id: u64) {
+        let live = self.shared.lock().unwrap().table.get(id).is_some();
+        let mut j = self.journal.lock().unwrap();
+        let r = match j.live().get(&id).cloned() {
+            // Re-putting the record supersedes the intent.
+            Some(rec) if live => j.put(&rec),
+            _ => j.del(id),
+        };
+        if let Err(e) = r {
+            tracing::error!("{e}");
         }
     }
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use p2pbroker_client::{Lease as LeaseView, LeaseState, ProbeSummary, ProbeView, Transport};
 
-use super::broker::Lease;
+use super::leases::Lease;
 use super::selector::{Probe, rank};
 
 /// A lease as clients see it.
@@ -29,6 +29,7 @@ pub fn lease(l: &Lease) -> LeaseView {
         },
         expires_at: l.rec.expires_at,
         owner_uid: l.rec.owner_uid,
+        lan_client: l.rec.owner_lan.clone(),
         persist: l.rec.persist,
         created_at: l.rec.created_at,
     }

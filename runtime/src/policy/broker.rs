@@ -225,8 +225,12 @@ impl LanSettings {
     }
 }
 
+/// Leases one non-root uid may hold under the built-in rules.
+pub const DEFAULT_USER_LEASES: u32 = 64;
+
 /// The built-in access rules when a policy has none: root may map any
-/// port, every other user ports 1024-65535.
+/// port, every other user ports 1024-65535, at most
+/// [`DEFAULT_USER_LEASES`] at a time.
 pub fn default_access() -> Vec<AccessRule> {
     vec![
         AccessRule {
@@ -241,7 +245,7 @@ pub fn default_access() -> Vec<AccessRule> {
             uids: None,
             transports: both(),
             ports: high_ports(),
-            max_leases: None,
+            max_leases: Some(DEFAULT_USER_LEASES),
             max_lifetime: None,
             persist: true,
         },

@@ -14,12 +14,18 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 pub use broker::{AccessRule, BrokerSettings, LanSettings, Profile};
-pub use trust::{TrustRefusal, TrustSettings};
+pub use trust::TrustSettings;
 
 use crate::gate::Grant;
-use crate::host::ModeSpec;
-use crate::limits::Limits;
 use crate::netinfo::NetInfo;
+use crate::sandbox::ModeSpec;
+use crate::sandbox::limits::Limits;
+
+/// Unix ms as RFC 3339 (seconds), for messages.
+pub fn rfc3339_ms(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
 
 /// The built-in default policy (`policies/default.toml`).
 pub const DEFAULT_POLICY: &str = include_str!("../../../policies/default.toml");
@@ -174,6 +180,13 @@ impl Policy {
             }
         }
         Ok(p)
+    }
+
+    /// When the policy stops being valid (unix ms), if it says.
+    pub fn expires_ms(&self) -> Option<u64> {
+        let t = humantime::parse_rfc3339(self.expires.as_deref()?).ok()?;
+        let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+        Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 
     /// The MOD order for `net` and the name of the profile that chose it

@@ -20,7 +20,7 @@ use ed25519_dalek::Signer;
 use serde::Deserialize;
 
 use super::keys::{PublicKey, SecretKey};
-use crate::cache::sha256;
+use crate::sandbox::sha256;
 
 /// Domain separation: a policy signature can never pass as a root's.
 const POLICY_DOMAIN: &[u8] = b"p2pbroker policy v1\0";
@@ -126,7 +126,16 @@ impl Root {
         let r: Root =
             toml::from_str(s).map_err(|e| BundleError::Malformed("root", e.to_string()))?;
         parse_time("root expires", &r.expires)?;
-        r.public_keys()?;
+        let keys = r.public_keys()?;
+        // Thresholds count distinct keys: one key under two names is one.
+        for (i, k) in keys.iter().enumerate() {
+            if keys[..i].contains(k) {
+                return Err(BundleError::Malformed(
+                    "root",
+                    format!("key {} is listed twice", k.id_hex()),
+                ));
+            }
+        }
         if r.threshold == 0 || r.threshold as usize > r.keys.len() {
             return Err(BundleError::Malformed(
                 "root",
@@ -210,7 +219,14 @@ fn valid_signers(
     keys: &[PublicKey],
 ) -> usize {
     let msg = message(root, doc);
-    keys.iter()
+    let mut distinct: Vec<&PublicKey> = Vec::new();
+    for k in keys {
+        if !distinct.contains(&k) {
+            distinct.push(k);
+        }
+    }
+    distinct
+        .into_iter()
         .filter(|k| {
             sigs.iter().any(|(id, s)| {
                 *id == k.id()

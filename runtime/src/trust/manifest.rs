@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::gate::{Grant, Target};
-use crate::limits::Limits;
+use crate::sandbox::limits::Limits;
 
 use super::wasmsig::put_leb;
 
@@ -24,6 +24,10 @@ pub const MANIFEST_MAX: usize = 64 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
+    /// The MOD's name (`[a-z0-9-]`, as its `info()` reports it): policies
+    /// pin and configure MODs by name before running them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Grant strings the MOD asks for.
     #[serde(default)]
     pub grants: Vec<String>,
@@ -84,6 +88,16 @@ pub fn read(bin: &[u8]) -> Result<Option<Manifest>, ManifestError> {
             }
             let m: Manifest = serde_json::from_slice(payload)
                 .map_err(|e| ManifestError::Malformed(e.to_string()))?;
+            if let Some(n) = m
+                .name
+                .as_deref()
+                .filter(|n| !crate::sandbox::contract::valid_name(n))
+            {
+                return Err(ManifestError::Malformed(format!(
+                    "name {:?} is not [a-z0-9-]{{1,32}}",
+                    crate::text::escape(n)
+                )));
+            }
             m.parsed_grants()?;
             Ok(Some(m))
         }
@@ -167,6 +181,10 @@ pub fn effective_limits(policy: Limits, m: &Manifest) -> Limits {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         },
+        sockets: policy.sockets.min(d.sockets),
+        table_entries: policy.table_entries.min(d.table_entries),
+        audit_lines: policy.audit_lines.min(d.audit_lines),
+        name_lookups: policy.name_lookups.min(d.name_lookups),
     }
 }
 
@@ -180,6 +198,7 @@ mod tests {
 
     fn manifest(g: &[&str]) -> Manifest {
         Manifest {
+            name: None,
             grants: g.iter().map(|s| s.to_string()).collect(),
             limits: None,
         }

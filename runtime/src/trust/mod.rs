@@ -5,6 +5,7 @@
 //! (author, security team). [`sign`] adds one; [`verify`] says which of a
 //! set of trusted keys signed exactly these bytes.
 
+pub mod admission;
 pub mod bundle;
 pub mod keys;
 pub mod manifest;

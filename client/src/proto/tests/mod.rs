@@ -20,6 +20,7 @@ fn lease() -> Lease {
         renew_at: Some(1795600123),
         expires_at: None,
         owner_uid: 1000,
+        lan_client: None,
         persist: false,
         created_at: 1795598323,
     }
@@ -104,6 +105,8 @@ fn map_request() -> Request {
             mode: Some("pcp".into()),
             persist: true,
             address: Some("10.0.0.2".parse().unwrap()),
+            socket: false,
+            until_closed: false,
         }),
     }
 }

@@ -21,6 +21,8 @@ fn requests_encode_to_the_golden_lines() {
                     mode: None,
                     persist: false,
                     address: None,
+                    socket: false,
+                    until_closed: false,
                 }),
             },
             r#"{"v":1,"id":1,"op":"map","transport":"udp","port":53}"#,

@@ -4,7 +4,13 @@
 //!
 //! Scenarios: loop, memory-bomb, stack-overflow, panic, trap, udp-send,
 //! tcp-connect, bind, recv, giant-string, giant-list, poll-forever,
-//! garbage-handle, garbage-config, ok. Socket scenarios use config `target`.
+//! garbage-handle, garbage-config, socket-flood, table-flood, audit-flood,
+//! lookup-flood, log-forgery, ok. Socket scenarios use config `target`.
+//!
+//! `map` misbehaves as config `map` says: `loop` spins; `forge-internal`,
+//! `forge-transport` and `forge-lifetime` answer with a mapping that does
+//! not match the request; anything else maps honestly (a fake external
+//! endpoint, nothing on any network).
 
 use core::hint::black_box;
 use core::time::Duration;
@@ -68,6 +74,71 @@ fn garbage_handle() {
 #[cfg(not(target_arch = "wasm32"))]
 fn garbage_handle() {}
 
+/// Create sockets until the host refuses, keeping every one.
+fn socket_flood() -> Result<ProbeReport, ModeError> {
+    use p2pbroker_mode_sdk::bindings::wasi::sockets::network::IpAddressFamily;
+    use p2pbroker_mode_sdk::bindings::wasi::sockets::udp_create_socket::create_udp_socket;
+    let mut held = Vec::new();
+    for _ in 0..20_000 {
+        match create_udp_socket(IpAddressFamily::Ipv4) {
+            Ok(s) => held.push(s),
+            Err(e) => {
+                return Err(ModeError::Unavailable(format!(
+                    "socket {} refused: {e:?}",
+                    held.len() + 1
+                )));
+            }
+        }
+    }
+    Ok(report(format!("{} sockets", held.len()), vec![]))
+}
+
+/// Hold pollables until the table is full (a trap).
+fn table_flood() -> Result<ProbeReport, ModeError> {
+    use p2pbroker_mode_sdk::bindings::wasi::clocks::monotonic_clock;
+    let mut held = Vec::new();
+    for _ in 0..1_000_000 {
+        held.push(monotonic_clock::subscribe_duration(1));
+    }
+    Ok(report(format!("{} pollables", held.len()), vec![]))
+}
+
+/// Send to a denied address in a loop: every send is a decision.
+fn audit_flood() -> Result<ProbeReport, ModeError> {
+    let sock = UdpSocket::bind("0.0.0.0:0".parse().unwrap())?;
+    let t = target()?;
+    for round in 0..50u16 {
+        // 1000 distinct ports, each tried 50 times.
+        for p in 0..1000u16 {
+            let to = core::net::SocketAddr::new(t.ip(), t.port().wrapping_add(p));
+            let _ = black_box(sock.send_to(b"x", to));
+        }
+        let _ = black_box(round);
+    }
+    Ok(report("flooded".into(), vec![]))
+}
+
+/// Start name lookups until refused.
+fn lookup_flood() -> Result<ProbeReport, ModeError> {
+    use p2pbroker_mode_sdk::bindings::wasi::sockets::instance_network::instance_network;
+    use p2pbroker_mode_sdk::bindings::wasi::sockets::ip_name_lookup::resolve_addresses;
+    let net = instance_network();
+    let mut held = Vec::new();
+    for _ in 0..1000 {
+        // An IP literal: resolved without asking any server.
+        match resolve_addresses(&net, "127.0.0.1") {
+            Ok(s) => held.push(s),
+            Err(e) => {
+                return Err(ModeError::Unavailable(format!(
+                    "lookup {} refused: {e:?}",
+                    held.len() + 1
+                )));
+            }
+        }
+    }
+    Ok(report(format!("{} lookups", held.len()), vec![]))
+}
+
 fn forever_poll() {
     use p2pbroker_mode_sdk::bindings::wasi::clocks::monotonic_clock;
     use p2pbroker_mode_sdk::bindings::wasi::io::poll::poll;
@@ -130,6 +201,16 @@ fn attack(scenario: &str) -> Result<ProbeReport, ModeError> {
             garbage_handle();
             Ok(report("survived a bogus handle".into(), vec![]))
         }
+        "socket-flood" => socket_flood(),
+        "table-flood" => table_flood(),
+        "audit-flood" => audit_flood(),
+        "lookup-flood" => lookup_flood(),
+        "log-forgery" => {
+            host::warn("ok\n2026-11-29T00:00:00Z INFO forged record \u{1b}[2J");
+            Err(ModeError::Protocol(
+                "bad\nFORGED \u{1b}]0;title\u{7}".into(),
+            ))
+        }
         "garbage-config" => {
             let huge = "k".repeat(4 << 20);
             if config(&huge).is_some() {
@@ -161,8 +242,34 @@ impl Mode for Hostile {
         attack(&config("scenario").unwrap_or_default())
     }
 
-    fn map(_: MapRequest) -> Result<Mapping, ModeError> {
-        Err(ModeError::Unsupported("hostile maps nothing".into()))
+    fn map(request: MapRequest) -> Result<Mapping, ModeError> {
+        let mut m = Mapping {
+            transport: request.transport,
+            internal: request.internal,
+            external: p2pbroker_mode_sdk::addr::from_socket("198.51.100.99:40000".parse().unwrap()),
+            lifetime: request.lifetime,
+            state: b"hostile".to_vec(),
+        };
+        match config("map").as_deref() {
+            Some("loop") => {
+                let _ = attack("loop");
+            }
+            Some("forge-internal") => {
+                // Someone else's service on the same host.
+                let mut internal = p2pbroker_mode_sdk::addr::to_socket(&request.internal);
+                internal.set_port(5432);
+                m.internal = p2pbroker_mode_sdk::addr::from_socket(internal);
+            }
+            Some("forge-transport") => {
+                m.transport = match request.transport {
+                    p2pbroker_mode_sdk::Transport::Tcp => p2pbroker_mode_sdk::Transport::Udp,
+                    p2pbroker_mode_sdk::Transport::Udp => p2pbroker_mode_sdk::Transport::Tcp,
+                };
+            }
+            Some("forge-lifetime") => m.lifetime = u32::MAX,
+            _ => {}
+        }
+        Ok(m)
     }
 
     fn renew(current: Mapping, _: u32) -> Result<Mapping, ModeError> {

@@ -7,34 +7,23 @@
 //! which epochs cannot interrupt). Whatever happens, the result is a typed
 //! [`CallReport`]; a trapped store is dropped, never reused.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
-use wasmtime_wasi::sockets::SocketAddrUse;
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::audit::{AuditSink, Decision, MemorySink, Tee, now_rfc3339};
-use crate::bindings::{self, MapRequest, Mapping, ModeInfo, ModePre, ProbeReport};
-use crate::cache::Cache;
-use crate::error::{CallError, LoadError};
-use crate::gate::{Gate, Grant, Transport, Use, Verdict};
-use crate::limits::{Limiter, Limits};
-use crate::netinfo::NetInfo;
-use crate::state::{BrokerCtx, CallState, LogLine};
+use super::cache::Cache;
+use super::error::LoadError;
+use super::wit::sockets::{HasCapped, HostSockets, capped};
+use super::wit::{self as bindings, BrokerCtx, CallState, ModePre};
+use crate::audit::AuditSink;
 
 /// How often the epoch ticks. Deadlines are whole ticks, so this is the
 /// resolution of a wasm timeout; 10 ms costs nothing measurable.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
-/// Extra time the outer timeout gives over the epoch deadline, so a guest
-/// spinning in wasm is reported as `Timeout` (epoch) and only one stuck in a
-/// host call as `Blocked`.
-const BLOCKED_GRACE: Duration = Duration::from_millis(100);
-
 /// Engine-wide settings, fixed for the broker's lifetime.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -46,6 +35,10 @@ pub struct EngineConfig {
     pub fuel: bool,
     /// Compiled-code cache folder; `None` compiles in memory every time.
     pub cache_dir: Option<PathBuf>,
+    /// Sockets all MODs together may hold at once (each is a file
+    /// descriptor of this process). The daemon sets it from its
+    /// descriptor limit; default 4096.
+    pub max_mod_sockets: usize,
 }
 
 impl Default for EngineConfig {
@@ -55,19 +48,9 @@ impl Default for EngineConfig {
             max_memory_bytes: 64 << 20,
             fuel: false,
             cache_dir: None,
+            max_mod_sockets: 4096,
         }
     }
-}
-
-/// What a MOD is allowed and given: grants, config values, limits.
-#[derive(Debug, Clone, Default)]
-pub struct ModeSpec {
-    /// Socket grants.
-    pub grants: Vec<Grant>,
-    /// Config values the MOD reads through `broker.config`.
-    pub config: BTreeMap<String, String>,
-    /// Per-call limits.
-    pub limits: Limits,
 }
 
 /// Increments the engine epoch until dropped.
@@ -106,6 +89,7 @@ pub struct ModeHost {
     pub(crate) compat: [u8; 32],
     pub(crate) config: EngineConfig,
     audit: Arc<dyn AuditSink>,
+    pub(crate) host_sockets: Arc<HostSockets>,
     _ticker: EpochTicker,
 }
 
@@ -140,9 +124,10 @@ impl ModeHost {
             },
             None => (None, None),
         };
-        let mut hasher = crate::cache::Sha256Hasher::default();
+        let mut hasher = super::cache::Sha256Hasher::default();
         std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut hasher);
         Ok(ModeHost {
+            host_sockets: HostSockets::new(config.max_mod_sockets),
             compat: hasher.digest(),
             _ticker: EpochTicker::start(engine.clone()),
             engine,
@@ -237,10 +222,11 @@ fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
     sockets::network::add_to_linker::<CallState, WasiSockets>(&mut l, &opts, sockets_view)?;
     sockets::instance_network::add_to_linker::<CallState, WasiSockets>(&mut l, sockets_view)?;
     sockets::udp::add_to_linker::<CallState, WasiSockets>(&mut l, sockets_view)?;
-    sockets::udp_create_socket::add_to_linker::<CallState, WasiSockets>(&mut l, sockets_view)?;
     sockets::tcp::add_to_linker::<CallState, WasiSockets>(&mut l, sockets_view)?;
-    sockets::tcp_create_socket::add_to_linker::<CallState, WasiSockets>(&mut l, sockets_view)?;
-    sockets::ip_name_lookup::add_to_linker::<CallState, WasiSockets>(&mut l, sockets_view)?;
+    // What creates sockets or lookups goes through the per-call budget.
+    sockets::udp_create_socket::add_to_linker::<CallState, HasCapped>(&mut l, capped)?;
+    sockets::tcp_create_socket::add_to_linker::<CallState, HasCapped>(&mut l, capped)?;
+    sockets::ip_name_lookup::add_to_linker::<CallState, HasCapped>(&mut l, capped)?;
     bindings::p2pbroker::mode::types::add_to_linker::<CallState, HasSelf<BrokerCtx>>(
         &mut l,
         |s| &mut s.broker,
@@ -264,190 +250,4 @@ fn sockets_view(s: &mut CallState) -> wasmtime_wasi::sockets::WasiSocketsCtxView
         ctx: s.wasi.sockets(),
         table: &mut s.table,
     }
-}
-
-/// One lifecycle call.
-#[derive(Debug, Clone)]
-pub enum Op {
-    /// `info`.
-    Info,
-    /// `probe`.
-    Probe,
-    /// `map`.
-    Map(MapRequest),
-    /// `renew` with a new lifetime.
-    Renew(Mapping, u32),
-    /// `unmap`.
-    Unmap(Mapping),
-}
-
-impl Op {
-    /// The lifecycle function's name.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Op::Info => "info",
-            Op::Probe => "probe",
-            Op::Map(_) => "map",
-            Op::Renew(..) => "renew",
-            Op::Unmap(_) => "unmap",
-        }
-    }
-}
-
-/// What a successful call returned.
-#[derive(Debug, Clone)]
-pub enum Output {
-    /// From `info`.
-    Info(ModeInfo),
-    /// From `probe`.
-    Probe(ProbeReport),
-    /// From `map` or `renew`.
-    Mapping(Mapping),
-    /// From `unmap`.
-    Unmapped,
-}
-
-/// Everything one call produced.
-#[derive(Debug)]
-pub struct CallReport {
-    /// The result, typed.
-    pub result: Result<Output, CallError>,
-    /// Capability decisions made during the call, in order.
-    pub decisions: Vec<Decision>,
-    /// Lines the MOD logged.
-    pub logs: Vec<LogLine>,
-    /// Lines dropped over the per-call cap.
-    pub logs_dropped: u64,
-    /// Wall time of the whole call (store creation to result).
-    pub elapsed: Duration,
-}
-
-/// A loaded MOD: verified, compiled, linked, ready to call.
-#[derive(Clone)]
-pub struct Mode {
-    pub(crate) pre: ModePre<CallState>,
-    pub(crate) name: Arc<str>,
-    pub(crate) info: Option<ModeInfo>,
-    pub(crate) sha256: Arc<str>,
-    pub(crate) gate: Arc<Gate>,
-    pub(crate) net: Arc<NetInfo>,
-    pub(crate) spec: ModeSpec,
-    pub(crate) config: Arc<BTreeMap<String, String>>,
-    pub(crate) audit: Arc<dyn AuditSink>,
-    pub(crate) engine: Engine,
-    pub(crate) fuel: bool,
-}
-
-impl Mode {
-    /// The MOD's name, from its `info`.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Name, version and summary, as the MOD's `info` reported at load.
-    pub fn info(&self) -> &ModeInfo {
-        self.info.as_ref().expect("set when loaded")
-    }
-
-    /// Hex sha256 of the component bytes.
-    pub fn sha256(&self) -> &str {
-        &self.sha256
-    }
-
-    /// The compiled gate in force.
-    pub fn gate(&self) -> &Gate {
-        &self.gate
-    }
-
-    /// Spec it was loaded with.
-    pub fn spec(&self) -> &ModeSpec {
-        &self.spec
-    }
-
-    /// A fresh store for one call, recording decisions into `collector`.
-    pub(crate) fn new_store(&self, collector: Arc<MemorySink>) -> Store<CallState> {
-        let wasi = self.wasi_ctx(collector);
-        let limits = self.spec.limits;
-        let state = CallState {
-            wasi,
-            table: ResourceTable::new(),
-            limiter: Limiter::new(limits),
-            broker: BrokerCtx {
-                net: self.net.clone(),
-                config: self.config.clone(),
-                mode: self.name.clone(),
-                logs: Vec::new(),
-                logs_dropped: 0,
-            },
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limiter);
-        let ticks = limits.timeout().as_millis() / EPOCH_TICK.as_millis() + 1;
-        store.set_epoch_deadline(ticks as u64);
-        store.epoch_deadline_trap();
-        if self.fuel {
-            store
-                .set_fuel(limits.fuel.unwrap_or(u64::MAX))
-                .expect("fuel is enabled on this engine");
-        }
-        store
-    }
-
-    fn wasi_ctx(&self, collector: Arc<MemorySink>) -> WasiCtx {
-        let gate = self.gate.clone();
-        let sink: Arc<dyn AuditSink> = Arc::new(Tee(vec![self.audit.clone(), collector]));
-        let (mode, sha) = (self.name.clone(), self.sha256.clone());
-        let mut b = WasiCtxBuilder::new();
-        // Both transports are on so that every attempt reaches the gate and
-        // is audit-logged; the gate denies whatever is not granted.
-        b.allow_udp(true)
-            .allow_tcp(true)
-            .allow_ip_name_lookup(gate.name_lookup())
-            .socket_addr_check(move |addr, u| {
-                let (transport, use_) = classify_use(u);
-                let verdict = gate.check(transport, use_, addr);
-                sink.record(&Decision {
-                    time: now_rfc3339(),
-                    mode: mode.clone(),
-                    sha256: sha.clone(),
-                    address: addr,
-                    transport,
-                    use_,
-                    verdict: if verdict == Verdict::Deny {
-                        "deny"
-                    } else {
-                        "allow"
-                    },
-                    grant: match verdict {
-                        Verdict::Allow(i) => gate.grants().get(i).map(|g| g.to_string()),
-                        Verdict::Deny => None,
-                    },
-                });
-                let allowed = verdict != Verdict::Deny;
-                Box::pin(async move { allowed })
-            });
-        b.build()
-    }
-
-    /// Run one lifecycle call in a fresh instance.
-    pub async fn call(&self, op: Op) -> CallReport {
-        crate::call::run(self, op).await
-    }
-}
-
-fn classify_use(u: SocketAddrUse) -> (Transport, Use) {
-    match u {
-        SocketAddrUse::TcpBind => (Transport::Tcp, Use::Bind),
-        SocketAddrUse::TcpListen => (Transport::Tcp, Use::Listen),
-        SocketAddrUse::TcpAccept => (Transport::Tcp, Use::Accept),
-        SocketAddrUse::TcpConnect => (Transport::Tcp, Use::Connect),
-        SocketAddrUse::UdpBind => (Transport::Udp, Use::Bind),
-        SocketAddrUse::UdpSend => (Transport::Udp, Use::Send),
-        SocketAddrUse::UdpReceive => (Transport::Udp, Use::Receive),
-    }
-}
-
-/// The outer budget for a call whose wasm deadline is `timeout`.
-pub(crate) fn outer_budget(timeout: Duration) -> Duration {
-    timeout + BLOCKED_GRACE
 }

@@ -5,6 +5,16 @@
 //! items carry the WIT documentation, not Rust doc comments.
 #![allow(missing_docs)]
 
+mod broker;
+pub mod sockets;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+pub use broker::{BrokerCtx, LOG_LINE_MAX, LOG_LINES_MAX, LogLine};
+
+use crate::sandbox::limits::Limiter;
+
 wasmtime::component::bindgen!({
     world: "mode",
     path: "../wit",
@@ -19,3 +29,22 @@ pub use self::exports::p2pbroker::mode::lifecycle::{
 };
 pub use self::p2pbroker::mode::broker::{Level, LocalAddress as WitLocalAddress};
 pub use self::p2pbroker::mode::types::{AddressClass, Transport};
+
+/// Everything a store holds for one lifecycle call.
+pub struct CallState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limiter: Limiter,
+    pub(crate) budget: std::sync::Arc<sockets::Budget>,
+    pub(crate) audit: std::sync::Arc<crate::audit::CallAudit>,
+    pub(crate) broker: BrokerCtx,
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::bindings::ModeError;
+use super::wit::ModeError;
 use crate::gate::{Transport, Use};
 
 /// A component could not be loaded.
@@ -48,6 +48,12 @@ pub enum Limit {
     Tables(usize),
     /// Linear memories.
     Memories(usize),
+    /// Sockets created (or accepted) in one call, or the host-wide budget.
+    Sockets(u32),
+    /// Resource-table entries held at once.
+    TableEntries(u32),
+    /// Name lookups started in one call.
+    NameLookups(u32),
 }
 
 /// A limit refusal, raised from the store's resource limiter.
@@ -118,6 +124,17 @@ pub enum CallError {
     /// port 0, ...).
     #[error("guest returned an invalid result: {0}")]
     InvalidResult(String),
+    /// The guest returned a mapping that does not answer its request:
+    /// another internal endpoint or transport, or an absurd lifetime. It is
+    /// audited, never journaled nor handed to a client; the mapping is kept
+    /// here so the broker can ask the MOD to remove it.
+    #[error("guest broke the contract: {reason}")]
+    ContractBreach {
+        /// What was wrong.
+        reason: String,
+        /// The refused mapping.
+        mapping: Option<Box<crate::sandbox::wit::Mapping>>,
+    },
     /// Instantiation failed (pool exhausted, ...).
     #[error("cannot instantiate: {0}")]
     Instantiate(String),
@@ -136,6 +153,7 @@ impl CallError {
             CallError::OutOfFuel => "out-of-fuel",
             CallError::BadHostCall(_) => "bad-host-call",
             CallError::InvalidResult(_) => "invalid-result",
+            CallError::ContractBreach { .. } => "contract-breach",
             CallError::Instantiate(_) => "instantiate",
         }
     }

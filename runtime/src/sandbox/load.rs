@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 
 use wasmtime::component::Component;
 
-use crate::cache::{Reject, sha256};
-use crate::error::LoadError;
-use crate::host::{Mode, ModeHost, ModeSpec, Op, Output};
+use super::cache::{Reject, sha256};
+use super::call::{Op, Output};
+use super::engine::ModeHost;
+use super::error::LoadError;
+use super::mode::{Mode, ModeSpec};
 use crate::netinfo::NetInfo;
 
 /// Which component hashes may be loaded.
@@ -159,6 +161,7 @@ impl ModeHost {
             audit: self.audit(),
             engine: self.engine.clone(),
             fuel: self.config.fuel,
+            host_sockets: self.host_sockets.clone(),
         };
         match mode.call(Op::Info).await.result {
             Ok(Output::Info(info)) => {
@@ -188,29 +191,6 @@ impl ModeHost {
             ));
         }
         Ok(())
-    }
-}
-
-impl Mode {
-    /// Replace grants, config and limits, e.g. once the policy entry for
-    /// this MOD's name is known. The gate is recompiled.
-    pub fn respec(&mut self, host: &ModeHost, spec: ModeSpec) -> Result<(), LoadError> {
-        host.check_spec(&spec)?;
-        self.gate = Arc::new(crate::gate::Gate::compile(&spec.grants, &self.net));
-        self.config = Arc::new(spec.config.clone());
-        self.spec = spec;
-        Ok(())
-    }
-}
-
-impl Mode {
-    /// The same MOD for another snapshot of the network (gateways and
-    /// addresses changed): its gate is recompiled against it.
-    pub fn with_net(&self, net: Arc<NetInfo>) -> Mode {
-        let mut m = self.clone();
-        m.gate = Arc::new(crate::gate::Gate::compile(&m.spec.grants, &net));
-        m.net = net;
-        m
     }
 }
 

@@ -1,16 +1,14 @@
-//! The per-call store state and the broker interface implemented on a
-//! narrow view of it.
+//! The `p2pbroker:mode/broker` interface, implemented on a narrow view of
+//! the store: the network facts, the MOD's config, and where its log lines
+//! go.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::bindings::sockets::network::IpAddress;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::bindings::p2pbroker::mode::{broker, types};
-use crate::bindings::{Level, WitLocalAddress};
-use crate::limits::Limiter;
+use super::p2pbroker::mode::{broker, types};
+use super::{Level, WitLocalAddress};
 use crate::netinfo::NetInfo;
 
 /// Longest log line kept, bytes; longer lines are cut (on a char boundary).
@@ -38,23 +36,6 @@ pub struct BrokerCtx {
     pub(crate) mode: Arc<str>,
     pub(crate) logs: Vec<LogLine>,
     pub(crate) logs_dropped: u64,
-}
-
-/// Everything a store holds for one lifecycle call.
-pub struct CallState {
-    pub(crate) wasi: WasiCtx,
-    pub(crate) table: ResourceTable,
-    pub(crate) limiter: Limiter,
-    pub(crate) broker: BrokerCtx,
-}
-
-impl WasiView for CallState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
 }
 
 fn level_name(level: Level) -> &'static str {
@@ -109,7 +90,8 @@ impl broker::Host for BrokerCtx {
             self.logs_dropped += 1;
             return;
         }
-        let message = truncate(message, LOG_LINE_MAX);
+        // Clipped, then escaped: a MOD's line can forge no log record.
+        let message = crate::sandbox::contract::clean_text(truncate(message, LOG_LINE_MAX));
         let level = level_name(level);
         tracing::debug!(mode = %self.mode, level, "{message}");
         self.logs.push(LogLine { level, message });
@@ -119,7 +101,7 @@ impl broker::Host for BrokerCtx {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bindings::p2pbroker::mode::broker::Host as _;
+    use crate::sandbox::wit::p2pbroker::mode::broker::Host as _;
 
     fn ctx() -> BrokerCtx {
         BrokerCtx {

@@ -1,5 +1,10 @@
 //! Per-call resource limits and the limiter that enforces them.
 //!
+//! Memory is not all a MOD can make the host hold: sockets (each a file
+//! descriptor), resource-table entries (pollables, streams), audit lines
+//! and name lookups each have a per-call cap here too, enforced by the WIT
+//! glue ([`super::wit`]) and the audit budget ([`crate::audit`]).
+//!
 //! wasmtime's stock `StoreLimits` caps each memory separately; a component
 //! can hold several, so this limiter caps their sum. A refused growth raises
 //! [`LimitHit`], which the host turns into a typed `CallError::Limit`.
@@ -9,7 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use wasmtime::ResourceLimiter;
 
-use crate::error::{Limit, LimitHit};
+use super::error::{Limit, LimitHit};
 
 /// Limits for every lifecycle call of one MOD.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +37,19 @@ pub struct Limits {
     pub timeout_ms: u64,
     /// Optional fuel budget per call (needs fuel enabled on the engine).
     pub fuel: Option<u64>,
+    /// Sockets one call may create (or accept). Default 64: a protocol
+    /// client uses one to four; each is a file descriptor of the broker.
+    pub sockets: u32,
+    /// Resource-table entries one call may hold at once (sockets, streams,
+    /// pollables). Default 10,000: a MOD uses a few dozen.
+    pub table_entries: u32,
+    /// Audit lines one call may write. Repeats of a decision are counted,
+    /// not written; lines past the cap are dropped and counted (one summary
+    /// line says how many). Default 256.
+    pub audit_lines: u32,
+    /// Name lookups one call may start (only with a `name-lookup` grant).
+    /// Default 16.
+    pub name_lookups: u32,
 }
 
 impl Default for Limits {
@@ -44,9 +62,23 @@ impl Default for Limits {
             memories: 2,
             timeout_ms: 5_000,
             fuel: None,
+            sockets: 64,
+            table_entries: 10_000,
+            audit_lines: 256,
+            name_lookups: 16,
         }
     }
 }
+
+/// Caps on the per-call host-resource limits: a policy may not lift a MOD
+/// past what the broker as a whole can hold.
+pub const MAX_SOCKETS: u32 = 1024;
+/// See [`MAX_SOCKETS`].
+pub const MAX_TABLE_ENTRIES: u32 = 100_000;
+/// See [`MAX_SOCKETS`].
+pub const MAX_AUDIT_LINES: u32 = 10_000;
+/// See [`MAX_SOCKETS`].
+pub const MAX_NAME_LOOKUPS: u32 = 256;
 
 /// Longest call budget a policy may set. A lifecycle call that needs more
 /// than ten minutes is broken, and a bound keeps deadline arithmetic finite.
@@ -77,6 +109,25 @@ impl Limits {
             if v == 0 {
                 return Err(format!("limits.{name} = 0 leaves nothing to run"));
             }
+        }
+        for (name, v, max) in [
+            ("sockets", self.sockets, MAX_SOCKETS),
+            ("table_entries", self.table_entries, MAX_TABLE_ENTRIES),
+            ("audit_lines", self.audit_lines, MAX_AUDIT_LINES),
+            ("name_lookups", self.name_lookups, MAX_NAME_LOOKUPS),
+        ] {
+            // 0 is allowed: a MOD that needs no socket can be held to none.
+            if v > max {
+                return Err(format!(
+                    "limits.{name} = {v} is above the broker's cap of {max}"
+                ));
+            }
+        }
+        if self.table_entries < 16 {
+            return Err(format!(
+                "limits.table_entries = {} is below 16: a call cannot run in fewer",
+                self.table_entries
+            ));
         }
         if self.fuel == Some(0) {
             return Err("limits.fuel = 0 leaves nothing to run".into());

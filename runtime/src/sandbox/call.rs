@@ -1,0 +1,345 @@
+//! Running one lifecycle call and turning whatever happened into a typed
+//! [`CallReport`].
+//!
+//! A guest spinning in wasm is stopped by its epoch deadline; one blocked in
+//! a host poll (which epochs cannot interrupt) by an outer tokio timeout.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::ResourceTableError;
+use wasmtime::{Store, Trap};
+
+use super::contract;
+use super::error::{CallError, Limit, LimitHit, TrapKind};
+use super::mode::Mode;
+use super::wit::sockets::Exhausted;
+use super::wit::{
+    CallState, LogLine, MapRequest, Mapping, ModeError, ModeInfo, ModePre, ProbeReport,
+};
+use crate::audit::{AuditEvent, Decision, MemorySink, now_rfc3339};
+
+/// Extra time the outer timeout gives over the epoch deadline, so a guest
+/// spinning in wasm is reported as `Timeout` (epoch) and only one stuck in a
+/// host call as `Blocked`.
+const BLOCKED_GRACE: Duration = Duration::from_millis(100);
+
+/// One lifecycle call.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// `info`.
+    Info,
+    /// `probe`.
+    Probe,
+    /// `map`.
+    Map(MapRequest),
+    /// `renew` with a new lifetime.
+    Renew(Mapping, u32),
+    /// `unmap`.
+    Unmap(Mapping),
+}
+
+impl Op {
+    /// The lifecycle function's name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Info => "info",
+            Op::Probe => "probe",
+            Op::Map(_) => "map",
+            Op::Renew(..) => "renew",
+            Op::Unmap(_) => "unmap",
+        }
+    }
+}
+
+/// What a successful call returned.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// From `info`.
+    Info(ModeInfo),
+    /// From `probe`.
+    Probe(ProbeReport),
+    /// From `map` or `renew`.
+    Mapping(Mapping),
+    /// From `unmap`.
+    Unmapped,
+}
+
+/// Everything one call produced.
+#[derive(Debug)]
+pub struct CallReport {
+    /// The result, typed.
+    pub result: Result<Output, CallError>,
+    /// Capability decisions made during the call, in order.
+    pub decisions: Vec<Decision>,
+    /// Lines the MOD logged.
+    pub logs: Vec<LogLine>,
+    /// Lines dropped over the per-call cap.
+    pub logs_dropped: u64,
+    /// Audit lines not written: (repeats of a decision already written,
+    /// distinct decisions over `limits.audit_lines`).
+    pub audit_suppressed: (u64, u64),
+    /// Wall time of the whole call (store creation to result).
+    pub elapsed: Duration,
+}
+
+/// The outer budget for a call whose wasm deadline is `timeout`.
+pub(crate) fn outer_budget(timeout: Duration) -> Duration {
+    timeout + BLOCKED_GRACE
+}
+
+/// What came back from the guest, before validation.
+type Raw = Result<Result<Output, ModeError>, CallError>;
+
+/// What a result must answer: the request it was given.
+enum Asked {
+    Map(MapRequest),
+    Renew(Mapping, u32),
+    Other,
+}
+
+pub(crate) async fn run(mode: &Mode, op: Op) -> CallReport {
+    let start = std::time::Instant::now();
+    let checked = match &op {
+        Op::Map(r) => contract::request(r),
+        Op::Renew(_, lifetime) => contract::renew_lifetime(*lifetime),
+        _ => Ok(()),
+    };
+    if let Err(why) = checked {
+        // The broker enforces the contract before any guest sees the request.
+        return CallReport {
+            result: Err(CallError::Mode(ModeError::InvalidRequest(why))),
+            decisions: Vec::new(),
+            logs: Vec::new(),
+            logs_dropped: 0,
+            audit_suppressed: (0, 0),
+            elapsed: start.elapsed(),
+        };
+    }
+    let call = op.name();
+    let asked = match &op {
+        Op::Map(r) => Asked::Map(r.clone()),
+        Op::Renew(m, l) => Asked::Renew(m.clone(), *l),
+        _ => Asked::Other,
+    };
+    let timeout = mode.spec.limits.timeout();
+    let collector = Arc::new(MemorySink::default());
+    let mut store = mode.new_store(collector.clone());
+    let raw: Raw = match tokio::time::timeout(
+        outer_budget(timeout),
+        invoke(&mode.pre, &mut store, op),
+    )
+    .await
+    {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err((phase, e))) => Err(classify(
+            phase,
+            &e,
+            timeout,
+            &mode.spec.limits,
+            last_error_line(store.data()),
+        )),
+        // The guest sat in a host future (e.g. poll): epochs cannot stop it.
+        Err(_) => Err(CallError::Blocked(timeout)),
+    };
+    // The store (and any trapped instance in it) is dropped here, never
+    // reused; its sockets are closed and given back to the host budget.
+    let state = store.into_data();
+    let exhausted = state.budget.exhausted();
+    let audit_suppressed = state.audit.suppressed();
+    drop(state.wasi);
+    drop(state.table);
+    let decisions = collector.take();
+    let mut result = raw.and_then(|r| validate(r, &asked));
+    let explains = matches!(
+        result,
+        Err(CallError::Mode(_) | CallError::Timeout(_) | CallError::Blocked(_))
+    );
+    if explains {
+        let limits = &mode.spec.limits;
+        // A cap or a denial explains what the MOD then reported.
+        if let Some(e) = exhausted {
+            result = Err(CallError::Limit(match e {
+                Exhausted::Sockets => Limit::Sockets(limits.sockets),
+                Exhausted::NameLookups => Limit::NameLookups(limits.name_lookups),
+            }));
+        } else if let Some(d) = decisions.iter().find(|d| d.denied()) {
+            result = Err(CallError::Denied {
+                address: d.address,
+                transport: d.transport,
+                use_: d.use_,
+            });
+        }
+    }
+    if let Err(CallError::ContractBreach { reason, .. }) = &result {
+        mode.audit.event(&AuditEvent::ContractBreach {
+            time: now_rfc3339(),
+            mode: mode.name.clone(),
+            sha256: mode.sha256.clone(),
+            call,
+            reason: reason.clone(),
+        });
+    }
+    if audit_suppressed != (0, 0) {
+        mode.audit.event(&AuditEvent::AuditSuppressed {
+            time: now_rfc3339(),
+            mode: mode.name.clone(),
+            sha256: mode.sha256.clone(),
+            repeated: audit_suppressed.0,
+            dropped: audit_suppressed.1,
+        });
+    }
+    CallReport {
+        result,
+        decisions,
+        logs: state.broker.logs,
+        logs_dropped: state.broker.logs_dropped,
+        audit_suppressed,
+        elapsed: start.elapsed(),
+    }
+}
+
+async fn invoke(
+    pre: &ModePre<CallState>,
+    store: &mut Store<CallState>,
+    op: Op,
+) -> Result<Result<Output, ModeError>, (Phase, wasmtime::Error)> {
+    let instance = pre
+        .instantiate_async(&mut *store)
+        .await
+        .map_err(|e| (Phase::Instantiate, e))?;
+    call(&instance, store, op)
+        .await
+        .map_err(|e| (Phase::Call, e))
+}
+
+/// Where a wasmtime error came from: the pool or start-up code, or the
+/// lifecycle call itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Instantiate,
+    Call,
+}
+
+async fn call(
+    instance: &super::wit::Mode,
+    store: &mut Store<CallState>,
+    op: Op,
+) -> wasmtime::Result<Result<Output, ModeError>> {
+    let lc = instance.p2pbroker_mode_lifecycle();
+    Ok(match op {
+        Op::Info => Ok(Output::Info(lc.call_info(&mut *store).await?)),
+        Op::Probe => lc.call_probe(&mut *store).await?.map(Output::Probe),
+        Op::Map(r) => lc.call_map(&mut *store, &r).await?.map(Output::Mapping),
+        Op::Renew(m, lifetime) => lc
+            .call_renew(&mut *store, &m, lifetime)
+            .await?
+            .map(Output::Mapping),
+        Op::Unmap(m) => lc
+            .call_unmap(&mut *store, &m)
+            .await?
+            .map(|()| Output::Unmapped),
+    })
+}
+
+fn validate(r: Result<Output, ModeError>, asked: &Asked) -> Result<Output, CallError> {
+    let checked = match (&r, asked) {
+        (Ok(Output::Info(i)), _) => contract::info(i),
+        (Ok(Output::Probe(p)), _) => contract::probe(p),
+        (Ok(Output::Mapping(m)), Asked::Map(req)) => {
+            contract::map_result(m, req).map_err(|reason| breach(reason, m))?;
+            Ok(())
+        }
+        (Ok(Output::Mapping(m)), Asked::Renew(current, lifetime)) => {
+            contract::renew_result(m, current, *lifetime).map_err(|reason| breach(reason, m))?;
+            Ok(())
+        }
+        (Ok(Output::Mapping(_)), Asked::Other) => Err("a mapping where none was asked".into()),
+        (Ok(Output::Unmapped), _) => Ok(()),
+        (Err(e), _) => contract::error(e),
+    };
+    checked.map_err(CallError::InvalidResult)?;
+    match r {
+        Ok(Output::Probe(mut p)) => {
+            p.detail = contract::clean_text(p.detail);
+            Ok(Output::Probe(p))
+        }
+        Ok(Output::Info(mut i)) => {
+            i.version = contract::clean_text(i.version);
+            i.summary = contract::clean_text(i.summary);
+            Ok(Output::Info(i))
+        }
+        Ok(o) => Ok(o),
+        Err(e) => Err(CallError::Mode(contract::clean_error(e))),
+    }
+}
+
+/// A mapping that does not answer its request: refused, but kept so the
+/// caller can ask the MOD to remove whatever it made.
+fn breach(reason: String, m: &Mapping) -> CallError {
+    CallError::ContractBreach {
+        reason,
+        mapping: Some(Box::new(m.clone())),
+    }
+}
+
+fn last_error_line(state: &CallState) -> Option<String> {
+    state
+        .broker
+        .logs
+        .iter()
+        .rev()
+        .find(|l: &&LogLine| l.level == "error")
+        .map(|l| l.message.clone())
+}
+
+/// Map a wasmtime error to the typed call error.
+fn classify(
+    phase: Phase,
+    e: &wasmtime::Error,
+    timeout: Duration,
+    limits: &super::limits::Limits,
+    guest_said: Option<String>,
+) -> CallError {
+    for cause in e.chain() {
+        if let Some(LimitHit(limit)) = cause.downcast_ref::<LimitHit>() {
+            return CallError::Limit(*limit);
+        }
+        if let Some(ResourceTableError::Full) = cause.downcast_ref::<ResourceTableError>() {
+            return CallError::Limit(Limit::TableEntries(limits.table_entries));
+        }
+        if let Some(t) = cause.downcast_ref::<ResourceTableError>() {
+            return CallError::BadHostCall(format!("invalid resource handle: {t}"));
+        }
+    }
+    let Some(trap) = e.downcast_ref::<Trap>() else {
+        // Not a trap, limit or bad handle: during instantiation that is the
+        // pool or linking; during the call, a host function refusing the
+        // guest's arguments.
+        let text = format!("{e:#}");
+        return match phase {
+            Phase::Instantiate => CallError::Instantiate(text),
+            Phase::Call => CallError::BadHostCall(text),
+        };
+    };
+    let kind = match trap {
+        Trap::Interrupt => return CallError::Timeout(timeout),
+        Trap::OutOfFuel => return CallError::OutOfFuel,
+        Trap::UnreachableCodeReached => TrapKind::Unreachable,
+        Trap::StackOverflow => TrapKind::StackOverflow,
+        Trap::MemoryOutOfBounds | Trap::TableOutOfBounds | Trap::HeapMisaligned => {
+            TrapKind::OutOfBounds
+        }
+        Trap::IntegerOverflow | Trap::IntegerDivisionByZero | Trap::BadConversionToInteger => {
+            TrapKind::Arithmetic
+        }
+        Trap::IndirectCallToNull | Trap::BadSignature => TrapKind::BadCall,
+        _ => TrapKind::Other,
+    };
+    let mut message = trap.to_string();
+    if let Some(said) = guest_said {
+        message.push_str(": ");
+        message.push_str(&said);
+    }
+    CallError::Trap { kind, message }
+}

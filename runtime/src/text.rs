@@ -1,0 +1,78 @@
+//! Text that came from outside (a MOD, a gateway through a MOD, a client,
+//! a fleet server) made safe for a terminal and a log line.
+//!
+//! [`escape`] turns every control character (C0, DEL, C1), and the Unicode
+//! line and paragraph separators and bidirectional overrides, into a
+//! visible `\u{…}` escape: no newline can forge a log record, no ANSI escape
+//! sequence reaches a terminal, and no bidi override can make text read
+//! other than it is. Printable text, other scripts included, passes
+//! unchanged.
+
+use std::borrow::Cow;
+
+/// Whether `c` must not reach a terminal or a log line as itself.
+pub fn is_unsafe(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            // Line and paragraph separators: new lines to some readers.
+            '\u{2028}' | '\u{2029}'
+            // Bidirectional embeddings, overrides and isolates.
+            | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+            // Marks that are invisible but reorder text.
+            | '\u{200e}' | '\u{200f}' | '\u{061c}')
+}
+
+/// `s` with every unsafe character written as `\u{HEX}` (and `\` itself
+/// as `\\`, so an escape in the input cannot pass for one of ours).
+pub fn escape(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(|c| is_unsafe(c) || c == '\\') {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c == '\\' {
+            out.push_str("\\\\");
+        } else if is_unsafe(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// [`escape`] into an owned string.
+pub fn escaped(s: &str) -> String {
+    escape(s).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_and_bidi_are_made_visible() {
+        assert_eq!(escape("plain text, é, 日本"), "plain text, é, 日本");
+        assert!(matches!(escape("plain"), Cow::Borrowed(_)));
+        assert_eq!(
+            escape("ok\n2026-11-29 FAKE record"),
+            "ok\\u{a}2026-11-29 FAKE record"
+        );
+        assert_eq!(escape("\u{1b}[31mred\u{7}"), "\\u{1b}[31mred\\u{7}");
+        assert_eq!(
+            escape("a\u{202e}b\u{2028}c\u{9b}"),
+            "a\\u{202e}b\\u{2028}c\\u{9b}"
+        );
+        // An escape already in the input cannot pass for one of ours.
+        assert_eq!(escape("\\u{a}"), "\\\\u{a}");
+        assert_eq!(escape("\r\t\0\u{7f}"), "\\u{d}\\u{9}\\u{0}\\u{7f}");
+    }
+
+    #[test]
+    fn escaped_text_is_one_printable_line() {
+        let hostile: String = (0u32..0x3000).filter_map(char::from_u32).collect();
+        let e = escape(&hostile);
+        assert!(!e.chars().any(is_unsafe), "{e}");
+        assert!(!e.contains('\n'));
+    }
+}
