@@ -108,10 +108,28 @@ async fn revoked_keys_and_hashes_are_refused() {
     );
     let e = admit(&both, &p).await.unwrap_err();
     assert!(e.contains("signed by 1 trusted key(s) [\"a\"]"), "{e}");
+    // A revocation names the signed content: what the signatures cover.
+    let content = hex::encode(p2pbroker::trust::admission::content_sha256(&both).unwrap());
+    let p = policy(&k, 1, &format!("revoked_mods = [\"{content}\"]"), "");
+    let e = admit(&both, &p).await.unwrap_err();
+    assert_eq!(e, format!("component {content} is revoked by the policy"));
+    // Appending a signature (or junk in the signature section) changes the
+    // file's hash, not its content: the revocation still holds.
+    let resigned = p2pbroker::trust::sign(&both, &k.c).unwrap();
+    assert_ne!(p2pbroker::sha256(&resigned), p2pbroker::sha256(&both));
+    let e = admit(&resigned, &p).await.unwrap_err();
+    assert_eq!(e, format!("component {content} is revoked by the policy"));
+    let parsed = wasmsig::parse(&both).unwrap();
+    let mut data: SignatureData = parsed.data.clone().unwrap();
+    data.sets[0].signatures[0].key_id.extend_from_slice(b"junk");
+    let junk = wasmsig::embed(&both, &parsed, &data);
+    assert_ne!(p2pbroker::sha256(&junk), p2pbroker::sha256(&both));
+    let e = admit(&junk, &p).await.unwrap_err();
+    assert_eq!(e, format!("component {content} is revoked by the policy"));
+    // Revoking the file hash works too.
     let sha = hex::encode(p2pbroker::sha256(&both));
     let p = policy(&k, 1, &format!("revoked_mods = [\"{sha}\"]"), "");
-    let e = admit(&both, &p).await.unwrap_err();
-    assert_eq!(e, format!("component {sha} is revoked by the policy"));
+    assert!(admit(&both, &p).await.unwrap_err().contains("is revoked"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -44,6 +44,10 @@ pub async fn run(a: Args) -> anyhow::Result<u8> {
         .map_err(|e| e.to_string());
     let manifest = p2pbroker::trust::manifest::read(&bytes).map_err(|e| e.to_string());
     let signers = p2pbroker::trust::signers(&bytes, &[])?;
+    // What signatures cover; what revocations and pins should name.
+    let content = p2pbroker::trust::admission::content_sha256(&bytes)
+        .map(hex::encode)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let policy = match &a.policy {
         Some(p) => Some(
             p2pbroker::policy::Policy::parse(&std::fs::read_to_string(p)?)
@@ -73,7 +77,8 @@ pub async fn run(a: Args) -> anyhow::Result<u8> {
     };
     if a.json {
         let mut v = serde_json::json!({
-            "file": a.file, "sha256": report.sha256, "size": report.size,
+            "file": a.file, "sha256": report.sha256, "content_sha256": content,
+            "size": report.size,
             "imports": imports, "exports": exports,
             "manifest": manifest.as_ref().ok().cloned().flatten(),
             "signatures": signers.iter().map(|s| serde_json::json!({
@@ -105,7 +110,11 @@ pub async fn run(a: Args) -> anyhow::Result<u8> {
             }
             Err(e) => println!("error     {e}"),
         }
-        println!("sha256    {}", report.sha256);
+        println!("sha256    {} (file)", report.sha256);
+        println!(
+            "content   {} (what signatures cover: revoke and pin this)",
+            content
+        );
         println!("size      {} bytes", report.size);
         println!("imports   (its capability surface; sockets still pass the policy's gate)");
         for i in &imports {
@@ -116,8 +125,12 @@ pub async fn run(a: Args) -> anyhow::Result<u8> {
             println!("  {e}");
         }
         match &manifest {
-            Ok(Some(m)) => println!("manifest  grants {:?}", m.grants),
-            Ok(None) => println!("manifest  none (the policy's grants apply as they are)"),
+            Ok(Some(m)) => println!(
+                "manifest  name {} grants {:?}",
+                m.name.as_deref().unwrap_or("(none: the daemon refuses it)"),
+                m.grants
+            ),
+            Ok(None) => println!("manifest  none (the daemon refuses a MOD without one)"),
             Err(e) => println!("manifest  INVALID: {e}"),
         }
         if signers.is_empty() {

@@ -63,6 +63,18 @@ fn same_endpoint(a: std::net::SocketAddr, b: std::net::SocketAddr) -> bool {
     a.port() == b.port() && a.ip().to_canonical() == b.ip().to_canonical()
 }
 
+/// Whether the mapping's internal endpoint `got` answers `asked`: the same
+/// endpoint, or — when the request left the address unspecified for the MOD
+/// to fill in (`p2pb mode run`, a static forward) — the same port and family
+/// with a concrete address.
+fn answers_internal(got: std::net::SocketAddr, asked: std::net::SocketAddr) -> bool {
+    if asked.ip().is_unspecified() {
+        let (g, a) = (got.ip().to_canonical(), asked.ip().to_canonical());
+        return got.port() == asked.port() && g.is_ipv4() == a.is_ipv4() && !g.is_unspecified();
+    }
+    same_endpoint(got, asked)
+}
+
 fn mapping_shape(m: &Mapping) -> Result<(), String> {
     check_len("state", m.state.len(), STATE_MAX)?;
     let external: std::net::SocketAddr = m.external.into();
@@ -97,7 +109,7 @@ pub fn map_result(m: &Mapping, req: &MapRequest) -> Result<(), String> {
         return Err("the mapping's transport differs from the request's".into());
     }
     let (got, asked) = (m.internal.into(), req.internal.into());
-    if !same_endpoint(got, asked) {
+    if !answers_internal(got, asked) {
         return Err(format!(
             "the mapping forwards to {got}, the request was for {asked}"
         ));
@@ -247,6 +259,20 @@ mod tests {
             let e = map_result(&m, &req).unwrap_err();
             assert!(e.contains(forged), "{e}");
         }
+        // An unspecified address is the MOD's to fill in, same port and family.
+        let any = request("0.0.0.0:4000", 60, false);
+        assert!(map_result(&mapping_to("198.51.100.1:4000"), &any).is_ok());
+        let mut m = mapping_to("198.51.100.1:4000");
+        m.internal = "10.0.0.2:4001"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into();
+        assert!(map_result(&m, &any).is_err());
+        m.internal = "[2001:db8::2]:4000"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into();
+        assert!(map_result(&m, &any).is_err());
         // The same endpoint written as an IPv4-mapped IPv6 address is fine.
         let mut m = mapping_to("198.51.100.1:4000");
         m.internal = "[::ffff:10.0.0.2]:4000"

@@ -58,7 +58,7 @@ pub enum Refusal {
     #[error("signature data: {0}")]
     Signature(String),
     /// Too few distinct trusted keys signed it.
-    #[error("signed by {have} trusted key(s) {names:?}, {need} required{}", .mode.as_ref().map(|m| format!(" for mode `{m}`")).unwrap_or_default())]
+    #[error("signed by {have} trusted key(s) {names:?}, the policy requires {need}{}", .mode.as_ref().map(|m| format!(" for mode `{m}`")).unwrap_or_default())]
     BelowThreshold {
         /// Distinct trusted signers found.
         have: usize,
