@@ -33,7 +33,7 @@ use crate::json::{MappingJson, wit_transport};
 use crate::netinfo::NetInfo;
 use crate::policy::Policy;
 use crate::sandbox::wit::{MapRequest, Mapping};
-use crate::sandbox::{Mode, ModeHost, Op, Output};
+use crate::sandbox::{CallError, Mode, ModeHost, Op, Output};
 
 /// Mutable broker state.
 pub struct Shared {
@@ -338,6 +338,15 @@ impl Broker {
                 probe_state,
             };
             let r = mode.call(Op::Map(req)).await;
+            if let Err(CallError::ContractBreach {
+                mapping: Some(forged),
+                ..
+            }) = &r.result
+            {
+                // Whatever the MOD made, it is asked to remove (best effort:
+                // a hostile MOD may not; the breach is audited either way).
+                let _ = mode.call(Op::Unmap((**forged).clone())).await;
+            }
             match r.result {
                 Ok(Output::Mapping(m)) => return Ok((mode, m)),
                 Ok(_) => reasons.push((

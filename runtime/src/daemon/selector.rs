@@ -72,6 +72,7 @@ pub fn failure(e: &CallError) -> Failure {
         CallError::Mode(m) => Failure::new(mode_error_kind(m), mode_error_message(m)),
         CallError::Denied { .. } => Failure::new("denied", e.to_string()),
         CallError::Timeout(_) | CallError::Blocked(_) => Failure::new("timeout", e.to_string()),
+        CallError::ContractBreach { .. } => Failure::new("contract-breach", e.to_string()),
         _ => Failure::new("fault", e.to_string()),
     }
 }

@@ -17,7 +17,7 @@ use super::ownership;
 use super::{timing, views};
 use crate::json::{MappingJson, wit_transport};
 use crate::sandbox::wit::{MapRequest, Mapping};
-use crate::sandbox::{Mode, Op, Output};
+use crate::sandbox::{CallError, Mode, Op, Output};
 
 /// Upkeep calls running at once: enough to renew thousands of leases per
 /// minute, few enough to leave pool slots for clients' maps.
@@ -155,6 +155,14 @@ impl Broker {
                 self.settled(rec, EventKind::Renewed, reason);
             }
             Ok(_) => self.retry_later(id),
+            Err(CallError::ContractBreach { reason, mapping }) => {
+                // The gateway may now forward elsewhere: undo what the MOD
+                // says it did, and map the lease again from scratch.
+                if let Some(forged) = mapping {
+                    let _ = mode.call(Op::Unmap(*forged)).await;
+                }
+                self.lost(id, format!("contract-breach: {reason}")).await;
+            }
             Err(e) => {
                 let f = super::selector::failure(&e);
                 let expired = l.rec.gateway_expiry().is_some_and(|x| x * 1000 <= now_ms());

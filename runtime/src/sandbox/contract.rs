@@ -65,12 +65,13 @@ fn same_endpoint(a: std::net::SocketAddr, b: std::net::SocketAddr) -> bool {
 
 /// Whether the mapping's internal endpoint `got` answers `asked`: the same
 /// endpoint, or — when the request left the address unspecified for the MOD
-/// to fill in (`p2pb mode run`, a static forward) — the same port and family
-/// with a concrete address.
+/// or the gateway to fill in (`p2pb mode run`, a static forward; NAT-PMP and
+/// PCP map the sender) — the same port and family. The daemon always asks
+/// for a concrete address.
 fn answers_internal(got: std::net::SocketAddr, asked: std::net::SocketAddr) -> bool {
     if asked.ip().is_unspecified() {
         let (g, a) = (got.ip().to_canonical(), asked.ip().to_canonical());
-        return got.port() == asked.port() && g.is_ipv4() == a.is_ipv4() && !g.is_unspecified();
+        return got.port() == asked.port() && g.is_ipv4() == a.is_ipv4();
     }
     same_endpoint(got, asked)
 }
