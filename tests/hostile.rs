@@ -270,9 +270,11 @@ async fn reply_from_a_non_granted_source_is_dropped_and_audited() {
 /// A result over the contract's size limit is refused, naming the field.
 async fn oversized_result_is_rejected(scenario: &str, field: &str) {
     let (host, _) = harness::host();
-    // Room for the giant value itself, so the contract check is what trips.
+    // Room for the giant value itself, so the contract check is what trips;
+    // time enough to build it on a loaded machine.
     let limits = Limits {
         memory_bytes: 48 << 20,
+        timeout_ms: 10_000,
         ..harness::tight()
     };
     let (mode, r) = attack_with(&host, scenario, &[], None, limits).await;

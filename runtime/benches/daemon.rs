@@ -9,6 +9,12 @@
 //!    at once: 10,000 live leases — daemon RSS, CPU over two renewal cycles,
 //!    CPU per renewal, extrapolated to the default 3600 s lifetime.
 //! 3. Same daemon: 1,000 concurrent API clients asking `status`.
+//! 4. In the lab, with a hostile MOD spinning in two calls at once: how
+//!    long `p2pb status` (a whole process) takes, against the same command
+//!    with the MOD idle.
+//!
+//! A map needs a socket of the mapping user on the port (proof of
+//! ownership): the bench binds them in the daemon's namespace first.
 //!
 //! `cargo bench -p p2pbroker --bench daemon` prints a Markdown table.
 
@@ -53,16 +59,55 @@ fn main() {
         in_lab()
     };
     let scale_rows = at_scale();
+    let spin_rows = while_spinning();
     println!("\n| what | median / value | target | peer (same run) | ratio |");
     println!("| --- | --- | --- | --- | --- |");
-    for r in lab_rows.iter().chain(&scale_rows) {
+    for r in lab_rows.iter().chain(&scale_rows).chain(&spin_rows) {
         println!("{r}");
     }
+}
+
+/// Bind TCP listeners on `ports` inside namespace `ns` (what an
+/// application would have), kept open while the result lives.
+fn listeners_in(ns: &str, ports: Vec<u16>) -> Vec<std::net::TcpListener> {
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::File::open(&path).unwrap();
+        // SAFETY: setns on this short-lived thread only.
+        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+        ports
+            .into_iter()
+            .map(|p| std::net::TcpListener::bind(("0.0.0.0", p)).unwrap())
+            .collect()
+    })
+    .join()
+    .unwrap()
+}
+
+/// Bind UDP sockets on `ports` inside namespace `ns`.
+fn udp_sockets_in(ns: &str, ports: Vec<u16>) -> Vec<UdpSocket> {
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::File::open(&path).unwrap();
+        // SAFETY: setns on this short-lived thread only.
+        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+        ports
+            .into_iter()
+            .map(|p| UdpSocket::bind(("0.0.0.0", p)).unwrap())
+            .collect()
+    })
+    .join()
+    .unwrap()
 }
 
 fn in_lab() -> Vec<String> {
     let lab = lab::Lab::up(lab::GatewayOptions::default());
     let policy = p2pbroker::policy::DEFAULT_POLICY;
+    let host = lab.ns(lab::Ns::Host);
+    let ports: Vec<u16> = (0..ROUNDS as u16).map(|i| 6000 + i).chain(7000..7030).collect();
+    let _apps = listeners_in(&host, ports);
     // First start compiles the MODs into the cache; later starts load them.
     let mut d = daemon::Daemon::start(&lab, "warmup", policy);
     d.stop();
@@ -286,6 +331,9 @@ config = { gateway = "10.99.0.1" }
         &dir.path().join("broker.log"),
     );
     let pid = broker.id();
+    // One UDP socket per lease, as the applications would hold them.
+    p2pbroker::daemon::process::raise_nofile();
+    let _apps = udp_sockets_in(&ns.0, (1024..1024 + LEASES).collect());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let rows = rt.block_on(async {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -430,4 +478,45 @@ async fn status_load(socket: &std::path::Path) -> f64 {
         t.await.unwrap();
     }
     done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// `p2pb status` (whole processes) while a hostile MOD spins in two map
+/// calls at once, against the same with no call running.
+fn while_spinning() -> Vec<String> {
+    let lab = lab::Lab::up(lab::GatewayOptions::default());
+    let dir = lab.path("hostile-modes");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bytes = harness::component("tests/guests/hostile");
+    std::fs::write(dir.join("hostile.wasm"), &bytes).unwrap();
+    let sha = hex::encode(p2pbroker::sha256(&bytes));
+    std::fs::write(dir.join("allow.list"), format!("{sha}  hostile.wasm\n")).unwrap();
+    let policy = "version = 1\norder = [\"hostile\"]\n[modes.hostile]\nconfig = { map = \"loop\" }\n[modes.hostile.limits]\ntimeout_ms = 30000\n";
+    let d = daemon::Daemon::start_with(&lab.ns(lab::Ns::Host), &lab.path(""), "spin", policy, &dir, &[]);
+    let status = |n: usize| -> Vec<Duration> {
+        (0..n)
+            .map(|_| {
+                let t = Instant::now();
+                assert!(d.cli(&["status", "--json"]).status.success());
+                t.elapsed()
+            })
+            .collect()
+    };
+    let idle = median(status(20));
+    let _apps = listeners_in(&lab.ns(lab::Ns::Host), vec![7100, 7101]);
+    let spinners: Vec<daemon::Reaped> = [7100, 7101]
+        .iter()
+        .map(|p| daemon::Reaped(d.hold(&format!("spin-{p}"), &["tcp", &p.to_string(), "--detach"])))
+        .collect();
+    let journal = d.state.join("leases.journal");
+    daemon::eventually("both maps reach the MOD", 20, || {
+        std::fs::read_to_string(&journal).is_ok_and(|j| j.matches("\"op\":\"intent\"").count() == 2)
+    });
+    let busy = median(status(20));
+    drop(spinners);
+    vec![format!(
+        "| `p2pb status` (process) while two MOD calls spin in wasm | {:.1} ms | < 50 ms | same, MOD idle {:.1} ms | {:.2}× |",
+        ms(busy),
+        ms(idle),
+        ms(busy) / ms(idle)
+    )]
 }
