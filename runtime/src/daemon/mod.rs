@@ -8,6 +8,7 @@
 //! loop that serves new ones.
 
 pub mod broker;
+pub mod expiry;
 pub mod fdpass;
 pub mod fleet;
 pub mod journal;
@@ -273,6 +274,7 @@ pub async fn run(opts: DaemonOptions) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let upkeep = tokio::spawn(broker.clone().upkeep_loop());
+    let expiry = tokio::spawn(broker.clone().expiry_loop());
     let netwatch = tokio::spawn(broker.clone().netwatch_loop());
     let warm = {
         // Probe now so the first map does not wait for it.
@@ -313,6 +315,7 @@ pub async fn run(opts: DaemonOptions) -> anyhow::Result<()> {
     }
     warm.abort();
     netwatch.abort();
+    expiry.abort();
     upkeep.abort();
     let _ = std::fs::remove_file(&opts.socket);
     broker.release_all(SHUTDOWN_CAP).await;
