@@ -154,3 +154,71 @@ fn run_prints_result_audit_and_time_and_sets_exit_codes() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot read /nonexistent.wasm"));
 }
+
+/// Run `p2pb ARGS`, bounded: a daemon that blocks on its input fails the
+/// test instead of hanging it. Returns the exit status and stderr.
+fn run_bounded(args: &[&std::ffi::OsStr]) -> (std::process::ExitStatus, String) {
+    let mut child = p2pb()
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            return (st, err);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("p2pb {args:?} did not exit within 30 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_daemon_refuses_a_policy_or_root_that_is_not_a_regular_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("policy.toml");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let sock = dir.path().join("p2pb.sock");
+    let state = dir.path().join("state");
+    let daemon = |extra: &[&std::ffi::OsStr]| {
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "--socket".as_ref(),
+            sock.as_os_str(),
+            "daemon".as_ref(),
+            "--modes".as_ref(),
+            dir.path().as_os_str(),
+            "--state-dir".as_ref(),
+            state.as_os_str(),
+        ];
+        args.extend_from_slice(extra);
+        run_bounded(&args)
+    };
+    let (st, err) = daemon(&["--policy".as_ref(), fifo.as_os_str()]);
+    assert!(!st.success());
+    assert!(
+        err.contains("policy.toml: is a FIFO, not a regular file"),
+        "{err}"
+    );
+    let (st, err) = daemon(&[
+        "--policy-dir".as_ref(),
+        dir.path().as_os_str(),
+        "--root".as_ref(),
+        "/dev/zero".as_ref(),
+    ]);
+    assert!(!st.success());
+    assert!(
+        err.contains("/dev/zero: is a character device, not a regular file"),
+        "{err}"
+    );
+    assert!(!sock.exists(), "nothing was served");
+}

@@ -7,79 +7,17 @@
 
 #[path = "daemon/mod.rs"]
 mod daemon;
+#[path = "fleet/mod.rs"]
+mod fleet;
 #[path = "harness/mod.rs"]
 mod harness;
 #[path = "lab/mod.rs"]
 mod lab;
 
-use std::path::Path;
-use std::process::Output;
-
-use daemon::{Daemon, Reaped, eventually};
-use lab::{GatewayOptions, Lab, Ns};
+use daemon::{Reaped, eventually};
+use fleet::{p2pb, public_hex, s};
+use lab::{GatewayOptions, Lab};
 use serde_json::Value;
-
-/// A static file server with ETag / If-None-Match, logging each request's
-/// status, switchable (file `MODE`) to serve garbage or to stall.
-const SERVER: &str = r#"
-import hashlib, http.server, os, sys, time
-root, port = sys.argv[1], int(sys.argv[2])
-class H(http.server.BaseHTTPRequestHandler):
-    def reply(self, code, body=b"", etag=None):
-        with open(os.path.join(root, "requests.log"), "a") as f:
-            f.write("%s %d\n" % (self.path, code))
-        self.send_response(code)
-        if etag: self.send_header("ETag", etag)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def do_GET(self):
-        m = os.path.join(root, "MODE")
-        mode = open(m).read().strip() if os.path.exists(m) else "normal"
-        if mode == "slow":
-            time.sleep(20)
-        path = os.path.join(root, self.path.lstrip("/"))
-        if not os.path.isfile(path):
-            return self.reply(404)
-        body = open(path, "rb").read()
-        if mode == "garbage" and self.path.endswith("policy.toml"):
-            body = os.urandom(512)
-        etag = '"%s"' % hashlib.sha256(body).hexdigest()
-        if self.headers.get("If-None-Match") == etag:
-            return self.reply(304)
-        self.reply(200, body, etag)
-    def log_message(self, *a):
-        pass
-http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
-"#;
-
-fn p2pb(args: &[&str]) -> Output {
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_p2pb"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "p2pb {args:?}: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
-
-fn public_hex(pubfile: &Path) -> String {
-    let out = p2pb(&["key", "show", pubfile.to_str().unwrap()]);
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    text.lines()
-        .find_map(|l| l.strip_prefix("public   "))
-        .unwrap()
-        .trim()
-        .to_string()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 const GRANTS_PCP: &str = "[\"udp:send,receive@gateway:5351\"]";
 
@@ -128,44 +66,9 @@ fn a_signed_policy_pushed_over_http_is_applied_without_dropping_leases() {
          [modes.static]\ngrants = []\nconfig = {{ forwards = \"{forward}\" }}\n"
     );
     // 4. The root of trust: the fleet key signs policies.
-    let root = k("root.toml");
-    let fleet_hex = public_hex(&k("fleet.pub"));
-    std::fs::write(
-        &root,
-        format!("version = 1\nexpires = \"2099-01-01T00:00:00Z\"\nthreshold = 1\n[keys]\nfleet = \"{fleet_hex}\"\n"),
-    )
-    .unwrap();
-    p2pb(&[
-        "policy",
-        "sign",
-        "--root",
-        "--key",
-        s(&k("fleet.key")),
-        s(&root),
-    ]);
+    let root = fleet::signed_root(&dir, &public_hex(&k("fleet.pub")));
     // 5. Serve the publication folder over HTTP inside the host namespace.
-    let site = lab.path("site");
-    std::fs::create_dir_all(&site).unwrap();
-    let _server = Reaped(lab.spawn(
-        Ns::Host,
-        "http",
-        &["python3", "-c", SERVER, s(&site), "8099"],
-    ));
-    let d = Daemon::start_with(
-        &lab.ns(Ns::Host),
-        &lab.path(""),
-        "broker",
-        &start,
-        &modes,
-        &[
-            "--policy-url",
-            "http://127.0.0.1:8099/",
-            "--root",
-            s(&root),
-            "--policy-interval-ms",
-            "300",
-        ],
-    );
+    let (site, _server, d) = fleet::serve_and_start(&lab, 8099, &start, &modes, &root);
     let status = || d.json(&["status", "--json"]);
     // Nothing published yet: the local policy stays, and says why.
     eventually("the missing bundle is reported", 20, || {
@@ -270,5 +173,145 @@ fn a_signed_policy_pushed_over_http_is_applied_without_dropping_leases() {
         st["leases"].as_array().unwrap().len(),
         1,
         "no lease dropped"
+    );
+}
+
+/// Seconds since the epoch.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn a_signed_policy_expires_while_the_server_answers_304_and_maps_are_refused() {
+    let lab = Lab::up(GatewayOptions::default());
+    let team = lab.path("team");
+    std::fs::create_dir_all(&team).unwrap();
+    let root = fleet::signed_root(&team, &fleet::key(&team, "fleet"));
+    let modes = lab.path("modes");
+    fleet::modes_folder(&modes, &[("modes/static", "static.wasm")]);
+    let forwards = format!(
+        "tcp {w}:7060 -> {h}:7060; tcp {w}:7061 -> {h}:7061",
+        w = lab::WAN_IP,
+        h = lab::HOST_IP
+    );
+    let mode = format!("[modes.static]\ngrants = []\nconfig = {{ forwards = \"{forwards}\" }}\n");
+    let start = format!("version = 1\n{mode}");
+    let (site, _server, d) = fleet::serve_and_start(&lab, 8098, &start, &modes, &root);
+    let status = || d.json(&["status", "--json"]);
+    let first_line = || {
+        let out = d.cli(&["status"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    // A signed policy valid for 40 s more, renewing every few seconds (a
+    // 10 s gateway lifetime) so that renewals happen before the expiry.
+    let expires = unix_now() + 40;
+    let expires_text = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(expires),
+    )
+    .to_string();
+    let signed = team.join("policy.toml");
+    std::fs::write(
+        &signed,
+        format!(
+            "version = 1\nserial = 1\nissued_at = \"2026-11-25T00:00:00Z\"\nexpires = \"{expires_text}\"\n\
+             [broker]\nmapping_lifetime = 10\n{mode}"
+        ),
+    )
+    .unwrap();
+    p2pb(&[
+        "policy",
+        "sign",
+        "--key",
+        s(&team.join("fleet.key")),
+        s(&signed),
+    ]);
+    p2pb(&["policy", "publish", s(&signed), "--to", s(&site)]);
+    eventually("the broker applies serial 1", 30, || {
+        status()["policy"]["version"] == 1
+    });
+    // Within a day of its expiry: said ahead of time.
+    let st = status();
+    assert_eq!(st["policy"]["expires_at"], expires);
+    assert_eq!(st["policy"]["expired"], false);
+    let line = first_line();
+    assert!(
+        line.starts_with(&format!(
+            "WARNING: the policy in force expires at {expires_text}"
+        )),
+        "{line}"
+    );
+    let _apps = [7060, 7061].map(|p| Reaped(lab.listen(true, p, 300)));
+    let lease = d.json(&["map", "tcp", "7060", "--detach", "--json"]);
+    let id = lease["id"].as_u64().unwrap();
+    eventually("the lease is renewed while the policy is valid", 30, || {
+        fleet::journal_puts(&d.state, id).len() >= 2
+    });
+    // Expiry, while the server keeps answering 304 for the same bundle.
+    eventually("status says the policy expired", 60, || {
+        status()["policy"]["expired"] == true
+    });
+    assert!(unix_now() >= expires, "expired only once its time came");
+    let polls = |log: &str| log.matches("/policy.toml 304").count();
+    let before = polls(&std::fs::read_to_string(site.join("requests.log")).unwrap());
+    eventually("the server answers 304 after the expiry", 20, || {
+        polls(&std::fs::read_to_string(site.join("requests.log")).unwrap()) > before
+    });
+    let refused = d.cli(&["map", "tcp", "7061", "--detach", "--json"]);
+    assert!(
+        !refused.status.success(),
+        "a map after the expiry succeeded"
+    );
+    let why = String::from_utf8_lossy(&refused.stderr).to_string();
+    assert!(why.contains("policy-expired"), "{why}");
+    assert!(why.contains(&expires_text), "{why}");
+    let st = status();
+    assert_eq!(st["policy"]["expired"], true);
+    assert_eq!(st["policy"]["version"], 1);
+    let warning = st["policy"]["warnings"][0].as_str().unwrap().to_string();
+    assert!(warning.contains("EXPIRED"), "{warning}");
+    let line = first_line();
+    assert!(
+        line.starts_with(&format!(
+            "WARNING: the policy in force EXPIRED at {expires_text}"
+        )),
+        "{line}"
+    );
+    // The lease lapses with its last grant, which no renewal stretched past
+    // the expiry (a grant is at most the seconds left, rounded up).
+    eventually("the lease lapses", 30, || {
+        d.json(&["list", "--json"]).as_array().unwrap().is_empty()
+    });
+    let puts = fleet::journal_puts(&d.state, id);
+    assert!(puts.len() >= 2, "{puts:?}");
+    for (granted_at, lifetime) in &puts {
+        assert!(*granted_at <= expires, "renewed after the expiry: {puts:?}");
+        assert!(
+            granted_at + lifetime <= expires + 1,
+            "a grant outlives the policy: {puts:?}"
+        );
+    }
+    // A stalling server changes nothing: still expired, still refused.
+    std::fs::write(site.join("MODE"), "slow").unwrap();
+    eventually("the stalled fetch times out", 30, || {
+        status()["policy"]["error"]
+            .as_str()
+            .is_some_and(|e| e.to_lowercase().contains("timeout") || e.contains("timed out"))
+    });
+    assert_eq!(status()["policy"]["expired"], true);
+    let refused = d.cli(&["map", "tcp", "7061", "--detach", "--json"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("policy-expired"));
+    // The daemon said so in its log, once.
+    let log = d.log();
+    assert_eq!(
+        log.matches("the policy in force EXPIRED").count(),
+        1,
+        "{log}"
     );
 }

@@ -331,3 +331,114 @@ fn malformed_documents_and_absurd_sizes_are_refused() {
     let e = p2pbroker::policy::Policy::parse(&text).unwrap_err();
     assert!(e.to_string().contains("unknown field `colour`"), "{e}");
 }
+
+#[test]
+fn a_signature_repeated_many_times_counts_once_on_every_threshold_path() {
+    let k = keys(4);
+    let (a, b, c, d) = (&k.k[0], &k.k[1], &k.k[2], &k.k[3]);
+    // A policy: one key's line five times, and its key ID with a bad
+    // signature besides, is one signer.
+    let root = Root::parse(root_text(1, 2, &[a, b], LATER).as_bytes()).unwrap();
+    let p = policy(1, LATER);
+    let line = sigs(&p, &[a], false);
+    let bogus = format!("ed25519 {} {}\n", a.public().id_hex(), "00".repeat(64));
+    let many = format!("{}{bogus}", line.repeat(5));
+    assert_eq!(
+        check_policy(
+            &root,
+            &Seen::default(),
+            p.as_bytes(),
+            many.as_bytes(),
+            now()
+        ),
+        Err(BundleError::Threshold {
+            what: "policy",
+            have: 1,
+            need: 2
+        })
+    );
+    // A root rotation: repeats count once for the old keys and for the new.
+    let r2 = root_text(2, 2, &[c, d], LATER);
+    let by = |ks: &[&SecretKey]| sigs(&r2, ks, true);
+    let old_repeated = format!("{}{}", by(&[a]).repeat(4), by(&[c, d]));
+    assert_eq!(
+        update_root(&root, r2.as_bytes(), old_repeated.as_bytes(), now()),
+        Err(BundleError::Threshold {
+            what: "root (old keys)",
+            have: 1,
+            need: 2
+        })
+    );
+    let new_repeated = format!("{}{}", by(&[a, b]), by(&[d]).repeat(4));
+    assert_eq!(
+        update_root(&root, r2.as_bytes(), new_repeated.as_bytes(), now()),
+        Err(BundleError::Threshold {
+            what: "root (new keys)",
+            have: 1,
+            need: 2
+        })
+    );
+    // A key in both roots signs once and counts once in each.
+    let r2_shared = root_text(2, 2, &[a, c], LATER);
+    let shared = sigs(&r2_shared, &[a, a, a, c], true);
+    assert_eq!(
+        update_root(&root, r2_shared.as_bytes(), shared.as_bytes(), now()),
+        Err(BundleError::Threshold {
+            what: "root (old keys)",
+            have: 1,
+            need: 2
+        })
+    );
+    let enough = sigs(&r2, &[a, b, c, d], true);
+    assert_eq!(
+        update_root(&root, r2.as_bytes(), enough.as_bytes(), now())
+            .unwrap()
+            .version,
+        2
+    );
+}
+
+#[test]
+fn a_root_listing_one_key_under_two_names_is_refused() {
+    let k = keys(2);
+    let (a, b) = (&k.k[0], &k.k[1]);
+    let twice = format!(
+        "version = 1\nexpires = \"{LATER}\"\nthreshold = 2\n[keys]\nalice = \"{0}\"\nalias = \"{0}\"\n",
+        a.public().hex()
+    );
+    let e = Root::parse(twice.as_bytes()).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains(&format!("key {} is listed twice", a.public().id_hex())),
+        "{e}"
+    );
+    // The same key in upper case hex is the same key.
+    let shouting = format!(
+        "version = 1\nexpires = \"{LATER}\"\nthreshold = 2\n[keys]\nalice = \"{}\"\nalias = \"{}\"\n",
+        a.public().hex(),
+        a.public().hex().to_uppercase()
+    );
+    assert!(Root::parse(shouting.as_bytes()).is_err());
+    // Nor can a rotation bring one in: root 2 listing a twice is refused
+    // even when signed by every key involved.
+    let root = Root::parse(root_text(1, 1, &[a, b], LATER).as_bytes()).unwrap();
+    let r2 = twice.replace("version = 1", "version = 2");
+    let e = update_root(
+        &root,
+        r2.as_bytes(),
+        sigs(&r2, &[a, b], true).as_bytes(),
+        now(),
+    )
+    .unwrap_err();
+    assert!(matches!(e, BundleError::Malformed("root", _)), "{e}");
+    // A second encoding of a point (y + p for a small y) is not a second key.
+    let mut other_encoding = [0xffu8; 32];
+    other_encoding[0] = 0xed + 3;
+    other_encoding[31] = 0x7f;
+    let odd = format!(
+        "version = 1\nexpires = \"{LATER}\"\nthreshold = 1\n[keys]\nodd = \"{}\"\n",
+        hex::encode(other_encoding)
+    );
+    let e = Root::parse(odd.as_bytes()).unwrap_err();
+    assert!(e.to_string().contains("canonical"), "{e}");
+}

@@ -20,6 +20,7 @@ pub mod audit;
 pub mod bench;
 pub mod build;
 pub mod daemon;
+pub mod files;
 pub mod gate;
 pub mod json;
 pub mod netinfo;

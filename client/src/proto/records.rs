@@ -115,6 +115,18 @@ pub struct PolicyStatus {
     pub version: Option<u64>,
     /// The last refused policy update, if any.
     pub error: Option<String>,
+    /// Unix seconds when the policy in force expires, if it says (a signed
+    /// policy always does). Absent from brokers before this field.
+    #[serde(default)]
+    pub expires_at: Option<u64>,
+    /// The policy in force has expired: new maps are refused
+    /// (`policy-expired`) and leases are not renewed.
+    #[serde(default)]
+    pub expired: bool,
+    /// What the operator should act on, most urgent first: the policy or
+    /// the root of trust expired, or expires within a day.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// The host's network as the broker sees it.

@@ -1,11 +1,11 @@
-//! `p2pb map|unmap|list|status|probe`: talk to a running broker.
+//! `p2pb map|unmap|list|probe`: talk to a running broker.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 
 use p2pbroker_client::{Client, ClientError, EventKind, Lease, MapOptions, Transport};
 
-use super::table::{Table, ago, until};
+use super::table::{Table, until};
 
 /// Exit code: no broker answers on the socket.
 pub const EXIT_NO_BROKER: u8 = 3;
@@ -67,7 +67,7 @@ pub struct Target {
     pub lan: Option<String>,
 }
 
-async fn connect(to: &Target) -> Result<Client, u8> {
+pub(super) async fn connect(to: &Target) -> Result<Client, u8> {
     let (what, r) = match &to.lan {
         Some(addr) => {
             let Ok(token) = std::env::var("P2PB_TOKEN") else {
@@ -98,7 +98,7 @@ async fn connect(to: &Target) -> Result<Client, u8> {
     })
 }
 
-fn failed(e: ClientError) -> u8 {
+pub(super) fn failed(e: ClientError) -> u8 {
     match &e {
         ClientError::Api(a) => {
             eprintln!("p2pb: {a}");
@@ -111,11 +111,11 @@ fn failed(e: ClientError) -> u8 {
     super::EXIT_FAILED
 }
 
-fn json_line<T: serde::Serialize>(v: &T) {
+pub(super) fn json_line<T: serde::Serialize>(v: &T) {
     println!("{}", serde_json::to_string(v).expect("serialises"));
 }
 
-fn list_or_none(ips: &[IpAddr]) -> String {
+pub(super) fn list_or_none(ips: &[IpAddr]) -> String {
     if ips.is_empty() {
         return "none".into();
     }
@@ -225,7 +225,7 @@ pub async fn unmap(id: u64, json: bool, to: &Target) -> u8 {
     }
 }
 
-fn lease_table(leases: &[Lease]) -> Table {
+pub(super) fn lease_table(leases: &[Lease]) -> Table {
     let mut t = Table::new(&[
         "LEASE", "PROTO", "INTERNAL", "EXTERNAL", "MOD", "STATE", "RENEW", "ENDS", "UID",
     ]);
@@ -274,61 +274,6 @@ pub async fn list(json: bool, to: &Target) -> u8 {
         }
         Err(e) => failed(e),
     }
-}
-
-/// `p2pb status`.
-pub async fn status(json: bool, to: &Target) -> u8 {
-    let client = match connect(to).await {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let s = match client.status().await {
-        Ok(s) => s,
-        Err(e) => return failed(e),
-    };
-    if json {
-        json_line(&s);
-        return 0;
-    }
-    println!(
-        "broker {} (protocol {}), up {}, policy: {}",
-        s.broker_version,
-        s.protocol,
-        ago(s.uptime_s),
-        s.policy.source
-    );
-    if let Some(e) = &s.policy.error {
-        println!("last policy update refused: {e}");
-    }
-    println!("gateways: {}", list_or_none(&s.network.gateways));
-    println!("addresses: {}\n", s.network.addresses.join(", "));
-    let mut t = Table::new(&["MOD", "VERSION", "PROBE", "AGE", "SEEN"]);
-    for m in &s.modes {
-        let (res, age, seen) = match &m.probe {
-            None => ("not yet".to_string(), "-".to_string(), String::new()),
-            Some(p) => (
-                if p.ok {
-                    "ok".into()
-                } else {
-                    p.kind.clone().unwrap_or_default()
-                },
-                ago(p.age_s),
-                p.detail.clone(),
-            ),
-        };
-        t.row(vec![m.name.clone(), m.version.clone(), res, age, seen]);
-    }
-    print!("{t}");
-    for r in &s.refused {
-        println!("REFUSED  {}: {}", r.file, r.reason);
-    }
-    println!();
-    if s.leases.is_empty() {
-        println!("no leases");
-    } else {
-        print!("{}", lease_table(&s.leases));
-    }
-    0
 }
 
 /// `p2pb probe`.

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use clap::Args as ClapArgs;
 use p2pbroker::daemon::{DaemonOptions, default_state_dir};
+use p2pbroker::files::{Links, read_text};
 use p2pbroker::policy::DEFAULT_POLICY;
+use p2pbroker::trust::bundle::MAX_DOCUMENT;
 
 /// Where installed MODs live unless `--modes` or `P2PB_MODES` says otherwise.
 pub const DEFAULT_MODES_DIR: &str = "/usr/lib/p2pbroker/modes";
@@ -40,9 +42,11 @@ pub struct Args {
 /// Run the daemon until SIGTERM/SIGINT.
 pub async fn run(a: Args, socket: PathBuf) -> anyhow::Result<u8> {
     let policy = match &a.policy {
+        // Capped, a regular file only (a FIFO would hang the start); a
+        // link is followed, since the operator named the path.
         Some(p) => (
-            std::fs::read_to_string(p)
-                .map_err(|e| anyhow::anyhow!("cannot read policy {}: {e}", p.display()))?,
+            read_text(p, MAX_DOCUMENT, Links::Follow)
+                .map_err(|e| anyhow::anyhow!("cannot read the policy: {e}"))?,
             p.display().to_string(),
         ),
         None => (DEFAULT_POLICY.to_string(), "built-in default".to_string()),

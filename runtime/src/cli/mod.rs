@@ -9,6 +9,7 @@ mod client;
 mod daemon;
 mod inspect;
 mod run;
+mod status;
 mod table;
 mod trust;
 
@@ -133,7 +134,7 @@ pub fn main() -> ExitCode {
         Command::Map(a) => Ok(runtime().block_on(client::map(a, &to))),
         Command::Unmap { lease, json } => Ok(runtime().block_on(client::unmap(lease, json, &to))),
         Command::List(a) => Ok(runtime().block_on(client::list(a.json, &to))),
-        Command::Status(a) => Ok(runtime().block_on(client::status(a.json, &to))),
+        Command::Status(a) => Ok(runtime().block_on(status::status(a.json, &to))),
         Command::Probe(a) => Ok(runtime().block_on(client::probe(a, &to))),
         Command::Key { command } => trust::key(command),
         Command::Policy { command } => trust::policy(command),

@@ -13,11 +13,14 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::broker::Broker;
+pub use super::trust_state::{Loaded, TrustState, load_state};
+use super::trust_state::{POLICY_FILE, ROOT_FILE, write_atomically, write_seen};
+use crate::files::{Links, read_document};
 use crate::policy::Policy;
 use crate::trust::bundle::{self, BundleError, MAX_DOCUMENT, Root, Seen};
 
@@ -54,54 +57,6 @@ pub struct Fleet {
     pub interval: Duration,
 }
 
-/// Trust state kept across restarts.
-#[derive(Debug, Clone)]
-pub struct TrustState {
-    /// The root in force.
-    pub root: Root,
-    /// Highest versions seen.
-    pub seen: Seen,
-    /// The last refused update, if the latest attempt failed.
-    pub error: Option<String>,
-}
-
-const SEEN_FILE: &str = "trust-seen.json";
-const ROOT_FILE: &str = "root.toml";
-const POLICY_FILE: &str = "policy.toml";
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("new");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, path)
-}
-
-/// Load the persisted trust state, or start from `fleet.root`.
-pub fn load_state(fleet: &Fleet, state_dir: &Path) -> anyhow::Result<TrustState> {
-    let seen: Seen = std::fs::read(state_dir.join(SEEN_FILE))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    let initial = Root::parse(&std::fs::read(&fleet.root)?)
-        .map_err(|e| anyhow::anyhow!("root of trust {}: {e}", fleet.root.display()))?;
-    // A rotated root persisted by an earlier run wins over an older file.
-    let root = std::fs::read(state_dir.join(ROOT_FILE))
-        .ok()
-        .and_then(|b| Root::parse(&b).ok())
-        .filter(|r| r.version > initial.version)
-        .unwrap_or(initial);
-    Ok(TrustState {
-        root,
-        seen,
-        error: None,
-    })
-}
-
-/// The last applied signed policy, if one was persisted.
-pub fn last_applied(state_dir: &Path) -> Option<String> {
-    std::fs::read_to_string(state_dir.join(POLICY_FILE)).ok()
-}
-
 struct Fetched {
     policy: Vec<u8>,
     policy_sig: Vec<u8>,
@@ -115,6 +70,23 @@ fn agent() -> ureq::Agent {
         .build()
         .into()
 }
+
+/// Longest refusal kept for `status` and the log, so a server's error
+/// text can flood neither.
+const ERROR_MAX: usize = 1000;
+
+/// `e` escaped for a terminal and a log line, and clipped.
+fn clipped(e: &str) -> String {
+    let e = crate::text::escape(e);
+    match e.char_indices().nth(ERROR_MAX) {
+        Some((at, _)) => format!("{}…", &e[..at]),
+        None => e.into_owned(),
+    }
+}
+
+/// The detached signature files next to the documents.
+const POLICY_SIG: &str = "policy.toml.sig";
+const ROOT_SIG: &str = "root.toml.sig";
 
 /// A fetched body and its ETag.
 type Body = (Vec<u8>, Option<String>);
@@ -158,19 +130,23 @@ fn get(
 fn fetch(source: &Source, etags: &mut HashMap<String, String>) -> Result<Option<Fetched>, String> {
     match source {
         Source::Dir(d) => {
-            let read = |n: &str| {
-                std::fs::read(d.join(n)).map_err(|e| format!("{}: {e}", d.join(n).display()))
+            // A share others write: capped, regular files only, no links.
+            let read = |n: &str| read_document(&d.join(n), MAX_DOCUMENT, Links::Refuse);
+            let need = |n: &str| read(n).map_err(|e| e.to_string());
+            // A rotation is optional, but a root that is there and
+            // unreadable is reported, not skipped.
+            let optional = |n: &str| match read(n) {
+                Ok(b) => Ok(Some(b)),
+                Err(e) if e.is_not_found() => Ok(None),
+                Err(e) => Err(e.to_string()),
             };
-            let root = match (
-                std::fs::read(d.join(ROOT_FILE)),
-                std::fs::read(d.join("root.toml.sig")),
-            ) {
-                (Ok(r), Ok(s)) => Some((r, s)),
+            let root = match (optional(ROOT_FILE)?, optional(ROOT_SIG)?) {
+                (Some(r), Some(s)) => Some((r, s)),
                 _ => None,
             };
             Ok(Some(Fetched {
-                policy: read(POLICY_FILE)?,
-                policy_sig: read("policy.toml.sig")?,
+                policy: need(POLICY_FILE)?,
+                policy_sig: need(POLICY_SIG)?,
                 root,
             }))
         }
@@ -186,7 +162,7 @@ fn fetch(source: &Source, etags: &mut HashMap<String, String>) -> Result<Option<
                 get(&a, &format!("{url}.sig"), None, false)?.ok_or("no policy.toml.sig")?;
             let root = match get(&a, &format!("{base}/{ROOT_FILE}"), None, true)? {
                 Some((r, _)) => {
-                    get(&a, &format!("{base}/root.toml.sig"), None, true)?.map(|(s, _)| (r, s))
+                    get(&a, &format!("{base}/{ROOT_SIG}"), None, true)?.map(|(s, _)| (r, s))
                 }
                 None => None,
             };
@@ -279,6 +255,7 @@ impl Broker {
             match outcome {
                 Ok(()) => t.error = None,
                 Err(e) => {
+                    let e = clipped(&e);
                     tracing::warn!("policy update refused: {e}");
                     t.error = Some(e);
                 }
@@ -302,7 +279,13 @@ impl Broker {
         {
             root = bundle::update_root(&root, r, sig, started)
                 .map_err(|e| format!("root update: {e}"))?;
+            // The root first, then the record (see `trust_state`).
             write_atomically(&self.state_dir.join(ROOT_FILE), r).map_err(|e| e.to_string())?;
+            let rotated = Seen {
+                root_version: root.version,
+                ..seen.clone()
+            };
+            write_seen(&self.state_dir, &rotated).map_err(|e| e.to_string())?;
             if let Some(t) = self.trust.lock().unwrap().as_mut() {
                 t.root = root.clone();
                 t.seen.root_version = root.version;
@@ -327,13 +310,10 @@ impl Broker {
             policy_serial: serial,
             policy_sha256: hex::encode(crate::sandbox::sha256(&f.policy)),
         };
+        // The policy first, then the record (see `trust_state`).
         write_atomically(&self.state_dir.join(POLICY_FILE), &f.policy)
             .map_err(|e| e.to_string())?;
-        write_atomically(
-            &self.state_dir.join(SEEN_FILE),
-            &serde_json::to_vec(&new_seen).expect("serialises"),
-        )
-        .map_err(|e| e.to_string())?;
+        write_seen(&self.state_dir, &new_seen).map_err(|e| e.to_string())?;
         if let Some(t) = self.trust.lock().unwrap().as_mut() {
             t.seen = new_seen;
         }
@@ -351,5 +331,47 @@ impl Broker {
             self.fleet_update(&fleet, &mut etags).await;
             tokio::time::sleep(fleet.interval).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fetch_dir(dir: &std::path::Path) -> Result<Fetched, String> {
+        fetch(&Source::Dir(dir.to_path_buf()), &mut HashMap::new())
+            .map(|f| f.expect("a folder always yields a bundle"))
+    }
+
+    #[test]
+    fn a_published_folder_is_read_as_capped_regular_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join(POLICY_SIG), "sig").unwrap();
+        crate::files::tests::mkfifo(&d.join(POLICY_FILE));
+        let e = fetch_dir(d).err().unwrap();
+        assert!(e.contains("is a FIFO, not a regular file"), "{e}");
+        std::fs::remove_file(d.join(POLICY_FILE)).unwrap();
+        std::fs::write(d.join(POLICY_FILE), vec![b'#'; MAX_DOCUMENT + 1]).unwrap();
+        let e = fetch_dir(d).err().unwrap();
+        assert!(e.contains("more than"), "{e}");
+        std::fs::write(d.join(POLICY_FILE), "version = 1\n").unwrap();
+        let f = fetch_dir(d).unwrap();
+        assert_eq!(f.policy, b"version = 1\n");
+        assert!(f.root.is_none(), "no rotation published");
+        // A rotation that is there but unreadable is reported, not skipped.
+        std::fs::write(d.join("elsewhere"), "version = 2\n").unwrap();
+        std::os::unix::fs::symlink(d.join("elsewhere"), d.join(ROOT_FILE)).unwrap();
+        std::fs::write(d.join(ROOT_SIG), "sig").unwrap();
+        let e = fetch_dir(d).err().unwrap();
+        assert!(e.contains("is a symbolic link"), "{e}");
+    }
+
+    #[test]
+    fn refusals_are_escaped_and_clipped() {
+        assert_eq!(clipped("bad\nline"), "bad\\u{a}line");
+        let long = clipped(&"x".repeat(ERROR_MAX * 3));
+        assert_eq!(long.chars().count(), ERROR_MAX + 1);
+        assert!(long.ends_with('…'));
     }
 }

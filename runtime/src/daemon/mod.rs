@@ -8,6 +8,7 @@
 //! loop that serves new ones.
 
 pub mod broker;
+pub mod expiry;
 pub mod fdpass;
 pub mod fleet;
 pub mod journal;
@@ -19,6 +20,7 @@ pub mod process;
 pub mod selector;
 pub mod server;
 pub mod timing;
+pub mod trust_state;
 pub mod upkeep;
 pub mod views;
 
@@ -189,15 +191,15 @@ pub async fn load_modes(
 pub async fn start(opts: &DaemonOptions) -> anyhow::Result<Arc<Broker>> {
     std::fs::create_dir_all(&opts.state_dir)
         .with_context(|| format!("cannot create {}", opts.state_dir.display()))?;
-    let trust = match &opts.fleet {
-        Some(f) => Some(fleet::load_state(f, &opts.state_dir)?),
-        None => None,
+    // With fleet push, the last signed policy applied survives a restart;
+    // damaged trust state stops the start (see `trust_state`).
+    let (trust, persisted) = match &opts.fleet {
+        Some(f) => {
+            let l = fleet::load_state(f, &opts.state_dir)?;
+            (Some(l.state), l.policy)
+        }
+        None => (None, None),
     };
-    // With fleet push, the last signed policy applied survives a restart.
-    let persisted = trust
-        .as_ref()
-        .filter(|t| t.seen.policy_serial > 0)
-        .and_then(|t| Some((fleet::last_applied(&opts.state_dir)?, t.seen.policy_serial)));
     let (policy_text, policy_source) = match persisted {
         Some((text, serial)) => (text, format!("signed policy serial {serial} (persisted)")),
         None => opts.policy.clone(),
@@ -272,6 +274,7 @@ pub async fn run(opts: DaemonOptions) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let upkeep = tokio::spawn(broker.clone().upkeep_loop());
+    let expiry = tokio::spawn(broker.clone().expiry_loop());
     let netwatch = tokio::spawn(broker.clone().netwatch_loop());
     let warm = {
         // Probe now so the first map does not wait for it.
@@ -312,6 +315,7 @@ pub async fn run(opts: DaemonOptions) -> anyhow::Result<()> {
     }
     warm.abort();
     netwatch.abort();
+    expiry.abort();
     upkeep.abort();
     let _ = std::fs::remove_file(&opts.socket);
     broker.release_all(SHUTDOWN_CAP).await;

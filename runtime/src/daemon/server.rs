@@ -376,15 +376,18 @@ pub async fn dispatch(
 
 /// `status`: MODs with their latest probe, leases, network, policy.
 pub fn status(b: &Broker, owner: &Requester) -> Status {
-    let (version, error) = match b.trust.lock().unwrap().as_ref() {
+    let now = super::broker::now_ms();
+    let (version, error, root_warning) = match b.trust.lock().unwrap().as_ref() {
         Some(t) => (
             (t.seen.policy_serial > 0).then_some(t.seen.policy_serial),
             t.error.clone(),
+            super::expiry::root_warning(&t.root, now),
         ),
-        None => (None, None),
+        None => (None, None, None),
     };
     let source = b.policy_source.lock().unwrap().clone();
     let s = b.shared.lock().unwrap();
+    let expires_ms = s.policy.expires_ms();
     Status {
         broker_version: env!("CARGO_PKG_VERSION").into(),
         protocol: PROTOCOL_VERSION,
@@ -393,6 +396,13 @@ pub fn status(b: &Broker, owner: &Requester) -> Status {
             source,
             version,
             error,
+            expires_at: expires_ms.map(|e| e / 1000),
+            expired: super::expiry::stage(expires_ms, now) == super::expiry::Stage::Expired,
+            // The policy's own expiry first: it is what refuses maps.
+            warnings: super::expiry::policy_warning(expires_ms, now)
+                .into_iter()
+                .chain(root_warning)
+                .collect(),
         },
         network: NetworkView {
             gateways: s.net.gateways.clone(),

@@ -86,9 +86,18 @@ impl PublicKey {
             ),
         };
         let arr: [u8; 32] = raw.try_into().map_err(|_| "wrong length".to_string())?;
-        VerifyingKey::from_bytes(&arr)
-            .map(|key| PublicKey { key })
-            .map_err(|e| format!("not a valid Ed25519 point: {e}"))
+        let key = VerifyingKey::from_bytes(&arr)
+            .map_err(|e| format!("not a valid Ed25519 point: {e}"))?;
+        // Thresholds count distinct keys by their bytes: a point must have
+        // one encoding only, or one signer could be listed as two.
+        if key.to_edwards().compress().to_bytes() != arr {
+            return Err("not the canonical encoding of its Ed25519 point".into());
+        }
+        // A small-order point verifies forged signatures; it is nobody's key.
+        if key.is_weak() {
+            return Err("a weak (small-order) Ed25519 point, refused".into());
+        }
+        Ok(PublicKey { key })
     }
 }
 
@@ -231,5 +240,37 @@ mod tests {
         let pk = read_public(&pk_path).unwrap();
         std::fs::write(&hexkey, pk.hex()).unwrap();
         assert_eq!(read_public(&hexkey).unwrap(), pk);
+    }
+
+    /// `y + p` little-endian: another encoding of the point with small
+    /// coordinate `y` (< 19), which a lax decoder reduces to `y`.
+    fn non_canonical(y: u8) -> [u8; 32] {
+        let mut b = [0xff; 32];
+        b[0] = 0xed + y;
+        b[31] = 0x7f;
+        b
+    }
+
+    #[test]
+    fn one_point_has_one_encoding_and_weak_points_are_refused() {
+        // A point of large order whose y is small has a second encoding; if
+        // both were accepted, one key could be listed as two distinct keys.
+        let y = (0u8..19)
+            .find(|y| {
+                let mut b = [0u8; 32];
+                b[0] = *y;
+                VerifyingKey::from_bytes(&b).is_ok_and(|k| !k.is_weak())
+            })
+            .expect("a strong point with a small y");
+        let mut canonical = [0u8; 32];
+        canonical[0] = y;
+        assert!(PublicKey::from_bytes(&canonical).is_ok());
+        let e = PublicKey::from_bytes(&non_canonical(y)).unwrap_err();
+        assert!(e.contains("not the canonical encoding"), "{e}");
+        // The identity (y = 1), a small-order point: nobody's key.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let e = PublicKey::from_bytes(&identity).unwrap_err();
+        assert!(e.contains("weak"), "{e}");
     }
 }

@@ -51,6 +51,9 @@ fn status() -> Status {
             source: "built-in".into(),
             version: Some(3),
             error: Some("signature below threshold".into()),
+            expires_at: Some(1_795_600_000),
+            expired: true,
+            warnings: vec!["the policy in force expired".into()],
         },
         network: NetworkView {
             gateways: vec!["10.0.0.1".parse().unwrap(), "fe80::1".parse().unwrap()],

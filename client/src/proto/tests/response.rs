@@ -206,3 +206,24 @@ fn names_match_the_wire() {
         assert_eq!(serde_json::to_value(s).unwrap(), s.to_string());
     }
 }
+
+#[test]
+fn a_status_from_an_older_broker_reads_with_the_expiry_fields_defaulted() {
+    let old = r#"{"source":"built-in","version":3,"error":null}"#;
+    let p: PolicyStatus = serde_json::from_str(old).unwrap();
+    assert_eq!(p.expires_at, None);
+    assert!(!p.expired);
+    assert!(p.warnings.is_empty());
+    // And a valid policy without warnings sends no `warnings` member.
+    let line = serde_json::to_string(&PolicyStatus {
+        warnings: vec![],
+        expired: false,
+        ..status().policy
+    })
+    .unwrap();
+    assert!(!line.contains("warnings"), "{line}");
+    assert!(
+        line.contains("\"expires_at\":1795600000,\"expired\":false"),
+        "{line}"
+    );
+}
