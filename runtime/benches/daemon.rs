@@ -106,7 +106,10 @@ fn in_lab() -> Vec<String> {
     let lab = lab::Lab::up(lab::GatewayOptions::default());
     let policy = p2pbroker::policy::DEFAULT_POLICY;
     let host = lab.ns(lab::Ns::Host);
-    let ports: Vec<u16> = (0..ROUNDS as u16).map(|i| 6000 + i).chain(7000..7030).collect();
+    let ports: Vec<u16> = (0..ROUNDS as u16)
+        .map(|i| 6000 + i)
+        .chain(7000..7030)
+        .collect();
     let _apps = listeners_in(&host, ports);
     // First start compiles the MODs into the cache; later starts load them.
     let mut d = daemon::Daemon::start(&lab, "warmup", policy);
@@ -491,7 +494,14 @@ fn while_spinning() -> Vec<String> {
     let sha = hex::encode(p2pbroker::sha256(&bytes));
     std::fs::write(dir.join("allow.list"), format!("{sha}  hostile.wasm\n")).unwrap();
     let policy = "version = 1\norder = [\"hostile\"]\n[modes.hostile]\nconfig = { map = \"loop\" }\n[modes.hostile.limits]\ntimeout_ms = 30000\n";
-    let d = daemon::Daemon::start_with(&lab.ns(lab::Ns::Host), &lab.path(""), "spin", policy, &dir, &[]);
+    let d = daemon::Daemon::start_with(
+        &lab.ns(lab::Ns::Host),
+        &lab.path(""),
+        "spin",
+        policy,
+        &dir,
+        &[],
+    );
     let status = |n: usize| -> Vec<Duration> {
         (0..n)
             .map(|_| {

@@ -50,8 +50,12 @@ pub async fn run(a: Args) -> anyhow::Result<u8> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let policy = match &a.policy {
         Some(p) => Some(
-            p2pbroker::policy::Policy::parse(&std::fs::read_to_string(p)?)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+            p2pbroker::policy::Policy::parse(&p2pbroker::files::read_text(
+                p,
+                p2pbroker::trust::bundle::MAX_DOCUMENT,
+                p2pbroker::files::Links::Follow,
+            )?)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
         ),
         None => None,
     };

@@ -196,7 +196,10 @@ fn build(
 
 /// Read a component file with a clear error.
 pub(crate) fn read_component(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
+    use p2pbroker::files::{Links, read_document};
+    use p2pbroker::sandbox::load::COMPONENT_MAX;
+    read_document(path, COMPONENT_MAX, Links::Follow)
+        .map_err(|e| anyhow::anyhow!("cannot read {e}"))
 }
 
 /// A host for one-off commands: no pool pressure, cache only if asked.

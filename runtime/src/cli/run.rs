@@ -125,8 +125,12 @@ pub async fn run(a: Args) -> anyhow::Result<u8> {
 fn build_spec(a: &Args, name: &str) -> anyhow::Result<ModeSpec> {
     let mut spec = match &a.policy {
         Some(p) => {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("policy {}", p.display()))?;
+            let text = p2pbroker::files::read_text(
+                p,
+                p2pbroker::trust::bundle::MAX_DOCUMENT,
+                p2pbroker::files::Links::Follow,
+            )
+            .with_context(|| format!("policy {}", p.display()))?;
             Policy::parse(&text)?.spec(name)?
         }
         None => ModeSpec::default(),
@@ -179,7 +183,12 @@ fn mapping_arg(a: &Args) -> anyhow::Result<Mapping> {
         bail!("renew and unmap need --mapping (the JSON printed by `map --json`)");
     };
     let text = match text.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
+        Some(path) => p2pbroker::files::read_text(
+            std::path::Path::new(path),
+            1 << 20,
+            p2pbroker::files::Links::Follow,
+        )
+        .with_context(|| format!("reading {path}"))?,
         None => text.clone(),
     };
     // Accept either the mapping itself or the whole `map --json` output.

@@ -155,20 +155,34 @@ fn sig_path(file: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// A policy, root or signature file, read capped (see `p2pbroker::files`).
+fn read_doc(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    use p2pbroker::files::{Links, read_document};
+    Ok(read_document(
+        path,
+        p2pbroker::trust::bundle::MAX_DOCUMENT,
+        Links::Follow,
+    )?)
+}
+
+fn doc_text(path: &std::path::Path) -> anyhow::Result<String> {
+    Ok(String::from_utf8(read_doc(path)?)?)
+}
+
 /// Run a `p2pb policy` command.
 pub fn policy(cmd: PolicyCommand) -> anyhow::Result<u8> {
     use p2pbroker::trust::bundle;
     match cmd {
         PolicyCommand::Sign { key, file, root } => {
             let sk = keys::read_secret(&key)?;
-            let doc = std::fs::read(&file)?;
+            let doc = read_doc(&file)?;
             if root {
                 bundle::Root::parse(&doc)?;
             } else {
                 p2pbroker::policy::Policy::parse(std::str::from_utf8(&doc)?)?;
             }
             let sig = sig_path(&file);
-            let mut text = std::fs::read_to_string(&sig).unwrap_or_default();
+            let mut text = doc_text(&sig).unwrap_or_default();
             let id = sk.public().id_hex();
             if text
                 .lines()
@@ -186,9 +200,9 @@ pub fn policy(cmd: PolicyCommand) -> anyhow::Result<u8> {
             Ok(0)
         }
         PolicyCommand::Verify { file, root } => {
-            let r = bundle::Root::parse(&std::fs::read(&root)?)?;
-            let doc = std::fs::read(&file)?;
-            let sigs = std::fs::read(sig_path(&file))?;
+            let r = bundle::Root::parse(&read_doc(&root)?)?;
+            let doc = read_doc(&file)?;
+            let sigs = read_doc(&sig_path(&file))?;
             let checked = bundle::check_policy(
                 &r,
                 &bundle::Seen::default(),
@@ -229,8 +243,8 @@ pub fn policy(cmd: PolicyCommand) -> anyhow::Result<u8> {
                     src.display(),
                     sig.display()
                 );
-                write_atomically(&to.join(name), &std::fs::read(&src)?)?;
-                write_atomically(&to.join(format!("{name}.sig")), &std::fs::read(&sig)?)?;
+                write_atomically(&to.join(name), &read_doc(&src)?)?;
+                write_atomically(&to.join(format!("{name}.sig")), &read_doc(&sig)?)?;
                 println!("published {} -> {}", src.display(), to.join(name).display());
             }
             Ok(0)

@@ -178,8 +178,15 @@ mod tests {
         }
     }
 
-    fn open_fds() -> usize {
-        std::fs::read_dir("/proc/self/fd").unwrap().count()
+    /// Descriptors of this process that refer to socket `inode` (other
+    /// tests running in parallel open and close their own).
+    fn open_fds(inode: u64) -> usize {
+        let want = format!("socket:[{inode}]");
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|l| l.to_str() == Some(want.as_str()))
+            .count()
     }
 
     #[tokio::test]
@@ -195,7 +202,7 @@ mod tests {
         let n = reader.read(&mut buf).await.unwrap();
         assert_eq!(&buf[..n], b"line one\n");
         let got = queue.take().expect("the descriptor arrived with its line");
-        let (t, local, _) = super::super::ownership::described(got.as_fd()).unwrap();
+        let (t, local, inode) = super::super::ownership::described(got.as_fd()).unwrap();
         assert_eq!(
             (t, local),
             (crate::gate::Transport::Tcp, l.local_addr().unwrap())
@@ -203,7 +210,7 @@ mod tests {
         assert!(queue.take().is_none());
         // A flood: 3 per message (one over), 5 messages; at most 4 are kept,
         // and every other descriptor is closed again.
-        let before = open_fds();
+        let before = open_fds(inode);
         for _ in 0..5 {
             send(&a, b"x", &[raw, raw, raw]);
         }
@@ -212,8 +219,8 @@ mod tests {
             total += reader.read(&mut buf).await.unwrap();
         }
         assert_eq!(queue.len(), QUEUED_MAX);
-        assert_eq!(open_fds(), before + QUEUED_MAX);
+        assert_eq!(open_fds(inode), before + QUEUED_MAX);
         while queue.take().is_some() {}
-        assert_eq!(open_fds(), before);
+        assert_eq!(open_fds(inode), before);
     }
 }

@@ -536,6 +536,13 @@ impl LeaseTable {
         }
     }
 
+    /// Do nothing for lease `id` until `at` (unix ms): not worth renewing.
+    pub fn hold_until(&mut self, id: u64, at: u64) {
+        if let Some(l) = self.leases.get_mut(&id) {
+            l.due_ms = Some(at);
+        }
+    }
+
     /// The mapping is gone: the lease is lost (until re-established).
     pub fn mark_lost(&mut self, id: u64) -> Option<Lease> {
         let l = self.leases.get_mut(&id).filter(|l| !l.releasing)?;

@@ -33,9 +33,10 @@ use anyhow::{Context, bail};
 use tokio::sync::{Notify, broadcast};
 
 use crate::audit::{AuditSink, FileSink};
+use crate::files::Links;
 use crate::netinfo::NetInfo;
 use crate::policy::Policy;
-use crate::sandbox::load::AllowList;
+use crate::sandbox::load::{AllowList, COMPONENT_MAX};
 use crate::sandbox::{EngineConfig, ModeHost};
 use broker::{Broker, Shared};
 use journal::Journal;
@@ -100,15 +101,18 @@ pub fn default_state_dir() -> PathBuf {
     PathBuf::from(home).join(".local/state/p2pbroker")
 }
 
+/// Largest `allow.list` read (64 hex digits and a name per line).
+const ALLOW_LIST_MAX: usize = 1 << 20;
+
 /// The hex sha256 digests listed in `DIR/allow.list` (`sha256  file` lines).
 /// A folder without one lists nothing: only MODs the policy pins or that
 /// enough trusted keys signed load from it.
 pub fn read_allow_list(dir: &Path) -> anyhow::Result<HashSet<String>> {
     let path = dir.join("allow.list");
-    let text = match std::fs::read_to_string(&path) {
+    let text = match crate::files::read_text(&path, ALLOW_LIST_MAX, Links::Follow) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashSet::new()),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        Err(e) if e.is_not_found() => return Ok(HashSet::new()),
+        Err(e) => return Err(e).context("cannot read the allow-list"),
     };
     Ok(text
         .lines()
@@ -170,7 +174,8 @@ pub async fn load_modes(
             .unwrap_or_default()
             .to_string_lossy()
             .to_string();
-        let loaded = match std::fs::read(&f) {
+        // Capped and non-blocking: a FIFO named `x.wasm` cannot hang the start.
+        let loaded = match crate::files::read_document(&f, COMPONENT_MAX, Links::Follow) {
             Ok(bytes) => load_one(host, &bytes, &allow, policy, net.clone()).await,
             Err(e) => Err(e.to_string()),
         };

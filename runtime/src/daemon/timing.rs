@@ -13,6 +13,11 @@ pub const RETRY_MIN_MS: u64 = 2_000;
 /// Retries back off up to this.
 pub const RETRY_MAX_MS: u64 = 60_000;
 
+/// No renewal asks for less than this much time (ms) before the lease or
+/// the policy ends: renewing ever shorter grants would poll the gateway
+/// every half-second in the last moments.
+pub const RENEW_FLOOR_MS: u64 = 30_000;
+
 /// When to renew a mapping granted `lifetime_s` seconds at `granted_ms`,
 /// given a uniform draw `r` (any u32). `None` for a permanent mapping.
 pub fn renew_at(granted_ms: u64, lifetime_s: u32, r: u32) -> Option<u64> {

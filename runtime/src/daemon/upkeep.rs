@@ -128,6 +128,12 @@ impl Broker {
             .into_iter()
             .flatten()
             .min();
+        if let Some(u) = until.filter(|u| u.saturating_sub(now_ms()) < timing::RENEW_FLOOR_MS) {
+            // Too little left to be worth a renewal: the mapping lapses
+            // with its grant, and the lease ends at `until`.
+            self.shared.lock().unwrap().table.hold_until(id, u);
+            return;
+        }
         let lifetime = timing::gateway_lifetime(policy.broker.mapping_lifetime, now_ms(), until);
         let mapping = match Mapping::try_from(l.rec.mapping.clone()) {
             Ok(m) => m,

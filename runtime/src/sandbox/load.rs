@@ -18,6 +18,10 @@ use super::error::LoadError;
 use super::mode::{Mode, ModeSpec};
 use crate::netinfo::NetInfo;
 
+/// Largest component read from disk (a MOD built from Rust is ~50 KB, one
+/// from Python ~18 MB).
+pub const COMPONENT_MAX: usize = 64 << 20;
+
 /// Which component hashes may be loaded.
 #[derive(Debug, Clone)]
 pub enum AllowList {

@@ -164,9 +164,20 @@ pub fn generate(out: &Path) -> Result<(PublicKey, PathBuf, PathBuf), KeyError> {
     Ok((pk, secret_path, public_path))
 }
 
+/// A key file's bytes (a key file is at most 65 bytes; anything larger or
+/// not a regular file is refused before it is read).
+fn read_key_file(path: &Path) -> Result<Vec<u8>, KeyError> {
+    crate::files::read_document(path, 4096, crate::files::Links::Follow).map_err(|e| {
+        KeyError::Format {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        }
+    })
+}
+
 /// Read a public key file (or a secret key file's public half).
 pub fn read_public(path: &Path) -> Result<PublicKey, KeyError> {
-    let b = std::fs::read(path).map_err(io(path))?;
+    let b = read_key_file(path)?;
     if b.len() == 65 && b[0] == KP_TAG {
         return PublicKey::from_bytes(&b[33..]).map_err(|why| KeyError::Format {
             path: path.display().to_string(),
@@ -185,7 +196,7 @@ pub fn read_secret(path: &Path) -> Result<SecretKey, KeyError> {
     if meta.permissions().mode() & 0o077 != 0 {
         return Err(KeyError::Permissions(path.display().to_string()));
     }
-    let b = std::fs::read(path).map_err(io(path))?;
+    let b = read_key_file(path)?;
     let format = |why: &str| KeyError::Format {
         path: path.display().to_string(),
         why: why.into(),
