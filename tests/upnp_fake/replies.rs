@@ -285,3 +285,22 @@ async fn states_naming_a_former_gateway_are_not_contacted() {
         ]
     );
 }
+
+/// Reasons quote what the gateway sent: a 5000-byte control URL elsewhere
+/// gives a `protocol` error that quotes it cut short, well within the
+/// contract's 1 KiB (the MOD also clips every reason to it), not a
+/// contract breach.
+#[tokio::test(flavor = "multi_thread")]
+async fn reasons_quoting_huge_gateway_text_stay_within_the_contract() {
+    let (host, _) = harness::host();
+    let far = format!("http://127.0.0.2:1/{}", "a".repeat(5000));
+    let desc = DESC.replace("<controlURL>/ctl<", &format!("<controlURL>{far}<"));
+    let script: Script = Arc::new(move |_, _, _| Answer::Ok(desc.clone()));
+    let (addr, _) = fake_igd(script).await;
+    let r = mode(&host, addr).await.call(Op::Probe).await.result;
+    let (k, why) = kind(&r);
+    assert_eq!(k, "protocol", "{why}");
+    let reason = p2pbroker::error::mode_error_message(harness::mode_error(&r));
+    assert!(reason.len() <= 400, "{} bytes: {reason}", reason.len());
+    assert!(reason.contains("aaa… is not on the device"), "{reason}");
+}

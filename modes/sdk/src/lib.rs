@@ -117,8 +117,11 @@ pub fn with_reason(e: &ModeError, reason: String) -> ModeError {
 }
 
 /// `e` with its reason cut to [`TEXT_MAX`]: a reason built from data of
-/// unknown size must not turn a clean error into a contract breach.
-/// [`export_mode!`] applies it to every error a MOD returns.
+/// unknown size must not turn a clean error into a contract breach (the
+/// broker refuses a longer one). A MOD whose reasons quote what peers send
+/// applies it to every error it returns. [`export_mode!`] does not: it
+/// passes results through as they are, so a test MOD can still try the
+/// broker's own contract checks.
 pub fn clip_error(e: ModeError) -> ModeError {
     if reason(&e).len() <= TEXT_MAX {
         return e;
@@ -160,26 +163,21 @@ macro_rules! export_mode {
             fn probe() -> Result<$crate::ProbeReport, $crate::ModeError> {
                 $crate::install_panic_hook();
                 <$t as $crate::Mode>::probe()
-                    .map(|mut p| {
-                        p.detail = $crate::clip(p.detail, $crate::TEXT_MAX);
-                        p
-                    })
-                    .map_err($crate::clip_error)
             }
             fn map(request: $crate::MapRequest) -> Result<$crate::Mapping, $crate::ModeError> {
                 $crate::install_panic_hook();
-                <$t as $crate::Mode>::map(request).map_err($crate::clip_error)
+                <$t as $crate::Mode>::map(request)
             }
             fn renew(
                 current: $crate::Mapping,
                 lifetime: u32,
             ) -> Result<$crate::Mapping, $crate::ModeError> {
                 $crate::install_panic_hook();
-                <$t as $crate::Mode>::renew(current, lifetime).map_err($crate::clip_error)
+                <$t as $crate::Mode>::renew(current, lifetime)
             }
             fn unmap(current: $crate::Mapping) -> Result<(), $crate::ModeError> {
                 $crate::install_panic_hook();
-                <$t as $crate::Mode>::unmap(current).map_err($crate::clip_error)
+                <$t as $crate::Mode>::unmap(current)
             }
         }
         $crate::bindings::export_raw!(__P2pbLifecycle with_types_in $crate::bindings);

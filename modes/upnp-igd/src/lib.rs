@@ -58,7 +58,7 @@ use p2pbroker_mode_sdk::clock::Deadline;
 use p2pbroker_mode_sdk::host;
 use p2pbroker_mode_sdk::{
     AddressClass, MapRequest, Mapping, Mode, ModeError, ModeInfo, ProbeReport, TEXT_MAX, Transport,
-    classify, clip,
+    classify, clip, clip_error,
 };
 use pinhole::PinholeState;
 use url::HttpUrl;
@@ -96,7 +96,7 @@ fn find_gateway(deadline: Deadline) -> Result<(Gateway, IpAddr), ModeError> {
         match gateway_at(url, deadline) {
             Ok((gw, ip)) if classify(ip) == AddressClass::Global => return Ok((gw, ip)),
             Ok(found) => best = best.or(Some(found)),
-            Err(e) => failures.push(at(url, &e)),
+            Err(e) => failures.push(at(&url.short(), &e)),
         }
     }
     best.ok_or_else(|| combine("no usable IGD", &failures))
@@ -134,7 +134,7 @@ impl Mode for UpnpIgd {
         let class = classify(ip);
         let mut detail = format!(
             "IGD {} ({}), external address {ip} ({})",
-            gw.control_url(),
+            gw.control.short(),
             gw.service_type,
             class_name(class)
         );
@@ -290,4 +290,31 @@ impl Mode for UpnpIgd {
     }
 }
 
-p2pbroker_mode_sdk::export_mode!(UpnpIgd);
+/// [`UpnpIgd`] with every error reason clipped to the contract's 1 KiB:
+/// reasons quote URLs and texts of any length from gateways, and a longer
+/// one would turn a clean error into a contract breach.
+struct Exported;
+
+impl Mode for Exported {
+    fn info() -> ModeInfo {
+        UpnpIgd::info()
+    }
+
+    fn probe() -> Result<ProbeReport, ModeError> {
+        UpnpIgd::probe().map_err(clip_error)
+    }
+
+    fn map(request: MapRequest) -> Result<Mapping, ModeError> {
+        UpnpIgd::map(request).map_err(clip_error)
+    }
+
+    fn renew(current: Mapping, lifetime: u32) -> Result<Mapping, ModeError> {
+        UpnpIgd::renew(current, lifetime).map_err(clip_error)
+    }
+
+    fn unmap(current: Mapping) -> Result<(), ModeError> {
+        UpnpIgd::unmap(current).map_err(clip_error)
+    }
+}
+
+p2pbroker_mode_sdk::export_mode!(Exported);

@@ -51,12 +51,14 @@ pub fn check_location(url: &HttpUrl, gateways: &[IpAddr]) -> Result<(), String> 
     let host = url.addr.ip().to_canonical();
     if host.is_ipv6() && is_link_local(host) {
         return Err(format!(
-            "{url} is link-local: MODs get no interface scope to reach it"
+            "{} is link-local: MODs get no interface scope to reach it",
+            url.short()
         ));
     }
     if !is_gateway(host, gateways) {
         return Err(format!(
-            "{url} is not on a default gateway of this host ({})",
+            "{} is not on a default gateway of this host ({})",
+            url.short(),
             list(gateways)
         ));
     }
@@ -78,7 +80,8 @@ pub fn check_answer(
         (IpAddr::V4(_), IpAddr::V4(_)) => {
             if host != responder {
                 return Err(format!(
-                    "LOCATION {url} is not on the responder {responder}"
+                    "LOCATION {} is not on the responder {responder}",
+                    url.short()
                 ));
             }
             if !is_gateway(responder, gateways) {
@@ -101,7 +104,8 @@ pub fn check_answer(
         }
         _ => {
             return Err(format!(
-                "LOCATION {url} is not on the responder {responder}"
+                "LOCATION {} is not on the responder {responder}",
+                url.short()
             ));
         }
     }
@@ -116,7 +120,9 @@ pub fn check_same_device(control: &HttpUrl, description: &HttpUrl) -> Result<(),
         Ok(())
     } else {
         Err(format!(
-            "control URL {control} is not on the device that served {description}"
+            "control URL {} is not on the device that served {}",
+            control.short(),
+            description.short()
         ))
     }
 }

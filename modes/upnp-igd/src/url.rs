@@ -28,6 +28,22 @@ impl fmt::Display for HttpUrl {
     }
 }
 
+/// Longest URL quoted in a message: a path from a gateway can be as long
+/// as its whole reply, and the message must still say what is wrong.
+const URL_SHOWN_MAX: usize = 120;
+
+impl HttpUrl {
+    /// The URL for a message: cut to a little over [`URL_SHOWN_MAX`]
+    /// bytes, the cut marked with `…` (it is visible ASCII: no escaping).
+    pub fn short(&self) -> String {
+        let full = self.to_string();
+        if full.len() <= URL_SHOWN_MAX {
+            return full;
+        }
+        format!("{}…", &full[..URL_SHOWN_MAX])
+    }
+}
+
 /// `url` from outside, safe to quote in an error.
 fn shown(url: &str) -> String {
     escape(url, 200)
@@ -116,6 +132,9 @@ mod tests {
         assert_eq!(u.addr, "10.0.0.1:5000".parse().unwrap());
         assert_eq!(u.path, "/rootDesc.xml");
         assert_eq!(u.to_string(), "http://10.0.0.1:5000/rootDesc.xml");
+        assert_eq!(u.short(), u.to_string());
+        let long = parse_url(&format!("http://10.0.0.1:5000/{}", "a".repeat(500))).unwrap();
+        assert_eq!(long.short().len(), URL_SHOWN_MAX + '…'.len_utf8());
         assert_eq!(parse_url("http://10.0.0.1").unwrap().addr.port(), 80);
         let v6 = parse_url("http://[fe80::1]:80/x").unwrap();
         assert_eq!(

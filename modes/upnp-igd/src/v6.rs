@@ -45,8 +45,8 @@ fn find_firewall(deadline: Deadline) -> Result<Gateway, ModeError> {
     for url in locations.iter().take(wire::MAX_GATEWAYS) {
         match wire::describe_firewall6(url, deadline) {
             Ok(Some(gw)) => return Ok(gw),
-            Ok(None) => without.push(url.to_string()),
-            Err(e) => failed.push(at(url, &to_mode_error(e))),
+            Ok(None) => without.push(url.short()),
+            Err(e) => failed.push(at(&url.short(), &to_mode_error(e))),
         }
     }
     if failed.is_empty() {
