@@ -118,7 +118,7 @@ order = ["upnp-igd"]
 probe_budget_ms = 2000
 probe_cap_ms = 4000
 [modes.upnp-igd]
-grants = ["udp:send@ssdp", "udp:receive@lan:1900", "tcp:connect@lan:1-65535"]
+grants = ["udp:send@ssdp", "udp:receive@gateway:1900", "udp:receive@fe80::/64:1900", "tcp:connect@gateway:1-65535"]
 config = { probe_timeout_ms = "1500" }
 "#;
     let mut d = Daemon::start(&lab, "broker", policy);

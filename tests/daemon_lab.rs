@@ -24,7 +24,7 @@ grants = ["udp:send,receive@gateway:5351"]
 [modes.nat-pmp]
 grants = ["udp:send,receive@gateway:5351"]
 [modes.upnp-igd]
-grants = ["udp:send@ssdp", "udp:receive@lan:1900", "tcp:connect@lan:1-65535"]
+grants = ["udp:send@ssdp", "udp:receive@gateway:1900", "udp:receive@fe80::/64:1900", "tcp:connect@gateway:1-65535"]
 config = { probe_timeout_ms = "1500" }
 [modes.static]
 grants = []

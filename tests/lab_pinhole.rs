@@ -19,17 +19,11 @@ use serde_json::Value;
 const PCP: &str = "modes/pcp";
 const UPNP: &str = "modes/upnp-igd";
 
-/// The same grants as for IPv4: `ssdp`, `lan` and `gateway` cover IPv6.
-fn grants(rel: &str) -> Vec<&'static str> {
-    if rel == UPNP {
-        vec![
-            "udp:send@ssdp",
-            "udp:receive@lan:1900",
-            "tcp:connect@lan:1-65535",
-        ]
-    } else {
-        vec!["udp:send,receive@gateway:5351"]
-    }
+/// What each MOD ships with (its manifest): the same grants as for IPv4;
+/// `ssdp` and `gateway` cover IPv6 too, and upnp-igd's `fe80::/64`
+/// receive grant admits the gateway's link-local SSDP answers.
+fn grants(rel: &str) -> Vec<String> {
+    harness::manifest_grants(rel)
 }
 
 /// Run one lifecycle call of the MOD built from `rel` in the host namespace.
@@ -37,7 +31,8 @@ fn call(lab: &Lab, rel: &str, call: &str, extra: &[&str]) -> Value {
     let component = harness::component_path(rel);
     let path = component.to_str().unwrap().to_string();
     let mut args = vec![env!("CARGO_BIN_EXE_p2pb"), "mode", "run", "--json"];
-    for g in grants(rel) {
+    let grants = grants(rel);
+    for g in &grants {
         args.extend_from_slice(&["--grant", g]);
     }
     args.extend_from_slice(&[&path, call]);
@@ -127,6 +122,50 @@ fn lifecycle(lab: &Lab, rel: &str, tcp: bool, internal_ip: &str, port: u16) {
     );
     let _ = server.kill();
     let _ = server.wait();
+}
+
+/// Sends an IPv6 M-SEARCH from the host's eth0; prints the answer's
+/// source address and its LOCATION.
+const SSDP_SEARCH_V6: &str = r#"
+import socket
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.settimeout(2)
+m = b"M-SEARCH * HTTP/1.1\r\nHOST: [FF02::C]:1900\r\nMAN: \"ssdp:discover\"\r\nMX: 1\r\n" \
+    b"ST: urn:schemas-upnp-org:service:WANIPv6FirewallControl:1\r\n\r\n"
+s.sendto(m, ("ff02::c", 1900, 0, socket.if_nametoindex("eth0")))
+d, a = s.recvfrom(2048)
+loc = [l.split(b":", 1)[1].strip() for l in d.split(b"\r\n") if l.lower().startswith(b"location:")]
+print(a[0].split("%")[0]); print(loc[0].decode())
+"#;
+
+/// The facts upnp-igd's IPv6 SSDP rule rests on (its `origin` module):
+/// the IGD answers from its link-local address, with a LOCATION on its
+/// global LAN address, which is the host's IPv6 default gateway.
+#[test]
+fn ipv6_ssdp_answers_come_from_the_gateways_link_local_address() {
+    let lab = Lab::up_dual_stack(GatewayOptions::default());
+    let out = lab.must(Ns::Host, &["python3", "-c", SSDP_SEARCH_V6]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut lines = text.lines();
+    let (source, location) = (lines.next().unwrap(), lines.next().unwrap());
+    let gw_link = lab.must(
+        Ns::Gw,
+        &[
+            "ip", "-6", "-o", "addr", "show", "dev", "lan", "scope", "link",
+        ],
+    );
+    let gw_link = String::from_utf8_lossy(&gw_link.stdout).to_string();
+    assert!(source.starts_with("fe80:"), "{text}");
+    assert!(
+        gw_link.contains(&format!(" {source}/64 ")),
+        "{source} vs {gw_link}"
+    );
+    assert_eq!(location, lab::v6::upnp_url6());
+    let route = lab.must(Ns::Host, &["ip", "-6", "route", "show", "default"]);
+    assert!(
+        String::from_utf8_lossy(&route.stdout).contains(&format!("via {GW_LAN_IP6} ")),
+        "{}",
+        String::from_utf8_lossy(&route.stdout)
+    );
 }
 
 #[test]

@@ -12,30 +12,22 @@ mod lab;
 use lab::{GatewayOptions, Lab, Ns};
 use serde_json::Value;
 
-const GRANT: &str = "udp:send,receive@gateway:5351";
-
 const NAT_PMP: &str = "modes/nat-pmp";
 const PCP: &str = "modes/pcp";
 const UPNP: &str = "modes/upnp-igd";
 
-/// What each MOD is granted: exactly what its protocol needs.
-fn grants(rel: &str) -> Vec<&'static str> {
-    if rel == UPNP {
-        vec![
-            "udp:send@ssdp",
-            "udp:receive@lan:1900",
-            "tcp:connect@lan:1-65535",
-        ]
-    } else {
-        vec![GRANT]
-    }
+/// What each MOD is granted: exactly what its manifest asks for (its
+/// protocol's needs; upnp-igd reaches the gateway only).
+fn grants(rel: &str) -> Vec<String> {
+    harness::manifest_grants(rel)
 }
 
 /// Run one lifecycle call of the MOD built from `rel` in the host namespace.
 fn call(lab: &Lab, rel: &str, call: &str, extra: &[&str]) -> Value {
     let component = harness::component_path(rel);
     let mut args = vec![env!("CARGO_BIN_EXE_p2pb"), "mode", "run", "--json"];
-    for g in grants(rel) {
+    let grants = grants(rel);
+    for g in &grants {
         args.extend_from_slice(&["--grant", g]);
     }
     let path = component.to_str().unwrap().to_string();

@@ -30,11 +30,18 @@ use p2pbroker::sandbox::{EngineConfig, Op, Output};
 
 const N: usize = 30;
 const GRANT: &str = "udp:send,receive@gateway:5351";
-const UPNP_GRANTS: [&str; 3] = [
-    "udp:send@ssdp",
-    "udp:receive@lan:1900",
-    "tcp:connect@lan:1-65535",
-];
+
+/// The grants a component ships with (its MOD's manifest).
+fn grants_for(path: &str) -> Vec<String> {
+    let rel = if path.contains("upnp") {
+        "modes/upnp-igd"
+    } else if path.contains("pcp") {
+        "modes/pcp"
+    } else {
+        "modes/nat-pmp"
+    };
+    harness::manifest_grants(rel)
+}
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -65,11 +72,8 @@ fn inner(components: &[String]) {
         let net = Arc::new(NetInfo::read());
         for path in components {
             let bytes = std::fs::read(path).unwrap();
-            let grants: Vec<&str> = if path.contains("upnp") {
-                UPNP_GRANTS.to_vec()
-            } else {
-                vec![GRANT]
-            };
+            let grants = grants_for(path);
+            let grants: Vec<&str> = grants.iter().map(String::as_str).collect();
             let spec = harness::spec(&grants, &[], Limits::default());
             let (mode, _) = host
                 .load(&bytes, &AllowList::Any, spec, net.clone())
@@ -122,11 +126,8 @@ async fn inner_v6(host: &p2pbroker::sandbox::ModeHost, path: &str, net: &Arc<Net
         vec![("cold", vec![])]
     };
     for (label, config) in variants {
-        let grants: Vec<&str> = if upnp {
-            UPNP_GRANTS.to_vec()
-        } else {
-            vec![GRANT]
-        };
+        let grants = grants_for(path);
+        let grants: Vec<&str> = grants.iter().map(String::as_str).collect();
         let spec = harness::spec(&grants, &config, Limits::default());
         let (mode, _) = host
             .load(&bytes, &AllowList::Any, spec, net.clone())

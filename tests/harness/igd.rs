@@ -3,6 +3,7 @@
 //! not produce on demand (error codes, hostile XML, slow drips).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,7 +19,15 @@ pub enum Answer {
     Drip(Vec<u8>),
     /// Raw bytes at once.
     Raw(Vec<u8>),
+    /// The first bytes, a pause of 300 ms, then the rest, then close: a
+    /// response whose head and body arrive in separate reads.
+    Split(Vec<u8>, Vec<u8>),
+    /// Nothing at all, the connection held open until the fake stops.
+    Hang,
 }
+
+/// What the fake logs: `path action` per request.
+pub type Log = Arc<Mutex<Vec<String>>>;
 
 pub type Script = Arc<dyn Fn(&str, &str, &str) -> Answer + Send + Sync>;
 
@@ -30,16 +39,25 @@ pub fn soap_ok(action: &str, args: &str) -> Answer {
 
 /// A fake IGD on 127.0.0.1: answers up to 64 connections within 30 s.
 /// Returns its address and the log of `path action` per request.
-pub async fn fake_igd(script: Script) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+pub async fn fake_igd(script: Script) -> (SocketAddr, Log) {
     fake_igd_at("127.0.0.1:0", script).await
 }
 
 /// [`fake_igd`] on `bind` (e.g. `[::1]:0` for an IPv6 IGD).
-pub async fn fake_igd_at(bind: &str, script: Script) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+pub async fn fake_igd_at(bind: &str, script: Script) -> (SocketAddr, Log) {
+    let (addr, seen, _) = fake_igd_counting(bind, script).await;
+    (addr, seen)
+}
+
+/// [`fake_igd_at`], also counting the connections accepted (whether or
+/// not a request followed).
+pub async fn fake_igd_counting(bind: &str, script: Script) -> (SocketAddr, Log, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
     tokio::spawn(async move {
         for _ in 0..64 {
             let Ok(Ok((mut s, _))) =
@@ -47,6 +65,7 @@ pub async fn fake_igd_at(bind: &str, script: Script) -> (SocketAddr, Arc<Mutex<V
             else {
                 return;
             };
+            count.fetch_add(1, Ordering::SeqCst);
             let mut buf = Vec::new();
             let mut chunk = [0u8; 4096];
             // Read the head and, for POSTs, the body (bounded).
@@ -88,6 +107,22 @@ pub async fn fake_igd_at(bind: &str, script: Script) -> (SocketAddr, Arc<Mutex<V
                         .into_bytes(),
                     false,
                 ),
+                Answer::Split(head, rest) => {
+                    tokio::spawn(async move {
+                        if s.write_all(&head).await.is_ok() {
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                            let _ = s.write_all(&rest).await;
+                        }
+                    });
+                    continue;
+                }
+                Answer::Hang => {
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                        drop(s);
+                    });
+                    continue;
+                }
                 Answer::Fault(code) => {
                     let b = format!(
                         r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><s:Fault><detail><UPnPError><errorCode>{code}</errorCode><errorDescription>e</errorDescription></UPnPError></detail></s:Fault></s:Body></s:Envelope>"#
@@ -118,5 +153,5 @@ pub async fn fake_igd_at(bind: &str, script: Script) -> (SocketAddr, Arc<Mutex<V
             });
         }
     });
-    (addr, seen)
+    (addr, seen, accepted)
 }

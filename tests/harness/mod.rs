@@ -3,9 +3,11 @@
 #![allow(dead_code)]
 
 pub mod igd;
+pub mod netns;
+pub mod ssdp;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -83,11 +85,42 @@ pub fn spec(grants: &[&str], config: &[(&str, &str)], limits: Limits) -> ModeSpe
 
 /// Load the component built from `rel` with `spec`, on an empty network.
 pub async fn load(host: &ModeHost, rel: &str, spec: ModeSpec) -> Mode {
+    load_on(host, rel, spec, NetInfo::default()).await
+}
+
+/// Load the component built from `rel` with `spec`, on the network `net`
+/// (what the gate resolves `gateway` and `lan` against, and what the MOD
+/// sees through the broker interface).
+pub async fn load_on(host: &ModeHost, rel: &str, spec: ModeSpec, net: NetInfo) -> Mode {
     let bytes = component(rel);
-    host.load(&bytes, &AllowList::Any, spec, Arc::new(NetInfo::default()))
+    host.load(&bytes, &AllowList::Any, spec, Arc::new(net))
         .await
         .unwrap_or_else(|e| panic!("loading {rel}: {e}"))
         .0
+}
+
+/// A network with these default gateways and no listed addresses.
+pub fn gateways(ips: &[IpAddr]) -> NetInfo {
+    NetInfo {
+        gateways: ips.to_vec(),
+        addresses: Vec::new(),
+    }
+}
+
+/// The grants the MOD crate at `rel` asks for in its manifest
+/// (`[package.metadata.p2pbroker] grants` of its Cargo.toml): what it
+/// ships with, so tests grant no more and no less.
+pub fn manifest_grants(rel: &str) -> Vec<String> {
+    let path = root().join(rel).join("Cargo.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let doc: toml::Table = text.parse().unwrap();
+    let grants = doc["package"]["metadata"]["p2pbroker"]["grants"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}: no grants", path.display()));
+    grants
+        .iter()
+        .map(|g| g.as_str().unwrap().to_string())
+        .collect()
 }
 
 /// Short limits for hostile tests: they must end quickly.
@@ -147,6 +180,19 @@ pub async fn tcp_peer() -> SocketAddr {
     addr
 }
 
+/// The next datagram on `sock` in `buf`: its length and source; `None`
+/// after `idle` without one.
+pub async fn next_datagram(
+    sock: &tokio::net::UdpSocket,
+    buf: &mut [u8],
+    idle: Duration,
+) -> Option<(usize, SocketAddr)> {
+    tokio::time::timeout(idle, sock.recv_from(buf))
+        .await
+        .ok()?
+        .ok()
+}
+
 /// A scripted fake UDP server (a fake gateway): `script` turns each request into the datagrams
 /// to send back (from the server's socket, or from a second socket when
 /// the script says so). Stops after 32 requests or 10 s idle.
@@ -161,8 +207,7 @@ pub async fn fake_udp(
     tokio::spawn(async move {
         let mut buf = [0u8; 1500];
         for _ in 0..32 {
-            let Ok(Ok((n, from))) =
-                tokio::time::timeout(Duration::from_secs(10), sock.recv_from(&mut buf)).await
+            let Some((n, from)) = next_datagram(&sock, &mut buf, Duration::from_secs(10)).await
             else {
                 return;
             };

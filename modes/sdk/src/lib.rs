@@ -58,6 +58,77 @@ pub fn clip(mut text: String, max: usize) -> String {
     text
 }
 
+/// `text` from outside (a gateway's reply, a URL it announced) made safe for
+/// a log line or an error reason, at most `max` bytes: control characters,
+/// Unicode format characters (bidirectional overrides, zero-width marks)
+/// become `\u{..}` escapes and `\` becomes `\\`, so a hostile peer can
+/// neither forge lines nor hide text on a terminal. The cut never splits
+/// an escape.
+pub fn escape(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        let piece = if c == '\\' {
+            "\\\\".to_string()
+        } else if c.is_control() || is_format(c) {
+            format!("\\u{{{:x}}}", u32::from(c))
+        } else {
+            c.to_string()
+        };
+        if out.len() + piece.len() > max {
+            break;
+        }
+        out.push_str(&piece);
+    }
+    out
+}
+
+/// Unicode format characters that change how text around them shows
+/// (general category Cf, the ones terminals honour).
+fn is_format(c: char) -> bool {
+    matches!(u32::from(c), 0xad | 0x061c | 0x180e | 0x200b..=0x200f | 0x202a..=0x202e | 0x2060..=0x206f | 0xfeff | 0xfff9..=0xfffb)
+}
+
+/// The reason a [`ModeError`] carries, whatever its kind.
+pub fn reason(e: &ModeError) -> &str {
+    match e {
+        ModeError::Unavailable(s)
+        | ModeError::Denied(s)
+        | ModeError::Conflict(s)
+        | ModeError::Timeout(s)
+        | ModeError::Protocol(s)
+        | ModeError::MappingLost(s)
+        | ModeError::Unsupported(s)
+        | ModeError::InvalidRequest(s) => s,
+    }
+}
+
+/// An error of the same kind as `e` with another reason.
+pub fn with_reason(e: &ModeError, reason: String) -> ModeError {
+    match e {
+        ModeError::Unavailable(_) => ModeError::Unavailable(reason),
+        ModeError::Denied(_) => ModeError::Denied(reason),
+        ModeError::Conflict(_) => ModeError::Conflict(reason),
+        ModeError::Timeout(_) => ModeError::Timeout(reason),
+        ModeError::Protocol(_) => ModeError::Protocol(reason),
+        ModeError::MappingLost(_) => ModeError::MappingLost(reason),
+        ModeError::Unsupported(_) => ModeError::Unsupported(reason),
+        ModeError::InvalidRequest(_) => ModeError::InvalidRequest(reason),
+    }
+}
+
+/// `e` with its reason cut to [`TEXT_MAX`]: a reason built from data of
+/// unknown size must not turn a clean error into a contract breach (the
+/// broker refuses a longer one). A MOD whose reasons quote what peers send
+/// applies it to every error it returns. [`export_mode!`] does not: it
+/// passes results through as they are, so a test MOD can still try the
+/// broker's own contract checks.
+pub fn clip_error(e: ModeError) -> ModeError {
+    if reason(&e).len() <= TEXT_MAX {
+        return e;
+    }
+    with_reason(&e, clip(reason(&e).to_string(), TEXT_MAX))
+}
+
 /// The lifecycle a MOD implements. Each function runs in a fresh instance.
 pub trait Mode {
     /// Name, version and summary; must not touch the network.
@@ -134,5 +205,31 @@ mod tests {
         // "é" is two bytes: cutting inside it would not be a String.
         assert_eq!(clip("aé".into(), 2), "a");
         assert_eq!(clip("x".repeat(5000), TEXT_MAX).len(), TEXT_MAX);
+    }
+
+    #[test]
+    fn escape_defuses_terminal_tricks_and_stays_bounded() {
+        assert_eq!(escape("plain ü text", 100), "plain ü text");
+        assert_eq!(
+            escape("a\r\nFAKE LINE\x1b[31m\u{202e}b\\", 100),
+            "a\\u{d}\\u{a}FAKE LINE\\u{1b}[31m\\u{202e}b\\\\"
+        );
+        // The cut falls between pieces, never inside an escape or a char.
+        assert_eq!(escape("ab\n", 4), "ab");
+        assert_eq!(escape("aé", 2), "a");
+        assert!(escape(&"\u{7}".repeat(1000), TEXT_MAX).len() <= TEXT_MAX);
+    }
+
+    #[test]
+    fn errors_are_clipped_to_the_contract() {
+        let long = "é".repeat(TEXT_MAX);
+        let ModeError::Protocol(s) = clip_error(ModeError::Protocol(long)) else {
+            panic!("kind kept")
+        };
+        assert!(s.len() <= TEXT_MAX && s.starts_with('é'));
+        assert!(matches!(
+            clip_error(ModeError::Timeout("t".into())),
+            ModeError::Timeout(s) if s == "t"
+        ));
     }
 }

@@ -3,10 +3,10 @@
 
 use core::net::IpAddr;
 
-use p2pbroker_mode_sdk::ModeError;
 use p2pbroker_mode_sdk::net::NetError;
+use p2pbroker_mode_sdk::{ModeError, escape, reason, with_reason};
 
-use crate::http::{HttpUrl, parse_url};
+use crate::url::{HttpUrl, parse_url};
 
 /// A gateway's WAN connection service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +25,7 @@ impl Gateway {
 
     /// The control URL as text.
     pub fn control_url(&self) -> String {
-        format!("http://{}{}", self.control.addr, self.control.path)
+        self.control.to_string()
     }
 
     /// Encode as `v1\nSERVICE\nURL` (text keeps it inspectable).
@@ -164,10 +164,10 @@ impl From<NetError> for IgdError {
     }
 }
 
-/// One line for humans.
+/// One line for humans (the gateway's own words escaped).
 pub fn message(e: &IgdError) -> String {
     match e {
-        IgdError::Upnp(code, d) => format!("UPnP error {code} {d}"),
+        IgdError::Upnp(code, d) => format!("UPnP error {code} {}", escape(d, 200)),
         IgdError::Protocol(m) => m.clone(),
         IgdError::Net(n) => n.to_string(),
     }
@@ -192,7 +192,33 @@ pub fn to_mode_error(e: IgdError) -> ModeError {
             _ => ModeError::Protocol(msg),
         },
         IgdError::Protocol(_) => ModeError::Protocol(msg),
-        IgdError::Net(n) => n.into(),
+        // The IGD answered before (SSDP, a probe, a mapping): a socket
+        // failure now is a gateway misbehaving or slow, not "no IGD here".
+        IgdError::Net(NetError::Denied) => ModeError::Denied(msg),
+        IgdError::Net(NetError::Timeout) => ModeError::Timeout(msg),
+        IgdError::Net(_) => ModeError::Protocol(msg),
+    }
+}
+
+/// `e` with `place: ` before its reason (which gateway said it).
+pub fn at(place: &impl core::fmt::Display, e: &ModeError) -> ModeError {
+    with_reason(e, format!("{place}: {}", reason(e)))
+}
+
+/// One error for a search in which no gateway worked, from each tried
+/// gateway's failure: `unavailable` (the broker then leaves the MOD out for
+/// a while) only when every failure says there is no IGD; otherwise the
+/// kind of the first other failure (a timeout, a garbled reply: worth
+/// another try). The reason lists them all, `what` first.
+pub fn combine(what: &str, failures: &[ModeError]) -> ModeError {
+    let reasons: Vec<&str> = failures.iter().map(reason).collect();
+    let text = format!("{what} ({})", reasons.join("; "));
+    match failures
+        .iter()
+        .find(|e| !matches!(e, ModeError::Unavailable(_)))
+    {
+        Some(e) => with_reason(e, text),
+        None => ModeError::Unavailable(text),
     }
 }
 
@@ -253,6 +279,52 @@ mod tests {
             to_mode_error(IgdError::Net(NetError::Denied)),
             ModeError::Denied(_)
         ));
+        assert!(matches!(
+            to_mode_error(IgdError::Net(NetError::Timeout)),
+            ModeError::Timeout(_)
+        ));
+        for n in [
+            NetError::Refused,
+            NetError::Unreachable,
+            NetError::Other("x".into()),
+        ] {
+            assert!(matches!(
+                to_mode_error(IgdError::Net(n)),
+                ModeError::Protocol(_)
+            ));
+        }
+        assert!(matches!(
+            to_mode_error(IgdError::Protocol("bad".into())),
+            ModeError::Protocol(_)
+        ));
+        let e = to_mode_error(IgdError::Upnp(501, "a\nb".into()));
+        assert!(!reason(&e).contains('\n'), "{e:?}");
+    }
+
+    /// Only "no IGD at all" keeps the MOD out: one slow or garbled IGD
+    /// among others that lack a WAN service is worth another try.
+    #[test]
+    fn combined_failures_are_unavailable_only_without_any_igd() {
+        let none = || ModeError::Unavailable("no WAN service".into());
+        let e = combine("no usable IGD", &[none(), none()]);
+        assert!(
+            matches!(&e, ModeError::Unavailable(r) if r == "no usable IGD (no WAN service; no WAN service)")
+        );
+        let e = combine(
+            "no usable IGD",
+            &[
+                none(),
+                ModeError::Timeout("slow".into()),
+                ModeError::Protocol("bad".into()),
+            ],
+        );
+        assert!(
+            matches!(&e, ModeError::Timeout(r) if r.contains("slow; bad")),
+            "{e:?}"
+        );
+        let e = combine("x", &[ModeError::Protocol("garbled".into())]);
+        assert!(matches!(e, ModeError::Protocol(_)));
+        assert!(matches!(combine("x", &[]), ModeError::Unavailable(_)));
     }
 
     #[test]

@@ -2,23 +2,48 @@
 //! (WANIPConnection:1 and :2, WANPPPConnection:1), and IPv6 pinholes
 //! through an IGD 2's WANIPv6FirewallControl:1 ([`v6`]).
 //!
-//! Codecs are pure ([`ssdp`], [`http`], [`xml`], [`igd`], [`pinhole`]);
-//! the transport glue is in [`wire`] and [`v6`]. Discovery sends M-SEARCH
-//! and takes the first complete answer plus a short grace period for other
-//! gateways, instead of a fixed multi-second wait. A gateway whose external address is private,
-//! shared (CGNAT) or reserved is reported as a non-routable gateway, not as
-//! "no gateway". The MOD never asks for external port 0 or a wildcard.
+//! Codecs are pure ([`ssdp`], [`http`], [`url`], [`xml`], [`igd`],
+//! [`pinhole`], [`origin`]); the transport glue is in [`wire`] and [`v6`].
+//! Discovery sends M-SEARCH and takes the first complete answer plus a
+//! short grace period for other gateways, instead of a fixed multi-second
+//! wait. A gateway whose external address is private, shared (CGNAT) or
+//! reserved is reported as a non-routable gateway, not as "no gateway".
+//! The MOD never asks for external port 0 or a wildcard.
 //!
-//! Grants: `udp:send@ssdp`, `udp:receive@lan:1900`, `tcp:connect@lan:1-65535`
-//! (the same for IPv6: `ssdp` includes `[ff02::c]`, `lan` the IPv6 subnets).
+//! **Whom it talks to** ([`origin`]): only the host's default gateways. An
+//! SSDP answer counts only when it comes from a default gateway and its
+//! LOCATION is on that same address (IPv6: the LOCATION host is a default
+//! gateway, and the answer comes from it or, while the route names the
+//! router by a routable address, from an on-link link-local address —
+//! IGDs answer `[ff02::c]` from theirs); other answers are logged (warn)
+//! and never fetched. A description's control URL must be on the device
+//! that served it; the `location` config and the gateway in a state blob
+//! must be a default gateway.
+//!
+//! **Errors:** only "there is no IGD here" (no SSDP answer at all, or no
+//! WAN connection service in any description) is `unavailable`, which makes
+//! the broker leave the MOD out for a while. An IGD that answered but is
+//! slow is `timeout`; garbled replies (HTTP, XML, SOAP) and refused
+//! connections are `protocol`; UPnP error codes keep their mapping
+//! ([`igd::to_mode_error`]).
+//!
+//! Grants (the manifest): `udp:send@ssdp`, `udp:receive@gateway:1900`,
+//! `udp:receive@fe80::/64:1900` (IPv6 SSDP answers come from the gateway's
+//! link-local address, which the host's routing table need not name: in
+//! the dual-stack lab the default route is the gateway's global address),
+//! `tcp:connect@gateway:1-65535` (the description's HTTP port is the
+//! router's choice). Nothing else on the LAN is reachable.
 //! Config: `timeout_ms` (default 2000), `probe_timeout_ms` (default 250),
-//! `location` (a root description URL: skips discovery; an IPv6 URL is
-//! used for pinholes, an IPv4 one for port mappings).
+//! `location` (a root description URL on a default gateway: skips
+//! discovery; an IPv6 URL is used for pinholes, an IPv4 one for port
+//! mappings).
 
 pub mod http;
 pub mod igd;
+pub mod origin;
 pub mod pinhole;
 pub mod ssdp;
+pub mod url;
 pub mod v6;
 pub mod wire;
 pub mod xml;
@@ -26,15 +51,17 @@ pub mod xml;
 use core::net::{IpAddr, SocketAddr};
 use core::time::Duration;
 
-use igd::{Gateway, MapArgs};
+use igd::{Gateway, MapArgs, at, combine};
 use p2pbroker_mode_sdk::addr::{from_ip, from_socket, to_socket};
 use p2pbroker_mode_sdk::classify::class_name;
 use p2pbroker_mode_sdk::clock::Deadline;
 use p2pbroker_mode_sdk::host;
 use p2pbroker_mode_sdk::{
-    AddressClass, MapRequest, Mapping, Mode, ModeError, ModeInfo, ProbeReport, Transport, classify,
+    AddressClass, MapRequest, Mapping, Mode, ModeError, ModeInfo, ProbeReport, TEXT_MAX, Transport,
+    classify, clip, clip_error,
 };
 use pinhole::PinholeState;
+use url::HttpUrl;
 
 const DEFAULT_TIMEOUT_MS: u64 = 2_000;
 const DEFAULT_PROBE_TIMEOUT_MS: u64 = 250;
@@ -45,33 +72,42 @@ fn budget(key: &str, default: u64) -> Deadline {
     Deadline::after(Duration::from_millis(host::config_or(key, default)))
 }
 
+/// The gateway at `url` and its external address.
+fn gateway_at(url: &HttpUrl, deadline: Deadline) -> Result<(Gateway, IpAddr), ModeError> {
+    let gw = wire::describe(url, deadline)?.ok_or_else(|| {
+        ModeError::Unavailable("offers no WANIPConnection or WANPPPConnection service".into())
+    })?;
+    let ip = wire::external_ip(&gw, deadline)?;
+    Ok((gw, ip))
+}
+
 /// Find a gateway: from config `location`, or by SSDP. Among several,
-/// prefer one with a globally routable external address.
+/// prefer one with a globally routable external address. Only "no IGD
+/// here" is `unavailable`; an IGD that answered but is slow or garbled
+/// gives `timeout` or `protocol` ([`igd::combine`]).
 fn find_gateway(deadline: Deadline) -> Result<(Gateway, IpAddr), ModeError> {
-    let locations = match host::config("location") {
-        Some(l) => vec![l],
+    let locations = match wire::configured_location() {
+        Some(l) => vec![l?],
         None => wire::discover(deadline)?,
     };
     let mut best: Option<(Gateway, IpAddr)> = None;
-    let mut reasons = Vec::new();
-    for loc in locations.iter().take(4) {
-        match wire::describe(loc, deadline)
-            .and_then(|gw| wire::external_ip(&gw, deadline).map(|ip| (gw, ip)))
-        {
+    let mut failures = Vec::new();
+    for url in locations.iter().take(wire::MAX_GATEWAYS) {
+        match gateway_at(url, deadline) {
             Ok((gw, ip)) if classify(ip) == AddressClass::Global => return Ok((gw, ip)),
             Ok(found) => best = best.or(Some(found)),
-            Err(e) => reasons.push(format!("{loc}: {}", igd::message(&e))),
+            Err(e) => failures.push(at(&url.short(), &e)),
         }
     }
-    best.ok_or_else(|| ModeError::Unavailable(format!("no usable IGD ({})", reasons.join("; "))))
+    best.ok_or_else(|| combine("no usable IGD", &failures))
 }
 
 /// A warm map takes the gateway and external address the probe learned
 /// (one SOAP call fewer); renew re-checks the address anyway.
 fn gateway_from_state(state: &[u8], deadline: Deadline) -> Result<(Gateway, IpAddr), ModeError> {
     match igd::decode_probe_state(state) {
-        Some(found) => Ok(found),
-        None => find_gateway(deadline),
+        Some(found) if wire::on_default_gateway(&found.0.control).is_ok() => Ok(found),
+        _ => find_gateway(deadline),
     }
 }
 
@@ -98,14 +134,15 @@ impl Mode for UpnpIgd {
         let class = classify(ip);
         let mut detail = format!(
             "IGD {} ({}), external address {ip} ({})",
-            gw.control_url(),
+            gw.control.short(),
             gw.service_type,
             class_name(class)
         );
         if class != AddressClass::Global {
             detail.push_str(": non-routable gateway (double NAT or CGNAT)");
         }
-        detail.truncate(1000);
+        // The control URL's path comes from the gateway: any length.
+        let detail = clip(detail, TEXT_MAX);
         Ok(ProbeReport {
             gateway: Some(from_ip(gw.control.addr.ip())),
             external_address: Some(from_ip(ip)),
@@ -183,6 +220,8 @@ impl Mode for UpnpIgd {
         let st = igd::MappingState::decode(&current.state).ok_or_else(|| {
             ModeError::InvalidRequest("mapping state is not a UPnP IGD state".into())
         })?;
+        // After a move to another network the old gateway is out of reach.
+        wire::on_default_gateway(&st.gateway.control).map_err(ModeError::MappingLost)?;
         let deadline = budget("timeout_ms", DEFAULT_TIMEOUT_MS);
         // Is it still ours? After a gateway reboot it is gone (714), and
         // another client may have taken the port meanwhile.
@@ -237,6 +276,7 @@ impl Mode for UpnpIgd {
         let st = igd::MappingState::decode(&current.state).ok_or_else(|| {
             ModeError::InvalidRequest("mapping state is not a UPnP IGD state".into())
         })?;
+        wire::on_default_gateway(&st.gateway.control).map_err(ModeError::Denied)?;
         let deadline = budget("timeout_ms", DEFAULT_TIMEOUT_MS);
         match wire::delete_mapping(
             &st.gateway,
@@ -250,4 +290,31 @@ impl Mode for UpnpIgd {
     }
 }
 
-p2pbroker_mode_sdk::export_mode!(UpnpIgd);
+/// [`UpnpIgd`] with every error reason clipped to the contract's 1 KiB:
+/// reasons quote URLs and texts of any length from gateways, and a longer
+/// one would turn a clean error into a contract breach.
+struct Exported;
+
+impl Mode for Exported {
+    fn info() -> ModeInfo {
+        UpnpIgd::info()
+    }
+
+    fn probe() -> Result<ProbeReport, ModeError> {
+        UpnpIgd::probe().map_err(clip_error)
+    }
+
+    fn map(request: MapRequest) -> Result<Mapping, ModeError> {
+        UpnpIgd::map(request).map_err(clip_error)
+    }
+
+    fn renew(current: Mapping, lifetime: u32) -> Result<Mapping, ModeError> {
+        UpnpIgd::renew(current, lifetime).map_err(clip_error)
+    }
+
+    fn unmap(current: Mapping) -> Result<(), ModeError> {
+        UpnpIgd::unmap(current).map_err(clip_error)
+    }
+}
+
+p2pbroker_mode_sdk::export_mode!(Exported);

@@ -12,8 +12,8 @@ use core::net::Ipv6Addr;
 
 use p2pbroker_mode_sdk::ModeError;
 
-use crate::http::{HttpUrl, parse_url};
 use crate::igd::{IgdError, message};
+use crate::url::{HttpUrl, parse_url};
 
 /// Longest pinhole lease (the service's LeaseTime range is 1 to 86400 s;
 /// miniupnpd answers 402 outside it).
@@ -95,14 +95,8 @@ impl PinholeState {
     pub fn encode(&self) -> Vec<u8> {
         let a = &self.args;
         format!(
-            "p1\nhttp://{}{}\n{} {} {} {} {}",
-            self.control.addr,
-            self.control.path,
-            a.protocol,
-            a.internal_client,
-            a.internal_port,
-            a.lease,
-            self.uid
+            "p1\n{}\n{} {} {} {} {}",
+            self.control, a.protocol, a.internal_client, a.internal_port, a.lease, self.uid
         )
         .into_bytes()
     }

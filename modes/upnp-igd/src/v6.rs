@@ -15,13 +15,10 @@ use p2pbroker_mode_sdk::clock::Deadline;
 use p2pbroker_mode_sdk::host;
 use p2pbroker_mode_sdk::{MapRequest, Mapping, ModeError, Transport};
 
-use crate::http::parse_url;
-use crate::igd::{Gateway, message};
+use crate::igd::{Gateway, at, combine, message, to_mode_error};
 use crate::pinhole::{self, PinholeAction, PinholeArgs, PinholeState};
+use crate::url::HttpUrl;
 use crate::{wire, xml};
-
-/// How many answering IGDs are described at most.
-const MAX_GATEWAYS: usize = 4;
 
 fn protocol(t: Transport) -> u8 {
     match t {
@@ -30,7 +27,7 @@ fn protocol(t: Transport) -> u8 {
     }
 }
 
-fn firewall(control: &crate::http::HttpUrl) -> Gateway {
+fn firewall(control: &HttpUrl) -> Gateway {
     Gateway {
         service_type: xml::FIREWALL6_SERVICE.to_string(),
         control: control.clone(),
@@ -39,24 +36,17 @@ fn firewall(control: &crate::http::HttpUrl) -> Gateway {
 
 /// Find an IGD's WANIPv6FirewallControl:1 service reachable over IPv6.
 fn find_firewall(deadline: Deadline) -> Result<Gateway, ModeError> {
-    let locations = match host::config("location") {
-        Some(l) if parse_url(&l).is_ok_and(|u| u.addr.is_ipv6()) => vec![l],
+    let locations = match wire::configured_location() {
+        Some(Ok(url)) if url.addr.is_ipv6() => vec![url],
+        Some(Err(e)) => return Err(e),
         _ => wire::discover_v6(deadline)?,
     };
-    if locations.is_empty() {
-        return Err(ModeError::Unsupported(
-            "no IGD answered an IPv6 SSDP search on [ff02::c]:1900 with a routable IPv6 \
-             LOCATION; UPnP opens IPv6 pinholes only for requests made over IPv6 from the \
-             host's own address"
-                .into(),
-        ));
-    }
     let (mut without, mut failed) = (Vec::new(), Vec::new());
-    for loc in locations.iter().take(MAX_GATEWAYS) {
-        match wire::describe_firewall6(loc, deadline) {
+    for url in locations.iter().take(wire::MAX_GATEWAYS) {
+        match wire::describe_firewall6(url, deadline) {
             Ok(Some(gw)) => return Ok(gw),
-            Ok(None) => without.push(loc.as_str()),
-            Err(e) => failed.push(format!("{loc}: {}", message(&e))),
+            Ok(None) => without.push(url.short()),
+            Err(e) => failed.push(at(&url.short(), &to_mode_error(e))),
         }
     }
     if failed.is_empty() {
@@ -66,10 +56,7 @@ fn find_firewall(deadline: Deadline) -> Result<Gateway, ModeError> {
             xml::FIREWALL6_SERVICE
         )));
     }
-    Err(ModeError::Unavailable(format!(
-        "no usable IPv6 IGD ({})",
-        failed.join("; ")
-    )))
+    Err(combine("no usable IPv6 IGD", &failed))
 }
 
 /// Open a pinhole for `internal` (the unspecified address: the host's own
@@ -127,6 +114,7 @@ pub fn renew(
     lifetime: u32,
     deadline: Deadline,
 ) -> Result<Mapping, ModeError> {
+    wire::on_default_gateway(&st.control).map_err(ModeError::MappingLost)?;
     let fw = firewall(&st.control);
     let lease = pinhole::lease(lifetime);
     wire::soap(
@@ -169,6 +157,7 @@ pub fn renew(
 
 /// Close a pinhole; one already gone is success.
 pub fn unmap(st: PinholeState, deadline: Deadline) -> Result<(), ModeError> {
+    wire::on_default_gateway(&st.control).map_err(ModeError::Denied)?;
     match wire::soap(
         &firewall(&st.control),
         "DeletePinhole",

@@ -5,13 +5,14 @@
 use core::net::{IpAddr, SocketAddr};
 use core::time::Duration;
 
-use p2pbroker_mode_sdk::ModeError;
 use p2pbroker_mode_sdk::clock::Deadline;
 use p2pbroker_mode_sdk::net::{NetError, TcpStream, UdpSocket};
+use p2pbroker_mode_sdk::{ModeError, escape, host};
 
-use crate::http::{self, HttpResponse, HttpUrl};
+use crate::http::{self, HttpResponse};
 use crate::igd::{Gateway, IgdError, MapArgs};
-use crate::{ssdp, xml};
+use crate::url::{HttpUrl, parse_url};
+use crate::{origin, ssdp, xml};
 
 /// After the first complete SSDP answer, how long to keep listening for
 /// other gateways. Devices answer after a random delay up to MX, so no
@@ -19,6 +20,14 @@ use crate::{ssdp, xml};
 /// with the first and costs a cold map little (the benchmark compares it
 /// with igd-next, which stops at the first answer).
 const SSDP_GRACE: Duration = Duration::from_millis(20);
+
+/// How many answering IGDs are described at most: a LAN rarely has more
+/// than one, and each costs a round trip of the call's budget.
+pub const MAX_GATEWAYS: usize = 4;
+
+/// How many ignored SSDP answers are logged per search: enough to see
+/// what is wrong, too few to crowd the broker's 256 log lines per call.
+const SSDP_IGNORED_LOGGED: usize = 8;
 
 impl From<IgdError> for ModeError {
     fn from(e: IgdError) -> Self {
@@ -30,79 +39,148 @@ fn left(deadline: Deadline) -> Result<Duration, IgdError> {
     deadline.remaining().ok_or(IgdError::Net(NetError::Timeout))
 }
 
+/// The config `location` (a root description URL that skips discovery),
+/// `None` when unset. It must be on a default gateway, like an SSDP
+/// answer's ([`origin::check_location`]).
+pub fn configured_location() -> Option<Result<HttpUrl, ModeError>> {
+    let text = host::config("location")?;
+    Some(
+        parse_url(&text)
+            .map_err(|e| ModeError::Unavailable(format!("config `location`: {e}")))
+            .and_then(|url| {
+                on_default_gateway(&url)
+                    .map(|()| url)
+                    .map_err(|e| ModeError::Denied(format!("config `location`: {e}")))
+            }),
+    )
+}
+
+/// Whether `url` is on a default gateway of the host: a state blob names
+/// a URL the MOD would contact, and it must pass the same rule as the
+/// `location` config ([`origin::check_location`]).
+pub fn on_default_gateway(url: &HttpUrl) -> Result<(), String> {
+    origin::check_location(url, &host::default_gateways())
+}
+
+/// What a search heard: the description URLs to fetch, first answer
+/// first (at most [`MAX_GATEWAYS`]), and how many other answers were
+/// ignored, with the first reason.
+struct Heard {
+    urls: Vec<HttpUrl>,
+    ignored: usize,
+    first_ignored: Option<String>,
+}
+
+impl Heard {
+    /// The URLs, or `error` naming what was ignored when there are none.
+    fn urls_or(
+        self,
+        nothing: &str,
+        error: fn(String) -> ModeError,
+    ) -> Result<Vec<HttpUrl>, ModeError> {
+        if !self.urls.is_empty() {
+            return Ok(self.urls);
+        }
+        Err(error(match self.first_ignored {
+            None => nothing.to_string(),
+            Some(first) => format!(
+                "{nothing}; {} answer(s) ignored, the first: {first}",
+                self.ignored
+            ),
+        }))
+    }
+}
+
 /// Search for IGDs; returns their description URLs, first answer first.
-pub fn discover(deadline: Deadline) -> Result<Vec<String>, ModeError> {
+/// Only answers that pass [`origin::check_answer`] count.
+pub fn discover(deadline: Deadline) -> Result<Vec<HttpUrl>, ModeError> {
     let group: SocketAddr = ssdp::SSDP_ADDR.parse().expect("literal");
     let requests = ssdp::SEARCH_TARGETS.map(ssdp::build_msearch);
-    let found = search(group, &requests, deadline)?;
-    if found.is_empty() {
-        return Err(ModeError::Unavailable(
-            "no IGD answered the SSDP search".into(),
-        ));
-    }
-    Ok(found)
+    search(group, &requests, deadline)?
+        .urls_or("no IGD answered the SSDP search", ModeError::Unavailable)
 }
 
 /// Search for IGDs on the link-local IPv6 group; returns the description
-/// URLs on a routable IPv6 address (possibly none), first answer first. A
-/// link-local URL is skipped (the broker gives a MOD no interface scope),
-/// and so is loopback (miniupnpd 2.3.1 falls back to announcing `[::1]`
-/// when its LAN interface has no routable IPv6 address).
-pub fn discover_v6(deadline: Deadline) -> Result<Vec<String>, ModeError> {
+/// URLs, first answer first. [`origin::check_answer`] keeps only URLs on
+/// a default gateway, which is never link-local (the broker gives a MOD
+/// no interface scope) nor loopback (miniupnpd 2.3.1 falls back to
+/// announcing `[::1]` when its LAN interface has no routable IPv6 address).
+pub fn discover_v6(deadline: Deadline) -> Result<Vec<HttpUrl>, ModeError> {
     let group: SocketAddr = ssdp::SSDP_ADDR_V6.parse().expect("literal");
     let requests = ssdp::SEARCH_TARGETS_V6.map(ssdp::build_msearch_v6);
-    let found = search(group, &requests, deadline)?;
-    Ok(found
-        .into_iter()
-        .filter(|l| {
-            http::parse_url(l).is_ok_and(|u| match u.addr.ip() {
-                IpAddr::V6(v6) => !v6.is_unicast_link_local() && !v6.is_loopback(),
-                IpAddr::V4(_) => false,
-            })
-        })
-        .collect())
+    search(group, &requests, deadline)?.urls_or(
+        "no IGD answered an IPv6 SSDP search on [ff02::c]:1900 with a LOCATION on an IPv6 \
+         default gateway; UPnP opens IPv6 pinholes only for requests made over IPv6 from the \
+         host's own address",
+        ModeError::Unsupported,
+    )
 }
 
 /// Send `requests` to `group` and collect the LOCATIONs answered until the
-/// deadline, or until a short grace after the first answer.
-fn search(
-    group: SocketAddr,
-    requests: &[Vec<u8>],
-    deadline: Deadline,
-) -> Result<Vec<String>, NetError> {
+/// deadline, or until a short grace after the first accepted answer. An
+/// answer failing [`origin::check_answer`] is never fetched; the first few
+/// are logged (warn) with the reason.
+fn search(group: SocketAddr, requests: &[Vec<u8>], deadline: Deadline) -> Result<Heard, NetError> {
     let any = match group {
         SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
         SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
     };
+    let gateways = host::default_gateways();
     let sock = UdpSocket::bind(any)?;
     for r in requests {
         sock.send_to(r, group)?;
     }
-    let mut found: Vec<String> = Vec::new();
+    let mut heard = Heard {
+        urls: Vec::new(),
+        ignored: 0,
+        first_ignored: None,
+    };
+    // (responder, LOCATION) already judged: one answer per search target.
+    let mut refused: Vec<(IpAddr, String)> = Vec::new();
     let mut until = deadline;
     let mut buf = [0u8; 2048];
     loop {
-        match sock.recv_until(&mut buf, until) {
-            Ok((n, _)) => {
-                if let Some(a) = ssdp::parse_answer(&buf[..n])
-                    && !found.contains(&a.location)
-                {
-                    if found.is_empty() {
-                        let grace = Deadline::after(SSDP_GRACE);
-                        if grace.instant_ns() < deadline.instant_ns() {
-                            until = grace;
-                        }
-                    }
-                    found.push(a.location);
-                }
-            }
-            Err(NetError::Timeout) => return Ok(found),
+        let (n, from) = match sock.recv_until(&mut buf, until) {
+            Ok(got) => got,
+            Err(NetError::Timeout) => return Ok(heard),
             Err(e) => return Err(e),
+        };
+        let Some(answer) = ssdp::parse_answer(&buf[..n]) else {
+            continue;
+        };
+        match origin::check_answer(&answer.location, from.ip(), &gateways) {
+            Ok(url) if !heard.urls.contains(&url) && heard.urls.len() < MAX_GATEWAYS => {
+                if heard.urls.is_empty() {
+                    let grace = Deadline::after(SSDP_GRACE);
+                    if grace.instant_ns() < deadline.instant_ns() {
+                        until = grace;
+                    }
+                }
+                heard.urls.push(url);
+            }
+            Ok(_) => {}
+            Err(why) => {
+                let key = (from.ip(), origin::shown(&answer.location));
+                if refused.contains(&key) {
+                    continue;
+                }
+                heard.ignored += 1;
+                if refused.len() < SSDP_IGNORED_LOGGED {
+                    host::warn(&format!(
+                        "SSDP answer from {from} ignored (never fetched): {why}"
+                    ));
+                    refused.push(key);
+                }
+                heard.first_ignored.get_or_insert(why);
+            }
         }
     }
 }
 
-/// One HTTP request/response, bounded in size and time.
+/// One HTTP request/response, bounded in size ([`http::HTTP_MAX_RESPONSE`])
+/// and time (the deadline). Reading stops when the framing says the body is
+/// whole; a body without Content-Length and not chunked (HTTP/1.0, or
+/// `Connection: close`) is read until the peer closes.
 fn exchange(url: &HttpUrl, request: &[u8], deadline: Deadline) -> Result<HttpResponse, IgdError> {
     exchange_from(url, |_| request.to_vec(), deadline).map(|(r, _)| r)
 }
@@ -139,40 +217,45 @@ fn exchange_from(
     Ok((resp, local))
 }
 
-/// Fetch a device description: its URL and text.
-fn fetch_description(location: &str, deadline: Deadline) -> Result<(HttpUrl, String), IgdError> {
-    let url = http::parse_url(location).map_err(IgdError::Protocol)?;
-    let resp = exchange(&url, &http::build_get(&url), deadline)?;
+/// Fetch a device description's text.
+fn fetch_description(url: &HttpUrl, deadline: Deadline) -> Result<String, IgdError> {
+    let resp = exchange(url, &http::build_get(url), deadline)?;
     if resp.status != 200 {
         return Err(IgdError::Protocol(format!(
             "description fetch: HTTP {}",
             resp.status
         )));
     }
-    let text = String::from_utf8(resp.body)
-        .map_err(|_| IgdError::Protocol("description is not UTF-8".into()))?;
-    Ok((url, text))
+    String::from_utf8(resp.body).map_err(|_| IgdError::Protocol("description is not UTF-8".into()))
+}
+
+/// A service the description at `url` names, as a [`Gateway`], once its
+/// control URL is checked to be on that same device.
+fn service_at(url: &HttpUrl, service_type: String, control: HttpUrl) -> Result<Gateway, IgdError> {
+    origin::check_same_device(&control, url).map_err(IgdError::Protocol)?;
+    Ok(Gateway {
+        service_type,
+        control,
+    })
 }
 
 /// Fetch a description and return its WANIPv6FirewallControl:1 service,
 /// `None` when the device offers none.
-pub fn describe_firewall6(location: &str, deadline: Deadline) -> Result<Option<Gateway>, IgdError> {
-    let (url, text) = fetch_description(location, deadline)?;
-    let control = xml::parse_firewall6(&text, &url).map_err(IgdError::Protocol)?;
-    Ok(control.map(|control| Gateway {
-        service_type: xml::FIREWALL6_SERVICE.to_string(),
-        control,
-    }))
+pub fn describe_firewall6(url: &HttpUrl, deadline: Deadline) -> Result<Option<Gateway>, IgdError> {
+    let text = fetch_description(url, deadline)?;
+    let control = xml::parse_firewall6(&text, url).map_err(IgdError::Protocol)?;
+    control
+        .map(|c| service_at(url, xml::FIREWALL6_SERVICE.to_string(), c))
+        .transpose()
 }
 
-/// Fetch and parse a device description.
-pub fn describe(location: &str, deadline: Deadline) -> Result<Gateway, IgdError> {
-    let (url, text) = fetch_description(location, deadline)?;
-    let svc = xml::parse_description(&text, &url).map_err(IgdError::Protocol)?;
-    Ok(Gateway {
-        service_type: svc.service_type,
-        control: svc.control,
-    })
+/// Fetch and parse a device description: its best WAN connection service,
+/// `None` when it offers none.
+pub fn describe(url: &HttpUrl, deadline: Deadline) -> Result<Option<Gateway>, IgdError> {
+    let text = fetch_description(url, deadline)?;
+    let svc = xml::parse_description(&text, url).map_err(IgdError::Protocol)?;
+    svc.map(|s| service_at(url, s.service_type, s.control))
+        .transpose()
 }
 
 /// Call `action` and return its output arguments.
@@ -223,7 +306,8 @@ pub fn external_ip(gw: &Gateway, deadline: Deadline) -> Result<IpAddr, IgdError>
     let text = arg(&out, "NewExternalIPAddress")?;
     text.parse().map_err(|_| {
         IgdError::Protocol(format!(
-            "external address `{text}` is not an IP address (not connected?)"
+            "external address `{}` is not an IP address (not connected?)",
+            escape(text, 64)
         ))
     })
 }

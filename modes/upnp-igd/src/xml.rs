@@ -5,7 +5,9 @@
 //! node limit. Elements are matched by local name, so namespace prefixes
 //! and routers that omit the namespace both work.
 
-use crate::http::{HttpUrl, resolve};
+use p2pbroker_mode_sdk::escape as escape_text;
+
+use crate::url::{HttpUrl, parse_url, resolve};
 
 /// Most XML nodes we parse in one document.
 const XML_MAX_NODES: u32 = 20_000;
@@ -32,7 +34,8 @@ fn parse(text: &str) -> Result<roxmltree::Document<'_>, String> {
         nodes_limit: XML_MAX_NODES,
         ..Default::default()
     };
-    roxmltree::Document::parse_with_options(text, opts).map_err(|e| format!("malformed XML: {e}"))
+    roxmltree::Document::parse_with_options(text, opts)
+        .map_err(|e| format!("malformed XML: {}", escape_text(&e.to_string(), 200)))
 }
 
 fn child_text<'a>(node: roxmltree::Node<'a, 'a>, name: &str) -> Option<&'a str> {
@@ -61,7 +64,7 @@ fn find_services(
         .find(|c| c.tag_name().name() == "URLBase")
         .and_then(|c| c.text())
     {
-        Some(b) if !b.trim().is_empty() => crate::http::parse_url(b.trim())?,
+        Some(b) if !b.trim().is_empty() => parse_url(b.trim())?,
         _ => location.clone(),
     };
     let mut found: Vec<(usize, WanService)> = Vec::new();
@@ -91,13 +94,13 @@ fn find_services(
 }
 
 /// The best WAN connection service in a device description fetched from
-/// `location` (see [`WAN_SERVICES`]).
-pub fn parse_description(text: &str, location: &HttpUrl) -> Result<WanService, String> {
-    find_services(text, location, &WAN_SERVICES)?
+/// `location` (see [`WAN_SERVICES`]), `None` when the device offers none
+/// (it is no Internet gateway: not a malformed reply).
+pub fn parse_description(text: &str, location: &HttpUrl) -> Result<Option<WanService>, String> {
+    Ok(find_services(text, location, &WAN_SERVICES)?
         .into_iter()
         .next()
-        .map(|(_, s)| s)
-        .ok_or_else(|| "no WANIPConnection or WANPPPConnection service in the description".into())
+        .map(|(_, s)| s))
 }
 
 /// The control URL of the description's WANIPv6FirewallControl:1 service,
@@ -187,7 +190,6 @@ pub fn parse_soap(text: &str, action: &str) -> Result<SoapReply, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::parse_url;
 
     const MINIUPNPD: &str = r#"<?xml version="1.0"?>
 <root xmlns="urn:schemas-upnp-org:device-1-0"><specVersion><major>1</major><minor>1</minor></specVersion>
@@ -202,7 +204,7 @@ mod tests {
     #[test]
     fn finds_nested_services_and_resolves_urls() {
         let loc = parse_url("http://10.0.0.1:5000/rootDesc.xml").unwrap();
-        let s = parse_description(MINIUPNPD, &loc).unwrap();
+        let s = parse_description(MINIUPNPD, &loc).unwrap().unwrap();
         assert_eq!(s.service_type, WAN_SERVICES[1]);
         assert_eq!(
             s.control,
@@ -214,7 +216,7 @@ mod tests {
             <d:service><d:serviceType>urn:schemas-upnp-org:service:WANPPPConnection:1</d:serviceType><d:controlURL>ppp</d:controlURL></d:service>
             <d:service><d:serviceType>urn:schemas-upnp-org:service:WANIPConnection:2</d:serviceType><d:controlURL> ip2 </d:controlURL></d:service>
             </d:serviceList></d:device></d:root>"#;
-        let s = parse_description(quirky, &loc).unwrap();
+        let s = parse_description(quirky, &loc).unwrap().unwrap();
         assert_eq!(s.service_type, WAN_SERVICES[0]);
         assert_eq!(s.control, parse_url("http://10.0.0.1:80/igd/ip2").unwrap());
     }
@@ -235,7 +237,7 @@ mod tests {
             Some(parse_url("http://[2001:db8:1::1]:5000/ctl/IP6FCtl").unwrap())
         );
         assert_eq!(
-            parse_description(igd2, &loc).unwrap().service_type,
+            parse_description(igd2, &loc).unwrap().unwrap().service_type,
             WAN_SERVICES[0]
         );
         assert_eq!(parse_firewall6(MINIUPNPD, &loc).unwrap(), None);
@@ -251,11 +253,7 @@ mod tests {
                 .unwrap_err()
                 .contains("malformed XML")
         );
-        assert!(
-            parse_description("<root><device/></root>", &loc)
-                .unwrap_err()
-                .contains("no WANIPConnection")
-        );
+        assert_eq!(parse_description("<root><device/></root>", &loc), Ok(None));
         assert!(parse_description("<root><unclosed>", &loc).is_err());
         let many = format!("<root>{}</root>", "<a/>".repeat(30_000));
         assert!(parse_description(&many, &loc).is_err());
