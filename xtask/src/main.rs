@@ -7,7 +7,7 @@
 //!   show an application behind NAT made reachable through the broker
 //!   (root; see demo.rs).
 //! - `fuzz [--minutes N] [--target T] [--runs N]`: run the fuzz targets
-//!   one after another and print a summary (see fuzz.rs).
+//!   one after another and print a summary (see fuzz/mod.rs).
 //! - `test`: install what the suite needs on a fresh machine (the wasm
 //!   target; as root, the NAT lab's Debian packages), then run
 //!   `cargo test --workspace`.
