@@ -175,3 +175,31 @@ fn a_socket_flag_without_a_socket_or_from_another_namespace_is_refused() {
     );
     assert_eq!(forwards(&lab), 0);
 }
+
+#[test]
+fn re_establishing_proves_ownership_again() {
+    let mut lab = Lab::up(GatewayOptions::default());
+    // A short gateway lifetime, so the renewal that finds the loss comes soon.
+    let policy = POLICY.replace("[broker]\n", "[broker]\nmapping_lifetime = 10\n");
+    let d = Daemon::start(&lab, "broker", &policy);
+    use std::os::unix::fs::PermissionsExt;
+    let dir = d.socket.parent().unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let app = lab.listen_as(65534, true, 7017, 120);
+    let out = map_as_nobody(&lab, &d, 7017);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(forwards(&lab), 1);
+    // The application goes; a root service takes the port; the gateway
+    // reboots. The lease is lost, and mapping it again would expose the
+    // root service: it is released instead.
+    drop(Reaped(app));
+    let _service = Reaped(lab.listen(true, 7017, 120));
+    lab.restart_gateway();
+    eventually("the lease is released, not re-established", 60, || {
+        d.json(&["list", "--json"])
+            .as_array()
+            .is_some_and(|l| l.is_empty())
+    });
+    assert!(d.log().contains("no longer allowed"), "{}", d.log());
+    eventually("nothing forwards to the root service", 20, || forwards(&lab) == 0);
+}

@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpStream, ToSocketAddrs, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::lines::read_frame;
+use crate::proto::framing::{Frame, LineSplitter};
 use crate::proto::*;
 
 /// How long a request may wait for its answer by default: a `map` may walk
@@ -22,6 +24,12 @@ use crate::proto::*;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Events buffered for a subscription that is not being read.
 const EVENT_BUFFER: usize = 1024;
+/// Longest line this client reads from the broker, newline excluded; a
+/// longer one is skipped unread. The largest lines the broker writes are
+/// `list` and `status` answers, about 400 bytes a lease: this holds some
+/// 150,000 leases, while whatever sits on the socket cannot make the
+/// client buffer without bound.
+pub const MAX_BROKER_LINE: usize = 64 * 1024 * 1024;
 
 /// What went wrong talking to the broker.
 #[derive(Debug, thiserror::Error)]
@@ -279,13 +287,19 @@ impl Client {
         let mut hello = serde_json::json!({ "v": PROTOCOL_VERSION, "auth": token }).to_string();
         hello.push('\n');
         wr.write_all(hello.as_bytes()).await?;
-        let mut line = Vec::new();
-        let n = tokio::time::timeout(DEFAULT_TIMEOUT, rd.read_until(b'\n', &mut line))
+        let mut splitter = LineSplitter::new(MAX_BROKER_LINE);
+        let frame = tokio::time::timeout(DEFAULT_TIMEOUT, read_frame(&mut rd, &mut splitter))
             .await
             .map_err(|_| ClientError::Timeout(DEFAULT_TIMEOUT))??;
-        if n == 0 {
-            return Err(ClientError::Closed);
-        }
+        let line = match frame {
+            Some(Frame::Line(line)) => line,
+            Some(Frame::TooLong) => {
+                return Err(ClientError::Protocol(format!(
+                    "the broker's answer to authentication is over {MAX_BROKER_LINE} bytes"
+                )));
+            }
+            None => return Err(ClientError::Closed),
+        };
         let hello = parse_response_line(&line).map_err(|why| {
             ClientError::Protocol(format!("malformed line from the broker: {why}"))
         })?;
@@ -463,13 +477,15 @@ async fn read_loop<R: AsyncBufRead + Unpin>(
     events: mpsc::Sender<Event>,
 ) {
     let take = |id: Option<u64>| id.and_then(|id| pending.lock().unwrap().as_mut()?.remove(&id));
-    let mut line = Vec::new();
+    let mut splitter = LineSplitter::new(MAX_BROKER_LINE);
     loop {
-        line.clear();
-        match rd.read_until(b'\n', &mut line).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
+        let line = match read_frame(&mut rd, &mut splitter).await {
+            Ok(Some(Frame::Line(line))) => line,
+            // Its id is unknown: the request it answered, if any, times
+            // out, as for any line without a readable id (below).
+            Ok(Some(Frame::TooLong)) => continue,
+            Ok(None) | Err(_) => break,
+        };
         match parse_response_line(&line) {
             Ok(ServerLine::Response(r)) => {
                 if let Some(tx) = take(r.id) {

@@ -37,9 +37,12 @@
 
 mod client;
 mod fdpass;
+mod lines;
 pub mod proto;
 
 pub use client::{
-    Client, ClientError, DEFAULT_TIMEOUT, MapOptions, Subscription, default_socket_path,
+    Client, ClientError, DEFAULT_TIMEOUT, MAX_BROKER_LINE, MapOptions, Subscription,
+    default_socket_path,
 };
+pub use lines::read_frame;
 pub use proto::*;

@@ -1,11 +1,11 @@
 //! The async client against a scripted broker on a Unix socket in a temp
 //! dir: responses matched by id (with an event in between, and out of
 //! order), errors, malformed lines, timeouts, a closing broker, and a
-//! dropped client closing its connection.
+//! dropped client closing its connection, lines over the client's cap.
 
 use std::time::Duration;
 
-use p2pbroker_client::{Client, ClientError, ErrorCode, EventKind, MapOptions};
+use p2pbroker_client::{Client, ClientError, ErrorCode, EventKind, MAX_BROKER_LINE, MapOptions};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 use tokio::sync::oneshot;
@@ -254,4 +254,40 @@ async fn a_request_cut_off_mid_write_closes_the_connection_for_requests() {
         "{timeouts} timeouts, {closed} closed"
     );
     assert!(matches!(c.list().await, Err(ClientError::Closed)));
+}
+
+/// A line of `MAX_BROKER_LINE + 1` bytes: one over the client's cap.
+fn too_long_line() -> String {
+    "x".repeat(MAX_BROKER_LINE + 1)
+}
+
+#[tokio::test]
+async fn a_broker_line_over_the_cap_is_skipped_and_the_connection_goes_on() {
+    let (_d, path, _) = fake(Box::new(|line| {
+        vec![too_long_line(), ok(id_of(line), r#"{"leases":[]}"#)]
+    }));
+    let c = Client::connect(&path).await.unwrap();
+    assert!(c.list().await.unwrap().is_empty());
+    assert!(c.list().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_lan_hello_answer_over_the_cap_is_refused_by_name() {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (s, _) = l.accept().await.unwrap();
+        let (r, mut w) = s.into_split();
+        let _hello = BufReader::new(r).lines().next_line().await;
+        // The client stops reading at the cap: ignore the broken pipe.
+        let _ = w.write_all(too_long_line().as_bytes()).await;
+    });
+    match Client::connect_lan(addr, "token").await {
+        Err(ClientError::Protocol(why)) => assert!(
+            why.contains(&format!("over {MAX_BROKER_LINE} bytes")),
+            "{why}"
+        ),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("accepted"),
+    }
 }

@@ -3,7 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use p2pbroker_mode_nat_pmp::proto::{PmpProto, parse_external_address_response, parse_map_response};
+use p2pbroker_mode_nat_pmp::proto::{
+    PmpProto, parse_external_address_response, parse_map_response,
+};
 use p2pbroker_mode_nat_pmp::state::PmpState;
 
 fuzz_target!(|data: &[u8]| {

@@ -6,11 +6,14 @@
 //! - `demo`: build the built-in MODs and `p2pb`, bring up the NAT lab, and
 //!   show an application behind NAT made reachable through the broker
 //!   (root; see demo.rs).
+//! - `fuzz [--minutes N] [--target T] [--runs N]`: run the fuzz targets
+//!   one after another and print a summary (see fuzz/mod.rs).
 //! - `test`: install what the suite needs on a fresh machine (the wasm
 //!   target; as root, the NAT lab's Debian packages), then run
 //!   `cargo test --workspace`.
 
 mod demo;
+mod fuzz;
 
 use std::path::{Path, PathBuf};
 
@@ -35,8 +38,12 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some("demo") => demo(),
+        Some("fuzz") => fuzz::run(&root(), &args[1..]),
         Some("test") => test(&args[1..]),
-        _ => bail!("usage: cargo xtask build-modes [--out DIR] | demo | test [CARGO TEST ARGS]"),
+        _ => bail!(
+            "usage: cargo xtask build-modes [--out DIR] | demo | fuzz [--minutes N] [--target T] \
+             [--runs N] | test [CARGO TEST ARGS]"
+        ),
     }
 }
 

@@ -9,8 +9,10 @@
 //!   read it leniently (unknown fields are ignored, so a broker may add
 //!   fields within version 1).
 //! - [`Event`]: what a subscribed connection receives.
+//! - [`framing`]: splitting the stream into lines under a length cap.
 
 mod event;
+pub mod framing;
 mod records;
 mod request;
 mod response;

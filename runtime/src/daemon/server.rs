@@ -11,13 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use p2pbroker_client::framing::{Frame, LineSplitter};
 use p2pbroker_client::{
     ApiError, ErrorCode, Event, MAX_LINE, NetworkView, Op, PROTOCOL_VERSION, PolicyStatus,
-    Response, ResultBody, Status, encode_event, encode_response, parse_request,
+    Response, ResultBody, Status, encode_event, encode_response, parse_request, read_frame,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{Semaphore, mpsc};
 
@@ -194,44 +195,12 @@ pub async fn read_line<R: AsyncBufRead + Unpin>(
     r: &mut R,
     max: usize,
 ) -> std::io::Result<ReadLine> {
-    let mut line = Vec::new();
-    let mut too_long = false;
-    loop {
-        let buf = r.fill_buf().await?;
-        if buf.is_empty() {
-            return Ok(if too_long || !line.is_empty() {
-                // A last line without newline counts; an oversized one not.
-                if too_long {
-                    ReadLine::TooLong
-                } else {
-                    ReadLine::Line(line)
-                }
-            } else {
-                ReadLine::Eof
-            });
-        }
-        let (chunk, done) = match buf.iter().position(|b| *b == b'\n') {
-            Some(i) => (&buf[..i], Some(i + 1)),
-            None => (buf, None),
-        };
-        if !too_long {
-            if line.len() + chunk.len() > max {
-                too_long = true;
-                line = Vec::new();
-            } else {
-                line.extend_from_slice(chunk);
-            }
-        }
-        let n = done.unwrap_or(buf.len());
-        r.consume(n);
-        if done.is_some() {
-            return Ok(if too_long {
-                ReadLine::TooLong
-            } else {
-                ReadLine::Line(line)
-            });
-        }
-    }
+    let mut splitter = LineSplitter::new(max);
+    Ok(match read_frame(r, &mut splitter).await? {
+        Some(Frame::Line(line)) => ReadLine::Line(line),
+        Some(Frame::TooLong) => ReadLine::TooLong,
+        None => ReadLine::Eof,
+    })
 }
 
 fn response(id: Option<u64>, body: Result<ResultBody, ApiError>) -> String {
