@@ -187,7 +187,11 @@ fn re_establishing_proves_ownership_again() {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let app = lab.listen_as(65534, true, 7017, 120);
     let out = map_as_nobody(&lab, &d, 7017);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(forwards(&lab), 1);
     // The application goes; a root service takes the port; the gateway
     // reboots. The lease is lost, and mapping it again would expose the
@@ -201,5 +205,7 @@ fn re_establishing_proves_ownership_again() {
             .is_some_and(|l| l.is_empty())
     });
     assert!(d.log().contains("no longer allowed"), "{}", d.log());
-    eventually("nothing forwards to the root service", 20, || forwards(&lab) == 0);
+    eventually("nothing forwards to the root service", 20, || {
+        forwards(&lab) == 0
+    });
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use libfuzzer_sys::fuzz_target;
-use p2pbroker::daemon::journal::{LeaseRecord, Replay, replay};
+use p2pbroker::daemon::journal::{LeaseRecord, Replay, compacted, replay};
 use p2pbroker::gate::Transport;
 use p2pbroker::json::MappingJson;
 use serde_json::json;
@@ -33,17 +33,16 @@ fn check(r: &Replay) {
         assert!(*id <= r.max_id, "lease {id} above max_id {}", r.max_id);
     }
     assert!(r.leases.len() + r.warnings.len() <= r.lines);
-    let again = replay(compacted(&r.leases).as_bytes());
+    let again = replay(compacted(&r.leases, &r.intents, r.max_id).as_bytes());
     assert_eq!(again.leases, r.leases, "compaction changed the live set");
+    assert_eq!(
+        again.intents, r.intents,
+        "compaction changed the open intents"
+    );
     assert!(again.warnings.is_empty(), "{:?}", again.warnings);
-    assert_eq!(again.lines, r.leases.len());
-    // Compaction keeps only live leases: a deleted id above them is gone.
-    assert!(again.max_id <= r.max_id);
-}
-
-/// The journal holding exactly `live`, as `Journal::compact` writes it.
-fn compacted(live: &BTreeMap<u64, LeaseRecord>) -> String {
-    live.values().map(|l| put(l) + "\n").collect()
+    assert_eq!(again.lines, 1 + r.leases.len() + r.intents.len());
+    // Ids are never reused: compaction keeps the highest one used.
+    assert_eq!(again.max_id, r.max_id);
 }
 
 fn put(lease: &LeaseRecord) -> String {
@@ -130,10 +129,16 @@ fn record(id: u64, kind: u8, bytes: &[u8]) -> LeaseRecord {
         },
         granted_at: v,
         owner_uid: (v >> 32) as u32,
+        owner_lan: (kind & 0x04 != 0).then(|| hex_prefix(bytes)),
         persist: kind & 0x10 != 0,
         expires_at: (kind & 0x20 != 0).then(|| v.rotate_left(7)),
         created_at: v.rotate_left(13),
+        follows: bytes.iter().take(3).map(|b| u64::from(*b) * v).collect(),
     }
+}
+
+fn hex_prefix(bytes: &[u8]) -> String {
+    bytes.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
 /// An address from `v`; IPv6 with a scope id, as link-local ones carry.

@@ -12,10 +12,10 @@ use libfuzzer_sys::fuzz_target;
 use std::net::IpAddr;
 
 use p2pbroker_mode_upnp_igd::http::{HTTP_MAX_RESPONSE, is_complete, parse_response};
-use p2pbroker_mode_upnp_igd::origin::{check_answer, is_gateway};
-use p2pbroker_mode_upnp_igd::url::parse_url;
 use p2pbroker_mode_upnp_igd::igd::MappingState;
+use p2pbroker_mode_upnp_igd::origin::{check_answer, is_gateway};
 use p2pbroker_mode_upnp_igd::pinhole::{PINHOLE_LEASE_MAX, PinholeState, parse_unique_id};
+use p2pbroker_mode_upnp_igd::url::parse_url;
 use p2pbroker_mode_upnp_igd::{ssdp, xml};
 
 fuzz_target!(|data: &[u8]| {
@@ -39,7 +39,10 @@ fuzz_target!(|data: &[u8]| {
         assert!(u.path.bytes().all(|b| b.is_ascii_graphic()));
         assert_eq!(parse_url(&u.to_string()), Ok(u));
     }
-    let gateways: [IpAddr; 2] = ["10.0.0.1".parse().unwrap(), "2001:db8:1::1".parse().unwrap()];
+    let gateways: [IpAddr; 2] = [
+        "10.0.0.1".parse().unwrap(),
+        "2001:db8:1::1".parse().unwrap(),
+    ];
     for from in ["10.0.0.1", "fe80::1", "10.0.0.7"] {
         if let Ok(u) = check_answer(&text, from.parse().unwrap(), &gateways) {
             assert!(is_gateway(u.addr.ip(), &gateways), "{u}");

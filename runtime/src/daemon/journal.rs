@@ -93,9 +93,20 @@ pub struct Intent {
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
 enum Line {
-    Put { lease: LeaseRecord },
-    Del { id: u64 },
-    Intent { intent: Intent },
+    Put {
+        lease: LeaseRecord,
+    },
+    Del {
+        id: u64,
+    },
+    Intent {
+        intent: Intent,
+    },
+    /// Ids up to this one were used: compaction drops dead leases, not the
+    /// fact that their ids are taken.
+    Floor {
+        id: u64,
+    },
 }
 
 /// What replaying a journal found.
@@ -140,6 +151,7 @@ pub fn replay(bytes: &[u8]) -> Replay {
                 r.max_id = r.max_id.max(intent.id);
                 r.intents.insert(intent.id, intent);
             }
+            Ok(Line::Floor { id }) => r.max_id = r.max_id.max(id),
             Err(_) if i + 1 == all.len() && !complete => {
                 r.warnings.push(format!(
                     "line {}: torn by a crash mid-write, ignored",
@@ -159,6 +171,7 @@ pub struct Journal {
     lines: usize,
     live: BTreeMap<u64, LeaseRecord>,
     intents: BTreeMap<u64, Intent>,
+    max_id: u64,
 }
 
 /// Journal I/O failed: the caller must not report the change as done.
@@ -197,6 +210,7 @@ impl Journal {
             lines: replay.lines,
             live: replay.leases.clone(),
             intents: replay.intents.clone(),
+            max_id: replay.max_id,
         };
         // A torn tail would glue itself to the next line: start clean.
         if !bytes.is_empty() && !bytes.ends_with(b"\n") {
@@ -212,6 +226,7 @@ impl Journal {
         })?;
         self.live.insert(lease.id, lease.clone());
         self.intents.remove(&lease.id);
+        self.max_id = self.max_id.max(lease.id);
         self.maybe_compact()
     }
 
@@ -222,6 +237,7 @@ impl Journal {
             intent: intent.clone(),
         })?;
         self.intents.insert(intent.id, intent.clone());
+        self.max_id = self.max_id.max(intent.id);
         self.maybe_compact()
     }
 
@@ -234,6 +250,7 @@ impl Journal {
             return Ok(());
         }
         self.append(&Line::Del { id })?;
+        self.max_id = self.max_id.max(id);
         self.maybe_compact()
     }
 
@@ -273,7 +290,7 @@ impl Journal {
     /// rename).
     pub fn compact(&mut self) -> Result<(), JournalError> {
         let tmp = self.path.with_extension("compact");
-        let text = compacted(&self.live, &self.intents);
+        let text = compacted(&self.live, &self.intents, self.max_id);
         let write = || -> std::io::Result<File> {
             let mut f = OpenOptions::new()
                 .create(true)
@@ -290,18 +307,24 @@ impl Journal {
             OpenOptions::new().append(true).open(&self.path)
         };
         self.file = write().map_err(|e| self.err(e))?;
-        self.lines = self.live.len() + self.intents.len();
+        self.lines = 1 + self.live.len() + self.intents.len();
         Ok(())
     }
 }
 
-/// The journal text holding exactly `live` and `intents` (what compaction
-/// writes; replaying it gives them back).
-pub fn compacted(live: &BTreeMap<u64, LeaseRecord>, intents: &BTreeMap<u64, Intent>) -> String {
+/// The journal text holding exactly `live`, `intents` and the highest id
+/// used, `max_id` (what compaction writes; replaying it gives them back, so
+/// an id is never handed out twice).
+pub fn compacted(
+    live: &BTreeMap<u64, LeaseRecord>,
+    intents: &BTreeMap<u64, Intent>,
+    max_id: u64,
+) -> String {
     let mut text = String::new();
+    let floor = std::iter::once(Line::Floor { id: max_id });
     let puts = live.values().map(|l| Line::Put { lease: l.clone() });
     let open = intents.values().map(|i| Line::Intent { intent: i.clone() });
-    for line in puts.chain(open) {
+    for line in floor.chain(puts).chain(open) {
         text.push_str(&serde_json::to_string(&line).expect("records serialise"));
         text.push('\n');
     }
@@ -399,6 +422,7 @@ mod tests {
         let (_, r) = Journal::open(dir.path()).unwrap();
         assert_eq!(r.leases.len(), 1);
         assert!(r.lines < COMPACT_MIN_LINES, "compacted: {} lines", r.lines);
+        assert_eq!(r.max_id, 101, "a deleted id above the live ones stays used");
         assert!(size < 300 * 400, "bounded file: {size} bytes");
     }
 }

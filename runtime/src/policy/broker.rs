@@ -60,7 +60,8 @@ impl BrokerSettings {
         let checks: [(&str, u64, u64, u64); 7] = [
             ("mapping_lifetime", self.mapping_lifetime.into(), 10, 86_400),
             ("max_lifetime", self.max_lifetime.into(), 1, 365 * 86_400),
-            ("max_leases", self.max_leases.into(), 1, 1_000_000),
+            // A root `list` of every lease must fit the client's line cap.
+            ("max_leases", self.max_leases.into(), 1, 100_000),
             ("probe_budget_ms", self.probe_budget_ms, 10, 60_000),
             ("probe_cap_ms", self.probe_cap_ms, 10, 120_000),
             ("probe_ttl_s", self.probe_ttl_s, 1, 86_400),
