@@ -10,22 +10,10 @@ mod harness;
 #[path = "lab/mod.rs"]
 mod lab;
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use daemon::{Daemon, Reaped, eventually};
 use lab::{GatewayOptions, Lab, Ns};
-
-/// A MODs folder holding the hostile guest (and its allow-list).
-fn hostile_modes(lab: &Lab) -> PathBuf {
-    let dir = lab.path("hostile-modes");
-    std::fs::create_dir_all(&dir).unwrap();
-    let bytes = harness::component("tests/guests/hostile");
-    std::fs::write(dir.join("hostile.wasm"), &bytes).unwrap();
-    let sha = hex::encode(p2pbroker::sha256(&bytes));
-    std::fs::write(dir.join("allow.list"), format!("{sha}  hostile.wasm\n")).unwrap();
-    dir
-}
 
 fn start(lab: &Lab, config: &str, limits: &str) -> Daemon {
     let policy = format!(
@@ -36,7 +24,7 @@ fn start(lab: &Lab, config: &str, limits: &str) -> Daemon {
         &lab.path(""),
         "broker",
         &policy,
-        &hostile_modes(lab),
+        &daemon::hostile_modes(&lab.path("hostile-modes")),
         &[],
     )
 }

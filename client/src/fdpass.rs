@@ -14,7 +14,8 @@ use tokio::net::UnixStream;
 
 use crate::Transport;
 
-/// What a local socket is: its transport and the address it is bound to.
+/// What a local socket is: its transport (TCP or UDP; anything else is an
+/// error) and the IP address it is bound to (`getsockname`).
 pub fn describe(fd: BorrowedFd<'_>) -> io::Result<(Transport, SocketAddr)> {
     let raw = fd.as_raw_fd();
     let mut ty: libc::c_int = 0;

@@ -44,5 +44,6 @@ pub use client::{
     Client, ClientError, DEFAULT_TIMEOUT, MAX_BROKER_LINE, MapOptions, Subscription,
     default_socket_path,
 };
+pub use fdpass::describe as describe_socket;
 pub use lines::read_frame;
 pub use proto::*;

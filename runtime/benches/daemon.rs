@@ -67,39 +67,40 @@ fn main() {
     }
 }
 
-/// Bind TCP listeners on `ports` inside namespace `ns` (what an
-/// application would have), kept open while the result lives.
-fn listeners_in(ns: &str, ports: Vec<u16>) -> Vec<std::net::TcpListener> {
+/// Run `f` on a thread moved into namespace `ns`: the sockets it makes
+/// (an application's) live there, and stay open while they are held.
+fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
     let path = format!("/var/run/netns/{ns}");
     std::thread::spawn(move || {
         use std::os::fd::AsRawFd;
-        let f = std::fs::File::open(&path).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
         // SAFETY: setns on this short-lived thread only.
-        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
-        ports
-            .into_iter()
-            .map(|p| std::net::TcpListener::bind(("0.0.0.0", p)).unwrap())
-            .collect()
+        assert_eq!(
+            unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
+            0
+        );
+        f()
     })
     .join()
     .unwrap()
 }
 
-/// Bind UDP sockets on `ports` inside namespace `ns`.
+fn listeners_in(ns: &str, ports: Vec<u16>) -> Vec<std::net::TcpListener> {
+    in_ns(ns, move || {
+        ports
+            .into_iter()
+            .map(|p| std::net::TcpListener::bind(("0.0.0.0", p)).unwrap())
+            .collect()
+    })
+}
+
 fn udp_sockets_in(ns: &str, ports: Vec<u16>) -> Vec<UdpSocket> {
-    let path = format!("/var/run/netns/{ns}");
-    std::thread::spawn(move || {
-        use std::os::fd::AsRawFd;
-        let f = std::fs::File::open(&path).unwrap();
-        // SAFETY: setns on this short-lived thread only.
-        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+    in_ns(ns, move || {
         ports
             .into_iter()
             .map(|p| UdpSocket::bind(("0.0.0.0", p)).unwrap())
             .collect()
     })
-    .join()
-    .unwrap()
 }
 
 fn in_lab() -> Vec<String> {
@@ -487,12 +488,7 @@ async fn status_load(socket: &std::path::Path) -> f64 {
 /// calls at once, against the same with no call running.
 fn while_spinning() -> Vec<String> {
     let lab = lab::Lab::up(lab::GatewayOptions::default());
-    let dir = lab.path("hostile-modes");
-    std::fs::create_dir_all(&dir).unwrap();
-    let bytes = harness::component("tests/guests/hostile");
-    std::fs::write(dir.join("hostile.wasm"), &bytes).unwrap();
-    let sha = hex::encode(p2pbroker::sha256(&bytes));
-    std::fs::write(dir.join("allow.list"), format!("{sha}  hostile.wasm\n")).unwrap();
+    let dir = daemon::hostile_modes(&lab.path("hostile-modes"));
     let policy = "version = 1\norder = [\"hostile\"]\n[modes.hostile]\nconfig = { map = \"loop\" }\n[modes.hostile.limits]\ntimeout_ms = 30000\n";
     let d = daemon::Daemon::start_with(
         &lab.ns(lab::Ns::Host),

@@ -42,6 +42,16 @@ pub fn modes_dir() -> &'static Path {
     })
 }
 
+/// A MODs folder at `dir` holding the hostile test MOD and its allow-list.
+pub fn hostile_modes(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let bytes = harness::component("tests/guests/hostile");
+    std::fs::write(dir.join("hostile.wasm"), &bytes).unwrap();
+    let sha = hex::encode(p2pbroker::sha256(&bytes));
+    std::fs::write(dir.join("allow.list"), format!("{sha}  hostile.wasm\n")).unwrap();
+    dir.to_path_buf()
+}
+
 /// A broker daemon running in a lab's host namespace. It keeps only the
 /// namespace's name and the lab folder, so the test may still restart the
 /// gateway (`&mut Lab`) while it runs.

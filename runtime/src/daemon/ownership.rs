@@ -255,64 +255,31 @@ pub fn described(fd: std::os::fd::BorrowedFd<'_>) -> Result<(Transport, SocketAd
     if unsafe { libc::fstat(raw, &mut st) } != 0 || st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
         return Err("the passed descriptor is not a socket".into());
     }
-    let int_opt = |opt| -> Result<i32, String> {
-        let mut v: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: getsockopt writes at most `len` bytes into `v`.
-        let rc =
-            unsafe { libc::getsockopt(raw, libc::SOL_SOCKET, opt, (&raw mut v).cast(), &mut len) };
-        if rc != 0 {
-            return Err(format!(
-                "cannot read the passed socket: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        Ok(v)
+    let (transport, local) = p2pbroker_client::describe_socket(fd)
+        .map_err(|e| format!("the passed socket cannot be used: {e}"))?;
+    let transport = match transport {
+        p2pbroker_client::Transport::Tcp => Transport::Tcp,
+        p2pbroker_client::Transport::Udp => Transport::Udp,
     };
-    let transport = match int_opt(libc::SO_TYPE)? {
-        libc::SOCK_STREAM => Transport::Tcp,
-        libc::SOCK_DGRAM => Transport::Udp,
-        _ => return Err("the passed socket is neither TCP nor UDP".into()),
-    };
-    let local = socket_name(raw)?;
     if local.port() == 0 {
         return Err("the passed socket is not bound to a port".into());
     }
-    if transport == Transport::Tcp && int_opt(libc::SO_ACCEPTCONN)? == 0 {
+    let mut listening: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `listening`.
+    let rc = unsafe {
+        libc::getsockopt(
+            raw,
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            (&raw mut listening).cast(),
+            &mut len,
+        )
+    };
+    if transport == Transport::Tcp && (rc != 0 || listening == 0) {
         return Err("the passed TCP socket does not listen".into());
     }
     Ok((transport, local, st.st_ino))
-}
-
-fn socket_name(raw: std::os::fd::RawFd) -> Result<SocketAddr, String> {
-    // SAFETY: getsockname writes at most `len` bytes into storage we own.
-    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    if unsafe { libc::getsockname(raw, (&raw mut ss).cast(), &mut len) } != 0 {
-        return Err(format!(
-            "cannot read the passed socket's address: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    match libc::c_int::from(ss.ss_family) {
-        libc::AF_INET => {
-            // SAFETY: the family says the storage holds a sockaddr_in.
-            let a: libc::sockaddr_in = unsafe { std::ptr::read((&raw const ss).cast()) };
-            Ok(SocketAddr::new(
-                IpAddr::V4(Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr))),
-                u16::from_be(a.sin_port),
-            ))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the family says the storage holds a sockaddr_in6.
-            let a: libc::sockaddr_in6 = unsafe { std::ptr::read((&raw const ss).cast()) };
-            Ok(SocketAddr::new(
-                IpAddr::V6(Ipv6Addr::from(a.sin6_addr.s6_addr)),
-                u16::from_be(a.sin6_port),
-            ))
-        }
-        _ => Err("the passed socket is not an IP socket".into()),
-    }
 }
 
 #[cfg(test)]
