@@ -22,6 +22,7 @@ pub mod build;
 pub mod daemon;
 pub mod gate;
 pub mod json;
+pub mod logging;
 pub mod netinfo;
 pub mod policy;
 pub mod sandbox;
