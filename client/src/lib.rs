@@ -37,9 +37,12 @@
 
 mod client;
 mod fdpass;
+mod options;
 pub mod proto;
+mod socket;
 
-pub use client::{
-    Client, ClientError, DEFAULT_TIMEOUT, MapOptions, Subscription, default_socket_path,
-};
+pub use client::{Client, ClientError, DEFAULT_TIMEOUT, Subscription};
+pub use fdpass::trusted_broker_uids;
+pub use options::MapOptions;
 pub use proto::*;
+pub use socket::{SYSTEM_SOCKET, default_socket_path, user_socket_path};

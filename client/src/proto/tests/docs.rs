@@ -33,7 +33,7 @@ fn the_documented_lines_parse() {
     for (request, answer) in [
         (
             r#"{"v":1,"id":9,"op":"map","transport":"tcp","port":80,"colour":"red"}"#,
-            r#"{"v":1,"id":9,"ok":false,"error":{"code":"bad-request","message":"op `map`: unknown field `colour`, expected one of `transport`, `port`, `external_port`, `lifetime`, `mode`, `persist`, `address`"}}"#,
+            r#"{"v":1,"id":9,"ok":false,"error":{"code":"bad-request","message":"op `map`: unknown field `colour`, expected one of `transport`, `port`, `external_port`, `lifetime`, `mode`, `persist`, `address`, `socket`, `until_closed`"}}"#,
         ),
         (
             r#"{"v":2,"id":9,"op":"list"}"#,
