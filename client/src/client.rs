@@ -136,6 +136,10 @@ impl Drop for PendingGuard<'_> {
 /// for as long as the port must stay reachable. A persistent lease is
 /// owned by the broker until [`Client::unmap`] or its lifetime ends.
 ///
+/// A connection that holds no lease, no subscription and no request is
+/// closed by the broker after 5 minutes without a request; later calls then
+/// fail with [`ClientError::Closed`]: connect again when needed.
+///
 /// One connection carries any number of concurrent requests: share the
 /// client behind an `Arc` and call it from several tasks. A background
 /// task reads the connection and routes each response to its request by

@@ -32,7 +32,8 @@ impl MapOptions {
     }
     /// End the lease after `secs` seconds (at least 1). Without it, the
     /// lease lasts until unmapped or, unless persistent, until the
-    /// connection closes.
+    /// connection closes, and at most the policy's lifetime cap for this
+    /// user.
     pub fn lifetime(mut self, secs: u32) -> Self {
         self.0.lifetime = Some(secs);
         self
