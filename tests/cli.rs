@@ -1,5 +1,7 @@
 //! The `p2pb` command line as a MOD author uses it: build, inspect, run.
 
+#[path = "fake_broker/mod.rs"]
+mod fake_broker;
 #[path = "harness/mod.rs"]
 mod harness;
 
@@ -181,6 +183,76 @@ fn run_bounded(args: &[&std::ffi::OsStr]) -> (std::process::ExitStatus, String) 
     }
 }
 
+/// Whether `out` shows [`fake_broker::HOSTILE`] only escaped: no raw
+/// control or bidi character, no forged line, but the escaped text is there.
+fn shown_escaped(what: &str, out: &[u8]) {
+    let text = String::from_utf8_lossy(out);
+    for raw in ['\u{1b}', '\u{202e}', '\u{9b}', '\r'] {
+        assert!(!text.contains(raw), "{what}: raw {raw:?} in {text:?}");
+    }
+    assert!(
+        !text.lines().any(|l| l.starts_with("2030-01-01")),
+        "{what}: a forged line in {text:?}"
+    );
+    assert!(text.contains("\\u{1b}[2J"), "{what}: {text:?}");
+}
+
+#[test]
+fn text_from_the_broker_reaches_the_terminal_escaped() {
+    let broker = fake_broker::start(fake_broker::hostile, 60);
+    let run = |args: &[&str]| {
+        p2pb()
+            .arg("--socket")
+            .arg(&broker.socket)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for args in [
+        &["probe"][..],
+        &["probe", "--cached"],
+        &["status"],
+        &["list"],
+    ] {
+        let o = run(args);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        shown_escaped(&format!("{args:?}"), &o.stdout);
+    }
+    // A refusal: its message and every MOD's reason, on stderr.
+    let o = run(&["map", "tcp", "6881", "--detach"]);
+    assert_eq!(o.status.code(), Some(1));
+    shown_escaped("map", &o.stderr);
+    // JSON output escapes them too, and still reads back the same.
+    for args in [
+        &["probe", "--json"][..],
+        &["status", "--json"],
+        &["list", "--json"],
+    ] {
+        let o = run(args);
+        assert!(o.status.success(), "{args:?}");
+        let text = String::from_utf8(o.stdout).unwrap();
+        assert!(
+            !text
+                .chars()
+                .any(|c| c != '\n' && p2pbroker::text::is_unsafe(c)),
+            "{args:?}: {text:?}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert!(v.to_string().contains("2030-01-01 FORGED"), "{v}");
+        let found = match args[0] {
+            "probe" => v["why"].as_str(),
+            "status" => v["policy"]["error"].as_str(),
+            _ => v[0]["mode"].as_str(),
+        };
+        assert_eq!(found, Some(fake_broker::HOSTILE), "{args:?}");
+    }
+}
+
 #[test]
 fn the_daemon_refuses_a_policy_or_root_that_is_not_a_regular_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -221,4 +293,164 @@ fn the_daemon_refuses_a_policy_or_root_that_is_not_a_regular_file() {
         "{err}"
     );
     assert!(!sock.exists(), "nothing was served");
+}
+
+#[test]
+fn lan_token_makes_a_long_token_and_its_policy_line() {
+    let o = p2pb().args(["lan", "token", "--json"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let token = v["token"].as_str().unwrap();
+    assert!(token.len() >= p2pbroker::daemon::server::lan::MIN_TOKEN_CHARS);
+    assert_eq!(
+        v["token_sha256"],
+        hex::encode(p2pbroker::sha256(token.as_bytes()))
+    );
+    let o = p2pb().args(["lan", "token"]).output().unwrap();
+    let text = String::from_utf8(o.stdout).unwrap();
+    let digest = text
+        .lines()
+        .find_map(|l| l.strip_prefix("policy  token_sha256 = [\""))
+        .and_then(|l| l.strip_suffix("\"]"))
+        .unwrap_or_else(|| panic!("{text}"));
+    // The printed line is valid policy text.
+    let policy =
+        format!("version = 1\n[lan]\nlisten = \"127.0.0.1:7400\"\ntoken_sha256 = [\"{digest}\"]\n");
+    p2pbroker::policy::Policy::parse(&policy).unwrap();
+}
+
+#[test]
+fn without_a_socket_path_the_cli_says_what_to_set() {
+    // No P2PB_SOCKET, no runtime folder: a user's CLI has no /tmp fallback
+    // (another user could squat it) but says what to set. As root, run it
+    // as nobody, since root's default is the system socket.
+    // SAFETY: geteuid has no preconditions.
+    let mut cmd = if unsafe { libc::geteuid() } == 0 {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_p2pb"));
+        c
+    } else {
+        p2pb()
+    };
+    let o = cmd
+        .arg("list")
+        .env_remove("P2PB_SOCKET")
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    let system = std::path::Path::new(p2pbroker_client::SYSTEM_SOCKET).exists();
+    if system {
+        // A system broker on this host serves every user.
+        assert!(
+            o.status.success() || err.contains(p2pbroker_client::SYSTEM_SOCKET),
+            "{err}"
+        );
+    } else {
+        assert_eq!(o.status.code(), Some(3), "{err}");
+        assert!(
+            err.contains("P2PB_SOCKET") && err.contains("XDG_RUNTIME_DIR"),
+            "{err}"
+        );
+        assert!(!err.contains("/tmp"), "{err}");
+    }
+}
+
+#[test]
+fn the_daemon_refuses_a_socket_folder_others_can_write() {
+    // Directly in /tmp: anyone could have put a socket or link there, or
+    // replace ours. Refused before anything else is started.
+    let state = tempfile::tempdir().unwrap();
+    let o = p2pb()
+        .args(["--socket", "/tmp/p2pb-test-refused.sock", "daemon"])
+        .args(["--modes", "/nonexistent", "--state-dir"])
+        .arg(state.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("refusing to put the socket in /tmp"), "{err}");
+    assert!(!std::path::Path::new("/tmp/p2pb-test-refused.sock").exists());
+}
+
+/// Set in the child that plays a broker run by another user.
+const UNTRUSTED_CHILD: &str = "P2PB_TEST_UNTRUSTED_BROKER_AT";
+
+#[test]
+fn the_cli_refuses_a_broker_running_as_another_user() {
+    use std::time::{Duration, Instant};
+    if let Some(sock) = std::env::var_os(UNTRUSTED_CHILD) {
+        // The child: listen as nobody, note whether the client sent a byte.
+        let sock = std::path::PathBuf::from(sock);
+        let l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        l.set_nonblocking(true).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok((mut s, _)) = l.accept() {
+                use std::io::Read;
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut b = [0u8; 64];
+                if matches!(s.read(&mut b), Ok(n) if n > 0) {
+                    std::fs::write(sock.with_extension("got-bytes"), b).unwrap();
+                }
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("no client came");
+    }
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test needs root: it runs the fake broker as another user with setpriv"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let theirs = dir.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    let sock = theirs.join("broker.sock");
+    let mut child = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "the_cli_refuses_a_broker_running_as_another_user",
+            "--nocapture",
+        ])
+        .env(UNTRUSTED_CHILD, &sock)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "the fake broker did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = p2pb()
+        .arg("--socket")
+        .arg(&sock)
+        .arg("list")
+        .env_remove("P2PB_BROKER_UID")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("runs as uid 65534"), "{err}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "the fake broker did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    assert!(
+        !sock.with_extension("got-bytes").exists(),
+        "the CLI sent a request to an untrusted broker"
+    );
 }

@@ -261,22 +261,7 @@ fn a_forbidden_uid_is_refused() {
     use std::os::unix::fs::PermissionsExt;
     let dir = d.socket.parent().unwrap();
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = lab.exec(
-        lab::Ns::Host,
-        &[
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            env!("CARGO_BIN_EXE_p2pb"),
-            "--socket",
-            d.socket.to_str().unwrap(),
-            "map",
-            "tcp",
-            "7010",
-            "--detach",
-        ],
-    );
+    let out = d.cli_as_nobody(&["map", "tcp", "7010", "--detach"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
@@ -356,10 +341,14 @@ fn bad_requests_get_json_errors_and_the_connection_survives() {
 #[test]
 fn a_lan_client_authenticates_and_maps_only_its_own_address() {
     let lab = Lab::up(GatewayOptions::default());
-    let token_hash = hex::encode(p2pbroker::sha256(b"s3cret"));
+    // A long random token, and a short one whose digest is listed too.
+    let token = "9f3c1e7a5b2d4f60a8c7e1b3d5f7092c4e6a8b0d2f4163a5";
+    let digest = |t: &str| hex::encode(p2pbroker::sha256(t.as_bytes()));
     let lan = format!(
-        "[lan]\nlisten = \"{}:7400\"\ntoken_sha256 = [\"{token_hash}\"]\n",
-        lab::HOST_IP
+        "[lan]\nlisten = \"{}:7400\"\ntoken_sha256 = [\"{}\", \"{}\"]\n",
+        lab::HOST_IP,
+        digest(token),
+        digest("s3cret")
     );
     let p = format!("{}\n{lan}", all_modes());
     let d = Daemon::start(&lab, "broker", &p);
@@ -370,17 +359,26 @@ fn a_lan_client_authenticates_and_maps_only_its_own_address() {
         all.extend_from_slice(args);
         lab.exec(lab::Ns::Host, &all)
     };
-    let out = lan_cli("wrong", &["map", "tcp", "7011", "--detach"]);
+    let wrong = "0".repeat(48);
+    let out = lan_cli(&wrong, &["map", "tcp", "7011", "--detach"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unauthorized"));
+    // Too short to be secret, listed or not.
+    let out = lan_cli("s3cret", &["map", "tcp", "7011", "--detach"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unauthorized") && err.contains("p2pb lan token"),
+        "{err}"
+    );
     let out = lan_cli(
-        "s3cret",
+        token,
         &["map", "tcp", "7011", "--detach", "--address", "10.0.0.9"],
     );
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("may only map its own address"), "{err}");
-    let out = lan_cli("s3cret", &["map", "tcp", "7011", "--detach", "--json"]);
+    let out = lan_cli(token, &["map", "tcp", "7011", "--detach", "--json"]);
     assert!(
         out.status.success(),
         "{}",
@@ -396,6 +394,94 @@ fn a_lan_client_authenticates_and_maps_only_its_own_address() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(lab.reach(true, &external(&lease)), "hello-from-host");
     assert_eq!(d.json(&["list", "--json"]).as_array().unwrap().len(), 1);
+    // Guessing: after a few wrong tokens the source is refused at once,
+    // even with the right token.
+    for _ in 0..5 {
+        let out = lan_cli(&wrong, &["list"]);
+        assert_eq!(out.status.code(), Some(1));
+    }
+    let out = lan_cli(token, &["list"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("limit") && err.contains("too many failed authentications"),
+        "{err}"
+    );
+    assert!(
+        d.log().contains("failed LAN authentications"),
+        "{}",
+        d.log()
+    );
+}
+
+#[test]
+fn one_user_gets_its_share_of_connections_and_slow_lines_are_cut() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::os::unix::net::UnixStream;
+    let lab = Lab::up(GatewayOptions::default());
+    let p = policy(&["upnp-igd"], "max_connections_per_client = 3", "");
+    let d = Daemon::start(&lab, "broker", &p);
+    let served = |s: &UnixStream| {
+        s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        (&*s)
+            .write_all(b"{\"v\":1,\"id\":1,\"op\":\"list\"}\n")
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).unwrap();
+        line
+    };
+    // Root holds three connections: the cap.
+    let held: Vec<UnixStream> = (0..3)
+        .map(|_| UnixStream::connect(&d.socket).unwrap())
+        .collect();
+    for s in &held {
+        assert!(served(s).contains("\"ok\":true"));
+    }
+    // A fourth gets one `limit` line and is closed.
+    let mut over = UnixStream::connect(&d.socket).unwrap();
+    over.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut text = String::new();
+    over.read_to_string(&mut text).unwrap();
+    assert!(
+        text.contains("\"code\":\"limit\"") && text.contains("max_connections_per_client"),
+        "{text}"
+    );
+    // The CLI says why.
+    let out = d.cli(&["list"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("limit"), "{err}");
+    // Another user is still served.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = d.socket.parent().unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = d.cli_as_nobody(&["list", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A held connection that starts a line and never ends it is cut (after
+    // 10 s), which gives its slot back.
+    (&held[0]).write_all(b"{\"v\":1,\"id\":2,").unwrap();
+    let mut rest = Vec::new();
+    held[0]
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let n = (&held[0]).read_to_end(&mut rest).unwrap();
+    assert_eq!(n, 0, "closed without an answer: {rest:?}");
+    eventually("the slot is free again", 20, || {
+        d.cli(&["list"]).status.success()
+    });
+    // Refusals were logged once, not per attempt.
+    let log = d.log();
+    assert_eq!(
+        log.matches("max_connections_per_client").count(),
+        1,
+        "{log}"
+    );
 }
 
 #[test]

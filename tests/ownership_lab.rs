@@ -29,24 +29,8 @@ fn forwards(lab: &Lab) -> usize {
 }
 
 /// `p2pb map tcp PORT --detach` as user 65534 (nobody).
-fn map_as_nobody(lab: &Lab, d: &Daemon, port: u16) -> std::process::Output {
-    lab.exec(
-        Ns::Host,
-        &[
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            env!("CARGO_BIN_EXE_p2pb"),
-            "--socket",
-            d.socket.to_str().unwrap(),
-            "map",
-            "tcp",
-            &port.to_string(),
-            "--detach",
-            "--json",
-        ],
-    )
+fn map_as_nobody(d: &Daemon, port: u16) -> std::process::Output {
+    d.cli_as_nobody(&["map", "tcp", &port.to_string(), "--detach", "--json"])
 }
 
 #[test]
@@ -59,12 +43,12 @@ fn a_user_maps_its_own_listener_and_not_roots() {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     // A root service on 7012: nobody may not expose it.
     let _service = Reaped(lab.listen(true, 7012, 120));
-    let out = map_as_nobody(&lab, &d, 7012);
+    let out = map_as_nobody(&d, 7012);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("not-owner") && err.contains("uid 0"), "{err}");
     // Nothing listening at all is refused too, saying what to do.
-    let out = map_as_nobody(&lab, &d, 7014);
+    let out = map_as_nobody(&d, 7014);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("not-owner") && err.contains("start the application first"),
@@ -73,7 +57,7 @@ fn a_user_maps_its_own_listener_and_not_roots() {
     assert_eq!(forwards(&lab), 0, "{}", lab.gateway_rules());
     // Its own listener it may map, and the public peer reaches it.
     let _app = Reaped(lab.listen_as(65534, true, 7013, 120));
-    let out = map_as_nobody(&lab, &d, 7013);
+    let out = map_as_nobody(&d, 7013);
     assert!(
         out.status.success(),
         "{}{}",
@@ -186,7 +170,7 @@ fn re_establishing_proves_ownership_again() {
     let dir = d.socket.parent().unwrap();
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let app = lab.listen_as(65534, true, 7017, 120);
-    let out = map_as_nobody(&lab, &d, 7017);
+    let out = map_as_nobody(&d, 7017);
     assert!(
         out.status.success(),
         "{}",

@@ -14,7 +14,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok_or("usage: reachable PORT")?
         .parse()
         .map_err(|e| format!("PORT: {e}"))?;
-    let socket = default_socket_path();
+    let socket = default_socket_path()?;
     let client = Client::connect(&socket)
         .await
         .map_err(|e| format!("{}: {e}", socket.display()))?;

@@ -2,9 +2,8 @@
 //! responses by id, events delivered to a [`Subscription`].
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,11 +12,13 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpStream, ToSocketAddrs, UnixStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::lines::read_frame;
+use crate::options::MapOptions;
 use crate::proto::framing::{Frame, LineSplitter};
 use crate::proto::*;
+use crate::socket::{SYSTEM_SOCKET, default_socket_path};
 
 /// How long a request may wait for its answer by default: a `map` may walk
 /// several MODs, each with its own timeouts, so this is generous.
@@ -27,9 +28,13 @@ const EVENT_BUFFER: usize = 1024;
 /// Longest line this client reads from the broker, newline excluded; a
 /// longer one is skipped unread. The largest lines the broker writes are
 /// `list` and `status` answers, about 400 bytes a lease: this holds some
-/// 150,000 leases, while whatever sits on the socket cannot make the
-/// client buffer without bound.
+/// 150,000 leases (the broker holds at most 100,000), while whatever sits
+/// on the socket cannot make the client buffer without bound.
 pub const MAX_BROKER_LINE: usize = 64 * 1024 * 1024;
+/// How long a request whose line could not be written waits for the
+/// broker's last words: a broker that refuses a connection (`limit`)
+/// writes why and closes at once, and its reason beats "broken pipe".
+const FAREWELL_WAIT: Duration = Duration::from_secs(1);
 
 /// What went wrong talking to the broker.
 #[derive(Debug, thiserror::Error)]
@@ -57,89 +62,12 @@ pub enum ClientError {
         "the process on the broker socket runs as uid {0}, not root or this user (set P2PB_BROKER_UID if the broker runs as a dedicated user)"
     )]
     UntrustedBroker(u32),
-}
-
-/// The broker's socket path, the same rule as the daemon's: `$P2PB_SOCKET`
-/// if set; else `/run/p2pbroker/broker.sock` when the effective uid is 0;
-/// else `$XDG_RUNTIME_DIR/p2pbroker/broker.sock`, or
-/// `/tmp/p2pbroker-UID/broker.sock` when that variable is unset.
-pub fn default_socket_path() -> PathBuf {
-    // An empty variable counts as unset, as in most shells' `${VAR:-...}`.
-    let env = |name| std::env::var_os(name).filter(|v| !v.is_empty());
-    if let Some(p) = env("P2PB_SOCKET") {
-        return PathBuf::from(p);
-    }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::geteuid() };
-    if uid == 0 {
-        return PathBuf::from("/run/p2pbroker/broker.sock");
-    }
-    match env("XDG_RUNTIME_DIR") {
-        Some(d) => PathBuf::from(d).join("p2pbroker/broker.sock"),
-        None => PathBuf::from(format!("/tmp/p2pbroker-{uid}/broker.sock")),
-    }
-}
-
-/// Options of a `map` request: `MapOptions::tcp(6881).lifetime(3600)`.
-#[derive(Debug, Clone)]
-pub struct MapOptions(MapParams);
-
-impl MapOptions {
-    fn new(transport: Transport, port: u16) -> MapOptions {
-        MapOptions(MapParams {
-            transport,
-            port,
-            external_port: None,
-            lifetime: None,
-            mode: None,
-            persist: false,
-            address: None,
-            socket: false,
-            until_closed: false,
-        })
-    }
-    /// Map local TCP `port`.
-    pub fn tcp(port: u16) -> MapOptions {
-        MapOptions::new(Transport::Tcp, port)
-    }
-    /// Map local UDP `port`.
-    pub fn udp(port: u16) -> MapOptions {
-        MapOptions::new(Transport::Udp, port)
-    }
-    /// End the lease after `secs` seconds (at least 1). Without it, the
-    /// lease lasts until unmapped or, unless persistent, until the
-    /// connection closes.
-    pub fn lifetime(mut self, secs: u32) -> Self {
-        self.0.lifetime = Some(secs);
-        self
-    }
-    /// Ask for this external port (a taken port is then a conflict).
-    pub fn external_port(mut self, port: u16) -> Self {
-        self.0.external_port = Some(port);
-        self
-    }
-    /// Use only this MOD (by name) instead of the broker's choice.
-    pub fn mode(mut self, name: &str) -> Self {
-        self.0.mode = Some(name.to_string());
-        self
-    }
-    /// Keep the lease after this connection closes: the broker owns it
-    /// until [`Client::unmap`] or the end of its [`lifetime`](Self::lifetime).
-    pub fn persist(mut self, yes: bool) -> Self {
-        self.0.persist = yes;
-        self
-    }
-    /// Map another address (LAN-shared broker) instead of this host's.
-    pub fn address(mut self, ip: IpAddr) -> Self {
-        self.0.address = Some(ip);
-        self
-    }
-    /// End the lease as soon as the application's socket on the port
-    /// closes (the broker follows it), not only when this connection does.
-    pub fn until_closed(mut self, yes: bool) -> Self {
-        self.0.until_closed = yes;
-        self
-    }
+    /// No socket path is known: no system broker, `P2PB_SOCKET` and
+    /// `XDG_RUNTIME_DIR` unset (see [`crate::default_socket_path`]).
+    #[error(
+        "no broker socket: none at {SYSTEM_SOCKET} and XDG_RUNTIME_DIR is not set; set P2PB_SOCKET to the broker's socket (or XDG_RUNTIME_DIR for a per-user broker)"
+    )]
+    NoSocketPath,
 }
 
 /// Where requests are written: the local socket (which can carry a socket
@@ -173,6 +101,10 @@ type Answer = Result<Result<Value, ApiError>, ClientError>;
 /// Requests waiting for their answer, by id; `None` once the connection is
 /// closed, so later requests fail at once with [`ClientError::Closed`].
 type Pending = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Answer>>>>>;
+/// The last error the broker sent without an id (one about the connection
+/// itself, such as a `limit` on connections): what requests still waiting
+/// when it closes are told.
+type Farewell = Arc<Mutex<Option<ApiError>>>;
 
 /// Where a request's line is: a line cut off mid-write (timeout, the
 /// caller dropping the future, an I/O error) leaves the stream unframed.
@@ -212,6 +144,10 @@ impl Drop for PendingGuard<'_> {
 /// for as long as the port must stay reachable. A persistent lease is
 /// owned by the broker until [`Client::unmap`] or its lifetime ends.
 ///
+/// A connection that holds no lease, no subscription and no request is
+/// closed by the broker after 5 minutes without a request; later calls then
+/// fail with [`ClientError::Closed`]: connect again when needed.
+///
 /// One connection carries any number of concurrent requests: share the
 /// client behind an `Arc` and call it from several tasks. A background
 /// task reads the connection and routes each response to its request by
@@ -224,6 +160,9 @@ pub struct Client {
     next_id: AtomicU64,
     timeout: Duration,
     reader: tokio::task::JoinHandle<()>,
+    farewell: Farewell,
+    /// Becomes true when the reader has seen the connection close.
+    closed: watch::Receiver<bool>,
 }
 
 impl Drop for Client {
@@ -252,7 +191,7 @@ impl Subscription {
 impl Client {
     /// Connect to the broker at [`default_socket_path`].
     pub async fn connect_default() -> Result<Client, ClientError> {
-        Client::connect(default_socket_path()).await
+        Client::connect(default_socket_path()?).await
     }
 
     /// Connect to the broker listening on the Unix socket `path`. The
@@ -323,7 +262,15 @@ impl Client {
     {
         let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
         let (etx, erx) = mpsc::channel(EVENT_BUFFER);
-        let reader = tokio::spawn(read_loop(rd, pending.clone(), etx));
+        let farewell = Farewell::default();
+        let (closed_tx, closed) = watch::channel(false);
+        let reader = tokio::spawn(read_loop(
+            rd,
+            pending.clone(),
+            etx,
+            farewell.clone(),
+            closed_tx,
+        ));
         Client {
             writer: tokio::sync::Mutex::new(wr),
             pending,
@@ -331,6 +278,8 @@ impl Client {
             next_id: AtomicU64::new(1),
             timeout: DEFAULT_TIMEOUT,
             reader,
+            farewell,
+            closed,
         }
     }
 
@@ -371,10 +320,13 @@ impl Client {
             }));
         }
         let (tx, rx) = oneshot::channel();
-        match self.pending.lock().unwrap().as_mut() {
-            Some(p) => p.insert(id, tx),
-            None => return Err(ClientError::Closed),
+        let open = match self.pending.lock().unwrap().as_mut() {
+            Some(p) => p.insert(id, tx).is_none(),
+            None => false,
         };
+        if !open {
+            return Err(self.farewell().unwrap_or(ClientError::Closed));
+        }
         let guard = PendingGuard {
             pending: &self.pending,
             id,
@@ -383,10 +335,14 @@ impl Client {
         let exchange = async {
             let mut writer = self.writer.lock().await;
             if self.pending.lock().unwrap().is_none() {
-                return Err(ClientError::Closed); // closed while we waited
+                // Closed while we waited.
+                return Err(self.farewell().unwrap_or(ClientError::Closed));
             }
             guard.state.store(WRITING, Ordering::Relaxed);
-            writer.send(line.as_bytes(), fd).await?;
+            if let Err(e) = writer.send(line.as_bytes(), fd).await {
+                drop(writer);
+                return Err(self.farewell_or(e).await);
+            }
             guard.state.store(SENT, Ordering::Relaxed);
             drop(writer);
             rx.await.map_err(|_| ClientError::Closed)?
@@ -397,6 +353,19 @@ impl Client {
         let value = answer.map_err(ClientError::Api)?;
         serde_json::from_value(value)
             .map_err(|e| ClientError::Protocol(format!("malformed result: {e}")))
+    }
+
+    /// `e`, or the broker's reason for closing the connection if it gave
+    /// one (waiting [`FAREWELL_WAIT`] at most for the reader to see it).
+    async fn farewell_or(&self, e: ClientError) -> ClientError {
+        let mut closed = self.closed.clone();
+        let _ = tokio::time::timeout(FAREWELL_WAIT, closed.wait_for(|c| *c)).await;
+        self.farewell().unwrap_or(e)
+    }
+
+    /// The broker's reason for closing the connection, if it gave one.
+    fn farewell(&self) -> Option<ClientError> {
+        self.farewell.lock().unwrap().clone().map(ClientError::Api)
     }
 
     /// Make a local port reachable; returns the lease with its external
@@ -475,6 +444,8 @@ async fn read_loop<R: AsyncBufRead + Unpin>(
     mut rd: R,
     pending: Pending,
     events: mpsc::Sender<Event>,
+    farewell: Farewell,
+    closed: watch::Sender<bool>,
 ) {
     let take = |id: Option<u64>| id.and_then(|id| pending.lock().unwrap().as_mut()?.remove(&id));
     let mut splitter = LineSplitter::new(MAX_BROKER_LINE);
@@ -487,6 +458,10 @@ async fn read_loop<R: AsyncBufRead + Unpin>(
             Ok(None) | Err(_) => break,
         };
         match parse_response_line(&line) {
+            Ok(ServerLine::Response(RawResponse {
+                id: None,
+                result: Err(e),
+            })) => *farewell.lock().unwrap() = Some(e),
             Ok(ServerLine::Response(r)) => {
                 if let Some(tx) = take(r.id) {
                     let _ = tx.send(Ok(r.result));
@@ -510,6 +485,13 @@ async fn read_loop<R: AsyncBufRead + Unpin>(
             }
         }
     }
-    // Closed: fail every waiting request, and every later one.
-    pending.lock().unwrap().take();
+    // Closed: fail every waiting request (with the broker's last words, if
+    // any), and every later one.
+    let waiting = pending.lock().unwrap().take();
+    if let Some(e) = farewell.lock().unwrap().clone() {
+        for (_, tx) in waiting.into_iter().flatten() {
+            let _ = tx.send(Ok(Err(e.clone())));
+        }
+    }
+    let _ = closed.send(true);
 }

@@ -38,12 +38,13 @@
 mod client;
 mod fdpass;
 mod lines;
+mod options;
 pub mod proto;
+mod socket;
 
-pub use client::{
-    Client, ClientError, DEFAULT_TIMEOUT, MAX_BROKER_LINE, MapOptions, Subscription,
-    default_socket_path,
-};
-pub use fdpass::describe as describe_socket;
+pub use client::{Client, ClientError, DEFAULT_TIMEOUT, MAX_BROKER_LINE, Subscription};
+pub use fdpass::{describe as describe_socket, trusted_broker_uids};
 pub use lines::read_frame;
+pub use options::MapOptions;
 pub use proto::*;
+pub use socket::{SYSTEM_SOCKET, default_socket_path, user_socket_path};

@@ -291,3 +291,73 @@ async fn a_lan_hello_answer_over_the_cap_is_refused_by_name() {
         Ok(_) => panic!("accepted"),
     }
 }
+
+#[tokio::test]
+async fn a_broker_running_as_an_untrusted_uid_is_refused_before_anything_is_sent() {
+    // The fake runs as this process's uid; trusting only another uid makes
+    // it the squatter. The refusal must come before a single byte is sent.
+    let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = sent.clone();
+    let (_d, path, eof) = fake(Box::new(move |line| {
+        seen.lock().unwrap().push(line.to_string());
+        vec![ok(id_of(line), "{}")]
+    }));
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let stranger = me.wrapping_add(1);
+    match Client::connect_trusting(&path, &[stranger]).await {
+        Err(ClientError::UntrustedBroker(uid)) => assert_eq!(uid, me),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("an untrusted broker was accepted"),
+    }
+    tokio::time::timeout(Duration::from_secs(5), eof)
+        .await
+        .expect("the connection is closed")
+        .unwrap();
+    assert!(
+        sent.lock().unwrap().is_empty(),
+        "{:?}",
+        sent.lock().unwrap()
+    );
+}
+
+#[test]
+fn the_default_trust_is_root_and_this_user() {
+    // Every connect path (`connect`, `connect_default`, the CLI) trusts
+    // exactly these, plus P2PB_BROKER_UID when set.
+    let uids = p2pbroker_client::trusted_broker_uids();
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    assert!(uids.contains(&0) && uids.contains(&me), "{uids:?}");
+    let extra = std::env::var("P2PB_BROKER_UID").ok();
+    assert!(uids.len() <= 2 + usize::from(extra.is_some()), "{uids:?}");
+}
+
+#[tokio::test]
+async fn a_connection_the_broker_refuses_at_once_reports_its_reason() {
+    // A broker over its connection cap writes one `limit` line without an
+    // id and closes. The request fails with that reason, whether its line
+    // was written before the close or not.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("b.sock");
+    let l = UnixListener::bind(&path).unwrap();
+    tokio::spawn(async move {
+        for _ in 0..3 {
+            let (mut s, _) = l.accept().await.unwrap();
+            let refusal = r#"{"v":1,"id":null,"ok":false,"error":{"code":"limit","message":"uid 1000 has 64 connections open (broker.max_connections_per_client); close one first"}}"#;
+            s.write_all(refusal.as_bytes()).await.unwrap();
+            s.write_all(b"\n").await.unwrap();
+        }
+    });
+    for pause in [0, 50, 200] {
+        let c = Client::connect(&path).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        match c.list().await {
+            Err(ClientError::Api(e)) => {
+                assert_eq!(e.code, ErrorCode::Limit, "{e}");
+                assert!(e.message.contains("max_connections_per_client"), "{e}");
+            }
+            other => panic!("after {pause} ms: {other:?}"),
+        }
+    }
+}

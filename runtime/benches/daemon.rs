@@ -285,6 +285,9 @@ order = ["nat-pmp"]
 [broker]
 mapping_lifetime = 20
 max_leases = 20000
+# 1,000 connections of one uid (the status load) and 32 mapping in parallel.
+max_connections_per_client = 2000
+max_requests_per_client = 2000
 [[access]]
 ports = "1-65535"
 [modes.nat-pmp]

@@ -23,6 +23,7 @@ pub mod daemon;
 pub mod files;
 pub mod gate;
 pub mod json;
+pub mod logging;
 pub mod netinfo;
 pub mod policy;
 pub mod sandbox;

@@ -46,6 +46,59 @@ pub fn escaped(s: &str) -> String {
     escape(s).into_owned()
 }
 
+/// `s` with every unsafe character written as `\u{HEX}`, backslashes
+/// left alone: for a whole log record, whose own text may hold escapes
+/// made by [`escape`] already (a literal `\u{a}` forges no record).
+pub fn escape_controls(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(is_unsafe) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if is_unsafe(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// `v` as one line of JSON that is safe on a terminal: besides what JSON
+/// escapes anyway (C0 controls), every unsafe character (DEL, C1, line
+/// separators, bidi controls) is written as a `\uXXXX` escape. The value
+/// read back is the same.
+pub fn json_line<T: serde::Serialize + ?Sized>(v: &T) -> String {
+    let mut out = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, SafeJson);
+    // Serialising our own values to memory cannot fail.
+    v.serialize(&mut ser).expect("serialises");
+    String::from_utf8(out).expect("JSON is UTF-8")
+}
+
+/// serde_json's compact format, with unsafe characters escaped.
+struct SafeJson;
+
+impl serde_json::ser::Formatter for SafeJson {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            if is_unsafe(c) {
+                w.write_all(&fragment.as_bytes()[start..i])?;
+                for unit in c.encode_utf16(&mut [0; 2]) {
+                    write!(w, "\\u{unit:04x}")?;
+                }
+                start = i + c.len_utf8();
+            }
+        }
+        w.write_all(&fragment.as_bytes()[start..])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,6 +119,28 @@ mod tests {
         // An escape already in the input cannot pass for one of ours.
         assert_eq!(escape("\\u{a}"), "\\\\u{a}");
         assert_eq!(escape("\r\t\0\u{7f}"), "\\u{d}\\u{9}\\u{0}\\u{7f}");
+    }
+
+    #[test]
+    fn json_lines_escape_what_json_leaves_raw_and_read_back_the_same() {
+        let hostile = "a\u{1b}[2J\u{7f}\u{9b}31m\u{202e}b\u{2028}\n\\ é 日本";
+        let v = serde_json::json!({ "reason": hostile, hostile: [hostile] });
+        let line = json_line(&v);
+        assert!(!line.chars().any(is_unsafe), "{line}");
+        assert!(
+            line.contains("\\u202e") && line.contains("\\u001b"),
+            "{line}"
+        );
+        assert!(line.contains("é 日本"), "printable text stays: {line}");
+        let back: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, v);
+        assert_eq!(json_line(&7), "7");
+    }
+
+    #[test]
+    fn record_escaping_keeps_backslashes() {
+        assert_eq!(escape_controls("a\\u{a}\nb"), "a\\u{a}\\u{a}b");
+        assert!(matches!(escape_controls("plain \\ text"), Cow::Borrowed(_)));
     }
 
     #[test]

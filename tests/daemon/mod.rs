@@ -165,11 +165,29 @@ impl Daemon {
 
     /// Run `p2pb --socket S ARGS` in the host namespace.
     pub fn cli(&self, args: &[&str]) -> Output {
-        let mut all = vec![
+        self.p2pb_after(&[], args)
+    }
+
+    /// Run `p2pb --socket S ARGS` as user 65534 (nobody) in the daemon's
+    /// namespace (the socket's folder must let that user reach it).
+    pub fn cli_as_nobody(&self, args: &[&str]) -> Output {
+        let setpriv = [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ];
+        self.p2pb_after(&setpriv, args)
+    }
+
+    /// Run `PREFIX... p2pb --socket S ARGS` in the daemon's namespace.
+    fn p2pb_after(&self, prefix: &[&str], args: &[&str]) -> Output {
+        let mut all = prefix.to_vec();
+        all.extend([
             env!("CARGO_BIN_EXE_p2pb"),
             "--socket",
             self.socket.to_str().unwrap(),
-        ];
+        ]);
         all.extend_from_slice(args);
         self.command(&all)
             .output()

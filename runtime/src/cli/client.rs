@@ -61,8 +61,8 @@ pub struct ProbeArgs {
 
 /// Which broker to talk to: the local socket, or a LAN-shared broker.
 pub struct Target {
-    /// The Unix socket.
-    pub socket: PathBuf,
+    /// The Unix socket, if given (else the default rule's).
+    pub socket: Option<PathBuf>,
     /// `HOST:PORT` of a LAN-shared broker (token from `P2PB_TOKEN`).
     pub lan: Option<String>,
 }
@@ -71,7 +71,7 @@ pub(super) async fn connect(to: &Target) -> Result<Client, u8> {
     let (what, r) = match &to.lan {
         Some(addr) => {
             let Ok(token) = std::env::var("P2PB_TOKEN") else {
-                eprintln!("p2pb: --lan needs the LAN token in P2PB_TOKEN");
+                errln!("p2pb: --lan needs the LAN token in P2PB_TOKEN");
                 return Err(super::EXIT_USAGE);
             };
             (
@@ -79,18 +79,31 @@ pub(super) async fn connect(to: &Target) -> Result<Client, u8> {
                 Client::connect_lan(addr.as_str(), &token).await,
             )
         }
-        None => (
-            to.socket.display().to_string(),
-            Client::connect(&to.socket).await,
-        ),
+        None => {
+            let socket = match &to.socket {
+                Some(s) => s.clone(),
+                None => p2pbroker_client::default_socket_path().map_err(|e| {
+                    errln!("p2pb: {e}");
+                    EXIT_NO_BROKER
+                })?,
+            };
+            // Checks that the broker runs as root, this user or
+            // P2PB_BROKER_UID before a byte is sent.
+            let r = Client::connect(&socket).await;
+            (socket.display().to_string(), r)
+        }
     };
     r.map_err(|e| match e {
         ClientError::Api(a) => {
-            eprintln!("p2pb: {a}");
+            errln!("p2pb: {a}");
             super::EXIT_FAILED
         }
+        e @ ClientError::UntrustedBroker(_) => {
+            errln!("p2pb: not talking to {what}: {e}");
+            EXIT_NO_BROKER
+        }
         e => {
-            eprintln!(
+            errln!(
                 "p2pb: no broker at {what}: {e} (is `p2pb daemon` running? --socket / P2PB_SOCKET select another)"
             );
             EXIT_NO_BROKER
@@ -101,18 +114,19 @@ pub(super) async fn connect(to: &Target) -> Result<Client, u8> {
 pub(super) fn failed(e: ClientError) -> u8 {
     match &e {
         ClientError::Api(a) => {
-            eprintln!("p2pb: {a}");
+            errln!("p2pb: {a}");
             for r in &a.reasons {
-                eprintln!("  {:<10} {:<12} {}", r.mode, r.kind, r.reason);
+                errln!("  {:<10} {:<12} {}", r.mode, r.kind, r.reason);
             }
         }
-        other => eprintln!("p2pb: {other}"),
+        other => errln!("p2pb: {other}"),
     }
     super::EXIT_FAILED
 }
 
+/// A JSON line, with every character unsafe on a terminal escaped.
 pub(super) fn json_line<T: serde::Serialize>(v: &T) {
-    println!("{}", serde_json::to_string(v).expect("serialises"));
+    println!("{}", p2pbroker::text::json_line(v));
 }
 
 pub(super) fn list_or_none(ips: &[IpAddr]) -> String {
@@ -172,13 +186,13 @@ pub async fn map(a: MapArgs, to: &Target) -> u8 {
     if a.json {
         json_line(&lease);
     } else {
-        println!("{}", describe(&lease));
+        outln!("{}", describe(&lease));
     }
     let Some(events) = events.as_mut() else {
         return 0;
     };
     if !a.json {
-        println!("holding the lease; Ctrl-C releases it");
+        outln!("holding the lease; Ctrl-C releases it");
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     loop {
@@ -188,7 +202,7 @@ pub async fn map(a: MapArgs, to: &Target) -> u8 {
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => return 0,
         };
         let Some(e) = e else {
-            eprintln!("p2pb: the broker closed the connection");
+            errln!("p2pb: the broker closed the connection");
             return super::EXIT_FAILED;
         };
         if e.lease.id != lease.id {
@@ -198,7 +212,7 @@ pub async fn map(a: MapArgs, to: &Target) -> u8 {
             json_line(&e);
         } else {
             let why = e.reason.as_deref().unwrap_or("");
-            println!("{:?}: {} {why}", e.kind, e.lease.external);
+            outln!("{:?}: {} {why}", e.kind, e.lease.external);
         }
         if e.kind == EventKind::Released {
             return 0;
@@ -218,7 +232,7 @@ pub async fn unmap(id: u64, json: bool, to: &Target) -> u8 {
             0
         }
         Ok(l) => {
-            println!("released lease {} ({} {})", l.id, l.transport, l.external);
+            outln!("released lease {} ({} {})", l.id, l.transport, l.external);
             0
         }
         Err(e) => failed(e),
@@ -265,7 +279,7 @@ pub async fn list(json: bool, to: &Target) -> u8 {
             0
         }
         Ok(leases) if leases.is_empty() => {
-            println!("no leases");
+            outln!("no leases");
             0
         }
         Ok(leases) => {
@@ -290,17 +304,17 @@ pub async fn probe(a: ProbeArgs, to: &Target) -> u8 {
         json_line(&p);
         return 0;
     }
-    println!("gateways:          {}", list_or_none(&p.gateways));
+    outln!("gateways:          {}", list_or_none(&p.gateways));
     let class = p
         .probes
         .iter()
         .find(|x| x.external_address == p.external_address)
         .and_then(|x| x.external_class.clone());
     match p.external_address {
-        Some(a) => println!("external address:  {a} ({})", class.unwrap_or_default()),
-        None => println!("external address:  unknown"),
+        Some(a) => outln!("external address:  {a} ({})", class.unwrap_or_default()),
+        None => outln!("external address:  unknown"),
     }
-    println!(
+    outln!(
         "double NAT / CGNAT: {}",
         if p.double_nat {
             "yes: the gateway's external address is not public"
@@ -308,7 +322,7 @@ pub async fn probe(a: ProbeArgs, to: &Target) -> u8 {
             "no"
         }
     );
-    println!();
+    outln!();
     let mut t = Table::new(&["MOD", "RESULT", "TIME", "GATEWAY", "WHAT IT SAW"]);
     for x in &p.probes {
         t.row(vec![
@@ -324,10 +338,10 @@ pub async fn probe(a: ProbeArgs, to: &Target) -> u8 {
         ]);
     }
     print!("{t}");
-    println!();
+    outln!();
     match &p.chosen {
-        Some(m) => println!("would map with: {m}\nwhy: {}", p.why),
-        None => println!("would map with: nothing\nwhy: {}", p.why),
+        Some(m) => outln!("would map with: {m}\nwhy: {}", p.why),
+        None => outln!("would map with: nothing\nwhy: {}", p.why),
     }
     0
 }

@@ -39,8 +39,12 @@ pub struct Args {
     policy_interval_ms: u64,
 }
 
-/// Run the daemon until SIGTERM/SIGINT.
-pub async fn run(a: Args, socket: PathBuf) -> anyhow::Result<u8> {
+/// Run the daemon until SIGTERM/SIGINT, on `socket` or the default one.
+pub async fn run(a: Args, socket: Option<PathBuf>) -> anyhow::Result<u8> {
+    let socket = match socket {
+        Some(s) => s,
+        None => p2pbroker::daemon::server::socket::default_path()?,
+    };
     let policy = match &a.policy {
         // Capped, a regular file only (a FIFO would hang the start); a
         // link is followed, since the operator named the path.

@@ -104,41 +104,41 @@ pub async fn run(a: Args) -> anyhow::Result<u8> {
             }
             Err(e) => v["error"] = e.clone().into(),
         }
-        println!("{v}");
+        println!("{}", p2pbroker::text::json_line(&v));
     } else {
         match &info {
             Ok(i) => {
-                println!("name      {}", i.name);
-                println!("version   {}", i.version);
-                println!("summary   {}", i.summary);
+                outln!("name      {}", i.name);
+                outln!("version   {}", i.version);
+                outln!("summary   {}", i.summary);
             }
-            Err(e) => println!("error     {e}"),
+            Err(e) => outln!("error     {e}"),
         }
-        println!("sha256    {} (file)", report.sha256);
-        println!(
+        outln!("sha256    {} (file)", report.sha256);
+        outln!(
             "content   {} (what signatures cover: revoke and pin this)",
             content
         );
-        println!("size      {} bytes", report.size);
-        println!("imports   (its capability surface; sockets still pass the policy's gate)");
+        outln!("size      {} bytes", report.size);
+        outln!("imports   (its capability surface; sockets still pass the policy's gate)");
         for i in &imports {
-            println!("  {i}");
+            outln!("  {i}");
         }
-        println!("exports");
+        outln!("exports");
         for e in &exports {
-            println!("  {e}");
+            outln!("  {e}");
         }
         match &manifest {
-            Ok(Some(m)) => println!(
+            Ok(Some(m)) => outln!(
                 "manifest  name {} grants {:?}",
                 m.name.as_deref().unwrap_or("(none: the daemon refuses it)"),
                 m.grants
             ),
-            Ok(None) => println!("manifest  none (the daemon refuses a MOD without one)"),
-            Err(e) => println!("manifest  INVALID: {e}"),
+            Ok(None) => outln!("manifest  none (the daemon refuses a MOD without one)"),
+            Err(e) => outln!("manifest  INVALID: {e}"),
         }
         if signers.is_empty() {
-            println!("signed    no");
+            outln!("signed    no");
         }
         for s in &signers {
             let covers = if s.covers_content {
@@ -146,13 +146,13 @@ pub async fn run(a: Args) -> anyhow::Result<u8> {
             } else {
                 "does NOT cover these bytes"
             };
-            println!("signed    key {} ({covers})", s.key_id);
+            outln!("signed    key {} ({covers})", s.key_id);
         }
         if let Some((granted, load)) = &verdict {
-            println!("policy    grants {:?}", granted.clone().unwrap_or_default());
+            outln!("policy    grants {:?}", granted.clone().unwrap_or_default());
             match load {
-                Ok(g) => println!("effective {g:?} (would load)"),
-                Err(e) => println!("REFUSED   {e}"),
+                Ok(g) => outln!("effective {g:?} (would load)"),
+                Err(e) => outln!("REFUSED   {e}"),
             }
         }
     }

@@ -5,9 +5,30 @@
 //! input (unreadable file, invalid component, invalid policy or grant); 3 no
 //! broker answers on the socket.
 
+/// `println!` for a line that may hold text from outside (the broker, a
+/// MOD, a file): the whole line goes through [`p2pbroker::text::escape`],
+/// so no control character, escape sequence or bidi override reaches the
+/// terminal as itself.
+macro_rules! outln {
+    () => {
+        println!()
+    };
+    ($($t:tt)*) => {
+        println!("{}", p2pbroker::text::escape(&format!($($t)*)))
+    };
+}
+
+/// [`outln!`] for standard error.
+macro_rules! errln {
+    ($($t:tt)*) => {
+        eprintln!("{}", p2pbroker::text::escape(&format!($($t)*)))
+    };
+}
+
 mod client;
 mod daemon;
 mod inspect;
+mod lan;
 mod run;
 mod status;
 mod table;
@@ -37,7 +58,8 @@ struct Cli {
     #[arg(long, global = true, env = "P2PB_LOG", default_value = "warn")]
     log: String,
     /// The broker's client API socket (default: /run/p2pbroker/broker.sock
-    /// for root, else $XDG_RUNTIME_DIR/p2pbroker/broker.sock).
+    /// if a system broker is there or for root, else
+    /// $XDG_RUNTIME_DIR/p2pbroker/broker.sock).
     #[arg(long, global = true, env = "P2PB_SOCKET")]
     socket: Option<PathBuf>,
     /// Talk to a LAN-shared broker at HOST:PORT instead (the token is read
@@ -70,6 +92,11 @@ enum Command {
     /// Diagnose the network: gateways, which protocols answer, the external
     /// address, double NAT / CGNAT, and which MOD would be chosen and why.
     Probe(client::ProbeArgs),
+    /// Sharing the broker on the LAN: tokens.
+    Lan {
+        #[command(subcommand)]
+        command: lan::LanCommand,
+    },
     /// Signed policies: sign, verify, publish.
     Policy {
         #[command(subcommand)]
@@ -117,20 +144,16 @@ enum ModeCommand {
 /// Parse arguments, run, and map the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
-        .with_writer(std::io::stderr)
-        .init();
-    let socket = cli
-        .socket
-        .clone()
-        .unwrap_or_else(p2pbroker_client::default_socket_path);
+    p2pbroker::logging::init(&cli.log);
+    // An empty P2PB_SOCKET counts as unset, as in the client library.
+    let socket = cli.socket.clone().filter(|p| !p.as_os_str().is_empty());
     let to = client::Target {
         socket: socket.clone(),
         lan: cli.lan.clone(),
     };
     let outcome = match cli.command {
         Command::Daemon(a) => runtime().block_on(daemon::run(a, socket)),
+        Command::Lan { command } => lan::run(command),
         Command::Map(a) => Ok(runtime().block_on(client::map(a, &to))),
         Command::Unmap { lease, json } => Ok(runtime().block_on(client::unmap(lease, json, &to))),
         Command::List(a) => Ok(runtime().block_on(client::list(a.json, &to))),
@@ -154,7 +177,7 @@ pub fn main() -> ExitCode {
     match outcome {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("p2pb: {e:#}");
+            errln!("p2pb: {e:#}");
             ExitCode::from(EXIT_USAGE)
         }
     }
@@ -184,12 +207,12 @@ fn build(
             "package": b.package, "path": b.path, "size": b.size, "sha256": b.sha256,
             "toolchain": format!("{:?}", b.toolchain),
         });
-        println!("{v}");
+        println!("{}", p2pbroker::text::json_line(&v));
     } else {
-        println!("built    {}", b.package);
-        println!("path     {}", b.path.display());
-        println!("size     {} bytes", b.size);
-        println!("sha256   {}", b.sha256);
+        outln!("built    {}", b.package);
+        outln!("path     {}", b.path.display());
+        outln!("size     {} bytes", b.size);
+        outln!("sha256   {}", b.sha256);
     }
     Ok(0)
 }

@@ -212,7 +212,7 @@ fn print_json(mode: &p2pbroker::sandbox::Mode, c: &CallReport) {
         Ok(o) => v["result"] = p2pbroker::json::output(o),
         Err(e) => v["error"] = p2pbroker::json::call_error(e),
     }
-    println!("{v}");
+    println!("{}", p2pbroker::text::json_line(&v));
 }
 
 fn print_human(
@@ -220,9 +220,9 @@ fn print_human(
     r: &p2pbroker::sandbox::load::LoadReport,
     c: &CallReport,
 ) {
-    println!("mode      {} (sha256 {})", mode.name(), mode.sha256());
+    outln!("mode      {} (sha256 {})", mode.name(), mode.sha256());
     let grants: Vec<String> = mode.gate().grants().iter().map(|g| g.to_string()).collect();
-    println!(
+    outln!(
         "grants    {}",
         if grants.is_empty() {
             "none".to_string()
@@ -232,29 +232,29 @@ fn print_human(
     );
     match &c.result {
         Ok(o) => {
-            println!("result    ok");
+            outln!("result    ok");
             print_fields(&p2pbroker::json::output(o));
         }
         Err(e) => {
-            println!("result    error ({})", e.kind());
-            println!("  {e}");
+            outln!("result    error ({})", e.kind());
+            outln!("  {e}");
         }
     }
-    println!("audit     {} decision(s)", c.decisions.len());
+    outln!("audit     {} decision(s)", c.decisions.len());
     for d in &c.decisions {
-        println!("  {}", d.to_json_line());
+        outln!("  {}", d.to_json_line());
     }
     if !c.logs.is_empty() || c.logs_dropped > 0 {
-        println!(
+        outln!(
             "log       {} line(s), {} dropped",
             c.logs.len(),
             c.logs_dropped
         );
         for l in &c.logs {
-            println!("  [{}] {}", l.level, l.message);
+            outln!("  [{}] {}", l.level, l.message);
         }
     }
-    println!(
+    outln!(
         "time      {:.3} ms (code: {:?} in {:.1} ms)",
         c.elapsed.as_secs_f64() * 1e3,
         r.cache,
@@ -272,6 +272,6 @@ fn print_fields(v: &serde_json::Value) {
             serde_json::Value::Null => "-".to_string(),
             other => other.to_string(),
         };
-        println!("  {k:<18}{text}");
+        outln!("  {k:<18}{text}");
     }
 }

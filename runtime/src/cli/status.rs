@@ -18,8 +18,8 @@ pub async fn status(json: bool, to: &Target) -> u8 {
         return 0;
     }
     print!("{}", policy_header(&s));
-    println!("gateways: {}", list_or_none(&s.network.gateways));
-    println!("addresses: {}\n", s.network.addresses.join(", "));
+    outln!("gateways: {}", list_or_none(&s.network.gateways));
+    outln!("addresses: {}\n", s.network.addresses.join(", "));
     let mut t = Table::new(&["MOD", "VERSION", "PROBE", "AGE", "SEEN"]);
     for m in &s.modes {
         let (res, age, seen) = match &m.probe {
@@ -38,11 +38,11 @@ pub async fn status(json: bool, to: &Target) -> u8 {
     }
     print!("{t}");
     for r in &s.refused {
-        println!("REFUSED  {}: {}", r.file, r.reason);
+        outln!("REFUSED  {}: {}", r.file, r.reason);
     }
-    println!();
+    outln!();
     if s.leases.is_empty() {
-        println!("no leases");
+        outln!("no leases");
     } else {
         print!("{}", lease_table(&s.leases));
     }

@@ -1,4 +1,8 @@
 //! Plain-text tables and relative times for the human output.
+//!
+//! Cells hold text from the broker (a MOD's probe detail, mode names,
+//! reasons): each is escaped ([`p2pbroker::text::escape`]), so no control
+//! character, escape sequence or bidi override reaches the terminal.
 
 use std::fmt;
 
@@ -19,17 +23,17 @@ impl Table {
         }
     }
 
-    /// Add a row.
+    /// Add a row; each cell is cut to [`CELL_MAX`] characters, then escaped.
     pub fn row(&mut self, cells: Vec<String>) {
         let cells = cells
             .into_iter()
             .map(|c| {
-                let c = c.replace(['\n', '\r', '\t'], " ");
-                if c.chars().count() > CELL_MAX {
+                let c = if c.chars().count() > CELL_MAX {
                     format!("{}…", c.chars().take(CELL_MAX - 1).collect::<String>())
                 } else {
                     c
-                }
+                };
+                p2pbroker::text::escaped(&c)
             })
             .collect();
         self.rows.push(cells);
@@ -98,7 +102,21 @@ mod tests {
         let s = t.to_string();
         let lines: Vec<&str> = s.lines().collect();
         assert_eq!(lines[0], "A          LONG HEADER  X");
-        assert_eq!(lines[1], "wide cell  b            tail line");
+        assert_eq!(lines[1], "wide cell  b            tail\\u{a}line");
+    }
+
+    #[test]
+    fn escape_sequences_and_bidi_controls_never_reach_the_terminal() {
+        let mut t = Table::new(&["MOD", "SEEN"]);
+        t.row(vec![
+            "evil\u{1b}[2J".into(),
+            "ok\u{202e}reversed\u{9b}31m\u{7f}".into(),
+        ]);
+        let s = t.to_string();
+        assert_eq!(s.lines().count(), 2, "{s}");
+        let unsafe_char = |l: &str| l.chars().any(p2pbroker::text::is_unsafe);
+        assert!(!s.lines().any(unsafe_char), "{s:?}");
+        assert!(s.contains("evil\\u{1b}[2J"), "{s}");
     }
 
     #[test]

@@ -25,18 +25,18 @@ pub fn key(cmd: KeyCommand) -> anyhow::Result<u8> {
     match cmd {
         KeyCommand::Generate { out } => {
             let (pk, sk, pubf) = keys::generate(&out)?;
-            println!("key id   {}", pk.id_hex());
-            println!("public   {}", pk.hex());
-            println!(
+            outln!("key id   {}", pk.id_hex());
+            outln!("public   {}", pk.hex());
+            outln!(
                 "secret   {} (owner-only; keep it off shared machines)",
                 sk.display()
             );
-            println!("pub file {}", pubf.display());
+            outln!("pub file {}", pubf.display());
         }
         KeyCommand::Show { file } => {
             let pk = keys::read_public(&file)?;
-            println!("key id   {}", pk.id_hex());
-            println!("public   {}", pk.hex());
+            outln!("key id   {}", pk.id_hex());
+            outln!("public   {}", pk.hex());
         }
     }
     Ok(0)
@@ -63,7 +63,7 @@ pub fn sign(a: SignArgs) -> anyhow::Result<u8> {
     let out = a.out.unwrap_or_else(|| a.file.clone());
     write_atomically(&out, &signed)?;
     let n = trust::signers(&signed, &[])?.len();
-    println!(
+    outln!(
         "signed {} with key {} ({n} signature(s) now)",
         out.display(),
         sk.public().id_hex()
@@ -100,10 +100,10 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
     let mut missing = 0;
     for (k, path) in trusted.iter().zip(&a.keys) {
         if found.contains(k) {
-            println!("ok       {} ({})", k.id_hex(), path.display());
+            outln!("ok       {} ({})", k.id_hex(), path.display());
         } else {
             missing += 1;
-            println!(
+            outln!(
                 "MISSING  {} ({}): no valid signature",
                 k.id_hex(),
                 path.display()
@@ -192,7 +192,7 @@ pub fn policy(cmd: PolicyCommand) -> anyhow::Result<u8> {
             }
             text.push_str(&bundle::sign_line(root, &doc, &sk));
             write_atomically(&sig, text.as_bytes())?;
-            println!(
+            outln!(
                 "signed {} with key {id} -> {}",
                 file.display(),
                 sig.display()
@@ -217,14 +217,14 @@ pub fn policy(cmd: PolicyCommand) -> anyhow::Result<u8> {
                     Ok(serial)
                 }) {
                 Ok(serial) => {
-                    println!(
+                    outln!(
                         "ok: serial {serial}, signed by the threshold of root v{}",
                         r.version
                     );
                     Ok(0)
                 }
                 Err(e) => {
-                    println!("REFUSED: {e}");
+                    outln!("REFUSED: {e}");
                     Ok(super::EXIT_FAILED)
                 }
             }
@@ -245,7 +245,7 @@ pub fn policy(cmd: PolicyCommand) -> anyhow::Result<u8> {
                 );
                 write_atomically(&to.join(name), &read_doc(&src)?)?;
                 write_atomically(&to.join(format!("{name}.sig")), &read_doc(&sig)?)?;
-                println!("published {} -> {}", src.display(), to.join(name).display());
+                outln!("published {} -> {}", src.display(), to.join(name).display());
             }
             Ok(0)
         }

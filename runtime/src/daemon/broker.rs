@@ -114,7 +114,8 @@ impl Broker {
     }
 
     /// Probe results no older than the policy's TTL, probing now if needed
-    /// (or if `fresh`).
+    /// (or if `fresh`, unless a round finished within
+    /// [`timing::FRESH_PROBE_MIN_INTERVAL`]).
     pub async fn probes(&self, fresh: bool) -> BTreeMap<String, Probe> {
         let asked = Instant::now();
         let _round = self.probing.lock().await;
@@ -122,11 +123,14 @@ impl Broker {
             let s = self.shared.lock().unwrap();
             let ttl = Duration::from_secs(s.policy.broker.probe_ttl_s);
             // A round that finished after we asked is fresh enough even
-            // for `fresh`: at most one round old.
-            let done = s
-                .probed_at
-                .filter(|t| *t >= asked || (!fresh && t.elapsed() < ttl));
-            if done.is_some() {
+            // for `fresh`, and so is one within the minimum interval.
+            let serves = timing::probes_serve(
+                s.probed_at.map(|t| t.elapsed()),
+                s.probed_at.is_some_and(|t| t >= asked),
+                fresh,
+                ttl,
+            );
+            if serves {
                 return s.probes.clone();
             }
             let b = &s.policy.broker;

@@ -274,8 +274,12 @@ pub async fn start(opts: &DaemonOptions) -> anyhow::Result<Arc<Broker>> {
 pub async fn run(opts: DaemonOptions) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     process::abort_on_panic();
+    // A folder where the socket is not safe is refused before anything
+    // starts (the socket itself is bound after the journal is replayed).
+    server::socket::prepare(&opts.socket)?;
     let broker = start(&opts).await?;
-    let listener = server::bind(&opts.socket)?;
+    let (listener, socket) = server::bind(&opts.socket)?;
+    let limits = server::limits::Limits::new(server::limits::connection_budget(process::nofile()));
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let upkeep = tokio::spawn(broker.clone().upkeep_loop());
@@ -288,7 +292,7 @@ pub async fn run(opts: DaemonOptions) -> anyhow::Result<()> {
             b.probes(true).await;
         })
     };
-    let serve = tokio::spawn(server::serve(broker.clone(), listener));
+    let serve = tokio::spawn(server::serve(broker.clone(), listener, limits.clone()));
     let lan = broker.shared.lock().unwrap().policy.lan.clone();
     let serve_lan = match lan {
         Some(lan) => {
@@ -296,7 +300,12 @@ pub async fn run(opts: DaemonOptions) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {} for LAN clients", lan.listen))?;
             tracing::info!("LAN clients on {}", lan.listen);
-            Some(tokio::spawn(server::serve_lan(broker.clone(), l, lan)))
+            Some(tokio::spawn(server::serve_lan(
+                broker.clone(),
+                l,
+                lan,
+                limits.clone(),
+            )))
         }
         None => None,
     };
@@ -305,7 +314,7 @@ pub async fn run(opts: DaemonOptions) -> anyhow::Result<()> {
         .clone()
         .map(|f| tokio::spawn(broker.clone().fleet_loop(f)));
     let _ = notify::notify("READY=1");
-    tracing::info!("listening on {}", opts.socket.display());
+    tracing::info!("listening on {}", socket.display());
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: releasing every lease"),
         _ = int.recv() => tracing::info!("SIGINT: releasing every lease"),
@@ -322,7 +331,7 @@ pub async fn run(opts: DaemonOptions) -> anyhow::Result<()> {
     netwatch.abort();
     expiry.abort();
     upkeep.abort();
-    let _ = std::fs::remove_file(&opts.socket);
+    server::unbind(&socket);
     broker.release_all(SHUTDOWN_CAP).await;
     let left = broker.shared.lock().unwrap().table.all().count();
     if left > 0 {

@@ -10,14 +10,9 @@ const NOFILE_CEILING: u64 = 1 << 20;
 /// start services at 1024, which a few busy MODs plus many clients would
 /// exhaust; the systemd unit sets `LimitNOFILE` as well.
 pub fn raise_nofile() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+    let Some(lim) = nofile_limits() else {
         return 1024;
-    }
+    };
     let want = lim.rlim_max.min(NOFILE_CEILING);
     if want > lim.rlim_cur {
         let new = libc::rlimit {
@@ -34,6 +29,20 @@ pub fn raise_nofile() -> u64 {
         );
     }
     lim.rlim_cur
+}
+
+/// The soft `RLIMIT_NOFILE` in force (1024 if it cannot be read).
+pub fn nofile() -> u64 {
+    nofile_limits().map_or(1024, |l| l.rlim_cur)
+}
+
+fn nofile_limits() -> Option<libc::rlimit> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0).then_some(lim)
 }
 
 /// How many sockets all MODs together may hold, given the descriptor limit:

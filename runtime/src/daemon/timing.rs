@@ -58,9 +58,65 @@ pub fn gateway_lifetime(policy_s: u32, now_ms: u64, lease_expiry_ms: Option<u64>
     }
 }
 
+/// A fresh probe (`probe` with `fresh: true`) within this long of the last
+/// round is answered from it: a burst of fresh probes from any client must
+/// not make the broker run probe rounds back to back (each round sends
+/// packets to the gateway from every MOD). A human re-running
+/// `p2pb probe` waits at most this for new results; a network change
+/// drops cached probes at once, whatever this says.
+pub const FRESH_PROBE_MIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether the last probe round serves a request for probes: it finished
+/// `age` ago (`None`: no round, or results dropped), `after_asked` if it
+/// finished after the request came (a round the request waited for). A
+/// plain request takes results up to the policy's `ttl` old; a `fresh`
+/// one up to [`FRESH_PROBE_MIN_INTERVAL`] (or `ttl`, if shorter).
+pub fn probes_serve(
+    age: Option<std::time::Duration>,
+    after_asked: bool,
+    fresh: bool,
+    ttl: std::time::Duration,
+) -> bool {
+    let Some(age) = age else {
+        return false;
+    };
+    let window = if fresh {
+        ttl.min(FRESH_PROBE_MIN_INTERVAL)
+    } else {
+        ttl
+    };
+    after_asked || age < window
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fresh_probes_coalesce_onto_a_recent_round() {
+        use std::time::Duration;
+        let ttl = Duration::from_secs(300);
+        let s = Duration::from_secs;
+        // A burst of fresh probes right after a round: no new round.
+        assert!(probes_serve(Some(s(0)), false, true, ttl));
+        assert!(probes_serve(Some(s(9)), false, true, ttl));
+        // Once the interval passed, a fresh probe runs a new round...
+        assert!(!probes_serve(
+            Some(FRESH_PROBE_MIN_INTERVAL),
+            false,
+            true,
+            ttl
+        ));
+        // ...unless it waited for one that finished after it asked.
+        assert!(probes_serve(Some(s(60)), true, true, ttl));
+        // Plain requests use the TTL; dropped results serve nobody.
+        assert!(probes_serve(Some(s(299)), false, false, ttl));
+        assert!(!probes_serve(Some(s(300)), false, false, ttl));
+        assert!(!probes_serve(None, false, true, ttl));
+        assert!(!probes_serve(None, false, false, ttl));
+        // A TTL shorter than the interval bounds fresh probes too.
+        assert!(!probes_serve(Some(s(2)), false, true, s(1)));
+    }
 
     #[test]
     fn renewal_is_at_half_life_within_the_jitter() {

@@ -37,6 +37,14 @@ pub struct BrokerSettings {
     /// How often the network (gateways, addresses) is polled for changes,
     /// in ms (default 2000).
     pub netwatch_ms: u64,
+    /// Client API connections one client may hold open at once (default
+    /// 64). A client is a local uid, or a LAN source address (an IPv6
+    /// source counts by its /64). One application needs one or two; the cap
+    /// keeps one user from taking the descriptors every other user needs.
+    pub max_connections_per_client: u32,
+    /// Requests one client may have in flight at once, over all its
+    /// connections (default 64); more are answered `limit`.
+    pub max_requests_per_client: u32,
 }
 
 impl Default for BrokerSettings {
@@ -50,6 +58,8 @@ impl Default for BrokerSettings {
             probe_cap_ms: 1000,
             probe_ttl_s: 300,
             netwatch_ms: 2000,
+            max_connections_per_client: 64,
+            max_requests_per_client: 64,
         }
     }
 }
@@ -57,7 +67,7 @@ impl Default for BrokerSettings {
 impl BrokerSettings {
     /// Range checks; the error names the field.
     pub fn validate(&self) -> Result<(), String> {
-        let checks: [(&str, u64, u64, u64); 7] = [
+        let checks: [(&str, u64, u64, u64); 9] = [
             ("mapping_lifetime", self.mapping_lifetime.into(), 10, 86_400),
             ("max_lifetime", self.max_lifetime.into(), 1, 365 * 86_400),
             // A root `list` of every lease must fit the client's line cap.
@@ -66,6 +76,18 @@ impl BrokerSettings {
             ("probe_cap_ms", self.probe_cap_ms, 10, 120_000),
             ("probe_ttl_s", self.probe_ttl_s, 1, 86_400),
             ("netwatch_ms", self.netwatch_ms, 100, 3_600_000),
+            (
+                "max_connections_per_client",
+                self.max_connections_per_client.into(),
+                1,
+                65_536,
+            ),
+            (
+                "max_requests_per_client",
+                self.max_requests_per_client.into(),
+                1,
+                65_536,
+            ),
         ];
         for (name, v, lo, hi) in checks {
             if v < lo || v > hi {
@@ -317,6 +339,24 @@ mod tests {
             ..Default::default()
         };
         assert!(s.validate().unwrap_err().contains("probe_cap_ms"));
+        let s = BrokerSettings {
+            max_connections_per_client: 0,
+            ..Default::default()
+        };
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .contains("broker.max_connections_per_client = 0")
+        );
+        let s = BrokerSettings {
+            max_requests_per_client: 1_000_000,
+            ..Default::default()
+        };
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .contains("max_requests_per_client")
+        );
         assert!(BrokerSettings::default().validate().is_ok());
     }
 }
