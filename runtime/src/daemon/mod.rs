@@ -17,6 +17,8 @@ pub mod netwatch;
 pub mod notify;
 pub mod ownership;
 pub mod process;
+pub mod proof;
+pub mod reconcile;
 pub mod selector;
 pub mod server;
 pub mod timing;

@@ -10,13 +10,14 @@ use std::time::Duration;
 use p2pbroker_client::{ApiError, ErrorCode, EventKind, Lease as LeaseView, MapParams};
 
 use super::api;
-use super::broker::{Broker, Proof, Target, now_ms, owned};
-use super::journal::{Intent, LeaseRecord};
+use super::broker::{Broker, Target, now_ms};
+use super::journal::LeaseRecord;
 use super::leases::{Due, LanPeer, Requester};
 use super::ownership;
+use super::proof::{Proof, owned};
 use super::{timing, views};
-use crate::json::{MappingJson, wit_transport};
-use crate::sandbox::wit::{MapRequest, Mapping};
+use crate::json::MappingJson;
+use crate::sandbox::wit::Mapping;
 use crate::sandbox::{CallError, Mode, Op, Output};
 
 /// Upkeep calls running at once: enough to renew thousands of leases per
@@ -24,10 +25,6 @@ use crate::sandbox::{CallError, Mode, Op, Output};
 pub const UPKEEP_PARALLEL: usize = 8;
 /// The loop re-checks at least this often (a clock jump, a missed wake).
 const MAX_SLEEP: Duration = Duration::from_secs(5);
-/// Gateway lifetime asked when reconciling a crashed map: the mapping is
-/// deleted at once; if that fails, it does not outlive two minutes (the
-/// smallest lifetime miniupnpd grants).
-const RECONCILE_LIFETIME: u32 = 120;
 
 impl Broker {
     /// Run upkeep until the task is dropped.
@@ -407,62 +404,5 @@ impl Broker {
             });
         }
         let _ = tokio::time::timeout(cap, async { while set.join_next().await.is_some() {} }).await;
-    }
-
-    /// After a crash mid-map: a MOD may have made a mapping whose lease was
-    /// never journaled. Ask the same MOD to map the same endpoint again (a
-    /// gateway answers with the mapping it holds) and unmap what it
-    /// returns. Best effort: a MOD that is gone or fails is logged.
-    pub async fn reconcile(self: &Arc<Self>, intents: Vec<Intent>) {
-        for i in intents {
-            let Some(mode) = self.mode_named(&i.mode) else {
-                tracing::warn!(
-                    "lease {}: a map through `{}` was cut short by a crash, and that MOD is not loaded: its mapping (if any) expires on its own",
-                    i.id,
-                    i.mode
-                );
-                self.forget(i.id);
-                continue;
-            };
-            let req = MapRequest {
-                transport: wit_transport(i.transport),
-                internal: i.internal.into(),
-                external_port: i.external_port,
-                lifetime: RECONCILE_LIFETIME,
-                permanent_allowed: false,
-                probe_state: Vec::new(),
-            };
-            let outcome = match mode.call(Op::Map(req)).await.result {
-                Ok(Output::Mapping(m)) => mode.call(Op::Unmap(m)).await.result.map(|_| ()),
-                Ok(_) => Ok(()),
-                Err(e) => Err(e),
-            };
-            match outcome {
-                Ok(()) => tracing::info!(
-                    "lease {}: a map cut short by a crash was reconciled through `{}`",
-                    i.id,
-                    i.mode
-                ),
-                Err(e) => tracing::warn!(
-                    "lease {}: reconciling a map cut short by a crash failed: {e}",
-                    i.id
-                ),
-            }
-            self.forget(i.id);
-        }
-    }
-
-    /// Drop an intent that has been dealt with (unless its lease lives on).
-    fn forget(&self, id: u64) {
-        let live = self.shared.lock().unwrap().table.get(id).is_some();
-        let mut j = self.journal.lock().unwrap();
-        let r = match j.live().get(&id).cloned() {
-            // Re-putting the record supersedes the intent.
-            Some(rec) if live => j.put(&rec),
-            _ => j.del(id),
-        };
-        if let Err(e) = r {
-            tracing::error!("{e}");
-        }
     }
 }

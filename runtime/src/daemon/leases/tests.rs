@@ -3,6 +3,9 @@
 use super::*;
 use crate::json::MappingJson;
 use crate::netinfo::LocalAddress;
+use crate::netinfo::NetInfo;
+use crate::policy::Policy;
+use p2pbroker_client::MapParams;
 use p2pbroker_client::Transport as Wire;
 
 const NOW: u64 = 1_800_000_000_000;

@@ -1,0 +1,74 @@
+//! After a crash mid-map: the journal's open intents, reconciled at the
+//! next start (see [`super::journal`]).
+
+use std::sync::Arc;
+
+use super::broker::Broker;
+use super::journal::Intent;
+use crate::json::wit_transport;
+use crate::sandbox::wit::MapRequest;
+use crate::sandbox::{Op, Output};
+
+/// Gateway lifetime asked when reconciling a crashed map: the mapping is
+/// deleted at once; if that fails, it does not outlive two minutes (the
+/// smallest lifetime miniupnpd grants).
+const RECONCILE_LIFETIME: u32 = 120;
+
+impl Broker {
+    /// After a crash mid-map: a MOD may have made a mapping whose lease was
+    /// never journaled. Ask the same MOD to map the same endpoint again (a
+    /// gateway answers with the mapping it holds) and unmap what it
+    /// returns. Best effort: a MOD that is gone or fails is logged.
+    pub async fn reconcile(self: &Arc<Self>, intents: Vec<Intent>) {
+        for i in intents {
+            let Some(mode) = self.shared.lock().unwrap().modes.get(&i.mode).cloned() else {
+                tracing::warn!(
+                    "lease {}: a map through `{}` was cut short by a crash, and that MOD is not loaded: its mapping (if any) expires on its own",
+                    i.id,
+                    i.mode
+                );
+                self.forget(i.id);
+                continue;
+            };
+            let req = MapRequest {
+                transport: wit_transport(i.transport),
+                internal: i.internal.into(),
+                external_port: i.external_port,
+                lifetime: RECONCILE_LIFETIME,
+                permanent_allowed: false,
+                probe_state: Vec::new(),
+            };
+            let outcome = match mode.call(Op::Map(req)).await.result {
+                Ok(Output::Mapping(m)) => mode.call(Op::Unmap(m)).await.result.map(|_| ()),
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(()) => tracing::info!(
+                    "lease {}: a map cut short by a crash was reconciled through `{}`",
+                    i.id,
+                    i.mode
+                ),
+                Err(e) => tracing::warn!(
+                    "lease {}: reconciling a map cut short by a crash failed: {e}",
+                    i.id
+                ),
+            }
+            self.forget(i.id);
+        }
+    }
+
+    /// Drop an intent that has been dealt with (unless its lease lives on).
+    fn forget(&self, id: u64) {
+        let live = self.shared.lock().unwrap().table.get(id).is_some();
+        let mut j = self.journal.lock().unwrap();
+        let r = match j.live().get(&id).cloned() {
+            // Re-putting the record supersedes the intent.
+            Some(rec) if live => j.put(&rec),
+            _ => j.del(id),
+        };
+        if let Err(e) = r {
+            tracing::error!("{e}");
+        }
+    }
+}
