@@ -36,6 +36,9 @@ use p2pbroker_client::{Client, EventKind, MapOptions};
 const ROUNDS: usize = 10;
 const LEASES: u16 = 10_000;
 const CLIENTS: usize = 1_000;
+/// The leases' ports: clear of the fake gateway's 5351 and of the
+/// ephemeral range the daemon's own sockets use.
+const FIRST_PORT: u16 = 20_000;
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -340,7 +343,7 @@ config = { gateway = "10.99.0.1" }
     let pid = broker.id();
     // One UDP socket per lease, as the applications would hold them.
     p2pbroker::daemon::process::raise_nofile();
-    let _apps = udp_sockets_in(&ns.0, (1024..1024 + LEASES).collect());
+    let _apps = udp_sockets_in(&ns.0, (FIRST_PORT..FIRST_PORT + LEASES).collect());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let rows = rt.block_on(async {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -363,8 +366,8 @@ config = { gateway = "10.99.0.1" }
             let (socket, count) = (socket.clone(), count.clone());
             tasks.push(tokio::spawn(async move {
                 let c = Client::connect(&socket).await.unwrap();
-                let mut port = 1024 + w;
-                while port < 1024 + LEASES {
+                let mut port = FIRST_PORT + w;
+                while port < FIRST_PORT + LEASES {
                     c.map(MapOptions::udp(port).persist(true)).await.unwrap();
                     count.fetch_add(1, Ordering::Relaxed);
                     port += 32;
