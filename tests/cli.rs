@@ -222,6 +222,18 @@ fn text_from_the_broker_reaches_the_terminal_escaped() {
             String::from_utf8_lossy(&o.stderr)
         );
         shown_escaped(&format!("{args:?}"), &o.stdout);
+        // The CLI's own line breaks stay line breaks.
+        let text = String::from_utf8_lossy(&o.stdout);
+        let own = match args[0] {
+            "probe" => "why: ",
+            "status" => "gateways: ",
+            _ => "LEASE",
+        };
+        assert!(text.lines().any(|l| l.starts_with(own)), "{args:?}: {text}");
+        assert!(
+            !text.contains("\\u{a}why") && !text.ends_with("\\u{a}"),
+            "{text}"
+        );
     }
     // A refusal: its message and every MOD's reason, on stderr.
     let o = run(&["map", "tcp", "6881", "--detach"]);

@@ -340,8 +340,9 @@ pub async fn probe(a: ProbeArgs, to: &Target) -> u8 {
     print!("{t}");
     outln!();
     match &p.chosen {
-        Some(m) => outln!("would map with: {m}\nwhy: {}", p.why),
-        None => outln!("would map with: nothing\nwhy: {}", p.why),
+        Some(m) => outln!("would map with: {m}"),
+        None => outln!("would map with: nothing"),
     }
+    outln!("why: {}", p.why);
     0
 }

@@ -8,7 +8,8 @@
 /// `println!` for a line that may hold text from outside (the broker, a
 /// MOD, a file): the whole line goes through [`p2pbroker::text::escape`],
 /// so no control character, escape sequence or bidi override reaches the
-/// terminal as itself.
+/// terminal as itself. One line each: a `\n` in the format would be
+/// escaped too.
 macro_rules! outln {
     () => {
         println!()

@@ -19,7 +19,8 @@ pub async fn status(json: bool, to: &Target) -> u8 {
     }
     print!("{}", policy_header(&s));
     outln!("gateways: {}", list_or_none(&s.network.gateways));
-    outln!("addresses: {}\n", s.network.addresses.join(", "));
+    outln!("addresses: {}", s.network.addresses.join(", "));
+    outln!();
     let mut t = Table::new(&["MOD", "VERSION", "PROBE", "AGE", "SEEN"]);
     for m in &s.modes {
         let (res, age, seen) = match &m.probe {
