@@ -133,7 +133,7 @@ fn record(id: u64, kind: u8, bytes: &[u8]) -> LeaseRecord {
         persist: kind & 0x10 != 0,
         expires_at: (kind & 0x20 != 0).then(|| v.rotate_left(7)),
         created_at: v.rotate_left(13),
-        follows: bytes.iter().take(3).map(|b| u64::from(*b) * v).collect(),
+        follows: bytes.iter().take(3).map(|b| u64::from(*b).wrapping_mul(v)).collect(),
     }
 }
 
