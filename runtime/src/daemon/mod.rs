@@ -21,6 +21,7 @@ pub mod proof;
 pub mod reconcile;
 pub mod selector;
 pub mod server;
+pub mod sockdiag;
 pub mod timing;
 pub mod trust_state;
 pub mod upkeep;

@@ -68,12 +68,20 @@ impl Broker {
 
     /// Release every lease whose followed sockets have all closed.
     async fn release_closed(self: &Arc<Self>) {
-        let followed: Vec<(u64, Transport, Vec<u64>)> = {
+        let followed: Vec<(u64, Transport, u16, Vec<u64>)> = {
             let s = self.shared.lock().unwrap();
             s.table
                 .all()
                 .filter(|l| !l.releasing && !l.rec.follows.is_empty())
-                .map(|l| (l.rec.id, l.rec.mapping.transport, l.rec.follows.clone()))
+                .map(|l| {
+                    let m = &l.rec.mapping;
+                    (
+                        l.rec.id,
+                        m.transport,
+                        m.internal.port(),
+                        l.rec.follows.clone(),
+                    )
+                })
                 .collect()
         };
         if followed.is_empty() {
@@ -81,7 +89,7 @@ impl Broker {
         }
         let transports: Vec<Transport> = [Transport::Tcp, Transport::Udp]
             .into_iter()
-            .filter(|t| followed.iter().any(|(_, x, _)| x == t))
+            .filter(|t| followed.iter().any(|(_, x, _, _)| x == t))
             .collect();
         let read = move || -> std::io::Result<HashSet<u64>> {
             let mut open = HashSet::new();
@@ -95,8 +103,19 @@ impl Broker {
             // Unreadable now: nothing is released on a guess.
             _ => return,
         };
-        for (id, _, follows) in followed {
-            if ownership::all_closed(&follows, &open) {
+        // One scan of the whole table finds the candidates; it may miss a
+        // socket that is open (see sockdiag), so each is confirmed by a
+        // query of its port before its lease ends.
+        for (id, transport, port, follows) in followed {
+            if !ownership::all_closed(&follows, &open) {
+                continue;
+            }
+            let confirm = move || ownership::sockets_on(transport, port);
+            let Ok(Ok(now)) = tokio::task::spawn_blocking(confirm).await else {
+                continue;
+            };
+            let now: HashSet<u64> = now.into_iter().map(|e| e.inode).collect();
+            if ownership::all_closed(&follows, &now) {
                 let _ = self.release(id, "its socket closed").await;
             }
         }

@@ -1,8 +1,8 @@
 //! Proof of ownership: a local client maps only an endpoint its own uid
 //! holds.
 //!
-//! The broker reads the host's socket tables (`/proc/net/{tcp,tcp6,udp,
-//! udp6}` of its own network namespace, the facts `ss` shows) and finds the
+//! The broker asks the kernel for the sockets on the endpoint's port in its
+//! own network namespace (sock_diag, the facts `ss` shows) and finds the
 //! sockets that would receive traffic for the endpoint: TCP sockets
 //! listening on its port, UDP sockets bound to it, on its address or a
 //! wildcard. The map is allowed when at least one exists and every one of
@@ -11,7 +11,8 @@
 //! itself (SCM_RIGHTS): possession is the proof ([`described`]).
 //!
 //! Parsing and the verdict are pure functions over text ([`parse_line`],
-//! [`verdict`]), unit-tested and fuzzed; [`read_table`] is the thin I/O.
+//! [`verdict`]), unit-tested and fuzzed; [`sockets_on`] (sock_diag, see
+//! [`super::sockdiag`]) and [`read_table`] are the thin I/O.
 
 use std::collections::HashSet;
 use std::io::BufRead;
@@ -242,6 +243,20 @@ pub fn read_table(transport: Transport, port: Option<u16>) -> std::io::Result<Ve
         }
     }
     Ok(out)
+}
+
+/// The sockets of `transport` on local `port`, for a verdict: asked of
+/// the kernel's sock_diag interface, which lists every socket that stays
+/// open during the query ([`super::sockdiag`] says why `/proc/net` does
+/// not); `/proc/net` only where sock_diag is missing (a kernel built
+/// without `inet_diag`/`udp_diag`), named in the error if both fail.
+pub fn sockets_on(transport: Transport, port: u16) -> std::io::Result<Vec<SocketEntry>> {
+    match super::sockdiag::query(transport, port) {
+        Ok(found) => Ok(found),
+        Err(diag) => read_table(transport, Some(port)).map_err(|proc_net| {
+            std::io::Error::other(format!("sock_diag: {diag}; /proc/net: {proc_net}"))
+        }),
+    }
 }
 
 /// What a socket handed over by a client is: transport, local endpoint and
