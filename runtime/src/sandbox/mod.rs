@@ -8,6 +8,8 @@
 //!   limiter, deadlines).
 //! - [`call`]: one lifecycle call, whatever happens, as a typed
 //!   [`CallReport`].
+//! - [`guests`]: the runtime guest code runs on, at lower CPU priority
+//!   than the broker's own threads.
 //! - [`limits`]: the per-call limits and the store's limiter.
 //! - [`contract`]: checks on what goes into and comes out of a MOD.
 //! - [`wit`]: the generated bindings and the broker interface a MOD imports.
@@ -20,6 +22,7 @@ pub mod call;
 pub mod contract;
 pub mod engine;
 pub mod error;
+pub mod guests;
 pub mod limits;
 pub mod load;
 pub mod mode;

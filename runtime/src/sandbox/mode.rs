@@ -163,9 +163,11 @@ impl Mode {
         b.build()
     }
 
-    /// Run one lifecycle call in a fresh instance.
+    /// Run one lifecycle call in a fresh instance, on the guest runtime
+    /// (see [`super::guests`]).
     pub async fn call(&self, op: Op) -> CallReport {
-        super::call::run(self, op).await
+        let mode = self.clone();
+        super::guests::run(async move { super::call::run(&mode, op).await }).await
     }
 }
 
