@@ -218,12 +218,15 @@ pub fn all_closed(followed: &[u64], open: &HashSet<u64>) -> bool {
 }
 
 /// The sockets of `transport` on `port` (IPv4 and IPv6 tables), read from
-/// this network namespace's `/proc/net`. Lines are read one at a time, so
-/// a huge table costs time, not memory.
+/// `/proc/net` of the calling thread's network namespace (`thread-self`:
+/// `/proc/net` is the process leader's, which differs in a thread that
+/// entered another namespace). Lines are read one at a time, so a huge
+/// table costs time, not memory. May miss sockets on a busy host (see
+/// [`sockets_on`]); the whole-table scan for `until_closed` uses it.
 pub fn read_table(transport: Transport, port: Option<u16>) -> std::io::Result<Vec<SocketEntry>> {
     let names = match transport {
-        Transport::Tcp => ["/proc/net/tcp", "/proc/net/tcp6"],
-        Transport::Udp => ["/proc/net/udp", "/proc/net/udp6"],
+        Transport::Tcp => ["/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"],
+        Transport::Udp => ["/proc/thread-self/net/udp", "/proc/thread-self/net/udp6"],
     };
     let mut out = Vec::new();
     for name in names {
