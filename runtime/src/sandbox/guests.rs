@@ -9,6 +9,13 @@
 //! the API needs; at nice 10 the kernel gives the broker's threads and any
 //! other process the CPU first (weight 1024 against 110), so a spinning MOD
 //! uses only CPU nobody else wants, until its deadline stops it.
+//!
+//! A MOD's sockets belong to the network namespace of the thread that
+//! opens them. The guest runtime's threads live in the namespace of the
+//! thread that started it — the daemon's, which is the whole process's. A
+//! caller on a thread that entered another namespace (the lab tests'
+//! in-process harness does) runs its call inline instead, where its
+//! sockets must be: a call never changes namespace by moving threads.
 
 use std::future::Future;
 use std::sync::OnceLock;
@@ -20,21 +27,36 @@ use tokio::task::JoinHandle;
 /// broker's), capped at 19: below every normal process, above idle.
 pub const GUEST_NICE: i32 = 10;
 
-static GUESTS: OnceLock<Runtime> = OnceLock::new();
+/// The guest runtime and the network namespace its threads live in.
+static GUESTS: OnceLock<(Runtime, Option<u64>)> = OnceLock::new();
 
-fn handle() -> &'static Handle {
-    GUESTS
-        .get_or_init(|| {
-            let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
-            Builder::new_multi_thread()
-                .worker_threads(threads)
-                .thread_name("p2pb-guest")
-                .on_thread_start(lower_priority)
-                .enable_all()
-                .build()
-                .expect("start the guest runtime")
-        })
-        .handle()
+fn guests() -> &'static (Runtime, Option<u64>) {
+    GUESTS.get_or_init(|| {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+        let rt = Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("p2pb-guest")
+            .on_thread_start(lower_priority)
+            .enable_all()
+            .build()
+            .expect("start the guest runtime");
+        // Its threads are spawned from this one and share its namespace.
+        (rt, netns())
+    })
+}
+
+/// The calling thread's network namespace (its inode), if readable.
+pub fn netns() -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/thread-self/ns/net")
+        .ok()
+        .map(|m| m.ino())
+}
+
+fn handle() -> Option<&'static Handle> {
+    let (rt, ns) = guests();
+    let here = netns();
+    (here.is_some() && here == *ns).then(|| rt.handle())
 }
 
 /// Lower the calling thread's priority (Linux: niceness is per thread and
@@ -60,13 +82,17 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// Run `fut` on the guest runtime and wait for it.
+/// Run `fut` on the guest runtime and wait for it; inline if the caller
+/// is in another network namespace than the guest runtime.
 pub async fn run<F>(fut: F) -> F::Output
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let mut task = AbortOnDrop(handle().spawn(fut));
+    let Some(guests) = handle() else {
+        return fut.await;
+    };
+    let mut task = AbortOnDrop(guests.spawn(fut));
     match (&mut task.0).await {
         Ok(out) => out,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
@@ -97,6 +123,44 @@ mod tests {
         );
         let here = std::thread::current().name().map(str::to_owned);
         assert_ne!(here.as_deref(), Some("p2pb-guest"));
+    }
+
+    /// The lab harness's case: a thread that entered another network
+    /// namespace keeps its calls (and their sockets) in it.
+    #[test]
+    fn a_caller_in_another_namespace_runs_its_call_where_it_is() {
+        // Start the guest runtime from this process's namespace first.
+        let outer = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(run(async {
+                (netns(), std::thread::current().name().map(str::to_owned))
+            }));
+        assert_eq!(outer.1.as_deref(), Some("p2pb-guest"));
+        let (inner_ns, ran_ns, ran_on) = std::thread::spawn(|| {
+            // SAFETY: unshare on this thread only; it needs CAP_SYS_ADMIN,
+            // which the test suite has (it builds the NAT lab).
+            let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+            assert_eq!(
+                rc,
+                0,
+                "unshare(CLONE_NEWNET) needs root: {}",
+                std::io::Error::last_os_error()
+            );
+            let inner = netns();
+            let (ns, on) = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+                .block_on(run(async {
+                    (netns(), std::thread::current().name().map(str::to_owned))
+                }));
+            (inner, ns, on)
+        })
+        .join()
+        .unwrap();
+        assert_ne!(inner_ns, outer.0, "a new namespace");
+        assert_eq!(ran_ns, inner_ns, "the call ran in the caller's namespace");
+        assert_ne!(ran_on.as_deref(), Some("p2pb-guest"));
     }
 
     #[tokio::test]
