@@ -21,7 +21,7 @@ impl Broker {
     /// returns. Best effort: a MOD that is gone or fails is logged.
     pub async fn reconcile(self: &Arc<Self>, intents: Vec<Intent>) {
         for i in intents {
-            let Some(mode) = self.shared.lock().unwrap().modes.get(&i.mode).cloned() else {
+            let Some(mode) = self.mode_named(&i.mode) else {
                 tracing::warn!(
                     "lease {}: a map through `{}` was cut short by a crash, and that MOD is not loaded: its mapping (if any) expires on its own",
                     i.id,

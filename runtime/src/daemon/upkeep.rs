@@ -80,7 +80,8 @@ impl Broker {
         self.shared.lock().unwrap().table.get(id).cloned()
     }
 
-    fn mode_named(&self, name: &str) -> Option<Arc<Mode>> {
+    /// The loaded MOD called `name`, if any.
+    pub(super) fn mode_named(&self, name: &str) -> Option<Arc<Mode>> {
         self.shared.lock().unwrap().modes.get(name).cloned()
     }
 
