@@ -94,7 +94,7 @@ impl Broker {
         let read = move || -> std::io::Result<HashSet<u64>> {
             let mut open = HashSet::new();
             for t in transports {
-                open.extend(ownership::read_table(t, None)?.into_iter().map(|e| e.inode));
+                open.extend(ownership::sockets_on(t, None)?.into_iter().map(|e| e.inode));
             }
             Ok(open)
         };
@@ -103,14 +103,14 @@ impl Broker {
             // Unreadable now: nothing is released on a guess.
             _ => return,
         };
-        // One scan of the whole table finds the candidates; it may miss a
+        // One dump of the whole table finds the candidates; it may miss a
         // socket that is open (see sockdiag), so each is confirmed by a
         // query of its port before its lease ends.
         for (id, transport, port, follows) in followed {
             if !ownership::all_closed(&follows, &open) {
                 continue;
             }
-            let confirm = move || ownership::sockets_on(transport, port);
+            let confirm = move || ownership::sockets_on(transport, Some(port));
             let Ok(Ok(now)) = tokio::task::spawn_blocking(confirm).await else {
                 continue;
             };

@@ -221,8 +221,9 @@ pub fn all_closed(followed: &[u64], open: &HashSet<u64>) -> bool {
 /// `/proc/net` of the calling thread's network namespace (`thread-self`:
 /// `/proc/net` is the process leader's, which differs in a thread that
 /// entered another namespace). Lines are read one at a time, so a huge
-/// table costs time, not memory. May miss sockets on a busy host (see
-/// [`sockets_on`]); the whole-table scan for `until_closed` uses it.
+/// table costs time, not memory. May miss sockets on a busy host, and the
+/// kernel re-walks the table for every page: only the fallback of
+/// [`sockets_on`].
 pub fn read_table(transport: Transport, port: Option<u16>) -> std::io::Result<Vec<SocketEntry>> {
     let names = match transport {
         Transport::Tcp => ["/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"],
@@ -248,15 +249,15 @@ pub fn read_table(transport: Transport, port: Option<u16>) -> std::io::Result<Ve
     Ok(out)
 }
 
-/// The sockets of `transport` on local `port`, for a verdict: asked of
-/// the kernel's sock_diag interface, which lists every socket that stays
-/// open during the query ([`super::sockdiag`] says why `/proc/net` does
+/// The sockets of `transport` on local `port` (all for `None`), asked of
+/// the kernel's sock_diag interface: a port's query lists every socket that
+/// stays open during it ([`super::sockdiag`] says why `/proc/net` does
 /// not); `/proc/net` only where sock_diag is missing (a kernel built
 /// without `inet_diag`/`udp_diag`), named in the error if both fail.
-pub fn sockets_on(transport: Transport, port: u16) -> std::io::Result<Vec<SocketEntry>> {
+pub fn sockets_on(transport: Transport, port: Option<u16>) -> std::io::Result<Vec<SocketEntry>> {
     match super::sockdiag::query(transport, port) {
         Ok(found) => Ok(found),
-        Err(diag) => read_table(transport, Some(port)).map_err(|proc_net| {
+        Err(diag) => read_table(transport, port).map_err(|proc_net| {
             std::io::Error::other(format!("sock_diag: {diag}; /proc/net: {proc_net}"))
         }),
     }

@@ -37,7 +37,7 @@ pub async fn owned(
     proof: Proof,
 ) -> Result<Vec<u64>, ownership::NotOwner> {
     let unreadable = |e: String| ownership::NotOwner::Unreadable(e);
-    let read = move || ownership::sockets_on(transport, endpoint.port());
+    let read = move || ownership::sockets_on(transport, Some(endpoint.port()));
     let table = tokio::task::spawn_blocking(read)
         .await
         .map_err(|e| unreadable(e.to_string()))?

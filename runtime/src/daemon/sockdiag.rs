@@ -1,5 +1,6 @@
-//! The host's sockets on one port, asked of the kernel's sock_diag netlink
-//! interface (what `ss` uses), for the proof of ownership.
+//! The host's sockets (on one port, or all), asked of the kernel's
+//! sock_diag netlink interface (what `ss` uses), for the proof of
+//! ownership and for following the sockets of `until_closed` leases.
 //!
 //! Why not `/proc/net/{tcp,udp}` for this: the kernel hands that file out a
 //! page at a time and finds where the next page starts by counting entries
@@ -10,7 +11,10 @@
 //! false `not-owner` or, worse, another uid's socket on the same endpoint
 //! unseen. A dump filtered to one port is small enough for one batch, and
 //! the kernel walks each hash slot under its lock: a socket open for the
-//! whole query is always listed.
+//! whole query is always listed. A whole-table dump runs over many batches
+//! and can miss a socket like `/proc/net` can, but costs one walk of the
+//! table instead of one per page (`until_closed` confirms what it finds
+//! missing with a port query).
 //!
 //! [`request`] and [`parse`] are pure (unit-tested and fuzzed); [`query`]
 //! is the thin I/O.
@@ -44,8 +48,13 @@ const BATCHES_MAX: usize = 4096;
 const TRIES: usize = 3;
 
 /// The dump request for `family`'s `transport` sockets on local `port`
-/// (the kernel filters on it; [`parse`] checks again).
-pub fn request(seq: u32, family: u8, transport: Transport, port: u16) -> [u8; HEADER + REQ_LEN] {
+/// (the kernel filters on it; [`parse`] checks again), or all for `None`.
+pub fn request(
+    seq: u32,
+    family: u8,
+    transport: Transport,
+    port: Option<u16>,
+) -> [u8; HEADER + REQ_LEN] {
     let mut b = [0u8; HEADER + REQ_LEN];
     b[0..4].copy_from_slice(&((HEADER + REQ_LEN) as u32).to_ne_bytes());
     b[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
@@ -59,7 +68,8 @@ pub fn request(seq: u32, family: u8, transport: Transport, port: u16) -> [u8; HE
     r[0] = family;
     r[1] = protocol;
     r[4..8].copy_from_slice(&states.to_ne_bytes());
-    r[8..10].copy_from_slice(&port.to_be_bytes());
+    // Port 0: no filter.
+    r[8..10].copy_from_slice(&port.unwrap_or(0).to_be_bytes());
     // No cookie (INET_DIAG_NOCOOKIE).
     r[48..56].fill(0xff);
     b
@@ -89,11 +99,11 @@ pub enum DiagError {
 }
 
 /// Parse one batch (one `recv`) of a dump answering request `seq`,
-/// appending the sockets on `port` to `out`.
+/// appending the sockets on `port` (all for `None`) to `out`.
 pub fn parse(
     buf: &[u8],
     seq: u32,
-    port: u16,
+    port: Option<u16>,
     out: &mut Vec<SocketEntry>,
 ) -> Result<Batch, DiagError> {
     let mut rest = buf;
@@ -124,7 +134,7 @@ pub fn parse(
             }
             SOCK_DIAG_BY_FAMILY => {
                 if let Some(e) = entry(body)?
-                    && e.local.port() == port
+                    && port.is_none_or(|p| e.local.port() == p)
                 {
                     out.push(e);
                 }
@@ -154,23 +164,17 @@ fn entry(body: &[u8]) -> Result<Option<SocketEntry>, DiagError> {
     }))
 }
 
-/// The sockets of `transport` on local `port`, IPv4 and IPv6, in this
-/// network namespace. Blocking (at most a few milliseconds; two seconds
-/// if the kernel stops answering).
-pub fn query(transport: Transport, port: u16) -> std::io::Result<Vec<SocketEntry>> {
-    let sock = open()?;
+/// The sockets of `transport` on local `port` (all for `None`), IPv4 and
+/// IPv6, in the calling thread's network namespace. Blocking (at most a
+/// few milliseconds; two seconds if the kernel stops answering).
+pub fn query(transport: Transport, port: Option<u16>) -> std::io::Result<Vec<SocketEntry>> {
     let mut out = Vec::new();
-    for (i, family) in [libc::AF_INET, libc::AF_INET6].into_iter().enumerate() {
-        let mut tries = 0;
+    for family in [libc::AF_INET, libc::AF_INET6] {
+        let mut tries = 1;
         loop {
-            let seq = (i * TRIES + tries) as u32 + 1;
-            let mut got = Vec::new();
-            match dump(&sock, seq, family as u8, transport, port, &mut got) {
-                Ok(()) => {
-                    out.extend(got);
-                    break;
-                }
-                Err(DiagError::Interrupted) if tries + 1 < TRIES => tries += 1,
+            match dump(family as u8, transport, port) {
+                Ok(found) => break out.extend(found),
+                Err(DiagError::Interrupted) if tries < TRIES => tries += 1,
                 Err(e) => return Err(std::io::Error::other(e)),
             }
         }
@@ -178,7 +182,7 @@ pub fn query(transport: Transport, port: u16) -> std::io::Result<Vec<SocketEntry
     Ok(out)
 }
 
-fn open() -> std::io::Result<OwnedFd> {
+fn open() -> Result<OwnedFd, DiagError> {
     // SAFETY: plain socket(2); the descriptor is owned at once.
     let fd = unsafe {
         libc::socket(
@@ -188,7 +192,7 @@ fn open() -> std::io::Result<OwnedFd> {
         )
     };
     if fd < 0 {
-        return Err(std::io::Error::last_os_error());
+        return Err(DiagError::Refused(errno()));
     }
     // SAFETY: fd was just returned by socket(2) and is not owned elsewhere.
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -208,20 +212,22 @@ fn open() -> std::io::Result<OwnedFd> {
         )
     };
     if rc != 0 {
-        return Err(std::io::Error::last_os_error());
+        return Err(DiagError::Refused(errno()));
     }
     Ok(sock)
 }
 
+/// One dump on a socket of its own: a dump cut short (interrupted,
+/// malformed) leaves the kernel's dump running on its socket, where a new
+/// request would get EBUSY.
 fn dump(
-    sock: &OwnedFd,
-    seq: u32,
     family: u8,
     transport: Transport,
-    port: u16,
-    out: &mut Vec<SocketEntry>,
-) -> Result<(), DiagError> {
-    let req = request(seq, family, transport, port);
+    port: Option<u16>,
+) -> Result<Vec<SocketEntry>, DiagError> {
+    const SEQ: u32 = 1;
+    let sock = open()?;
+    let req = request(SEQ, family, transport, port);
     // SAFETY: sockaddr_nl zeroed is the kernel's address (pid 0).
     let mut to: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
     to.nl_family = libc::AF_NETLINK as libc::sa_family_t;
@@ -239,15 +245,17 @@ fn dump(
     if sent < 0 {
         return Err(DiagError::Refused(errno()));
     }
+    // The kernel's dump batches are at most 32 KiB.
     let mut buf = vec![0u8; 64 * 1024];
+    let mut out = Vec::new();
     for _ in 0..BATCHES_MAX {
         // SAFETY: recv into a buffer we own, of its length.
         let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
         if n < 0 {
             return Err(DiagError::Refused(errno()));
         }
-        if parse(&buf[..n as usize], seq, port, out)? == Batch::Done {
-            return Ok(());
+        if parse(&buf[..n as usize], SEQ, port, &mut out)? == Batch::Done {
+            return Ok(out);
         }
     }
     Err(DiagError::Malformed("a dump without end"))

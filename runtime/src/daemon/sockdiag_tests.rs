@@ -40,7 +40,7 @@ fn record(local: SocketAddr, state: u8, uid: u32, inode: u32) -> Vec<u8> {
 
 #[test]
 fn the_request_names_the_port_and_the_transport() {
-    let r = request(7, libc::AF_INET6 as u8, Transport::Tcp, 5432);
+    let r = request(7, libc::AF_INET6 as u8, Transport::Tcp, Some(5432));
     assert_eq!(u32::from_ne_bytes(r[0..4].try_into().unwrap()), 72);
     assert_eq!(u16::from_ne_bytes([r[4], r[5]]), SOCK_DIAG_BY_FAMILY);
     assert_eq!(u16::from_ne_bytes([r[6], r[7]]), NLM_F_REQUEST | NLM_F_DUMP);
@@ -54,9 +54,10 @@ fn the_request_names_the_port_and_the_transport() {
         LISTEN_BIT
     );
     assert_eq!(u16::from_be_bytes([r[24], r[25]]), 5432);
-    let u = request(1, libc::AF_INET as u8, Transport::Udp, 1);
+    let u = request(1, libc::AF_INET as u8, Transport::Udp, None);
     assert_eq!(u[17], libc::IPPROTO_UDP as u8);
     assert_eq!(u32::from_ne_bytes(u[20..24].try_into().unwrap()), u32::MAX);
+    assert_eq!([u[24], u[25]], [0, 0], "no port: the whole table");
 }
 
 #[test]
@@ -69,15 +70,20 @@ fn a_batch_yields_the_ports_sockets_and_ends_at_done() {
     buf.extend(msg(SOCK_DIAG_BY_FAMILY, 2, 8, &record(on, 7, 0, 44)));
     buf.extend(msg(SOCK_DIAG_BY_FAMILY, 2, 9, &record(on6, 10, 0, 45)));
     let mut out = Vec::new();
-    assert_eq!(parse(&buf, 9, 5000, &mut out), Ok(Batch::More));
+    assert_eq!(parse(&buf, 9, Some(5000), &mut out), Ok(Batch::More));
     let seen: Vec<(SocketAddr, u8, u32, u64)> = out
         .iter()
         .map(|e| (e.local, e.state, e.uid, e.inode))
         .collect();
     assert_eq!(seen, [(on, 7, 1000, 42), (on6, 10, 0, 45)]);
     let done = msg(NLMSG_DONE, 2, 9, &0i32.to_ne_bytes());
-    assert_eq!(parse(&done, 9, 5000, &mut out), Ok(Batch::Done));
+    assert_eq!(parse(&done, 9, Some(5000), &mut out), Ok(Batch::Done));
     assert_eq!(out.len(), 2);
+    // No port: every record of this request.
+    let mut all = Vec::new();
+    assert_eq!(parse(&buf, 9, None, &mut all), Ok(Batch::More));
+    let inodes: Vec<u64> = all.iter().map(|e| e.inode).collect();
+    assert_eq!(inodes, [42, 43, 45]);
 }
 
 #[test]
@@ -85,31 +91,34 @@ fn refusals_interruptions_and_malformed_replies_are_errors() {
     let mut out = Vec::new();
     let err = msg(NLMSG_ERROR, 0, 1, &(-libc::ENOENT).to_ne_bytes());
     assert_eq!(
-        parse(&err, 1, 1, &mut out),
+        parse(&err, 1, Some(1), &mut out),
         Err(DiagError::Refused(libc::ENOENT))
     );
     let rec = record("0.0.0.0:1".parse().unwrap(), 7, 0, 1);
     let intr = msg(SOCK_DIAG_BY_FAMILY, 2 | NLM_F_DUMP_INTR, 1, &rec);
-    assert_eq!(parse(&intr, 1, 1, &mut out), Err(DiagError::Interrupted));
+    assert_eq!(
+        parse(&intr, 1, Some(1), &mut out),
+        Err(DiagError::Interrupted)
+    );
     let short = msg(SOCK_DIAG_BY_FAMILY, 2, 1, &rec[..40]);
     assert!(matches!(
-        parse(&short, 1, 1, &mut out),
+        parse(&short, 1, Some(1), &mut out),
         Err(DiagError::Malformed(_))
     ));
     let mut long = msg(SOCK_DIAG_BY_FAMILY, 2, 1, &rec);
     long[0..4].copy_from_slice(&1000u32.to_ne_bytes());
     assert!(matches!(
-        parse(&long, 1, 1, &mut out),
+        parse(&long, 1, Some(1), &mut out),
         Err(DiagError::Malformed(_))
     ));
     long[0..4].copy_from_slice(&3u32.to_ne_bytes());
     assert!(matches!(
-        parse(&long, 1, 1, &mut out),
+        parse(&long, 1, Some(1), &mut out),
         Err(DiagError::Malformed(_))
     ));
     let bare_error = msg(NLMSG_ERROR, 0, 1, &[]);
     assert!(matches!(
-        parse(&bare_error, 1, 1, &mut out),
+        parse(&bare_error, 1, Some(1), &mut out),
         Err(DiagError::Malformed(_))
     ));
     assert!(out.is_empty(), "nothing from a failed batch: {out:?}");
@@ -117,7 +126,7 @@ fn refusals_interruptions_and_malformed_replies_are_errors() {
     let mut unix = rec.clone();
     unix[0] = libc::AF_UNIX as u8;
     assert_eq!(
-        parse(&msg(SOCK_DIAG_BY_FAMILY, 2, 1, &unix), 1, 1, &mut out),
+        parse(&msg(SOCK_DIAG_BY_FAMILY, 2, 1, &unix), 1, Some(1), &mut out),
         Ok(Batch::More)
     );
     assert!(out.is_empty());
@@ -128,7 +137,7 @@ fn the_kernel_lists_this_processs_sockets_with_uid_and_inode() {
     let uid = unsafe { libc::geteuid() };
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let (_, local, inode) = super::super::ownership::described(l.as_fd()).unwrap();
-    let found = query(Transport::Tcp, local.port()).unwrap();
+    let found = query(Transport::Tcp, Some(local.port())).unwrap();
     assert!(
         found
             .iter()
@@ -137,13 +146,23 @@ fn the_kernel_lists_this_processs_sockets_with_uid_and_inode() {
     );
     let u = std::net::UdpSocket::bind("[::1]:0").unwrap();
     let (_, local, inode) = super::super::ownership::described(u.as_fd()).unwrap();
-    let found = query(Transport::Udp, local.port()).unwrap();
+    let found = query(Transport::Udp, Some(local.port())).unwrap();
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(
         (found[0].local, found[0].inode, found[0].uid),
         (local, inode, uid)
     );
-    assert!(query(Transport::Tcp, local.port()).unwrap().is_empty());
+    assert!(
+        query(Transport::Tcp, Some(local.port()))
+            .unwrap()
+            .is_empty()
+    );
+    // The whole table holds both, and other ports' sockets.
+    let l2 = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let all = query(Transport::Udp, None).unwrap();
+    for s in [u.local_addr().unwrap(), l2.local_addr().unwrap()] {
+        assert!(all.iter().any(|e| e.local == s), "{s} in {all:?}");
+    }
 }
 
 /// The reason this module exists: while other sockets open and close,
@@ -167,7 +186,7 @@ fn no_socket_is_missed_while_others_open_and_close() {
             .iter()
             .map(|h| h.local_addr().unwrap().port())
             .filter(|p| {
-                !query(Transport::Udp, *p)
+                !query(Transport::Udp, Some(*p))
                     .unwrap()
                     .iter()
                     .any(|e| e.local.port() == *p)
