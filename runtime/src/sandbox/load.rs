@@ -161,7 +161,7 @@ impl ModeHost {
             gate,
             net,
             config: Arc::new(spec.config.clone()),
-            spec,
+            spec: Arc::new(spec),
             audit: self.audit(),
             engine: self.engine.clone(),
             fuel: self.config.fuel,
@@ -170,7 +170,7 @@ impl ModeHost {
         match mode.call(Op::Info).await.result {
             Ok(Output::Info(info)) => {
                 mode.name = info.name.as_str().into();
-                mode.info = Some(info);
+                mode.info = Some(Arc::new(info));
             }
             Ok(_) => unreachable!("info returns info"),
             Err(e) => return Err(LoadError::WrongContract(format!("info() failed: {e}"))),

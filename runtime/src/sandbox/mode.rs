@@ -34,16 +34,18 @@ pub struct ModeSpec {
     pub limits: Limits,
 }
 
-/// A loaded MOD: verified, compiled, linked, ready to call.
+/// A loaded MOD: verified, compiled, linked, ready to call. Cheap to
+/// clone (every field is shared), as each call does to move to the guest
+/// runtime.
 #[derive(Clone)]
 pub struct Mode {
     pub(crate) pre: ModePre<CallState>,
     pub(crate) name: Arc<str>,
-    pub(crate) info: Option<ModeInfo>,
+    pub(crate) info: Option<Arc<ModeInfo>>,
     pub(crate) sha256: Arc<str>,
     pub(crate) gate: Arc<Gate>,
     pub(crate) net: Arc<NetInfo>,
-    pub(crate) spec: ModeSpec,
+    pub(crate) spec: Arc<ModeSpec>,
     pub(crate) config: Arc<BTreeMap<String, String>>,
     pub(crate) audit: Arc<dyn AuditSink>,
     pub(crate) engine: Engine,
@@ -190,7 +192,7 @@ impl Mode {
         host.check_spec(&spec)?;
         self.gate = Arc::new(Gate::compile(&spec.grants, &self.net));
         self.config = Arc::new(spec.config.clone());
-        self.spec = spec;
+        self.spec = Arc::new(spec);
         Ok(())
     }
 }
