@@ -279,10 +279,11 @@ fn at_scale() -> Vec<String> {
     }
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
-    let mut gw = ns.spawn(
+    // Reaped: killed and waited for even if the bench panics halfway.
+    let gw = daemon::Reaped(ns.spawn(
         &[exe.to_str().unwrap(), "--fake-gateway"],
         &dir.path().join("gw.log"),
-    );
+    ));
     let policy = r#"version = 1
 order = ["nat-pmp"]
 [broker]
@@ -319,7 +320,7 @@ config = { gateway = "10.99.0.1" }
     std::fs::write(&root, format!("version = 1\nexpires = \"2099-01-01T00:00:00Z\"\nthreshold = 1\n[keys]\nfleet = \"{pk}\"\n")).unwrap();
     let socket = dir.path().join("b.sock");
     let modes = daemon::modes_dir();
-    let mut broker = ns.spawn(
+    let mut broker = daemon::Reaped(ns.spawn(
         &[
             env!("CARGO_BIN_EXE_p2pb"),
             "--socket",
@@ -339,8 +340,8 @@ config = { gateway = "10.99.0.1" }
             "100",
         ],
         &dir.path().join("broker.log"),
-    );
-    let pid = broker.id();
+    ));
+    let pid = broker.0.id();
     // One UDP socket per lease, as the applications would hold them.
     p2pbroker::daemon::process::raise_nofile();
     let _apps = udp_sockets_in(&ns.0, (FIRST_PORT..FIRST_PORT + LEASES).collect());
@@ -444,13 +445,10 @@ config = { gateway = "10.99.0.1" }
     // SAFETY: signalling our own child.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline && matches!(broker.try_wait(), Ok(None)) {
+    while Instant::now() < deadline && matches!(broker.0.try_wait(), Ok(None)) {
         std::thread::sleep(Duration::from_millis(100));
     }
-    let _ = broker.kill();
-    let _ = broker.wait();
-    let _ = gw.kill();
-    let _ = gw.wait();
+    drop((broker, gw));
     rows
 }
 
