@@ -10,17 +10,7 @@ pub struct MapOptions(pub(crate) MapParams);
 
 impl MapOptions {
     fn new(transport: Transport, port: u16) -> MapOptions {
-        MapOptions(MapParams {
-            transport,
-            port,
-            external_port: None,
-            lifetime: None,
-            mode: None,
-            persist: false,
-            address: None,
-            socket: false,
-            until_closed: false,
-        })
+        MapOptions(MapParams::new(transport, port))
     }
     /// Map local TCP `port`.
     pub fn tcp(port: u16) -> MapOptions {

@@ -56,6 +56,20 @@ impl NetInfo {
             addresses,
         }
     }
+
+    /// The lab host's facts, for unit tests: gateway 10.0.0.1, address
+    /// 10.0.0.2/24 on eth0.
+    #[cfg(test)]
+    pub fn lab_host() -> NetInfo {
+        NetInfo {
+            gateways: vec!["10.0.0.1".parse().unwrap()],
+            addresses: vec![LocalAddress {
+                address: "10.0.0.2".parse().unwrap(),
+                prefix_len: 24,
+                interface: "eth0".into(),
+            }],
+        }
+    }
 }
 
 fn prefix_len(addr: &if_addrs::IfAddr) -> u8 {

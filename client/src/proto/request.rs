@@ -78,6 +78,23 @@ pub struct MapParams {
     pub until_closed: bool,
 }
 
+impl MapParams {
+    /// A map of local `transport` `port` with every option at its default.
+    pub fn new(transport: Transport, port: u16) -> MapParams {
+        MapParams {
+            transport,
+            port,
+            external_port: None,
+            lifetime: None,
+            mode: None,
+            persist: false,
+            address: None,
+            socket: false,
+            until_closed: false,
+        }
+    }
+}
+
 fn is_false(b: &bool) -> bool {
     !*b
 }

@@ -276,10 +276,7 @@ pub fn described(fd: std::os::fd::BorrowedFd<'_>) -> Result<(Transport, SocketAd
     }
     let (transport, local) = p2pbroker_client::describe_socket(fd)
         .map_err(|e| format!("the passed socket cannot be used: {e}"))?;
-    let transport = match transport {
-        p2pbroker_client::Transport::Tcp => Transport::Tcp,
-        p2pbroker_client::Transport::Udp => Transport::Udp,
-    };
+    let transport = super::leases::gate_transport(transport);
     if local.port() == 0 {
         return Err("the passed socket is not bound to a port".into());
     }

@@ -24,6 +24,16 @@ fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
+/// A bound UDP socket (state 7) of `uid`.
+fn udp(local: &str, uid: u32, inode: u64) -> SocketEntry {
+    SocketEntry {
+        local: sa(local),
+        state: 7,
+        uid,
+        inode,
+    }
+}
+
 #[test]
 fn lines_are_decoded_as_the_kernel_writes_them() {
     let t = table(&[TCP, TCP6]);
@@ -99,20 +109,7 @@ fn wildcards_cover_their_family_and_the_v6_wildcard_covers_both() {
 fn a_port_shared_with_another_user_is_not_the_requesters() {
     // uid 1000 bound [::]:5432 (IPV6_V6ONLY), uid 999 holds 0.0.0.0:5432:
     // mapping IPv4 5432 would expose uid 999's service.
-    let t = vec![
-        SocketEntry {
-            local: sa("[::]:5432"),
-            state: 7,
-            uid: 1000,
-            inode: 1,
-        },
-        SocketEntry {
-            local: sa("0.0.0.0:5432"),
-            state: 7,
-            uid: 999,
-            inode: 2,
-        },
-    ];
+    let t = vec![udp("[::]:5432", 1000, 1), udp("0.0.0.0:5432", 999, 2)];
     let e = verdict(&t, Transport::Udp, sa("10.0.0.2:5432"), 1000).unwrap_err();
     assert!(matches!(e, NotOwner::Other { owner: 999, .. }));
     assert!(verdict(&t, Transport::Udp, sa("[2001:db8::2]:5432"), 1000).is_ok());
@@ -132,20 +129,7 @@ fn a_passed_socket_must_be_ours_and_alone_on_its_port() {
         Err(NotOwner::Foreign)
     );
     // Even a root socket may not carry another user's listener with it.
-    let shared = vec![
-        SocketEntry {
-            local: sa("0.0.0.0:53"),
-            state: 7,
-            uid: 0,
-            inode: 1,
-        },
-        SocketEntry {
-            local: sa("10.0.0.2:53"),
-            state: 7,
-            uid: 101,
-            inode: 2,
-        },
-    ];
+    let shared = vec![udp("0.0.0.0:53", 0, 1), udp("10.0.0.2:53", 101, 2)];
     assert!(matches!(
         verdict_passed(&shared, Transport::Udp, sa("10.0.0.2:53"), 1),
         Err(NotOwner::Other { owner: 101, .. })

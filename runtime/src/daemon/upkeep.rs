@@ -12,7 +12,7 @@ use p2pbroker_client::{ApiError, ErrorCode, EventKind, Lease as LeaseView, MapPa
 use super::api;
 use super::broker::{Broker, Target, now_ms};
 use super::journal::LeaseRecord;
-use super::leases::{Due, LanPeer, Requester};
+use super::leases::{Due, LanPeer, Requester, wire_transport};
 use super::ownership;
 use super::proof::{Proof, owned};
 use super::{timing, views};
@@ -220,21 +220,13 @@ impl Broker {
         let who = self.owner_of(&l.rec);
         let m = &l.rec.mapping;
         let p = MapParams {
-            transport: match m.transport {
-                crate::gate::Transport::Tcp => p2pbroker_client::Transport::Tcp,
-                crate::gate::Transport::Udp => p2pbroker_client::Transport::Udp,
-            },
-            port: m.internal.port(),
-            external_port: None,
             lifetime: l.rec.expires_at.map(|e| {
                 let left = e.saturating_sub(now_ms() / 1000);
                 u32::try_from(left.max(1)).unwrap_or(u32::MAX)
             }),
-            mode: None,
             persist: l.rec.persist,
             address: Some(m.internal.ip()),
-            socket: false,
-            until_closed: false,
+            ..MapParams::new(wire_transport(m.transport), m.internal.port())
         };
         {
             let s = self.shared.lock().unwrap();

@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Instant;
 
-use p2pbroker_client::{Lease as LeaseView, LeaseState, ProbeSummary, ProbeView, Transport};
+use p2pbroker_client::{Lease as LeaseView, LeaseState, ProbeSummary, ProbeView};
 
-use super::leases::Lease;
+use super::leases::{Lease, wire_transport};
 use super::selector::{Probe, rank};
 
 /// A lease as clients see it.
@@ -14,10 +14,7 @@ pub fn lease(l: &Lease) -> LeaseView {
     let m = &l.rec.mapping;
     LeaseView {
         id: l.rec.id,
-        transport: match m.transport {
-            crate::gate::Transport::Tcp => Transport::Tcp,
-            crate::gate::Transport::Udp => Transport::Udp,
-        },
+        transport: wire_transport(m.transport),
         internal: m.internal,
         external: m.external,
         mode: l.rec.mode.clone(),

@@ -167,20 +167,9 @@ mod tests {
     use super::*;
     use crate::netinfo::LocalAddress;
 
-    fn lab() -> NetInfo {
-        NetInfo {
-            gateways: vec!["10.0.0.1".parse().unwrap()],
-            addresses: vec![LocalAddress {
-                address: "10.0.0.2".parse().unwrap(),
-                prefix_len: 24,
-                interface: "eth0".into(),
-            }],
-        }
-    }
-
     fn gate(grants: &[&str]) -> Gate {
         let grants: Vec<Grant> = grants.iter().map(|g| g.parse().unwrap()).collect();
-        Gate::compile(&grants, &lab())
+        Gate::compile(&grants, &NetInfo::lab_host())
     }
 
     fn sa(s: &str) -> SocketAddr {
@@ -269,7 +258,7 @@ mod tests {
     /// IPv6 default gateway on the LAN prefix and a global address (the
     /// link-local one is not listed).
     fn dual_stack() -> NetInfo {
-        let mut net = lab();
+        let mut net = NetInfo::lab_host();
         net.gateways.push("2001:db8:1::1".parse().unwrap());
         net.addresses.push(LocalAddress {
             address: "2001:db8:1::2".parse().unwrap(),

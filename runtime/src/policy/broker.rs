@@ -278,18 +278,6 @@ pub fn default_access() -> Vec<AccessRule> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::netinfo::LocalAddress;
-
-    fn net() -> NetInfo {
-        NetInfo {
-            gateways: vec!["10.0.0.1".parse().unwrap()],
-            addresses: vec![LocalAddress {
-                address: "10.0.0.2".parse().unwrap(),
-                prefix_len: 24,
-                interface: "eth0".into(),
-            }],
-        }
-    }
 
     fn profile(gw: Option<&str>, subnet: Option<&str>, iface: Option<&str>) -> Profile {
         Profile {
@@ -303,7 +291,7 @@ mod tests {
 
     #[test]
     fn profiles_match_on_every_matcher_they_set() {
-        let n = net();
+        let n = NetInfo::lab_host();
         assert!(profile(None, None, None).matches(&n));
         assert!(profile(Some("10.0.0.1"), Some("10.0.0.0/24"), Some("eth0")).matches(&n));
         assert!(!profile(Some("10.0.0.9"), None, None).matches(&n));

@@ -13,17 +13,7 @@ fn requests_encode_to_the_golden_lines() {
             Request {
                 v: 1,
                 id: 1,
-                op: Op::Map(MapParams {
-                    transport: Transport::Udp,
-                    port: 53,
-                    external_port: None,
-                    lifetime: None,
-                    mode: None,
-                    persist: false,
-                    address: None,
-                    socket: false,
-                    until_closed: false,
-                }),
+                op: Op::Map(MapParams::new(Transport::Udp, 53)),
             },
             r#"{"v":1,"id":1,"op":"map","transport":"udp","port":53}"#,
         ),

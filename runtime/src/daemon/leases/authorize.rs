@@ -243,6 +243,14 @@ pub fn gate_transport(t: p2pbroker_client::Transport) -> Transport {
     }
 }
 
+/// The client API's transport for a gate transport.
+pub fn wire_transport(t: Transport) -> p2pbroker_client::Transport {
+    match t {
+        Transport::Tcp => p2pbroker_client::Transport::Tcp,
+        Transport::Udp => p2pbroker_client::Transport::Udp,
+    }
+}
+
 /// This host's address to map for a local client: the one on the subnet of
 /// the first default gateway, else the first IPv4 address.
 pub fn local_internal(net: &NetInfo) -> Option<IpAddr> {

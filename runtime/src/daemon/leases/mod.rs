@@ -413,4 +413,6 @@ mod authorize;
 #[cfg(test)]
 mod tests;
 
-pub use authorize::{Authorized, LanPeer, Requester, gate_transport, local_internal};
+pub use authorize::{
+    Authorized, LanPeer, Requester, gate_transport, local_internal, wire_transport,
+};

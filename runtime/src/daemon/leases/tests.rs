@@ -2,24 +2,12 @@
 
 use super::*;
 use crate::json::MappingJson;
-use crate::netinfo::LocalAddress;
 use crate::netinfo::NetInfo;
 use crate::policy::Policy;
 use p2pbroker_client::MapParams;
 use p2pbroker_client::Transport as Wire;
 
 const NOW: u64 = 1_800_000_000_000;
-
-fn net() -> NetInfo {
-    NetInfo {
-        gateways: vec!["10.0.0.1".parse().unwrap()],
-        addresses: vec![LocalAddress {
-            address: "10.0.0.2".parse().unwrap(),
-            prefix_len: 24,
-            interface: "eth0".into(),
-        }],
-    }
-}
 
 fn policy(extra: &str) -> Policy {
     Policy::parse(&format!("version = 1\n{extra}\n[modes.pcp]\n")).unwrap()
@@ -46,17 +34,7 @@ fn lan(id: &str, ip: &str) -> Requester {
 }
 
 fn ask(port: u16) -> MapParams {
-    MapParams {
-        transport: Wire::Tcp,
-        port,
-        external_port: None,
-        lifetime: None,
-        mode: None,
-        persist: false,
-        address: None,
-        socket: false,
-        until_closed: false,
-    }
+    MapParams::new(Wire::Tcp, port)
 }
 
 fn record(id: u64, who: &Requester, internal: &str, external: &str) -> LeaseRecord {
@@ -84,7 +62,9 @@ fn record(id: u64, who: &Requester, internal: &str, external: &str) -> LeaseReco
 /// Authorise, reserve and install a lease for `who` on `port`.
 fn lease_for(t: &mut LeaseTable, who: &Requester, port: u16, ext: u16) -> u64 {
     let p = policy("");
-    let a = t.authorize(&ask(port), who, &p, &net(), NOW).unwrap();
+    let a = t
+        .authorize(&ask(port), who, &p, &NetInfo::lab_host(), NOW)
+        .unwrap();
     let id = t
         .reserve(Transport::Tcp, a.internal, Some(ext), who)
         .unwrap();
@@ -103,14 +83,14 @@ fn an_omitted_lifetime_takes_the_cap_that_applies() {
     let t = LeaseTable::new(0);
     let p = policy("[broker]\nmax_lifetime = 600");
     let a = t
-        .authorize(&ask(6881), &local(1000), &p, &net(), NOW)
+        .authorize(&ask(6881), &local(1000), &p, &NetInfo::lab_host(), NOW)
         .unwrap();
     assert_eq!(a.expires_ms, NOW + 600_000);
     assert_eq!(a.internal, "10.0.0.2:6881".parse().unwrap());
     let mut long = ask(6881);
     long.lifetime = Some(601);
     let e = t
-        .authorize(&long, &local(1000), &p, &net(), NOW)
+        .authorize(&long, &local(1000), &p, &NetInfo::lab_host(), NOW)
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::Limit);
 }
@@ -123,19 +103,25 @@ fn maps_in_flight_count_toward_every_cap() {
     );
     let me = local(1000);
     for port in [7000, 7001] {
-        let a = t.authorize(&ask(port), &me, &p, &net(), NOW).unwrap();
+        let a = t
+            .authorize(&ask(port), &me, &p, &NetInfo::lab_host(), NOW)
+            .unwrap();
         t.reserve(Transport::Tcp, a.internal, None, &me).unwrap();
     }
     // Two maps in flight, none landed yet: the per-uid cap is reached.
-    let e = t.authorize(&ask(7002), &me, &p, &net(), NOW).unwrap_err();
+    let e = t
+        .authorize(&ask(7002), &me, &p, &NetInfo::lab_host(), NOW)
+        .unwrap_err();
     assert_eq!(e.code, ErrorCode::Limit);
     assert!(e.message.contains("uid 1000"), "{}", e.message);
     // Another user fits one more; then the broker-wide cap is reached.
     let other = local(1001);
-    let a = t.authorize(&ask(7003), &other, &p, &net(), NOW).unwrap();
+    let a = t
+        .authorize(&ask(7003), &other, &p, &NetInfo::lab_host(), NOW)
+        .unwrap();
     t.reserve(Transport::Tcp, a.internal, None, &other).unwrap();
     let e = t
-        .authorize(&ask(7004), &other, &p, &net(), NOW)
+        .authorize(&ask(7004), &other, &p, &NetInfo::lab_host(), NOW)
         .unwrap_err();
     assert!(e.message.contains("maximum of 3"), "{}", e.message);
 }
@@ -215,15 +201,19 @@ fn a_lan_client_maps_only_its_own_address() {
     let t = LeaseTable::new(0);
     let p = policy("");
     let alice = lan("lan-aaaa", "10.0.0.7");
-    let a = t.authorize(&ask(7000), &alice, &p, &net(), NOW).unwrap();
+    let a = t
+        .authorize(&ask(7000), &alice, &p, &NetInfo::lab_host(), NOW)
+        .unwrap();
     assert_eq!(a.internal, "10.0.0.7:7000".parse().unwrap());
     let mut other = ask(7000);
     other.address = Some("10.0.0.8".parse().unwrap());
-    let e = t.authorize(&other, &alice, &p, &net(), NOW).unwrap_err();
+    let e = t
+        .authorize(&other, &alice, &p, &NetInfo::lab_host(), NOW)
+        .unwrap_err();
     assert_eq!(e.code, ErrorCode::Unauthorized);
     // A local user may only name this host's addresses.
     let e = t
-        .authorize(&other, &local(1000), &p, &net(), NOW)
+        .authorize(&other, &local(1000), &p, &NetInfo::lab_host(), NOW)
         .unwrap_err();
     assert!(e.message.contains("not an address of this host"));
 }
@@ -233,10 +223,16 @@ fn an_expired_policy_refuses_new_maps() {
     let t = LeaseTable::new(0);
     let p = policy("expires = \"2027-01-15T00:00:00Z\"");
     let before = p.expires_ms().unwrap() - 1;
-    t.authorize(&ask(7000), &local(1000), &p, &net(), before)
+    t.authorize(&ask(7000), &local(1000), &p, &NetInfo::lab_host(), before)
         .unwrap();
     let e = t
-        .authorize(&ask(7000), &local(1000), &p, &net(), before + 1)
+        .authorize(
+            &ask(7000),
+            &local(1000),
+            &p,
+            &NetInfo::lab_host(),
+            before + 1,
+        )
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::PolicyExpired);
     assert!(e.message.contains("2027-01-15T00:00:00Z"), "{}", e.message);
@@ -366,7 +362,9 @@ fn re_authorising_an_existing_lease_does_not_count_it_twice() {
     let mut t = LeaseTable::new(0);
     let p = policy("[[access]]\nports = \"1024-65535\"\nmax_leases = 1");
     let me = local(1000);
-    let a = t.authorize(&ask(7000), &me, &p, &net(), NOW).unwrap();
+    let a = t
+        .authorize(&ask(7000), &me, &p, &NetInfo::lab_host(), NOW)
+        .unwrap();
     let id = t.reserve(Transport::Tcp, a.internal, None, &me).unwrap();
     t.install(
         record(id, &me, "10.0.0.2:7000", "198.51.100.2:7000"),
@@ -374,13 +372,16 @@ fn re_authorising_an_existing_lease_does_not_count_it_twice() {
         NOW,
         0,
     );
-    assert!(t.authorize(&ask(7001), &me, &p, &net(), NOW).is_err());
-    t.authorize_existing(id, &ask(7000), &me, &p, &net(), NOW)
+    assert!(
+        t.authorize(&ask(7001), &me, &p, &NetInfo::lab_host(), NOW)
+            .is_err()
+    );
+    t.authorize_existing(id, &ask(7000), &me, &p, &NetInfo::lab_host(), NOW)
         .unwrap();
     // A policy that no longer covers the port refuses it.
     let tighter = policy("[[access]]\nports = \"8000-9000\"");
     let e = t
-        .authorize_existing(id, &ask(7000), &me, &tighter, &net(), NOW)
+        .authorize_existing(id, &ask(7000), &me, &tighter, &NetInfo::lab_host(), NOW)
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::Unauthorized);
 }
