@@ -64,12 +64,17 @@ fn handle() -> Option<&'static Handle> {
 /// never gets guests above itself. Raising niceness needs no privilege; if
 /// it fails the guest still runs.
 fn lower_priority() {
-    // SAFETY: gettid, getpriority and setpriority on this thread only.
+    let nice = (thread_nice() + GUEST_NICE).min(19);
+    // SAFETY: gettid and setpriority on this thread only.
     unsafe {
-        let tid = libc::gettid() as libc::id_t;
-        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
-        libc::setpriority(libc::PRIO_PROCESS, tid, (now + GUEST_NICE).min(19));
+        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice);
     }
+}
+
+/// The calling thread's niceness.
+fn thread_nice() -> i32 {
+    // SAFETY: gettid and getpriority on this thread only.
+    unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
 }
 
 /// Aborts the task when the caller stops waiting, as dropping the call's
@@ -108,15 +113,14 @@ mod tests {
     #[tokio::test]
     async fn guests_run_on_their_own_lower_priority_threads() {
         let (name, nice) = run(async {
-            // SAFETY: getpriority on this thread.
-            let nice =
-                unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
-            (std::thread::current().name().map(str::to_owned), nice)
+            (
+                std::thread::current().name().map(str::to_owned),
+                thread_nice(),
+            )
         })
         .await;
         assert_eq!(name.as_deref(), Some("p2pb-guest"));
-        // SAFETY: getpriority on this thread.
-        let ours = unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
+        let ours = thread_nice();
         assert!(
             nice >= (ours + GUEST_NICE).min(19),
             "guest nice {nice}, ours {ours}"
