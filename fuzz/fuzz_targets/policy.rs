@@ -1,23 +1,3 @@
-//! Policy TOML and signed-bundle inputs: no panic on any bytes; an accepted
-//! policy yields a spec for every MOD it lists and an order naming only
-//! them; signature files and roots never panic.
 #![no_main]
-
-use libfuzzer_sys::fuzz_target;
-use p2pbroker::netinfo::NetInfo;
-use p2pbroker::policy::Policy;
-use p2pbroker::trust::bundle::{Root, parse_sigs};
-
-fuzz_target!(|data: &[u8]| {
-    let _ = parse_sigs(data);
-    let _ = Root::parse(data);
-    if let Ok(text) = std::str::from_utf8(data)
-        && let Ok(p) = Policy::parse(text)
-    {
-        for m in p.modes.keys() {
-            assert!(p.spec(m).is_ok());
-        }
-        let (_, order) = p.order_for(&NetInfo::default());
-        assert!(order.iter().all(|m| p.modes.contains_key(m)));
-    }
-});
+//! The `policy` checks (fuzz/checks/src/policy.rs) under libFuzzer.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| p2pbroker_fuzz_checks::policy::run(data));

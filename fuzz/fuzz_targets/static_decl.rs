@@ -1,17 +1,3 @@
-//! Static forward declarations: no panic; every accepted forward has real
-//! ports and addresses.
 #![no_main]
-
-use libfuzzer_sys::fuzz_target;
-use p2pbroker_mode_static::decl::parse_forwards;
-
-fuzz_target!(|data: &[u8]| {
-    if let Ok(text) = std::str::from_utf8(data)
-        && let Ok(fwds) = parse_forwards(text)
-    {
-        for f in fwds {
-            assert!(f.external.port() != 0 && f.internal.port() != 0);
-            assert!(!f.external.ip().is_unspecified() && !f.internal.ip().is_unspecified());
-        }
-    }
-});
+//! The `static_decl` checks (fuzz/checks/src/static_decl.rs) under libFuzzer.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| p2pbroker_fuzz_checks::static_decl::run(data));

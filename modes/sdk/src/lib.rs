@@ -180,6 +180,10 @@ macro_rules! export_mode {
                 <$t as $crate::Mode>::unmap(current)
             }
         }
+        // Only a component exports the lifecycle: host builds of MODs
+        // (unit tests, the fuzz checks linking several) would otherwise
+        // define the same export symbols twice.
+        #[cfg(target_arch = "wasm32")]
         $crate::bindings::export_raw!(__P2pbLifecycle with_types_in $crate::bindings);
     };
 }
