@@ -41,7 +41,7 @@ fn main() -> anyhow::Result<()> {
         Some("fuzz") => fuzz::run(&root(), &args[1..]),
         Some("test") => test(&args[1..]),
         _ => bail!(
-            "usage: cargo xtask build-modes [--out DIR] | demo | fuzz [--minutes N] [--target T] \
+            "usage: cargo xtask build-modes [--out DIR] | demo | fuzz [--minutes N] [--target T] [--fresh] \
              [--runs N] | test [CARGO TEST ARGS]"
         ),
     }

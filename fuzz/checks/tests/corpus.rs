@@ -61,7 +61,71 @@ fn every_target_is_listed_and_has_a_corpus_and_dictionary() {
     corpora.sort();
     assert_eq!(corpora, listed);
     for t in &listed {
-        let dict = fuzz_dir().join("dict").join(format!("{t}.dict"));
-        assert!(dict.is_file(), "no dictionary {}", dict.display());
+        let path = fuzz_dir().join("dict").join(format!("{t}.dict"));
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("dictionary {}: {e}", path.display()));
+        let mut entries = 0;
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            // libFuzzer refuses the whole run over one bad line.
+            dict_entry(line).unwrap_or_else(|e| panic!("fuzz/dict/{t}.dict:{}: {e}", n + 1));
+            entries += 1;
+        }
+        assert!(entries > 0, "fuzz/dict/{t}.dict has no entry");
+    }
+}
+
+/// The token of one dictionary line in libFuzzer's syntax (`"…"` or
+/// `name="…"`; escapes `\\`, `\"` and `\xNN` only).
+fn dict_entry(line: &str) -> Result<Vec<u8>, String> {
+    let quoted = match line.find('"') {
+        Some(0) => line,
+        Some(i) if line[..i].ends_with('=') => &line[i..],
+        _ => return Err("not a quoted token".into()),
+    };
+    let inner = quoted
+        .strip_prefix('"')
+        .and_then(|q| q.strip_suffix('"'))
+        .filter(|q| !q.is_empty())
+        .ok_or("an empty or unterminated token")?;
+    let mut out = Vec::new();
+    let mut bytes = inner.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'"' => return Err("an unescaped quote".into()),
+            b'\\' => match bytes.next() {
+                Some(c @ (b'\\' | b'"')) => out.push(c),
+                Some(b'x') => {
+                    let (Some(h), Some(l)) = (bytes.next(), bytes.next()) else {
+                        return Err("a short \\x escape".into());
+                    };
+                    let hex = String::from_utf8_lossy(&[h, l]).into_owned();
+                    out.push(u8::from_str_radix(&hex, 16).map_err(|_| format!("bad \\x{hex}"))?);
+                }
+                _ => return Err("an unknown escape".into()),
+            },
+            b => out.push(b),
+        }
+    }
+    Ok(out)
+}
+
+#[test]
+fn dictionary_lines_parse_as_libfuzzer_reads_them() {
+    assert_eq!(dict_entry(r#""a\x00\"\\""#).unwrap(), b"a\0\"\\");
+    assert_eq!(dict_entry(r#"kw="x""#).unwrap(), b"x");
+    for bad in [
+        "x",
+        r#""""#,
+        r#""a"b""#,
+        r#""\q""#,
+        r#""\x4""#,
+        r#""\xzz""#,
+        r#""open"#,
+    ] {
+        assert!(dict_entry(bad).is_err(), "{bad}");
     }
 }

@@ -1,12 +1,14 @@
-//! `cargo xtask fuzz [--minutes N] [--target T] [--runs N]`: run the
+//! `cargo xtask fuzz [--minutes N] [--target T] [--runs N] [--fresh]`: run the
 //! cargo-fuzz targets under `fuzz/` one after another and summarise.
 //!
 //! Each target runs for `--minutes` (default 1: a smoke run) or until
 //! `--runs` executions, whichever comes first (`--runs` alone: no time
 //! limit). Its corpus persists in `target/fuzz-corpus/T`, kept out of git;
-//! a curated `fuzz/corpus/T`, when there is one, is read as seeds. The
-//! output of each run goes to `target/fuzz-logs/T.log`; the summary reads
-//! libFuzzer's final stats from it. Exits non-zero if any target crashed,
+//! the committed `fuzz/corpus/T` is read as seeds and `fuzz/dict/T.dict`
+//! given as the dictionary. `--fresh` starts from the seeds alone (an
+//! emptied `target/fuzz-fresh/T`), as a time-to-find measurement must.
+//! The output of each run goes to `target/fuzz-logs/T.log`; the summary
+//! reads libFuzzer's final stats from it. Exits non-zero if any target crashed,
 //! naming the file that holds the input.
 
 use std::fmt;
@@ -34,6 +36,8 @@ struct Options {
     minutes: Option<u64>,
     runs: Option<u64>,
     target: Option<String>,
+    /// Start from the committed seeds alone, not the grown corpus.
+    fresh: bool,
 }
 
 fn options(args: &[String]) -> anyhow::Result<Options> {
@@ -41,6 +45,7 @@ fn options(args: &[String]) -> anyhow::Result<Options> {
         minutes: None,
         runs: None,
         target: None,
+        fresh: false,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -49,7 +54,8 @@ fn options(args: &[String]) -> anyhow::Result<Options> {
             "--minutes" => o.minutes = Some(value()?.parse().context("--minutes: a whole number")?),
             "--runs" => o.runs = Some(value()?.parse().context("--runs: a whole number")?),
             "--target" => o.target = Some(value()?.clone()),
-            _ => bail!("usage: cargo xtask fuzz [--minutes N] [--target T] [--runs N]"),
+            "--fresh" => o.fresh = true,
+            _ => bail!("usage: cargo xtask fuzz [--minutes N] [--target T] [--runs N] [--fresh]"),
         }
     }
     if o.minutes.is_none() && o.runs.is_none() {
@@ -113,7 +119,15 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
 }
 
 fn run_one(root: &Path, target: &str, o: &Options) -> anyhow::Result<(Stats, Outcome)> {
-    let corpus = corpus_dir(root, target);
+    let corpus = if o.fresh {
+        let dir = root.join("target/fuzz-fresh").join(target);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        dir
+    } else {
+        corpus_dir(root, target)
+    };
     let logs = root.join("target/fuzz-logs");
     std::fs::create_dir_all(&corpus)?;
     std::fs::create_dir_all(&logs)?;
@@ -125,8 +139,12 @@ fn run_one(root: &Path, target: &str, o: &Options) -> anyhow::Result<(Stats, Out
     if curated.is_dir() {
         cmd.arg(curated); // read as seeds; new inputs go to the first folder
     }
-    cmd.arg("--")
-        .arg("-print_final_stats=1")
+    cmd.arg("--");
+    let dict = root.join("fuzz/dict").join(format!("{target}.dict"));
+    if dict.is_file() {
+        cmd.arg(format!("-dict={}", dict.display()));
+    }
+    cmd.arg("-print_final_stats=1")
         .arg(format!("-timeout={UNIT_TIMEOUT_SECS}"));
     if let Some(m) = o.minutes {
         cmd.arg(format!("-max_total_time={}", m * 60));
@@ -274,5 +292,6 @@ mod tests {
         assert!(options(&["--minutes".to_string()]).is_err());
         assert!(options(&["--minutes".to_string(), "x".to_string()]).is_err());
         assert!(options(&["--bogus".to_string()]).is_err());
+        assert!(!o.fresh && options(&["--fresh".to_string()]).unwrap().fresh);
     }
 }
