@@ -4,7 +4,8 @@
 //! Each target runs for `--minutes` (default 1: a smoke run) or until
 //! `--runs` executions, whichever comes first (`--runs` alone: no time
 //! limit). Its corpus persists in `target/fuzz-corpus/T`, kept out of git;
-//! a curated `fuzz/corpus/T`, when there is one, is read as seeds. The
+//! the committed seeds in `fuzz/corpus/T` ([`seeds`] makes them) are read
+//! too, never written. The
 //! output of each run goes to `target/fuzz-logs/T.log`; the summary reads
 //! libFuzzer's final stats from it. Exits non-zero if any target crashed,
 //! naming the file that holds the input.
@@ -18,6 +19,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 
 mod log;
+pub mod seeds;
 
 use log::{Stats, excerpt, parse_log, printable};
 
@@ -200,11 +202,8 @@ const RUN_VARS: &[&str] = &[
     "CARGO_PRIMARY_PACKAGE",
 ];
 
-/// `cargo fuzz` in the project root. cargo-fuzz needs nightly features;
-/// `RUSTC_BOOTSTRAP` lets a stable toolchain provide them.
-fn cargo_fuzz(root: &Path) -> Command {
-    let mut c = Command::new(cargo());
-    c.arg("fuzz").current_dir(root).env("RUSTC_BOOTSTRAP", "1");
+/// `c` without [`RUN_VARS`].
+fn without_run_vars(mut c: Command) -> Command {
     for (name, _) in std::env::vars_os() {
         if let Some(name) = name.to_str()
             && RUN_VARS.iter().any(|p| name.starts_with(p))
@@ -212,6 +211,14 @@ fn cargo_fuzz(root: &Path) -> Command {
             c.env_remove(name);
         }
     }
+    c
+}
+
+/// `cargo fuzz` in the project root. cargo-fuzz needs nightly features;
+/// `RUSTC_BOOTSTRAP` lets a stable toolchain provide them.
+fn cargo_fuzz(root: &Path) -> Command {
+    let mut c = without_run_vars(Command::new(cargo()));
+    c.arg("fuzz").current_dir(root).env("RUSTC_BOOTSTRAP", "1");
     c
 }
 
