@@ -8,6 +8,9 @@
 //!   (root; see demo.rs).
 //! - `fuzz [--minutes N] [--target T] [--runs N]`: run the fuzz targets
 //!   one after another and print a summary (see fuzz/mod.rs).
+//! - `fuzz-seeds [--no-merge] [--target-dir DIR]`: regenerate the seed
+//!   corpora `fuzz/corpus/T` from the NAT lab's captures (root) and the
+//!   project's own files (see fuzz/seeds.rs).
 //! - `test`: install what the suite needs on a fresh machine (the wasm
 //!   target; as root, the NAT lab's Debian packages), then run
 //!   `cargo test --workspace`.
@@ -39,10 +42,11 @@ fn main() -> anyhow::Result<()> {
         }
         Some("demo") => demo(),
         Some("fuzz") => fuzz::run(&root(), &args[1..]),
+        Some("fuzz-seeds") => fuzz::seeds::run(&root(), &args[1..]),
         Some("test") => test(&args[1..]),
         _ => bail!(
-            "usage: cargo xtask build-modes [--out DIR] | demo | fuzz [--minutes N] [--target T] [--fresh] \
-             [--runs N] | test [CARGO TEST ARGS]"
+            "usage: cargo xtask build-modes [--out DIR] | demo | fuzz [--minutes N] [--target T] \
+             [--runs N] [--fresh] | fuzz-seeds [--no-merge] [--target-dir DIR] | test [CARGO TEST ARGS]"
         ),
     }
 }

@@ -225,9 +225,28 @@ fn dump(
     transport: Transport,
     port: Option<u16>,
 ) -> Result<Vec<SocketEntry>, DiagError> {
-    const SEQ: u32 = 1;
+    let mut out = Vec::new();
+    dump_batches(family, transport, port, |b| {
+        parse(b, DUMP_SEQ, port, &mut out)
+    })?;
+    Ok(out)
+}
+
+/// The sequence number of every dump's request (each dump has its socket).
+pub const DUMP_SEQ: u32 = 1;
+
+/// Ask for a dump (see [`request`]) on a socket of its own and hand each
+/// batch the kernel answers to `each`, until it says the dump is done or
+/// fails (4096 batches at most; a recv waits two seconds at most).
+/// [`query`] parses the batches; tests keep the kernel's bytes.
+pub fn dump_batches(
+    family: u8,
+    transport: Transport,
+    port: Option<u16>,
+    mut each: impl FnMut(&[u8]) -> Result<Batch, DiagError>,
+) -> Result<(), DiagError> {
     let sock = open()?;
-    let req = request(SEQ, family, transport, port);
+    let req = request(DUMP_SEQ, family, transport, port);
     // SAFETY: sockaddr_nl zeroed is the kernel's address (pid 0).
     let mut to: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
     to.nl_family = libc::AF_NETLINK as libc::sa_family_t;
@@ -247,15 +266,14 @@ fn dump(
     }
     // The kernel's dump batches are at most 32 KiB.
     let mut buf = vec![0u8; 64 * 1024];
-    let mut out = Vec::new();
     for _ in 0..BATCHES_MAX {
         // SAFETY: recv into a buffer we own, of its length.
         let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
         if n < 0 {
             return Err(DiagError::Refused(errno()));
         }
-        if parse(&buf[..n as usize], SEQ, port, &mut out)? == Batch::Done {
-            return Ok(out);
+        if each(&buf[..n as usize])? == Batch::Done {
+            return Ok(());
         }
     }
     Err(DiagError::Malformed("a dump without end"))

@@ -4,11 +4,12 @@
 //! Each target runs for `--minutes` (default 1: a smoke run) or until
 //! `--runs` executions, whichever comes first (`--runs` alone: no time
 //! limit). Its corpus persists in `target/fuzz-corpus/T`, kept out of git;
-//! the committed `fuzz/corpus/T` is read as seeds and `fuzz/dict/T.dict`
-//! given as the dictionary. `--fresh` starts from the seeds alone (an
-//! emptied `target/fuzz-fresh/T`), as a time-to-find measurement must.
-//! The output of each run goes to `target/fuzz-logs/T.log`; the summary
-//! reads libFuzzer's final stats from it. Exits non-zero if any target crashed,
+//! the committed seeds in `fuzz/corpus/T` ([`seeds`] makes them) are read
+//! too, never written, and `fuzz/dict/T.dict` is the dictionary. `--fresh`
+//! starts from the seeds alone (an emptied `target/fuzz-fresh/T`), as a
+//! time-to-find measurement must. The output of each run goes to
+//! `target/fuzz-logs/T.log`; the summary reads libFuzzer's final stats
+//! from it. Exits non-zero if any target crashed,
 //! naming the file that holds the input.
 
 use std::fmt;
@@ -20,6 +21,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 
 mod log;
+pub mod seeds;
 
 use log::{Stats, excerpt, parse_log, printable};
 
@@ -218,11 +220,8 @@ const RUN_VARS: &[&str] = &[
     "CARGO_PRIMARY_PACKAGE",
 ];
 
-/// `cargo fuzz` in the project root. cargo-fuzz needs nightly features;
-/// `RUSTC_BOOTSTRAP` lets a stable toolchain provide them.
-fn cargo_fuzz(root: &Path) -> Command {
-    let mut c = Command::new(cargo());
-    c.arg("fuzz").current_dir(root).env("RUSTC_BOOTSTRAP", "1");
+/// `c` without [`RUN_VARS`].
+fn without_run_vars(mut c: Command) -> Command {
     for (name, _) in std::env::vars_os() {
         if let Some(name) = name.to_str()
             && RUN_VARS.iter().any(|p| name.starts_with(p))
@@ -230,6 +229,14 @@ fn cargo_fuzz(root: &Path) -> Command {
             c.env_remove(name);
         }
     }
+    c
+}
+
+/// `cargo fuzz` in the project root. cargo-fuzz needs nightly features;
+/// `RUSTC_BOOTSTRAP` lets a stable toolchain provide them.
+fn cargo_fuzz(root: &Path) -> Command {
+    let mut c = without_run_vars(Command::new(cargo()));
+    c.arg("fuzz").current_dir(root).env("RUSTC_BOOTSTRAP", "1");
     c
 }
 
