@@ -10,7 +10,7 @@
 //!   one after another and print a summary (see fuzz/mod.rs).
 //! - `fuzz-seeds [--no-merge] [--target-dir DIR]`: regenerate the seed
 //!   corpora `fuzz/corpus/T` from the NAT lab's captures (root) and the
-//!   project's own files (see fuzz/seeds.rs).
+//!   project's own files (see fuzz/seeds/mod.rs).
 //! - `test`: install what the suite needs on a fresh machine (the wasm
 //!   target; as root, the NAT lab's Debian packages), then run
 //!   `cargo test --workspace`.
