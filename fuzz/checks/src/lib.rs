@@ -14,6 +14,7 @@ pub mod natpmp;
 pub mod pcp;
 pub mod policy;
 pub mod proc_net;
+pub mod sigdata;
 pub mod sock_diag;
 pub mod static_decl;
 pub mod upnp;

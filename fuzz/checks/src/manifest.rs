@@ -1,6 +1,8 @@
 //! MOD binaries as the trust layer reads them: section splitting, signature
 //! data, manifests. No panic; accepted signature data round-trips through
-//! its encoding; an accepted manifest's grants all parse.
+//! its encoding; an accepted manifest's grants all parse. The same input
+//! also shapes signature data with consistent lengths ([`crate::sigdata`]),
+//! where bytes left over inside any record must be refused.
 
 use p2pbroker::trust::{manifest, wasmsig};
 
@@ -16,4 +18,5 @@ pub fn run(data: &[u8]) {
     if let Ok(Some(m)) = manifest::read(&bin) {
         assert!(m.parsed_grants().is_ok());
     }
+    crate::sigdata::run(data);
 }
