@@ -18,9 +18,12 @@ pub mod sock_diag;
 pub mod static_decl;
 pub mod upnp;
 
+/// One target's checks, run on one input.
+pub type Check = fn(&[u8]);
+
 /// Every target by name (the name of its `fuzz/fuzz_targets/` file and
 /// its corpus folder) and its checks.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Check)] = &[
     ("api_framing", api_framing::run),
     ("api_request", api_request::run),
     ("journal", journal::run),
