@@ -23,6 +23,7 @@ pub mod proc_net;
 pub mod sock_diag;
 pub mod static_decl;
 pub mod upnp;
+pub mod upnp_http;
 
 /// One target's checks, run on one input.
 pub type Check = fn(&[u8]);
@@ -42,6 +43,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("sock_diag", sock_diag::run),
     ("static_decl", static_decl::run),
     ("upnp", upnp::run),
+    ("upnp_http", upnp_http::run),
 ];
 
 /// Deterministic inputs for the unit tests of the structure-aware targets,
