@@ -19,6 +19,7 @@ pub mod natpmp;
 pub mod pcp;
 pub mod pcp_packet;
 pub mod policy;
+pub mod policy_gen;
 pub mod proc_net;
 pub mod sock_diag;
 pub mod static_decl;
@@ -39,6 +40,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("pcp", pcp::run),
     ("pcp_packet", pcp_packet::run),
     ("policy", policy::run),
+    ("policy_gen", policy_gen::run),
     ("proc_net", proc_net::run),
     ("sock_diag", sock_diag::run),
     ("static_decl", static_decl::run),
