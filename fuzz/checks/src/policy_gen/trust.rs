@@ -75,17 +75,15 @@ impl TrustModel {
         let mut keys: BTreeMap<String, (String, Option<usize>)> = BTreeMap::new();
         for (name, k) in self.keys.iter().take(ITEMS_MAX) {
             let n = usize::from(*name) % KEY_NAMES.len();
-            let key = match fault(*k, 3) {
-                Some(0) => (hex(*k, 62), None),
-                Some(1) => (not_hex(KEYS[n].into()), None),
-                // The other name's key.
-                Some(_) => (KEYS[1 - n].into(), Some(1 - n)),
+            let key = match (fault(*k, 2), k % 8) {
+                (Some(0), _) => (hex(*k, 62), None),
+                (Some(_), _) => (not_hex(KEYS[n].into()), None),
+                // The other name's key: one signer would count twice.
+                (None, 7) => (KEYS[1 - n].into(), Some(1 - n)),
                 // Hex digits in either case, and whitespace around them.
-                None => match k % 3 {
-                    0 => (KEYS[n].into(), Some(n)),
-                    1 => (KEYS[n].to_uppercase(), Some(n)),
-                    _ => (format!(" {} ", KEYS[n]), Some(n)),
-                },
+                (None, 1) => (KEYS[n].to_uppercase(), Some(n)),
+                (None, 2) => (format!(" {} ", KEYS[n]), Some(n)),
+                (None, _) => (KEYS[n].into(), Some(n)),
             };
             keys.insert(KEY_NAMES[n].to_string(), key);
         }

@@ -68,13 +68,14 @@ impl Int {
     pub fn pick(self, f: &Field, faults: &mut Faults) -> i64 {
         let (lo, hi, max) = (i128::from(f.lo), i128::from(f.hi), i128::from(f.max));
         let x = i128::from(self.x);
-        let v: i128 = match fault(self.edge, 7) {
-            Some(0) => lo - 1,
-            Some(1) => hi + 1,
-            Some(2) => 0,
-            Some(3) => -1 - x % 1000,
-            Some(4) => max,
-            Some(5) => max + 1,
+        // Faults at the ends of the range come first: a check off by one
+        // shows there.
+        let v: i128 = match fault(self.edge, 10) {
+            Some(0..=2) => lo - 1,
+            Some(3..=5) => hi + 1,
+            Some(6) => 0,
+            Some(7) => -1 - x % 1000,
+            Some(8) => max + 1,
             Some(_) => i128::from(i64::MAX),
             None => match self.edge % 4 {
                 0 => lo,
