@@ -61,10 +61,15 @@ struct LanModel {
 
 /// What an accepted policy's fleet sections must hold.
 pub struct Expect {
+    /// `[[profiles]]`.
     pub profiles: Vec<Profile>,
+    /// `[[access]]`.
     pub access: Vec<AccessRule>,
+    /// `[lan]`.
     pub lan: Option<LanSettings>,
+    /// `[trust]`, with its defaults when absent.
     pub trust: TrustSettings,
+    /// `[services]`, with its defaults when absent.
     pub services: Services,
     /// The config keys `[services]` offers every MOD.
     pub service_config: Vec<(String, String)>,

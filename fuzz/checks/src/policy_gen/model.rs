@@ -76,19 +76,29 @@ struct Broker {
 /// What an accepted policy must hold: the values built, defaults where a
 /// key was left out.
 pub struct Expect {
+    /// `serial`.
     pub serial: Option<u64>,
+    /// `issued_at`, as written.
     pub issued_at: Option<String>,
+    /// `expires`, as written.
     pub expires: Option<String>,
+    /// The top-level `order`.
     pub order: Vec<String>,
+    /// `[broker]`, defaults filled in.
     pub broker: BrokerSettings,
+    /// The fleet sections.
     pub fleet: super::fleet::Expect,
+    /// Each MOD by name.
     pub modes: BTreeMap<String, ModeExpect>,
 }
 
 /// A built policy: its text, the refusals it calls for, what it holds.
 pub struct Built {
+    /// The policy as TOML.
     pub text: String,
+    /// The refusals its values call for.
     pub faults: Faults,
+    /// What it holds if accepted.
     pub expect: Expect,
 }
 

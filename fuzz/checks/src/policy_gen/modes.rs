@@ -54,14 +54,20 @@ enum ConfigKey {
 
 /// One MOD's entry as an accepted policy must hold it.
 pub struct ModeExpect {
+    /// Grant strings, as written.
     pub grants: Vec<String>,
+    /// Its own config.
     pub config: BTreeMap<String, String>,
     /// What its spec's config holds: `[services]` fills in what the MOD's
     /// own config leaves out.
     pub spec_config: BTreeMap<String, String>,
+    /// Limits, defaults filled in.
     pub limits: Limits,
+    /// The pinned hash, as written.
     pub sha256: Option<String>,
+    /// Signer names.
     pub signers: Option<Vec<String>>,
+    /// Its own signature threshold.
     pub threshold: Option<u32>,
 }
 

@@ -18,7 +18,7 @@ impl Faults {
     }
 }
 
-/// The largest `u32`, as fields' type limits.
+/// The largest `u32`, for fields of that type.
 pub const U32_MAX: u64 = u32::MAX as u64;
 /// The largest `u64`, and `usize` on the 64-bit hosts the fuzzer runs on.
 pub const U64_MAX: u64 = u64::MAX;
@@ -26,10 +26,15 @@ pub const U64_MAX: u64 = u64::MAX;
 /// An integer key: its TOML name, the name its range check reports, the
 /// documented range and the largest value its Rust type holds.
 pub struct Field<'a> {
+    /// The TOML key (a type error quotes its line).
     pub key: &'a str,
+    /// What the range check names.
     pub path: String,
+    /// Smallest valid value.
     pub lo: u64,
+    /// Largest valid value.
     pub hi: u64,
+    /// Largest value of the Rust type.
     pub max: u64,
 }
 

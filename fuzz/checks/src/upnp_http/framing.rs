@@ -92,7 +92,7 @@ enum Framing {
 
 /// Content-Length headers.
 #[derive(Arbitrary, Debug)]
-pub struct Length {
+struct Length {
     case: Case,
     /// More identical headers (allowed when they agree).
     copies: u8,
@@ -102,7 +102,7 @@ pub struct Length {
 
 /// What a Content-Length says.
 #[derive(Arbitrary, Debug, Clone, Copy)]
-pub enum LengthValue {
+enum LengthValue {
     Honest,
     LeadingZeros(u8),
     /// More bytes than the body holds: the response is truncated.
@@ -115,10 +115,11 @@ pub enum LengthValue {
     Conflict(u16),
 }
 
-/// What the parsers must say about built bytes. `body: None` when the
-/// response must be refused; `complete: None` when either is right.
+/// What the parsers must say about built bytes.
 pub struct Expect {
+    /// The body `parse_response` gives; `None`: it must refuse them.
     pub body: Option<Vec<u8>>,
+    /// What `is_complete` says; `None`: either is right.
     pub complete: Option<bool>,
 }
 
@@ -135,8 +136,11 @@ impl Expect {
 /// Built bytes and what they must parse to; `expect: None` when they are
 /// malformed in a way with no single right answer.
 pub struct Built {
+    /// The response.
     pub bytes: Vec<u8>,
+    /// Its status code.
     pub status: u16,
+    /// What it must parse to.
     pub expect: Option<Expect>,
     /// Ended by the close of the connection: a prefix parses too.
     pub close_delimited: bool,
@@ -148,8 +152,10 @@ const HEADERS_MAX: usize = 48;
 const NOISE_MAX: usize = 56;
 
 impl Length {
-    /// Writes the headers for a body of `len` bytes; the expectation.
-    fn write(&self, head: &mut Vec<String>, len: usize, body: &[u8]) -> Expect {
+    /// Writes the headers for `body` into `head`; what the parsers must
+    /// say.
+    fn write(&self, head: &mut Vec<String>, body: &[u8]) -> Expect {
+        let len = body.len();
         let name = self.case.apply("Content-Length");
         let pad = |v: String| if self.padded { format!(" {v}  ") } else { v };
         let (value, expect) = match self.value {
@@ -258,7 +264,7 @@ impl Response {
         let (mut expect, close_delimited) = match &self.framing {
             Framing::Length(l) => {
                 tail.extend_from_slice(body);
-                (Some(l.write(&mut head, body.len(), body)), false)
+                (Some(l.write(&mut head, body)), false)
             }
             Framing::Chunked(c) => (c.write(&mut head, &mut tail, body), false),
             Framing::Close => {
