@@ -115,6 +115,7 @@ fn upnp_off_falls_back_and_says_why() {
     let lab = Lab::up(GatewayOptions {
         upnp: false,
         natpmp: true,
+        ..GatewayOptions::default()
     });
     let d = Daemon::start(&lab, "broker", &all_modes());
     let probe = d.json(&["probe", "--json"]);
@@ -141,6 +142,7 @@ fn every_protocol_off_gives_each_mods_reason() {
     let lab = Lab::up(GatewayOptions {
         upnp: false,
         natpmp: false,
+        ..GatewayOptions::default()
     });
     let d = Daemon::start(&lab, "broker", &all_modes());
     let _app = Reaped(lab.listen(true, 7004, 60));

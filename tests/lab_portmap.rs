@@ -211,6 +211,7 @@ fn nat_pmp_switched_off_is_a_clear_error() {
     let lab = Lab::up(GatewayOptions {
         upnp: true,
         natpmp: false,
+        ..GatewayOptions::default()
     });
     let p = call(&lab, NAT_PMP, "probe", &[]);
     assert_eq!(p["ok"], false, "{p}");
