@@ -90,6 +90,9 @@ pub enum Outcome {
     Silence,
     /// The broker's gate refused the destination.
     Denied,
+    /// The server answered with an error (e.g. 420: it does not know
+    /// CHANGE-REQUEST); the text says which.
+    Refused(String),
 }
 
 /// The verdict.
@@ -118,6 +121,8 @@ pub enum Failed {
     NoAnswer,
     /// Test I's destination was refused by the gate.
     Denied,
+    /// Test I got an error response.
+    Refused(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,6 +226,7 @@ impl Discovery {
                 }
                 Outcome::Silence => self.fail(Failed::NoAnswer),
                 Outcome::Denied => self.fail(Failed::Denied),
+                Outcome::Refused(why) => self.fail(Failed::Refused(why)),
             }
             return;
         };
@@ -290,10 +296,11 @@ impl Discovery {
                     phase = after;
                 }
                 Outcome::Silence => phase = Phase::Filter3,
-                Outcome::Denied => {
-                    report
-                        .notes
-                        .push("filtering test II: denied by the broker's gate".into());
+                other_outcome => {
+                    report.notes.push(format!(
+                        "filtering test II (change IP and port): {}",
+                        describe(&other_outcome)
+                    ));
                     phase = after;
                 }
             },
@@ -310,9 +317,10 @@ impl Discovery {
                     Outcome::Silence => {
                         report.filtering = Some(Behaviour::AddressAndPortDependent);
                     }
-                    Outcome::Denied => report
-                        .notes
-                        .push("filtering test III: denied by the broker's gate".into()),
+                    other_outcome => report.notes.push(format!(
+                        "filtering test III (change port): {}",
+                        describe(&other_outcome)
+                    )),
                 }
                 phase = after;
             }
@@ -334,8 +342,8 @@ impl Discovery {
             r.hairpinning = arrived;
             if arrived.is_none() {
                 r.notes.push(
-                    "hairpinning untested: the policy does not let this MOD send to its own \
-                     reflexive address"
+                    "the policy does not let this MOD send to its own reflexive address \
+                     (optional grant udp:send,receive@0.0.0.0/0:1-65535)"
                         .into(),
                 );
             }
@@ -366,11 +374,12 @@ impl Discovery {
     }
 }
 
-fn describe(o: &Outcome) -> &'static str {
+fn describe(o: &Outcome) -> String {
     match o {
-        Outcome::Answer(..) => "answered",
-        Outcome::Silence => "no answer",
-        Outcome::Denied => "denied by the broker's gate",
+        Outcome::Answer(..) => "answered".into(),
+        Outcome::Silence => "no answer".into(),
+        Outcome::Denied => "denied by the broker's gate".into(),
+        Outcome::Refused(why) => format!("refused: {why}"),
     }
 }
 
@@ -617,6 +626,35 @@ mod tests {
                 change: Change::NONE
             }
         );
+    }
+
+    #[test]
+    fn an_error_to_change_request_leaves_filtering_unknown_not_restrictive() {
+        // A server without RFC 5780 support that still sent OTHER-ADDRESS
+        // refuses CHANGE-REQUEST (420): that says nothing about the NAT.
+        let mut d = Discovery::new(primary(), vec![], false);
+        let mut steps = 0;
+        while let Next::Ask { to, change, .. } = d.next() {
+            steps += 1;
+            assert!(steps < 20);
+            let o = if change == Change::NONE {
+                let b = Binding {
+                    mapped: sa("198.51.100.2:40000"),
+                    origin: None,
+                    other: Some(other()),
+                };
+                Outcome::Answer(b, to)
+            } else {
+                Outcome::Refused("STUN error 420: Unknown Attribute".into())
+            };
+            d.answered(o);
+        }
+        let r = d.report().unwrap();
+        assert_eq!(r.filtering, None);
+        assert!(r.notes[0].contains("420"), "{:?}", r.notes);
+        let mut d = Discovery::new(primary(), vec![], false);
+        d.answered(Outcome::Refused("STUN error 500".into()));
+        assert_eq!(d.report(), Err(Failed::Refused("STUN error 500".into())));
     }
 
     #[test]
