@@ -10,7 +10,7 @@ mod harness;
 mod lab;
 
 use lab::nat::Behaviour;
-use lab::{GatewayOptions, Lab, NatKind, Ns, PUB_ALT_IP, PUB_IP};
+use lab::{GatewayOptions, Lab, NatKind, PUB_ALT_IP, PUB_IP};
 use serde_json::Value;
 
 const STUN: &str = "modes/stun";
@@ -29,7 +29,6 @@ fn stun(lab: &Lab, call: &str, servers: &str, extra_grants: &[&str]) -> Value {
     let component = harness::component_path(STUN);
     let config = format!("stun_servers={servers}");
     let mut args = vec![
-        env!("CARGO_BIN_EXE_p2pb"),
         "mode",
         "run",
         "--json",
@@ -43,14 +42,7 @@ fn stun(lab: &Lab, call: &str, servers: &str, extra_grants: &[&str]) -> Value {
     }
     args.push(component.to_str().unwrap());
     args.push(call);
-    let out = lab.exec(Ns::Host, &args);
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-        panic!(
-            "p2pb printed no JSON: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    lab.p2pb_json(&args)
 }
 
 fn both_servers() -> String {

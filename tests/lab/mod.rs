@@ -460,6 +460,21 @@ impl Lab {
         child
     }
 
+    /// Run `p2pb ARGS` (a command that prints JSON) in the host namespace
+    /// and parse what it printed; panics with its output otherwise.
+    pub fn p2pb_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec![env!("CARGO_BIN_EXE_p2pb")];
+        all.extend_from_slice(args);
+        let out = self.exec(Ns::Host, &all);
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+            panic!(
+                "p2pb printed no JSON: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    }
+
     /// From the public peer, try `addr` (`IP:PORT` or `[IPv6]:PORT`) and
     /// return what came back (empty on failure), waiting at most 2 s.
     pub fn reach(&self, tcp: bool, addr: &str) -> String {
