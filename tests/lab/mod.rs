@@ -19,6 +19,7 @@
 //! what is missing (tests never skip silently).
 #![allow(dead_code)]
 
+pub mod corp;
 pub mod nat;
 pub mod site;
 pub mod v6;
@@ -463,7 +464,12 @@ impl Lab {
     /// Run `p2pb ARGS` (a command that prints JSON) in the host namespace
     /// and parse what it printed; panics with its output otherwise.
     pub fn p2pb_json(&self, args: &[&str]) -> serde_json::Value {
-        let mut all = vec![env!("CARGO_BIN_EXE_p2pb")];
+        // Set for the p2pbroker package's tests and benches; the xtask that
+        // also includes this module runs its own binary path.
+        let Some(p2pb) = option_env!("CARGO_BIN_EXE_p2pb") else {
+            panic!("p2pb_json: only for the p2pbroker package's tests")
+        };
+        let mut all = vec![p2pb];
         all.extend_from_slice(args);
         let out = self.exec(Ns::Host, &all);
         serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
@@ -606,7 +612,7 @@ while True:
     s.sendto(b"hello-from-host", a)
 "#;
 
-const TCP_CLIENT: &str = r#"
+pub const TCP_CLIENT: &str = r#"
 import socket, sys
 try:
     c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2)
