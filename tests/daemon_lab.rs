@@ -12,7 +12,7 @@ mod harness;
 mod lab;
 
 use daemon::{Daemon, Reaped, eventually};
-use lab::{GatewayOptions, Lab};
+use lab::{GatewayOptions, Lab, NatKind, PUB_ALT_IP, PUB_IP};
 use serde_json::Value;
 
 /// The built-in MODs with the grants of the default policy.
@@ -115,6 +115,7 @@ fn upnp_off_falls_back_and_says_why() {
     let lab = Lab::up(GatewayOptions {
         upnp: false,
         natpmp: true,
+        ..GatewayOptions::default()
     });
     let d = Daemon::start(&lab, "broker", &all_modes());
     let probe = d.json(&["probe", "--json"]);
@@ -141,6 +142,7 @@ fn every_protocol_off_gives_each_mods_reason() {
     let lab = Lab::up(GatewayOptions {
         upnp: false,
         natpmp: false,
+        ..GatewayOptions::default()
     });
     let d = Daemon::start(&lab, "broker", &all_modes());
     let _app = Reaped(lab.listen(true, 7004, 60));
@@ -511,4 +513,74 @@ fn two_applications_behind_two_gateways_reach_each_other() {
         "",
         "released with broker B"
     );
+}
+
+/// The built-in policy's MODs plus the stun MOD and the lab's STUN server
+/// (both addresses).
+fn with_stun(order: &[&str]) -> String {
+    format!(
+        "{}\n[modes.stun]\ngrants = [\"udp:send,receive@stun:1-65535\"]\n\
+         [services]\nstun = [\"{PUB_IP}:3478\", \"{PUB_ALT_IP}:3478\"]\n",
+        policy(order, "", "")
+    )
+}
+
+#[test]
+fn probe_shows_a_symmetric_nat_and_a_failed_map_says_only_a_relay_helps() {
+    let lab = Lab::up(GatewayOptions {
+        upnp: false,
+        natpmp: false,
+        nat: NatKind::Symmetric,
+    });
+    let d = Daemon::start(&lab, "broker", &with_stun(&["pcp", "nat-pmp"]));
+    let p = d.json(&["probe", "--json"]);
+    let nat = &p["nat"];
+    assert_eq!(nat["mode"], "stun", "{p}");
+    assert_eq!(nat["ok"], true, "{p}");
+    assert_eq!(nat["mapping"], "address-and-port-dependent", "{nat}");
+    assert_eq!(nat["filtering"], "address-and-port-dependent", "{nat}");
+    assert_eq!(nat["traversal"], "relay", "{nat}");
+    assert_eq!(nat["server"], format!("{PUB_IP}:3478"));
+    assert!(p.get("double_nat_why").is_none(), "{p}");
+    // The stun MOD maps nothing, and is never chosen for it.
+    assert_ne!(p["chosen"], "stun", "{p}");
+    let text = String::from_utf8_lossy(&d.cli(&["probe"]).stdout).to_string();
+    assert!(
+        text.contains("NAT behaviour:     mapping address-and-port-dependent"),
+        "{text}"
+    );
+    assert!(text.contains("only a relay gets through"), "{text}");
+
+    let _app = Reaped(lab.listen(false, 7011, 30));
+    let out = d.cli(&["map", "udp", "7011", "--detach", "--json"]);
+    assert!(!out.status.success());
+    let err =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("only a relay (TURN) reaches this host"),
+        "{err}"
+    );
+}
+
+#[test]
+fn probe_agrees_with_the_gateway_behind_a_full_cone_nat() {
+    let lab = Lab::up(GatewayOptions {
+        upnp: false,
+        natpmp: true,
+        nat: NatKind::FullCone,
+    });
+    let d = Daemon::start(&lab, "broker", &with_stun(&["pcp", "nat-pmp"]));
+    let p = d.json(&["probe", "--json"]);
+    assert_eq!(p["nat"]["mapping"], "endpoint-independent", "{p}");
+    assert_eq!(p["nat"]["traversal"], "hole-punching", "{p}");
+    // NAT-PMP's external address is the one the STUN server sees: one NAT.
+    let pmp = p["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["mode"] == "nat-pmp")
+        .unwrap();
+    assert_eq!(pmp["external_address"], lab::WAN_IP, "{p}");
+    assert!(p.get("double_nat_why").is_none(), "{p}");
+    assert_eq!(p["chosen"], "pcp", "{p}");
 }

@@ -1,7 +1,8 @@
 //! What a real miniupnpd sends, byte for byte, and what the kernel lists:
 //! raw exchanges with plain sockets from the host namespace of the
 //! dual-stack NAT lab (SSDP, HTTP, SOAP for IGD and the IPv6 firewall,
-//! NAT-PMP, PCP), and the host's socket tables (`/proc/net`, sock_diag).
+//! NAT-PMP, PCP), coturn's STUN answers, and the host's socket tables
+//! (`/proc/net`, sock_diag).
 //! Each capture must parse, with the project's own parsers, to what was
 //! asked: an interoperability test of the codecs against the real thing.
 //!
@@ -25,6 +26,8 @@ mod igd;
 mod natpmp_pcp;
 #[path = "fuzz_seeds/socktables.rs"]
 mod socktables;
+#[path = "fuzz_seeds/stun.rs"]
+mod stun;
 
 use std::net::{SocketAddr, SocketAddrV6};
 

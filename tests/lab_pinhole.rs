@@ -30,21 +30,14 @@ fn grants(rel: &str) -> Vec<String> {
 fn call(lab: &Lab, rel: &str, call: &str, extra: &[&str]) -> Value {
     let component = harness::component_path(rel);
     let path = component.to_str().unwrap().to_string();
-    let mut args = vec![env!("CARGO_BIN_EXE_p2pb"), "mode", "run", "--json"];
+    let mut args = vec!["mode", "run", "--json"];
     let grants = grants(rel);
     for g in &grants {
         args.extend_from_slice(&["--grant", g]);
     }
     args.extend_from_slice(&[&path, call]);
     args.extend_from_slice(extra);
-    let out = lab.exec(Ns::Host, &args);
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-        panic!(
-            "p2pb printed no JSON: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    lab.p2pb_json(&args)
 }
 
 fn map(lab: &Lab, rel: &str, tcp: bool, internal: &str) -> Value {

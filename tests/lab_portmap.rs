@@ -25,7 +25,7 @@ fn grants(rel: &str) -> Vec<String> {
 /// Run one lifecycle call of the MOD built from `rel` in the host namespace.
 fn call(lab: &Lab, rel: &str, call: &str, extra: &[&str]) -> Value {
     let component = harness::component_path(rel);
-    let mut args = vec![env!("CARGO_BIN_EXE_p2pb"), "mode", "run", "--json"];
+    let mut args = vec!["mode", "run", "--json"];
     let grants = grants(rel);
     for g in &grants {
         args.extend_from_slice(&["--grant", g]);
@@ -34,14 +34,7 @@ fn call(lab: &Lab, rel: &str, call: &str, extra: &[&str]) -> Value {
     args.push(&path);
     args.push(call);
     args.extend_from_slice(extra);
-    let out = lab.exec(Ns::Host, &args);
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-        panic!(
-            "p2pb printed no JSON: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    lab.p2pb_json(&args)
 }
 
 fn lifecycle(lab: &Lab, rel: &str, tcp: bool, port: u16) {
@@ -211,6 +204,7 @@ fn nat_pmp_switched_off_is_a_clear_error() {
     let lab = Lab::up(GatewayOptions {
         upnp: true,
         natpmp: false,
+        ..GatewayOptions::default()
     });
     let p = call(&lab, NAT_PMP, "probe", &[]);
     assert_eq!(p["ok"], false, "{p}");

@@ -175,3 +175,53 @@ async fn allow_list_is_checked_before_compiling() {
     let ok = AllowList::Sha256(HashSet::from([sha]));
     load(&host, &bytes, &ok).await.unwrap();
 }
+
+/// A MOD built against contract 0.1.0, before `discovery` was added (the
+/// `direct` MOD as built then; the file is kept, not rebuilt).
+const DIRECT_0_1_0: &str = "tests/fixtures/direct-contract-0.1.0.wasm";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mod_built_against_contract_0_1_0_still_loads_and_runs() {
+    let bytes = std::fs::read(harness::root().join(DIRECT_0_1_0)).unwrap();
+    let (host, _) = harness::host();
+    let (mode, _) = host
+        .load(
+            &bytes,
+            &AllowList::Any,
+            ModeSpec::default(),
+            Arc::new(NetInfo::default()),
+        )
+        .await
+        .expect("a 0.1.0 MOD loads under the 0.1.1 broker");
+    assert_eq!(mode.name(), "direct");
+    assert!(!mode.discovers(), "0.1.0 has no discovery export");
+    // Its lifecycle runs: with no global address, direct says so.
+    let probe = mode.call(Op::Probe).await.result;
+    assert!(
+        matches!(&probe, Err(p2pbroker::sandbox::error::CallError::Mode(_))),
+        "{probe:?}"
+    );
+    // Asking it to discover is a typed refusal, not a trap.
+    let r = mode.call(Op::Discover).await.result;
+    assert!(
+        format!("{r:?}").contains("does not export discovery"),
+        "{r:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_stun_mod_exports_discovery_and_plain_mods_do_not() {
+    let (host, _) = harness::host();
+    for (rel, discovers) in [("modes/stun", true), (DIRECT, false)] {
+        let (mode, _) = host
+            .load(
+                &harness::component(rel),
+                &AllowList::Any,
+                ModeSpec::default(),
+                Arc::new(NetInfo::default()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(mode.discovers(), discovers, "{rel}");
+    }
+}

@@ -233,7 +233,7 @@ fn run_cargo(
     // and spends its time waiting on the network.
     // `cargo rustc --crate-type cdylib` makes the wasm artifact without the
     // crate declaring cdylib, which would break its host builds (export
-    // names such as `p2pbroker:mode/lifecycle@0.1.0#info` are not valid in
+    // names such as `p2pbroker:mode/lifecycle@0.1.1#info` are not valid in
     // a host linker's version script).
     cmd.args([
         "rustc",
@@ -259,6 +259,11 @@ fn run_cargo(
         "profile.release.panic=\"abort\"",
         "--config",
         "profile.release.strip=true",
+        // getrandom 0.3 (pulled in by crates such as stun-types) has no
+        // source on wasm32-unknown-unknown; a MOD that links it supplies
+        // one from wasi:random (see modes/stun). Unused otherwise.
+        "--config",
+        "target.wasm32-unknown-unknown.rustflags=[\"--cfg\", \"getrandom_backend=\\\"custom\\\"\"]",
     ]);
     if !verbose {
         cmd.arg("--quiet");

@@ -9,6 +9,7 @@ use wasmtime_wasi::p2::bindings::sockets::network::IpAddress;
 
 use crate::sandbox::Output;
 use crate::sandbox::error::{CallError, mode_error_message};
+use crate::sandbox::wit::discovery::{Behaviour, NatReport};
 use crate::sandbox::wit::{AddressClass, Mapping, ModeError, ModeInfo, ProbeReport, Transport};
 
 /// A WIT `ip-address` as a std address.
@@ -113,6 +114,28 @@ fn probe(p: &ProbeReport) -> Value {
     })
 }
 
+/// RFC 4787's term.
+pub fn behaviour(b: Behaviour) -> &'static str {
+    match b {
+        Behaviour::EndpointIndependent => "endpoint-independent",
+        Behaviour::AddressDependent => "address-dependent",
+        Behaviour::AddressAndPortDependent => "address-and-port-dependent",
+    }
+}
+
+/// A NAT report as JSON (`p2pb probe --json` carries it as `nat`).
+pub fn nat(n: &NatReport) -> Value {
+    json!({
+        "server": SocketAddr::from(n.server).to_string(),
+        "reflexive": SocketAddr::from(n.reflexive).to_string(),
+        "nat": n.nat,
+        "mapping": n.mapping.map(behaviour),
+        "filtering": n.filtering.map(behaviour),
+        "hairpinning": n.hairpinning,
+        "detail": n.detail,
+    })
+}
+
 /// A call's output as JSON.
 pub fn output(o: &Output) -> Value {
     match o {
@@ -120,6 +143,7 @@ pub fn output(o: &Output) -> Value {
         Output::Probe(p) => probe(p),
         Output::Mapping(m) => serde_json::to_value(MappingJson::from(m)).expect("serialises"),
         Output::Unmapped => json!({ "unmapped": true }),
+        Output::Nat(n) => nat(n),
     }
 }
 

@@ -19,6 +19,7 @@ pub const BUILT_IN: &[&str] = &[
     "modes/pcp",
     "modes/static",
     "modes/upnp-igd",
+    "modes/stun",
 ];
 
 /// A folder holding every built-in MOD and its allow.list (built once per

@@ -132,6 +132,7 @@ fn the_kernels_socket_tables_list_the_lab_hosts_sockets() {
     let lab = Lab::up_dual_stack(GatewayOptions {
         upnp: false,
         natpmp: false,
+        ..GatewayOptions::default()
     });
     let seeds = Seeds::from_env();
     let t = lab.in_ns(Ns::Host, socket_tables);

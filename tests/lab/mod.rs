@@ -19,6 +19,8 @@
 //! what is missing (tests never skip silently).
 #![allow(dead_code)]
 
+pub mod corp;
+pub mod nat;
 pub mod site;
 pub mod v6;
 
@@ -58,6 +60,8 @@ pub struct GatewayOptions {
     pub upnp: bool,
     /// NAT-PMP and PCP on.
     pub natpmp: bool,
+    /// How its NAT maps and filters UDP.
+    pub nat: NatKind,
 }
 
 impl Default for GatewayOptions {
@@ -65,8 +69,29 @@ impl Default for GatewayOptions {
         GatewayOptions {
             upnp: true,
             natpmp: true,
+            nat: NatKind::PortRestricted,
         }
     }
+}
+
+/// The gateway's UDP NAT behaviour, in the classic names and RFC 4787's
+/// (mapping / filtering). The port is kept whenever it is free, as Linux
+/// does, except for `Symmetric`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NatKind {
+    /// Endpoint-independent mapping and filtering, with hairpinning: any
+    /// host may send to a port the LAN host has used (a dynamic set of
+    /// used ports, DNAT for them; hairpinned packets masqueraded).
+    FullCone,
+    /// Endpoint-independent mapping, address-dependent filtering: only
+    /// addresses the LAN host has sent to, from any of their ports.
+    Restricted,
+    /// Endpoint-independent mapping, address-and-port-dependent filtering:
+    /// plain conntrack `masquerade` (the lab's default).
+    PortRestricted,
+    /// Address-and-port-dependent mapping and filtering: `masquerade
+    /// fully-random`, a new port per destination.
+    Symmetric,
 }
 
 /// A running lab; dropping it kills its daemons and deletes its namespaces.
@@ -95,6 +120,7 @@ fn require_root_and_tools() {
         "natpmpc",
         "upnpc",
         "python3",
+        "turnutils_natdiscovery",
     ] {
         let found = std::env::var_os("PATH")
             .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).exists()))
@@ -146,7 +172,33 @@ impl Lab {
         lab.build_network();
         lab.start_coturn();
         lab.start_miniupnpd();
+        lab.wait_coturn();
         lab
+    }
+
+    /// Wait (bounded) until coturn listens on both addresses and both
+    /// ports (RFC 5780 needs all four).
+    fn wait_coturn(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let want = [
+            format!("{PUB_IP}:3478"),
+            format!("{PUB_IP}:3479"),
+            format!("{PUB_ALT_IP}:3478"),
+            format!("{PUB_ALT_IP}:3479"),
+        ];
+        loop {
+            let out = self.must(Ns::Pub, &["ss", "-Hlun"]);
+            let text = String::from_utf8_lossy(&out.stdout);
+            if want.iter().all(|w| text.contains(w.as_str())) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "coturn not listening after 20 s:\n{text}\n{}",
+                self.log("coturn")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The namespace's name.
@@ -242,7 +294,7 @@ impl Lab {
             self.add_ipv6();
         }
         let rules = self.path("gw.nft");
-        std::fs::write(&rules, GW_RULES).unwrap();
+        std::fs::write(&rules, gw_rules(self.opts.nat)).unwrap();
         self.must(Ns::Gw, &["nft", "-f", rules.to_str().unwrap()]);
     }
 
@@ -409,6 +461,26 @@ impl Lab {
         child
     }
 
+    /// Run `p2pb ARGS` (a command that prints JSON) in the host namespace
+    /// and parse what it printed; panics with its output otherwise.
+    pub fn p2pb_json(&self, args: &[&str]) -> serde_json::Value {
+        // Set for the p2pbroker package's tests and benches; the xtask that
+        // also includes this module runs its own binary path.
+        let Some(p2pb) = option_env!("CARGO_BIN_EXE_p2pb") else {
+            panic!("p2pb_json: only for the p2pbroker package's tests")
+        };
+        let mut all = vec![p2pb];
+        all.extend_from_slice(args);
+        let out = self.exec(Ns::Host, &all);
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+            panic!(
+                "p2pb printed no JSON: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    }
+
     /// From the public peer, try `addr` (`IP:PORT` or `[IPv6]:PORT`) and
     /// return what came back (empty on failure), waiting at most 2 s.
     pub fn reach(&self, tcp: bool, addr: &str) -> String {
@@ -453,12 +525,41 @@ impl Drop for Lab {
 }
 
 /// The gateway's firewall and NAT: forward LAN→WAN, replies and ICMPv6,
-/// nothing else inbound unless miniupnpd's chain (forwards, pinholes)
-/// accepts it; masquerade LAN sources only (so STUN from the gateway itself
-/// is not NATed); the empty chains miniupnpd fills (Debian's nft_init.sh is
-/// broken).
+/// nothing else inbound unless miniupnpd's chain (forwards, pinholes) or the
+/// NAT kind's own DNAT accepts it; masquerade LAN sources only (so STUN from
+/// the gateway itself is not NATed); the empty chains miniupnpd fills
+/// (Debian's nft_init.sh is broken). The sets remember, for two minutes,
+/// which UDP ports (and destination addresses) the LAN has used: the cone
+/// kinds let inbound packets through by them.
+pub(crate) fn gw_rules(nat: NatKind) -> String {
+    // (prerouting DNAT, forward accept, masquerade)
+    let (dnat, accept, masquerade) = match nat {
+        NatKind::FullCone => (
+            // From the WAN and, hairpinned, from the LAN itself.
+            "ip daddr $WAN udp dport @cone dnat ip to $HOST",
+            "ct status dnat udp dport @cone accept",
+            "masquerade",
+        ),
+        NatKind::Restricted => (
+            "iifname \"wan\" ip daddr $WAN ip saddr . udp dport @restricted dnat ip to $HOST",
+            "ct status dnat ip saddr . udp dport @restricted accept",
+            "masquerade",
+        ),
+        NatKind::PortRestricted => ("", "", "masquerade"),
+        NatKind::Symmetric => ("", "", "masquerade fully-random"),
+    };
+    GW_RULES
+        .replace("$DNAT", dnat)
+        .replace("$ACCEPT", accept)
+        .replace("$MASQUERADE", masquerade)
+        .replace("$WAN", WAN_IP)
+        .replace("$HOST", HOST_IP)
+}
+
 const GW_RULES: &str = r#"
 table inet filter {
+  set cone { type inet_service; flags dynamic,timeout; timeout 2m; }
+  set restricted { type ipv4_addr . inet_service; flags dynamic,timeout; timeout 2m; }
   chain miniupnpd { }
   chain prerouting_miniupnpd { }
   chain postrouting_miniupnpd { }
@@ -466,17 +567,21 @@ table inet filter {
     type filter hook forward priority 0; policy drop;
     ct state established,related accept
     meta l4proto ipv6-icmp accept
+    iifname "lan" oifname "wan" meta l4proto udp update @cone { udp sport } update @restricted { ip daddr . udp sport } accept
     iifname "lan" oifname "wan" accept
+    $ACCEPT
     jump miniupnpd
   }
   chain prerouting {
     type nat hook prerouting priority -100; policy accept;
     jump prerouting_miniupnpd
+    $DNAT
   }
   chain postrouting {
     type nat hook postrouting priority 100; policy accept;
     jump postrouting_miniupnpd
-    ip saddr 10.0.0.0/24 oifname "wan" masquerade
+    ip saddr 10.0.0.0/24 oifname "wan" $MASQUERADE
+    ip saddr 10.0.0.0/24 oifname "lan" ct status dnat masquerade
   }
 }
 "#;
@@ -507,7 +612,7 @@ while True:
     s.sendto(b"hello-from-host", a)
 "#;
 
-const TCP_CLIENT: &str = r#"
+pub const TCP_CLIENT: &str = r#"
 import socket, sys
 try:
     c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2)

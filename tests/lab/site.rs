@@ -14,7 +14,7 @@
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{GW_LAN_IP, GW_RULES, HOST_IP, Lab, Ns, PUB_IP, TCP_SERVER, run};
+use super::{GW_LAN_IP, HOST_IP, Lab, NatKind, Ns, PUB_IP, TCP_SERVER, gw_rules, run};
 
 /// The second gateway's WAN address.
 pub const WAN2_IP: &str = "198.51.100.4";
@@ -99,7 +99,7 @@ impl Lab {
             self.must(Ns::Pub, &["sysctl", "-qw", key]);
         }
         let rules = site.dir.join("gw.nft");
-        std::fs::write(&rules, GW_RULES).unwrap();
+        std::fs::write(&rules, gw_rules(NatKind::PortRestricted)).unwrap();
         site.must(&gw, &["nft", "-f", rules.to_str().unwrap()]);
         let conf = self
             .miniupnpd_conf()

@@ -37,6 +37,7 @@ fn lan() -> NetInfo {
 /// file that names upnp-igd, as the daemon would load the MOD under it.
 fn shipped() -> Vec<(String, Vec<Grant>)> {
     let manifest = Manifest {
+        optional_grants: Vec::new(),
         name: Some("upnp-igd".into()),
         grants: harness::manifest_grants(UPNP),
         limits: None,

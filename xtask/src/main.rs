@@ -111,6 +111,11 @@ const LAB_PACKAGES: &[&str] = &[
     "natpmpc",
     "coturn",
     "python3",
+    // The corporate lab (tests/lab/corp.rs): its proxies and the reference
+    // client.
+    "tinyproxy",
+    "dante-server",
+    "curl",
 ];
 
 fn installed(pkg: &str) -> bool {
@@ -118,6 +123,32 @@ fn installed(pkg: &str) -> bool {
         .args(["-W", "-f=${Status}", pkg])
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+}
+
+/// Debian's `policy-rc.d` (exit 101: "action forbidden") while packages
+/// install, so no packaged service starts; removed when dropped. Left alone
+/// if the machine already has one.
+struct NoServiceStarts(Option<PathBuf>);
+
+impl NoServiceStarts {
+    fn install() -> NoServiceStarts {
+        let path = PathBuf::from("/usr/sbin/policy-rc.d");
+        if path.exists() {
+            return NoServiceStarts(None);
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let written = std::fs::write(&path, "#!/bin/sh\nexit 101\n")
+            .and_then(|()| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)));
+        NoServiceStarts(written.is_ok().then_some(path))
+    }
+}
+
+impl Drop for NoServiceStarts {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }
 
 fn ensure_lab_packages() -> anyhow::Result<()> {
@@ -134,6 +165,9 @@ fn ensure_lab_packages() -> anyhow::Result<()> {
         return Ok(());
     }
     println!("installing the NAT lab's packages: {}", missing.join(" "));
+    // The lab runs its daemons itself, in its namespaces: the packages'
+    // services (tinyproxy, danted, coturn) must not start on the machine.
+    let _no_services = NoServiceStarts::install();
     let ok = std::process::Command::new("apt-get")
         .args(["update", "-qq"])
         .status()?

@@ -21,8 +21,8 @@ mod tests;
 
 pub use event::{Event, EventKind, encode_event};
 pub use records::{
-    Lease, LeaseList, LeaseState, ModeStatus, NetworkView, PolicyStatus, ProbeSummary, ProbeView,
-    RefusedMod, Status,
+    Lease, LeaseList, LeaseState, ModeStatus, NatView, NetworkView, PolicyStatus, ProbeSummary,
+    ProbeView, RefusedMod, Status,
 };
 pub use request::{MapParams, Op, Request, RequestError, encode_request, parse_request};
 /// Former name of [`parse_response_line`], kept so existing callers build.

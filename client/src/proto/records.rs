@@ -183,8 +183,47 @@ pub struct ProbeSummary {
     pub gateways: Vec<IpAddr>,
     /// The external address, if any probe learned one.
     pub external_address: Option<IpAddr>,
-    /// An external address is not global: double NAT or CGNAT.
+    /// An external address is not global, or a gateway's external address
+    /// differs from what the STUN server sees: double NAT or CGNAT.
     pub double_nat: bool,
+    /// Why `double_nat`, when the gateways and the STUN server disagree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub double_nat_why: Option<String>,
+    /// The NAT's behaviour (RFC 5780), from a MOD that discovers it (the
+    /// `stun` MOD), when the policy loads one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat: Option<NatView>,
+}
+
+/// How the NAT in front of the host behaves (RFC 4787's terms).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NatView {
+    /// The MOD that found it.
+    pub mode: String,
+    /// Whether it succeeded; when not, `detail` says why and the rest is
+    /// empty.
+    pub ok: bool,
+    /// The STUN server that answered.
+    pub server: Option<SocketAddr>,
+    /// The host's endpoint as the server saw it.
+    pub reflexive: Option<SocketAddr>,
+    /// Whether there is a NAT at all.
+    pub nat: Option<bool>,
+    /// `endpoint-independent`, `address-dependent` or
+    /// `address-and-port-dependent`; none when undetermined.
+    pub mapping: Option<String>,
+    /// Same terms.
+    pub filtering: Option<String>,
+    /// Whether hairpinning works; none when untested.
+    pub hairpinning: Option<bool>,
+    /// What it means for an application: `direct` (no NAT),
+    /// `hole-punching` (endpoint-independent mapping), `relay` (the mapping
+    /// depends on the peer: only a relay gets through) or `unknown`.
+    pub traversal: String,
+    /// One line for humans.
+    pub detail: String,
+    /// Seconds since the discovery.
+    pub age_s: u64,
 }
 
 /// `list` result: `{"leases":[...]}`.

@@ -24,6 +24,7 @@ pub mod proc_net;
 pub mod sigdata;
 pub mod sock_diag;
 pub mod static_decl;
+pub mod stun;
 pub mod upnp;
 pub mod upnp_http;
 
@@ -45,6 +46,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("proc_net", proc_net::run),
     ("sock_diag", sock_diag::run),
     ("static_decl", static_decl::run),
+    ("stun", stun::run),
     ("upnp", upnp::run),
     ("upnp_http", upnp_http::run),
 ];

@@ -290,6 +290,32 @@ pub async fn list(json: bool, to: &Target) -> u8 {
     }
 }
 
+/// The NAT behaviour in one line: RFC 4787's terms and what they mean.
+fn nat_line(n: &p2pbroker_client::NatView) -> String {
+    if !n.ok {
+        return format!("unknown ({}: {})", n.mode, n.detail);
+    }
+    let word = |w: &Option<String>| w.clone().unwrap_or_else(|| "undetermined".into());
+    let hairpin = match n.hairpinning {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => "untested",
+    };
+    let reflexive = n.reflexive.map_or("-".into(), |r| r.to_string());
+    let meaning = match n.traversal.as_str() {
+        "direct" => "no NAT",
+        "hole-punching" => "hole punching works",
+        "relay" => "symmetric: only a relay gets through",
+        _ => "traversal unknown",
+    };
+    format!(
+        "mapping {}, filtering {}, hairpinning {hairpin}; {meaning} (reflexive {reflexive}, by {})",
+        word(&n.mapping),
+        word(&n.filtering),
+        n.mode
+    )
+}
+
 /// `p2pb probe`.
 pub async fn probe(a: ProbeArgs, to: &Target) -> u8 {
     let client = match connect(to).await {
@@ -314,14 +340,15 @@ pub async fn probe(a: ProbeArgs, to: &Target) -> u8 {
         Some(a) => outln!("external address:  {a} ({})", class.unwrap_or_default()),
         None => outln!("external address:  unknown"),
     }
-    outln!(
-        "double NAT / CGNAT: {}",
-        if p.double_nat {
-            "yes: the gateway's external address is not public"
-        } else {
-            "no"
-        }
-    );
+    let double = match (&p.double_nat_why, p.double_nat) {
+        (Some(why), _) => format!("yes: {why}"),
+        (None, true) => "yes: the gateway's external address is not public".into(),
+        (None, false) => "no".into(),
+    };
+    outln!("double NAT / CGNAT: {double}");
+    if let Some(n) = &p.nat {
+        outln!("NAT behaviour:     {}", nat_line(n));
+    }
     outln!();
     let mut t = Table::new(&["MOD", "RESULT", "TIME", "GATEWAY", "WHAT IT SAW"]);
     for x in &p.probes {

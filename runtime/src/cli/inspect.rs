@@ -129,11 +129,19 @@ pub async fn run(a: Args) -> anyhow::Result<u8> {
             outln!("  {e}");
         }
         match &manifest {
-            Ok(Some(m)) => outln!(
-                "manifest  name {} grants {:?}",
-                m.name.as_deref().unwrap_or("(none: the daemon refuses it)"),
-                m.grants
-            ),
+            Ok(Some(m)) => {
+                outln!(
+                    "manifest  name {} grants {:?}",
+                    m.name.as_deref().unwrap_or("(none: the daemon refuses it)"),
+                    m.grants
+                );
+                if !m.optional_grants.is_empty() {
+                    outln!(
+                        "          optional grants {:?} (only where the policy grants them)",
+                        m.optional_grants
+                    );
+                }
+            }
             Ok(None) => outln!("manifest  none (the daemon refuses a MOD without one)"),
             Err(e) => outln!("manifest  INVALID: {e}"),
         }

@@ -24,6 +24,8 @@ enum Call {
     Map,
     Renew,
     Unmap,
+    /// NAT behaviour discovery (MODs exporting `discovery`, e.g. stun).
+    Discover,
 }
 
 /// Arguments of `p2pb mode run`.
@@ -175,6 +177,7 @@ fn build_op(a: &Args) -> anyhow::Result<Op> {
         }),
         Call::Renew => Op::Renew(mapping_arg(a)?, a.lifetime),
         Call::Unmap => Op::Unmap(mapping_arg(a)?),
+        Call::Discover => Op::Discover,
     })
 }
 

@@ -50,6 +50,8 @@ pub struct Shared {
     pub probes: BTreeMap<String, Probe>,
     /// When the last full probe round finished.
     pub probed_at: Option<Instant>,
+    /// The latest NAT behaviour discovery.
+    pub nat: Option<super::nat::NatSeen>,
     /// Leases and maps in flight.
     pub table: LeaseTable,
 }
@@ -67,6 +69,8 @@ pub struct Broker {
     /// Held while a probe round runs, so concurrent requests share one
     /// round instead of each starting their own.
     pub probing: tokio::sync::Mutex<()>,
+    /// Held while a NAT discovery runs (one at a time).
+    pub discovering: tokio::sync::Mutex<()>,
     /// Wakes the upkeep loop when a lease's schedule changed.
     pub wake: Notify,
     /// When the daemon started.
@@ -384,12 +388,19 @@ impl Broker {
                 .collect::<Vec<_>>()
                 .join("; ")
         };
+        // What the NAT allows instead, if a discovery already said
+        // (never waited for here).
+        let advice = self
+            .nat_cached()
+            .and_then(|n| super::nat::advice(&n))
+            .map(|a| format!("; {a}"))
+            .unwrap_or_default();
         // A MOD that failed may see the network differently next time.
         self.invalidate_probes();
         Err(ApiError {
             code,
             message: format!(
-                "no MOD could map {} ({:?}): {summary}",
+                "no MOD could map {} ({:?}): {summary}{advice}",
                 t.internal, t.transport
             ),
             reasons: reasons

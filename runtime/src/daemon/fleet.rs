@@ -201,6 +201,7 @@ impl Broker {
             s.policy = Arc::new(policy);
             s.load_errors = errors;
             s.probed_at = None;
+            s.nat = None;
             let gone: Vec<(u64, Arc<crate::sandbox::Mode>)> = s
                 .table
                 .all()

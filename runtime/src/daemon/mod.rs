@@ -13,6 +13,7 @@ pub mod fdpass;
 pub mod fleet;
 pub mod journal;
 pub mod leases;
+pub mod nat;
 pub mod netwatch;
 pub mod notify;
 pub mod ownership;
@@ -249,11 +250,13 @@ pub async fn start(opts: &DaemonOptions) -> anyhow::Result<Arc<Broker>> {
             net,
             probes: BTreeMap::new(),
             probed_at: None,
+            nat: None,
             table: leases::LeaseTable::new(replay.max_id),
         }),
         journal: Mutex::new(journal),
         events,
         probing: tokio::sync::Mutex::new(()),
+        discovering: tokio::sync::Mutex::new(()),
         wake: Notify::new(),
         started: Instant::now(),
         policy_source: Mutex::new(policy_source),

@@ -42,6 +42,8 @@ impl Broker {
             .collect();
         s.net = net;
         s.probed_at = None;
+        // The NAT in front may be another one now.
+        s.nat = None;
         s.table.renew_all_now(now_ms());
         drop(s);
         self.wake.notify_one();

@@ -7,6 +7,7 @@ use std::time::Instant;
 use p2pbroker_client::{Lease as LeaseView, LeaseState, ProbeSummary, ProbeView};
 
 use super::leases::{Lease, wire_transport};
+use super::nat::NatSeen;
 use super::selector::{Probe, rank};
 
 /// A lease as clients see it.
@@ -58,6 +59,7 @@ pub fn summary(
     order: &[String],
     profile: &str,
     gateways: Vec<IpAddr>,
+    nat: Option<&NatSeen>,
 ) -> ProbeSummary {
     let ranking = rank(order, probes);
     let ok = |m: &String| probes.get(m).is_some_and(|p| p.result.is_ok());
@@ -98,9 +100,11 @@ pub fn summary(
         .find(|s| s.class == Some("global"))
         .or_else(|| seen.iter().find(|s| s.external.is_some()))
         .and_then(|s| s.external);
-    let double_nat = seen
+    let mut double_nat = seen
         .iter()
         .any(|s| s.external.is_some() && s.class.is_some_and(|c| c != "global"));
+    let double_nat_why = nat.and_then(|n| disagreement(probes, n));
+    double_nat |= double_nat_why.is_some();
     ProbeSummary {
         probes: probes.values().map(probe).collect(),
         chosen,
@@ -108,5 +112,107 @@ pub fn summary(
         gateways,
         external_address: external,
         double_nat,
+        double_nat_why,
+        nat: nat.map(super::nat::view),
+    }
+}
+
+/// A gateway protocol's external address that is not the address the STUN
+/// server sees: another NAT lies beyond that gateway.
+fn disagreement(probes: &BTreeMap<String, Probe>, nat: &NatSeen) -> Option<String> {
+    let reflexive = std::net::SocketAddr::from(nat.result.as_ref().ok()?.reflexive).ip();
+    probes
+        .values()
+        .filter(|p| p.mode != nat.mode)
+        .find_map(|p| {
+            let external = p.result.as_ref().ok()?.external?;
+            (external.to_canonical() != reflexive.to_canonical()).then(|| {
+                format!(
+                    "{} reports the external address {external}, but the STUN server sees \
+                     {reflexive}: another NAT beyond that gateway (double NAT or CGNAT)",
+                    p.mode
+                )
+            })
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use wasmtime_wasi::p2::bindings::sockets::network::{IpSocketAddress, Ipv4SocketAddress};
+
+    use super::*;
+    use crate::daemon::selector::Seen;
+    use crate::sandbox::wit::discovery::{Behaviour, NatReport};
+
+    fn seen(mode: &str, external: &str) -> (String, Probe) {
+        let p = Probe {
+            mode: mode.into(),
+            result: Ok(Seen {
+                external: Some(external.parse().unwrap()),
+                class: Some("global"),
+                ..Seen::default()
+            }),
+            elapsed: Duration::ZERO,
+            at: Instant::now(),
+        };
+        (mode.into(), p)
+    }
+
+    fn stun(reflexive: (u8, u8, u8, u8)) -> NatSeen {
+        let a = |address| {
+            IpSocketAddress::Ipv4(Ipv4SocketAddress {
+                port: 3478,
+                address,
+            })
+        };
+        NatSeen {
+            mode: "stun".into(),
+            result: Ok(NatReport {
+                server: a((198, 51, 100, 1)),
+                reflexive: a(reflexive),
+                nat: true,
+                mapping: Some(Behaviour::EndpointIndependent),
+                filtering: None,
+                hairpinning: None,
+                detail: String::new(),
+            }),
+            at: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn a_gateway_and_stun_that_disagree_are_a_double_nat() {
+        // The gateway hands out a global-looking address that is not the
+        // one the world sees: a second NAT beyond it.
+        let probes: BTreeMap<_, _> = [seen("nat-pmp", "203.0.113.7")].into();
+        let order = vec!["nat-pmp".to_string()];
+        let s = summary(
+            &probes,
+            &order,
+            "default",
+            vec![],
+            Some(&stun((198, 51, 100, 9))),
+        );
+        assert!(s.double_nat);
+        let why = s.double_nat_why.unwrap();
+        assert!(
+            why.starts_with("nat-pmp reports the external address 203.0.113.7"),
+            "{why}"
+        );
+        assert!(why.contains("sees 198.51.100.9"), "{why}");
+        assert_eq!(s.nat.unwrap().traversal, "hole-punching");
+
+        let agree = summary(
+            &probes,
+            &order,
+            "default",
+            vec![],
+            Some(&stun((203, 0, 113, 7))),
+        );
+        assert!(!agree.double_nat && agree.double_nat_why.is_none());
+        let none = summary(&probes, &order, "default", vec![], None);
+        assert!(!none.double_nat && none.nat.is_none());
     }
 }

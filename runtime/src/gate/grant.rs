@@ -6,7 +6,7 @@
 //! TRANSPORT := "udp" | "tcp"
 //! USES      := USE ("," USE)*
 //! USE       := "bind" | "connect" | "send" | "receive" | "listen" | "accept"
-//! TARGET    := "gateway" | "ssdp" | "lan" | "local" | CIDR | IP | "[" IPV6 "]"
+//! TARGET    := "gateway" | "ssdp" | "lan" | "local" | "stun" | CIDR | IP | "[" IPV6 "]"
 //! PORTS     := PORT | PORT "-" PORT          (PORT 0 only for "bind")
 //! ```
 //!
@@ -127,6 +127,9 @@ pub enum Target {
     Lan,
     /// The unspecified address and the host's own addresses (for binds).
     Local,
+    /// The addresses of the policy's STUN servers (`[services] stun`, IP
+    /// literals), on the grant's ports.
+    Stun,
     /// An explicit network.
     Net(IpNet),
 }
@@ -260,6 +263,7 @@ fn parse_target(s: &str) -> Result<Target, String> {
         "ssdp" => Target::Ssdp,
         "lan" => Target::Lan,
         "local" => Target::Local,
+        "stun" => Target::Stun,
         _ => {
             if let Ok(net) = s.parse::<IpNet>() {
                 Target::Net(net.trunc())
@@ -267,7 +271,7 @@ fn parse_target(s: &str) -> Result<Target, String> {
                 Target::Net(IpNet::from(ip))
             } else {
                 return Err(format!(
-                    "unknown target `{s}` (gateway, ssdp, lan, local, an address or a CIDR)"
+                    "unknown target `{s}` (gateway, ssdp, lan, local, stun, an address or a CIDR)"
                 ));
             }
         }
@@ -312,6 +316,7 @@ impl fmt::Display for Grant {
                     Target::Ssdp => f.write_str("ssdp")?,
                     Target::Lan => f.write_str("lan")?,
                     Target::Local => f.write_str("local")?,
+                    Target::Stun => f.write_str("stun")?,
                     Target::Net(IpNet::V6(n)) if n.prefix_len() == 128 => {
                         write!(f, "[{}]", n.addr())?
                     }

@@ -56,6 +56,12 @@ impl Gate {
     /// the IPv6 link-local subnet, `ssdp` both SSDP groups, `local` the
     /// unspecified addresses plus the host's own addresses.
     pub fn compile(grants: &[Grant], net: &NetInfo) -> Gate {
+        Gate::compile_with(grants, net, &[])
+    }
+
+    /// [`Gate::compile`], with `stun` the addresses the `stun` target
+    /// stands for (see [`stun_servers`]).
+    pub fn compile_with(grants: &[Grant], net: &NetInfo, stun: &[IpAddr]) -> Gate {
         let mut gate = Gate {
             grants: grants.to_vec(),
             ..Gate::default()
@@ -71,7 +77,7 @@ impl Gate {
                 gate.name_lookup = true;
                 continue;
             };
-            for n in resolve(target, net) {
+            for n in resolve(target, net, stun) {
                 gate.rules.push(Rule {
                     transport: *transport,
                     uses: *uses,
@@ -138,8 +144,24 @@ fn host_net(ip: IpAddr) -> IpNet {
     IpNet::from(ip.to_canonical())
 }
 
-fn resolve(target: &Target, net: &NetInfo) -> Vec<IpNet> {
+/// The addresses of the STUN servers in a MOD's config (`stun_servers`,
+/// comma-separated `IP:PORT`, as the policy's `[services] stun` hands them
+/// on). Names are skipped: the gate resolves nothing through DNS.
+pub fn stun_servers(config: &std::collections::BTreeMap<String, String>) -> Vec<IpAddr> {
+    config
+        .get("stun_servers")
+        .map(|list| {
+            list.split(',')
+                .filter_map(|s| s.trim().parse::<SocketAddr>().ok())
+                .map(|a| a.ip().to_canonical())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn resolve(target: &Target, net: &NetInfo, stun: &[IpAddr]) -> Vec<IpNet> {
     match target {
+        Target::Stun => stun.iter().copied().map(host_net).collect(),
         Target::Gateway => net.gateways.iter().copied().map(host_net).collect(),
         Target::Ssdp => vec![host_net(SSDP_GROUP), host_net(SSDP_GROUP_V6)],
         Target::Lan => net
@@ -174,6 +196,36 @@ mod tests {
 
     fn sa(s: &str) -> SocketAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_stun_target_is_the_configured_servers_and_nothing_else() {
+        let config = [(
+            "stun_servers".to_string(),
+            "198.51.100.1:3478, stun.example:3478,198.51.100.3:3478".to_string(),
+        )]
+        .into();
+        let stun = stun_servers(&config);
+        assert_eq!(stun.len(), 2, "names are skipped: {stun:?}");
+        let grants: Vec<Grant> = vec!["udp:send,receive@stun:1-65535".parse().unwrap()];
+        let g = Gate::compile_with(&grants, &NetInfo::lab_host(), &stun);
+        for to in ["198.51.100.1:3478", "198.51.100.3:3479"] {
+            assert_eq!(
+                g.check(Transport::Udp, Use::Send, sa(to)),
+                Verdict::Allow(0)
+            );
+        }
+        assert_eq!(
+            g.check(Transport::Udp, Use::Send, sa("198.51.100.2:3478")),
+            Verdict::Deny
+        );
+        assert_eq!(grants[0].to_string(), "udp:send,receive@stun:1-65535");
+        // Without servers the target stands for nothing.
+        let g = Gate::compile(&grants, &NetInfo::lab_host());
+        assert_eq!(
+            g.check(Transport::Udp, Use::Send, sa("198.51.100.1:3478")),
+            Verdict::Deny
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use wasmtime::{Store, Trap};
 use super::contract;
 use super::error::{CallError, Limit, LimitHit, TrapKind};
 use super::mode::Mode;
+use super::wit::discovery::{GuestIndices, NatReport};
 use super::wit::sockets::Exhausted;
 use super::wit::{
     CallState, LogLine, MapRequest, Mapping, ModeError, ModeInfo, ModePre, ProbeReport,
@@ -37,6 +38,8 @@ pub enum Op {
     Renew(Mapping, u32),
     /// `unmap`.
     Unmap(Mapping),
+    /// `discovery.discover` (0.1.1; MODs that export it).
+    Discover,
 }
 
 impl Op {
@@ -48,6 +51,7 @@ impl Op {
             Op::Map(_) => "map",
             Op::Renew(..) => "renew",
             Op::Unmap(_) => "unmap",
+            Op::Discover => "discover",
         }
     }
 }
@@ -63,6 +67,8 @@ pub enum Output {
     Mapping(Mapping),
     /// From `unmap`.
     Unmapped,
+    /// From `discover`.
+    Nat(NatReport),
 }
 
 /// Everything one call produced.
@@ -127,7 +133,7 @@ pub(crate) async fn run(mode: &Mode, op: Op) -> CallReport {
     let mut store = mode.new_store(collector.clone());
     let raw: Raw = match tokio::time::timeout(
         outer_budget(timeout),
-        invoke(&mode.pre, &mut store, op),
+        invoke(&mode.pre, mode.discovery.as_deref(), &mut store, op),
     )
     .await
     {
@@ -201,9 +207,30 @@ pub(crate) async fn run(mode: &Mode, op: Op) -> CallReport {
 
 async fn invoke(
     pre: &ModePre<CallState>,
+    discovery: Option<&GuestIndices>,
     store: &mut Store<CallState>,
     op: Op,
 ) -> Result<Result<Output, ModeError>, (Phase, wasmtime::Error)> {
+    if let Op::Discover = op {
+        let Some(indices) = discovery else {
+            return Ok(Err(ModeError::Unsupported(
+                "this MOD does not export discovery (contract 0.1.1)".into(),
+            )));
+        };
+        let instance = pre
+            .instance_pre()
+            .instantiate_async(&mut *store)
+            .await
+            .map_err(|e| (Phase::Instantiate, e))?;
+        let guest = indices
+            .load(&mut *store, &instance)
+            .map_err(|e| (Phase::Instantiate, e))?;
+        return guest
+            .call_discover(&mut *store)
+            .await
+            .map(|r| r.map(Output::Nat))
+            .map_err(|e| (Phase::Call, e));
+    }
     let instance = pre
         .instantiate_async(&mut *store)
         .await
@@ -239,6 +266,7 @@ async fn call(
             .call_unmap(&mut *store, &m)
             .await?
             .map(|()| Output::Unmapped),
+        Op::Discover => unreachable!("handled by invoke"),
     })
 }
 
@@ -256,6 +284,7 @@ fn validate(r: Result<Output, ModeError>, asked: &Asked) -> Result<Output, CallE
         }
         (Ok(Output::Mapping(_)), Asked::Other) => Err("a mapping where none was asked".into()),
         (Ok(Output::Unmapped), _) => Ok(()),
+        (Ok(Output::Nat(n)), _) => contract::nat(n),
         (Err(e), _) => contract::error(e),
     };
     checked.map_err(CallError::InvalidResult)?;
@@ -263,6 +292,10 @@ fn validate(r: Result<Output, ModeError>, asked: &Asked) -> Result<Output, CallE
         Ok(Output::Probe(mut p)) => {
             p.detail = contract::clean_text(p.detail);
             Ok(Output::Probe(p))
+        }
+        Ok(Output::Nat(mut n)) => {
+            n.detail = contract::clean_text(n.detail);
+            Ok(Output::Nat(n))
         }
         Ok(Output::Info(mut i)) => {
             i.version = contract::clean_text(i.version);

@@ -53,6 +53,11 @@ pub fn probe(p: &ProbeReport) -> Result<(), String> {
     check_len("state", p.state.len(), STATE_MAX)
 }
 
+/// A NAT report: its text within the contract's size.
+pub fn nat(n: &super::wit::discovery::NatReport) -> Result<(), String> {
+    check_len("detail", n.detail.len(), TEXT_MAX)
+}
+
 /// The longest lifetime a gateway may grant beyond what was asked: a day,
 /// the most NAT-PMP/PCP servers and miniupnpd grant. Anything longer is
 /// absurd; a broker that believed it would stop renewing a mapping it does

@@ -174,6 +174,11 @@ impl ModeHost {
 
 const WASI_VERSION: &str = "0.2.12";
 
+/// Versions of the `p2pbroker:mode` contract a MOD may be built against:
+/// each minor release only adds, so the linker serves them all (wasmtime
+/// matches semver-compatible names for imports and exports).
+pub const CONTRACT_VERSIONS: [&str; 2] = ["0.1.0", "0.1.1"];
+
 /// Every interface the linker provides: what a MOD may import.
 pub fn provided_interfaces() -> Vec<String> {
     let wasi = [
@@ -195,8 +200,10 @@ pub fn provided_interfaces() -> Vec<String> {
         .iter()
         .map(|i| format!("wasi:{i}@{WASI_VERSION}"))
         .collect();
-    v.push("p2pbroker:mode/types@0.1.0".into());
-    v.push("p2pbroker:mode/broker@0.1.0".into());
+    for version in CONTRACT_VERSIONS {
+        v.push(format!("p2pbroker:mode/types@{version}"));
+        v.push(format!("p2pbroker:mode/broker@{version}"));
+    }
     v
 }
 

@@ -31,7 +31,7 @@ pub enum LoadError {
     #[error("invalid mode spec: {0}")]
     Spec(String),
     /// It does not export the lifecycle this broker speaks.
-    #[error("component does not implement the p2pbroker:mode@0.1.0 lifecycle: {0}")]
+    #[error("component does not implement the p2pbroker:mode@0.1 lifecycle: {0}")]
     WrongContract(String),
 }
 

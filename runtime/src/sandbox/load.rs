@@ -152,9 +152,14 @@ impl ModeHost {
     ) -> Result<Mode, LoadError> {
         self.check_spec(&spec)?;
         let pre = self.prepare(component)?;
-        let gate = Arc::new(crate::gate::Gate::compile(&spec.grants, &net));
+        // A 0.1.0 MOD, or one without the optional export, has none.
+        let discovery = super::wit::discovery::GuestIndices::new(pre.instance_pre())
+            .ok()
+            .map(Arc::new);
+        let gate = Arc::new(super::mode::gate_for(&spec, &net));
         let mut mode = Mode {
             pre,
+            discovery,
             name: "unnamed".into(),
             info: None,
             sha256: sha256.into(),

@@ -40,6 +40,8 @@ pub struct ModeSpec {
 #[derive(Clone)]
 pub struct Mode {
     pub(crate) pre: ModePre<CallState>,
+    /// The `discovery` export's indices, when the MOD has it (0.1.1).
+    pub(crate) discovery: Option<Arc<super::wit::discovery::GuestIndices>>,
     pub(crate) name: Arc<str>,
     pub(crate) info: Option<Arc<ModeInfo>>,
     pub(crate) sha256: Arc<str>,
@@ -67,6 +69,11 @@ impl Mode {
     /// Hex sha256 of the component bytes.
     pub fn sha256(&self) -> &str {
         &self.sha256
+    }
+
+    /// Whether the MOD exports `discovery` (NAT behaviour, contract 0.1.1).
+    pub fn discovers(&self) -> bool {
+        self.discovery.is_some()
     }
 
     /// The compiled gate in force.
@@ -190,7 +197,7 @@ impl Mode {
     /// this MOD's name is known. The gate is recompiled.
     pub fn respec(&mut self, host: &ModeHost, spec: ModeSpec) -> Result<(), LoadError> {
         host.check_spec(&spec)?;
-        self.gate = Arc::new(Gate::compile(&spec.grants, &self.net));
+        self.gate = Arc::new(gate_for(&spec, &self.net));
         self.config = Arc::new(spec.config.clone());
         self.spec = Arc::new(spec);
         Ok(())
@@ -202,8 +209,13 @@ impl Mode {
     /// addresses changed): its gate is recompiled against it.
     pub fn with_net(&self, net: Arc<NetInfo>) -> Mode {
         let mut m = self.clone();
-        m.gate = Arc::new(Gate::compile(&m.spec.grants, &net));
+        m.gate = Arc::new(gate_for(&m.spec, &net));
         m.net = net;
         m
     }
+}
+
+/// The gate for `spec` on the network `net`.
+pub(crate) fn gate_for(spec: &ModeSpec, net: &NetInfo) -> Gate {
+    Gate::compile_with(&spec.grants, net, &crate::gate::stun_servers(&spec.config))
 }

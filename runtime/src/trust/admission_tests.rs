@@ -17,6 +17,7 @@ fn component(m: Option<Manifest>) -> Vec<u8> {
 
 fn named(name: &str, grants: &[&str]) -> Vec<u8> {
     component(Some(Manifest {
+        optional_grants: Vec::new(),
         name: Some(name.into()),
         grants: grants.iter().map(|g| g.to_string()).collect(),
         limits: None,
@@ -66,6 +67,7 @@ fn the_name_comes_from_the_signed_manifest_and_must_be_in_the_policy() {
     for bin in [
         component(None),
         component(Some(Manifest {
+            optional_grants: Vec::new(),
             name: None,
             grants: vec![],
             limits: None,

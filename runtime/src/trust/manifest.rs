@@ -6,6 +6,9 @@
 //! The effective grant is manifest ∩ policy: every capability the manifest
 //! asks for must be covered by a policy grant, or the MOD is refused at load
 //! with the capability named; the MOD then gets exactly what it asked for.
+//! `optional_grants` are given only where the policy covers them, and
+//! otherwise left out without refusing the MOD (a test it then skips, such
+//! as the stun MOD's hairpinning).
 //! Limits are the policy's, lowered to what the manifest declares.
 
 use serde::{Deserialize, Serialize};
@@ -31,6 +34,9 @@ pub struct Manifest {
     /// Grant strings the MOD asks for.
     #[serde(default)]
     pub grants: Vec<String>,
+    /// Grant strings the MOD uses when the policy grants them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub optional_grants: Vec<String>,
     /// Limits the MOD declares it needs at most.
     #[serde(default)]
     pub limits: Option<Limits>,
@@ -60,10 +66,11 @@ pub enum ManifestError {
 }
 
 impl Manifest {
-    /// The grants, parsed.
+    /// The grants, parsed (optional ones included, after the others).
     pub fn parsed_grants(&self) -> Result<Vec<Grant>, ManifestError> {
         self.grants
             .iter()
+            .chain(&self.optional_grants)
             .map(|g| {
                 g.parse::<Grant>()
                     .map_err(|e| ManifestError::Grant(e.to_string()))
@@ -159,12 +166,15 @@ pub fn covered(asked: &Grant, policy: &[Grant]) -> bool {
 /// The effective grants: the manifest's, each covered by the policy.
 pub fn effective_grants(m: &Manifest, policy: &[Grant]) -> Result<Vec<Grant>, ManifestError> {
     let asked = m.parsed_grants()?;
-    for (g, text) in asked.iter().zip(&m.grants) {
+    let (required, optional) = asked.split_at(m.grants.len());
+    for (g, text) in required.iter().zip(&m.grants) {
         if !covered(g, policy) {
             return Err(ManifestError::NotGranted(text.clone()));
         }
     }
-    Ok(asked)
+    let mut out = required.to_vec();
+    out.extend(optional.iter().filter(|g| covered(g, policy)).cloned());
+    Ok(out)
 }
 
 /// The policy's limits, lowered to what the manifest declares.
@@ -198,10 +208,34 @@ mod tests {
 
     fn manifest(g: &[&str]) -> Manifest {
         Manifest {
+            optional_grants: Vec::new(),
             name: None,
             grants: g.iter().map(|s| s.to_string()).collect(),
             limits: None,
         }
+    }
+
+    #[test]
+    fn optional_grants_are_given_only_where_the_policy_covers_them() {
+        let mut m = manifest(&["udp:send,receive@stun:1-65535"]);
+        m.optional_grants = vec!["udp:send,receive@0.0.0.0/0:1-65535".into()];
+        let narrow = grants(&["udp:send,receive@stun:1-65535"]);
+        assert_eq!(effective_grants(&m, &narrow).unwrap(), narrow);
+        let wide = grants(&[
+            "udp:send,receive@stun:1-65535",
+            "udp:send,receive@0.0.0.0/0:1-65535",
+        ]);
+        assert_eq!(effective_grants(&m, &wide).unwrap(), wide);
+        // A required grant still refuses the MOD.
+        assert_eq!(
+            effective_grants(&m, &grants(&[])),
+            Err(ManifestError::NotGranted(
+                "udp:send,receive@stun:1-65535".into()
+            ))
+        );
+        // And a malformed optional grant is a malformed manifest.
+        m.optional_grants = vec!["udp:send@nowhere:1".into()];
+        assert!(matches!(m.parsed_grants(), Err(ManifestError::Grant(_))));
     }
 
     #[test]

@@ -81,6 +81,20 @@ fn probe_summary() -> ProbeSummary {
         gateways: vec!["10.0.0.1".parse().unwrap()],
         external_address: Some("100.64.0.5".parse().unwrap()),
         double_nat: true,
+        double_nat_why: Some("pcp sees 100.64.0.5, STUN sees 198.51.100.7".into()),
+        nat: Some(NatView {
+            mode: "stun".into(),
+            ok: true,
+            server: Some("198.51.100.1:3478".parse().unwrap()),
+            reflexive: Some("198.51.100.7:40000".parse().unwrap()),
+            nat: Some(true),
+            mapping: Some("endpoint-independent".into()),
+            filtering: Some("address-and-port-dependent".into()),
+            hairpinning: None,
+            traversal: "hole-punching".into(),
+            detail: "STUN 198.51.100.1:3478: …".into(),
+            age_s: 3,
+        }),
     }
 }
 

@@ -378,12 +378,18 @@ pub fn status(b: &Broker, owner: &Requester) -> Status {
 
 /// `probe`: every MOD's probe and which one would be chosen, and why.
 pub async fn probe(b: &Broker, fresh: bool) -> p2pbroker_client::ProbeSummary {
-    let probes = b.probes(fresh).await;
+    let (probes, nat) = tokio::join!(b.probes(fresh), b.nat(fresh));
     let s = b.shared.lock().unwrap();
     let (profile, order) = s.policy.order_for(&s.net);
     let order: Vec<String> = order
         .into_iter()
         .filter(|m| s.modes.contains_key(m))
         .collect();
-    views::summary(&probes, &order, &profile, s.net.gateways.clone())
+    views::summary(
+        &probes,
+        &order,
+        &profile,
+        s.net.gateways.clone(),
+        nat.as_ref(),
+    )
 }

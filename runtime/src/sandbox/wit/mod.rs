@@ -24,6 +24,22 @@ wasmtime::component::bindgen!({
     },
 });
 
+/// Bindings of the `discovery-mode` world (0.1.1): only its `discovery`
+/// export is used from here; the imports are the `mode` world's.
+pub mod discovery {
+    wasmtime::component::bindgen!({
+        world: "discovery-mode",
+        path: "../wit",
+        exports: { default: async },
+        with: {
+            "wasi": wasmtime_wasi::p2::bindings,
+            "p2pbroker:mode/types": super::p2pbroker::mode::types,
+            "p2pbroker:mode/broker": super::p2pbroker::mode::broker,
+        },
+    });
+    pub use self::exports::p2pbroker::mode::discovery::{Behaviour, GuestIndices, NatReport};
+}
+
 pub use self::exports::p2pbroker::mode::lifecycle::{
     MapRequest, Mapping, ModeError, ModeInfo, ProbeReport,
 };
