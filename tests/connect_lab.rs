@@ -5,6 +5,7 @@
 //! proxy's answer — are still in the socket afterwards: the MOD read
 //! nothing past the answer. Refusals (407, 401, an unreachable
 //! destination, a proxy that is not there or not granted) are specific.
+//! The same for the socks5 MOD against the real Dante.
 
 #[path = "harness/mod.rs"]
 mod harness;
@@ -16,10 +17,16 @@ use lab::corp::*;
 use serde_json::Value;
 
 const HTTP_CONNECT: &str = "modes/http-connect";
+const SOCKS5: &str = "modes/socks5";
 
 /// `p2pb mode run http-connect handshake --to TO` from the host.
 fn handshake(lab: &CorpLab, proxy_port: u16, to: &str, extra: &[&str]) -> Value {
-    let component = harness::component_path(HTTP_CONNECT);
+    handshake_with(HTTP_CONNECT, lab, proxy_port, to, extra)
+}
+
+/// `p2pb mode run MOD handshake --to TO` from the host.
+fn handshake_with(rel: &str, lab: &CorpLab, proxy_port: u16, to: &str, extra: &[&str]) -> Value {
+    let component = harness::component_path(rel);
     let proxy = format!("proxy={EDGE_IP}:{proxy_port}");
     let mut args = vec![
         env!("CARGO_BIN_EXE_p2pb"),
@@ -129,4 +136,50 @@ fn a_proxy_that_answers_garbage_closes_or_stays_silent_is_a_specific_error() {
     assert_eq!(v["error"]["mode_error"], "timeout", "{v}");
     // Bounded by the handshake's own budget, not the call's.
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
+
+#[test]
+fn a_tunnel_through_dante_needs_the_right_credentials_and_keeps_the_first_bytes() {
+    let lab = CorpLab::up();
+    let creds = |password: &str| {
+        vec![
+            "--config".to_string(),
+            format!("username={SOCKS_USER}"),
+            "--config".to_string(),
+            format!("password={password}"),
+        ]
+    };
+    let good = creds(SOCKS_PASSWORD);
+    let good: Vec<&str> = good.iter().map(String::as_str).collect();
+    let v = handshake_with(SOCKS5, &lab, SOCKS_PORT, &peer(), &good);
+    assert_eq!(v["ok"], true, "{v}\n{}", lab.log("danted"));
+    assert_eq!(v["result"]["received"], "hello-from-peer\\u{a}", "{v}");
+
+    // Dante offers username/password only: without credentials no method fits.
+    let v = handshake_with(SOCKS5, &lab, SOCKS_PORT, &peer(), &[]);
+    assert_eq!(v["error"]["mode_error"], "denied", "{v}");
+    assert!(v.to_string().contains("requires authentication"), "{v}");
+    let bad = creds("nope");
+    let bad: Vec<&str> = bad.iter().map(String::as_str).collect();
+    let v = handshake_with(SOCKS5, &lab, SOCKS_PORT, &peer(), &bad);
+    assert_eq!(v["error"]["mode_error"], "denied", "{v}");
+    assert!(v.to_string().contains("refused the credentials"), "{v}");
+
+    // A closed port behind the proxy: Dante's reply code, in RFC 1928's words.
+    let v = handshake_with(SOCKS5, &lab, SOCKS_PORT, &format!("{PUB_IP}:1"), &good);
+    assert_eq!(v["error"]["mode_error"], "unavailable", "{v}");
+    assert!(v.to_string().contains("cannot reach"), "{v}");
+}
+
+#[test]
+fn a_socks_proxy_that_answers_http_or_closes_is_a_specific_error() {
+    let mut lab = CorpLab::up();
+    lab.fake_proxy(3133, "garbage");
+    lab.fake_proxy(3134, "close");
+    let v = handshake_with(SOCKS5, &lab, 3133, &peer(), &[]);
+    assert_eq!(v["error"]["mode_error"], "protocol", "{v}");
+    assert!(v.to_string().contains("not SOCKS5"), "{v}");
+    let v = handshake_with(SOCKS5, &lab, 3134, &peer(), &[]);
+    assert_eq!(v["error"]["mode_error"], "unavailable", "{v}");
+    assert!(v.to_string().contains("closed the connection"), "{v}");
 }

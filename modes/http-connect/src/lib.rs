@@ -18,15 +18,17 @@ mod wit;
 use core::net::SocketAddr;
 use core::time::Duration;
 
-use p2pbroker_mode_sdk::bindings::wasi::clocks::monotonic_clock;
-use p2pbroker_mode_sdk::bindings::wasi::io::poll::poll;
-use p2pbroker_mode_sdk::bindings::wasi::io::streams::{InputStream, OutputStream, StreamError};
+use p2pbroker_mode_sdk::bindings::wasi::io::streams::{InputStream, OutputStream};
 use p2pbroker_mode_sdk::clock::Deadline;
 use p2pbroker_mode_sdk::net::{NetError, TcpStream};
+use p2pbroker_mode_sdk::stream::{read_byte, write_all};
 use p2pbroker_mode_sdk::{MapRequest, Mapping, ModeError, ModeInfo, ProbeReport, escape, host};
 
 use proto::{Head, Refusal, Step};
 use wit::bindings::exports::p2pbroker::mode::connector::{self, Destination};
+
+/// Who the stream errors name.
+const PEER: &str = "the proxy";
 
 /// Default budget of one handshake.
 const DEFAULT_TIMEOUT_MS: u64 = 3000;
@@ -50,59 +52,6 @@ fn credentials() -> Result<Option<(String, String)>, ModeError> {
             "config `username` and `password` go together".into(),
         )),
     }
-}
-
-/// Write all of `bytes` before the deadline.
-fn write_all(out: &OutputStream, mut bytes: &[u8], deadline: Deadline) -> Result<(), ModeError> {
-    let closed = |e: StreamError| match e {
-        StreamError::Closed => ModeError::Unavailable("the proxy closed the connection".into()),
-        StreamError::LastOperationFailed(e) => {
-            ModeError::Unavailable(format!("writing to the proxy: {}", e.to_debug_string()))
-        }
-    };
-    while !bytes.is_empty() {
-        let room = out.check_write().map_err(closed)? as usize;
-        if room == 0 {
-            wait(&out.subscribe(), deadline)?;
-            continue;
-        }
-        let n = room.min(bytes.len());
-        out.write(&bytes[..n]).map_err(closed)?;
-        bytes = &bytes[n..];
-    }
-    out.flush().map_err(closed)
-}
-
-/// Read one byte before the deadline; `None` when the proxy closed.
-fn read_byte(input: &InputStream, deadline: Deadline) -> Result<Option<u8>, ModeError> {
-    loop {
-        match input.read(1) {
-            Ok(b) if !b.is_empty() => return Ok(Some(b[0])),
-            Ok(_) => {}
-            Err(StreamError::Closed) => return Ok(None),
-            Err(StreamError::LastOperationFailed(e)) => {
-                return Err(ModeError::Unavailable(format!(
-                    "reading from the proxy: {}",
-                    e.to_debug_string()
-                )));
-            }
-        }
-        wait(&input.subscribe(), deadline)?;
-    }
-}
-
-fn wait(
-    ready: &p2pbroker_mode_sdk::bindings::wasi::io::poll::Pollable,
-    deadline: Deadline,
-) -> Result<(), ModeError> {
-    if deadline.remaining().is_none() {
-        return Err(ModeError::Timeout(
-            "the proxy did not answer the CONNECT request in time".into(),
-        ));
-    }
-    let timer = monotonic_clock::subscribe_instant(deadline.instant_ns());
-    poll(&[ready, &timer]);
-    Ok(())
 }
 
 /// The contract's error for a refusal.
@@ -200,10 +149,10 @@ impl connector::Guest for HttpConnect {
             to.port,
             creds.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
         );
-        write_all(&output, &request, deadline)?;
+        write_all(&output, &request, deadline, PEER)?;
         let mut head = Head::default();
         loop {
-            let Some(b) = read_byte(&input, deadline)? else {
+            let Some(b) = read_byte(&input, deadline, PEER)? else {
                 return Err(ModeError::Unavailable(if head.bytes().is_empty() {
                     "the proxy closed the connection without answering".into()
                 } else {

@@ -21,6 +21,7 @@ pub mod classify;
 pub mod clock;
 pub mod host;
 pub mod net;
+pub mod stream;
 
 /// Generated bindings for the `mode` world.
 #[allow(missing_docs)]

@@ -248,16 +248,15 @@ async fn invoke(
                 .load(&mut *store, &instance)
                 .map_err(|e| (Phase::Instantiate, e))?;
             let table = &mut store.data_mut().table;
-            let streams =
-                table
-                    .push(Box::new(TunnelIn(stream.clone())) as wasmtime_wasi::p2::DynInputStream)
-                    .and_then(|input| {
-                        table
+            let streams = table
+                .push(Box::new(TunnelIn(stream.clone())) as wasmtime_wasi::p2::DynInputStream)
+                .and_then(|input| {
+                    table
                             .push(Box::new(TunnelOut::new(stream))
                                 as wasmtime_wasi::p2::DynOutputStream)
                             .map(|output| (input, output))
-                    })
-                    .map_err(|e| (Phase::Instantiate, e.into()))?;
+                })
+                .map_err(|e| (Phase::Instantiate, e.into()))?;
             guest
                 .call_handshake(&mut *store, &to, streams.0, streams.1)
                 .await
