@@ -1,7 +1,8 @@
 //! What a real miniupnpd sends, byte for byte, and what the kernel lists:
 //! raw exchanges with plain sockets from the host namespace of the
 //! dual-stack NAT lab (SSDP, HTTP, SOAP for IGD and the IPv6 firewall,
-//! NAT-PMP, PCP), coturn's STUN answers, and the host's socket tables
+//! NAT-PMP, PCP), coturn's STUN answers, the corporate lab's proxies
+//! (tinyproxy, Dante), and the host's socket tables
 //! (`/proc/net`, sock_diag).
 //! Each capture must parse, with the project's own parsers, to what was
 //! asked: an interoperability test of the codecs against the real thing.
@@ -24,6 +25,8 @@ mod exchange;
 mod igd;
 #[path = "fuzz_seeds/natpmp_pcp.rs"]
 mod natpmp_pcp;
+#[path = "fuzz_seeds/proxies.rs"]
+mod proxies;
 #[path = "fuzz_seeds/socktables.rs"]
 mod socktables;
 #[path = "fuzz_seeds/stun.rs"]

@@ -192,7 +192,7 @@ async fn a_mod_built_against_contract_0_1_0_still_loads_and_runs() {
             Arc::new(NetInfo::default()),
         )
         .await
-        .expect("a 0.1.0 MOD loads under the 0.1.1 broker");
+        .expect("a 0.1.0 MOD loads under the 0.1.2 broker");
     assert_eq!(mode.name(), "direct");
     assert!(!mode.discovers(), "0.1.0 has no discovery export");
     // Its lifecycle runs: with no global address, direct says so.

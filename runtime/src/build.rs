@@ -233,7 +233,7 @@ fn run_cargo(
     // and spends its time waiting on the network.
     // `cargo rustc --crate-type cdylib` makes the wasm artifact without the
     // crate declaring cdylib, which would break its host builds (export
-    // names such as `p2pbroker:mode/lifecycle@0.1.1#info` are not valid in
+    // names such as `p2pbroker:mode/lifecycle@0.1.2#info` are not valid in
     // a host linker's version script).
     cmd.args([
         "rustc",

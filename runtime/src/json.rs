@@ -144,6 +144,7 @@ pub fn output(o: &Output) -> Value {
         Output::Mapping(m) => serde_json::to_value(MappingJson::from(m)).expect("serialises"),
         Output::Unmapped => json!({ "unmapped": true }),
         Output::Nat(n) => nat(n),
+        Output::Tunnel => json!({ "tunnel": true }),
     }
 }
 

@@ -43,6 +43,8 @@ pub const HTTP_PROXY_PORT: u16 = 3128;
 pub const HTTP_PROXY_AUTH_PORT: u16 = 3129;
 /// Dante.
 pub const SOCKS_PORT: u16 = 1080;
+/// Ports for [`CorpLab::fake_proxy`] (3130-3139).
+pub const FAKE_PROXY_PORTS: std::ops::RangeInclusive<u16> = 3130..=3139;
 /// The peer's HTTP server.
 pub const PEER_HTTP_PORT: u16 = 8080;
 /// The peer's TCP greeting (`hello-from-peer`).
@@ -109,9 +111,33 @@ table inet edge {
     ct state established,related accept
     iifname "lo" accept
     meta l4proto icmp accept
-    iifname "corp" tcp dport { 3128, 3129, 1080 } accept
+    iifname "corp" tcp dport { 3128, 3129, 1080, 3130-3139 } accept
   }
 }
+"#;
+
+const FAKE_PROXY: &str = r#"
+import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(8); s.settimeout(60)
+print("ready", flush=True)
+held = []
+while True:
+    try:
+        c, _ = s.accept()
+    except socket.timeout:
+        break
+    c.settimeout(5)
+    try:
+        c.recv(4096)
+    except Exception:
+        pass
+    if sys.argv[3] == "garbage":
+        c.sendall(b"SSH-2.0-OpenSSH_9.2\r\n\r\n"); c.close()
+    elif sys.argv[3] == "close":
+        c.close()
+    else:
+        held.append(c)
 "#;
 
 /// The department router: its LAN out, masqueraded; nothing in.
@@ -396,6 +422,22 @@ impl CorpLab {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// A fake proxy on the edge at `port` (one of [`FAKE_PROXY_PORTS`]) for
+    /// what real proxies do not do: `garbage` (answers a non-HTTP line),
+    /// `close` (accepts, reads, closes), `silent` (accepts and never
+    /// answers). Returns once it listens.
+    pub fn fake_proxy(&mut self, port: u16, behaviour: &str) {
+        assert!(FAKE_PROXY_PORTS.contains(&port));
+        let name = format!("fake-proxy-{port}");
+        let port = port.to_string();
+        self.spawn(
+            CorpNs::Edge,
+            &name,
+            &["python3", "-c", FAKE_PROXY, EDGE_IP, &port, behaviour],
+        );
+        wait_for_ready(&self.path(&format!("{name}.log")));
     }
 
     /// `curl` from the host with `args` (bounded to 5 s): (HTTP status —

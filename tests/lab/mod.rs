@@ -492,6 +492,22 @@ impl Lab {
     }
 }
 
+/// Run `f` on a fresh thread moved into the lab namespace `name` (`setns`):
+/// only that thread changes namespace, and it ends.
+pub fn in_netns<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/var/run/netns/{name}");
+    std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        // SAFETY: setns on this thread only, with a namespace fd we hold.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns into {path} failed");
+        f()
+    })
+    .join()
+    .expect("lab thread panicked")
+}
+
 /// Wait (bounded) until a test server's log says `ready` (it has bound its
 /// socket).
 pub fn wait_for_ready(log: &std::path::Path) {
@@ -637,17 +653,7 @@ impl Lab {
     /// an in-process client (e.g. igd-next) talks to the lab, never to the
     /// root namespace. Only that thread changes namespace, and it ends.
     pub fn in_ns<T: Send + 'static>(&self, ns: Ns, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/var/run/netns/{}", self.ns(ns));
-        std::thread::spawn(move || {
-            use std::os::fd::AsRawFd;
-            let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-            // SAFETY: setns on this thread only, with a namespace fd we hold.
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns into {path} failed");
-            f()
-        })
-        .join()
-        .expect("lab thread panicked")
+        in_netns(&self.ns(ns), f)
     }
 
     /// The gateway's port-mapping table as an independent UPnP client

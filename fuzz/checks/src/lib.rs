@@ -21,6 +21,7 @@ pub mod pcp_packet;
 pub mod policy;
 pub mod policy_gen;
 pub mod proc_net;
+pub mod proxy;
 pub mod sigdata;
 pub mod sock_diag;
 pub mod static_decl;
@@ -44,6 +45,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("policy", policy::run),
     ("policy_gen", policy_gen::run),
     ("proc_net", proc_net::run),
+    ("proxy", proxy::run),
     ("sock_diag", sock_diag::run),
     ("static_decl", static_decl::run),
     ("stun", stun::run),

@@ -21,6 +21,7 @@ pub mod classify;
 pub mod clock;
 pub mod host;
 pub mod net;
+pub mod stream;
 
 /// Generated bindings for the `mode` world.
 #[allow(missing_docs)]
@@ -185,6 +186,43 @@ macro_rules! export_mode {
         // define the same export symbols twice.
         #[cfg(target_arch = "wasm32")]
         $crate::bindings::export_raw!(__P2pbLifecycle with_types_in $crate::bindings);
+    };
+}
+
+/// Bindings, in the calling MOD crate, of a world that adds optional
+/// exports to the `mode` world (`discovery-mode`, `connector-mode`): every
+/// imported interface is this SDK's, so the types are the SDK's. The MOD
+/// implements the generated `Guest` traits and calls
+/// `export_world!(TYPE with_types_in PATH)`. Generated in the MOD, not
+/// here: two worlds' export macros cannot live in one crate, and a plain
+/// MOD's component must describe the `mode` world only. Expects the MOD
+/// crate at `modes/NAME` (the WIT is `../../wit`) and `wit-bindgen` among
+/// its dependencies.
+#[macro_export]
+macro_rules! world_bindings {
+    ($world:literal) => {
+        wit_bindgen::generate!({
+            world: $world,
+            path: "../../wit",
+            with: {
+                "wasi:io/error@0.2.12": p2pbroker_mode_sdk::bindings::wasi::io::error,
+                "wasi:io/poll@0.2.12": p2pbroker_mode_sdk::bindings::wasi::io::poll,
+                "wasi:io/streams@0.2.12": p2pbroker_mode_sdk::bindings::wasi::io::streams,
+                "wasi:clocks/monotonic-clock@0.2.12": p2pbroker_mode_sdk::bindings::wasi::clocks::monotonic_clock,
+                "wasi:clocks/wall-clock@0.2.12": p2pbroker_mode_sdk::bindings::wasi::clocks::wall_clock,
+                "wasi:random/random@0.2.12": p2pbroker_mode_sdk::bindings::wasi::random::random,
+                "wasi:sockets/network@0.2.12": p2pbroker_mode_sdk::bindings::wasi::sockets::network,
+                "wasi:sockets/instance-network@0.2.12": p2pbroker_mode_sdk::bindings::wasi::sockets::instance_network,
+                "wasi:sockets/udp@0.2.12": p2pbroker_mode_sdk::bindings::wasi::sockets::udp,
+                "wasi:sockets/udp-create-socket@0.2.12": p2pbroker_mode_sdk::bindings::wasi::sockets::udp_create_socket,
+                "wasi:sockets/tcp@0.2.12": p2pbroker_mode_sdk::bindings::wasi::sockets::tcp,
+                "wasi:sockets/tcp-create-socket@0.2.12": p2pbroker_mode_sdk::bindings::wasi::sockets::tcp_create_socket,
+                "wasi:sockets/ip-name-lookup@0.2.12": p2pbroker_mode_sdk::bindings::wasi::sockets::ip_name_lookup,
+                "p2pbroker:mode/types@0.1.2": p2pbroker_mode_sdk::bindings::p2pbroker::mode::types,
+                "p2pbroker:mode/broker@0.1.2": p2pbroker_mode_sdk::bindings::p2pbroker::mode::broker,
+            },
+            export_macro_name: "export_world",
+        });
     };
 }
 

@@ -363,7 +363,7 @@ unsafe extern "Rust" fn __getrandom_v03_custom(
 
 // Only a component exports (host builds link no exports).
 #[cfg(target_arch = "wasm32")]
-wit::bindings::export_discovery_raw!(Stun with_types_in wit::bindings);
+wit::bindings::export_world!(Stun with_types_in wit::bindings);
 
 #[cfg(test)]
 mod tests {

@@ -34,6 +34,7 @@ mod run;
 mod status;
 mod table;
 mod trust;
+mod tunnel;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -26,6 +26,9 @@ enum Call {
     Unmap,
     /// NAT behaviour discovery (MODs exporting `discovery`, e.g. stun).
     Discover,
+    /// A tunnel through the MOD's proxy (MODs exporting `connector`):
+    /// `--to HOST:PORT`.
+    Handshake,
 }
 
 /// Arguments of `p2pb mode run`.
@@ -84,6 +87,13 @@ pub struct Args {
     /// renew/unmap: the mapping, as printed by `map --json` (or @FILE).
     #[arg(long)]
     mapping: Option<String>,
+    /// handshake: where the tunnel goes, HOST:PORT (`[IPv6]:PORT`).
+    #[arg(long)]
+    to: Option<String>,
+    /// handshake: once the tunnel is open, report what the far end sends
+    /// within this many milliseconds (at most 4 KiB).
+    #[arg(long, default_value_t = 0)]
+    read_ms: u64,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -111,6 +121,9 @@ pub async fn run(a: Args) -> anyhow::Result<u8> {
         .await?;
     let spec = build_spec(&a, mode.name())?;
     mode.respec(&host, spec)?;
+    if let Call::Handshake = a.call {
+        return super::tunnel::run(&mode, &a.to, a.read_ms, a.json).await;
+    }
     let call = mode.call(op).await;
     if a.json {
         print_json(&mode, &call);
@@ -178,6 +191,8 @@ fn build_op(a: &Args) -> anyhow::Result<Op> {
         Call::Renew => Op::Renew(mapping_arg(a)?, a.lifetime),
         Call::Unmap => Op::Unmap(mapping_arg(a)?),
         Call::Discover => Op::Discover,
+        // Run by `tunnel::run`: it needs the connection first.
+        Call::Handshake => Op::Info,
     })
 }
 

@@ -6,7 +6,8 @@
 //! TRANSPORT := "udp" | "tcp"
 //! USES      := USE ("," USE)*
 //! USE       := "bind" | "connect" | "send" | "receive" | "listen" | "accept"
-//! TARGET    := "gateway" | "ssdp" | "lan" | "local" | "stun" | CIDR | IP | "[" IPV6 "]"
+//! TARGET    := "gateway" | "ssdp" | "lan" | "local" | "stun" | "proxy" | CIDR | IP
+//!            | "[" IPV6 "]"
 //! PORTS     := PORT | PORT "-" PORT          (PORT 0 only for "bind")
 //! ```
 //!
@@ -130,6 +131,9 @@ pub enum Target {
     /// The addresses of the policy's STUN servers (`[services] stun`, IP
     /// literals), on the grant's ports.
     Stun,
+    /// The address of the MOD's proxy (its config `proxy`, `IP:PORT`), on
+    /// the grant's ports: what the broker connects to for a connector MOD.
+    Proxy,
     /// An explicit network.
     Net(IpNet),
 }
@@ -264,6 +268,7 @@ fn parse_target(s: &str) -> Result<Target, String> {
         "lan" => Target::Lan,
         "local" => Target::Local,
         "stun" => Target::Stun,
+        "proxy" => Target::Proxy,
         _ => {
             if let Ok(net) = s.parse::<IpNet>() {
                 Target::Net(net.trunc())
@@ -271,7 +276,7 @@ fn parse_target(s: &str) -> Result<Target, String> {
                 Target::Net(IpNet::from(ip))
             } else {
                 return Err(format!(
-                    "unknown target `{s}` (gateway, ssdp, lan, local, stun, an address or a CIDR)"
+                    "unknown target `{s}` (gateway, ssdp, lan, local, stun, proxy, an address or a CIDR)"
                 ));
             }
         }
@@ -317,6 +322,7 @@ impl fmt::Display for Grant {
                     Target::Lan => f.write_str("lan")?,
                     Target::Local => f.write_str("local")?,
                     Target::Stun => f.write_str("stun")?,
+                    Target::Proxy => f.write_str("proxy")?,
                     Target::Net(IpNet::V6(n)) if n.prefix_len() == 128 => {
                         write!(f, "[{}]", n.addr())?
                     }

@@ -56,12 +56,12 @@ impl Gate {
     /// the IPv6 link-local subnet, `ssdp` both SSDP groups, `local` the
     /// unspecified addresses plus the host's own addresses.
     pub fn compile(grants: &[Grant], net: &NetInfo) -> Gate {
-        Gate::compile_with(grants, net, &[])
+        Gate::compile_with(grants, net, &Services::default())
     }
 
     /// [`Gate::compile`], with `stun` the addresses the `stun` target
-    /// stands for (see [`stun_servers`]).
-    pub fn compile_with(grants: &[Grant], net: &NetInfo, stun: &[IpAddr]) -> Gate {
+    /// and `proxy` targets stand for (see [`Services::of`]).
+    pub fn compile_with(grants: &[Grant], net: &NetInfo, services: &Services) -> Gate {
         let mut gate = Gate {
             grants: grants.to_vec(),
             ..Gate::default()
@@ -77,7 +77,7 @@ impl Gate {
                 gate.name_lookup = true;
                 continue;
             };
-            for n in resolve(target, net, stun) {
+            for n in resolve(target, net, services) {
                 gate.rules.push(Rule {
                     transport: *transport,
                     uses: *uses,
@@ -144,24 +144,42 @@ fn host_net(ip: IpAddr) -> IpNet {
     IpNet::from(ip.to_canonical())
 }
 
-/// The addresses of the STUN servers in a MOD's config (`stun_servers`,
-/// comma-separated `IP:PORT`, as the policy's `[services] stun` hands them
-/// on). Names are skipped: the gate resolves nothing through DNS.
-pub fn stun_servers(config: &std::collections::BTreeMap<String, String>) -> Vec<IpAddr> {
-    config
-        .get("stun_servers")
-        .map(|list| {
-            list.split(',')
-                .filter_map(|s| s.trim().parse::<SocketAddr>().ok())
-                .map(|a| a.ip().to_canonical())
-                .collect()
-        })
-        .unwrap_or_default()
+/// The servers a MOD's config names, for the `stun` and `proxy` targets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Services {
+    /// `stun_servers` (comma-separated `IP:PORT`, as the policy's
+    /// `[services] stun` hands them on).
+    pub stun: Vec<IpAddr>,
+    /// `proxy` (`IP:PORT`).
+    pub proxy: Vec<IpAddr>,
 }
 
-fn resolve(target: &Target, net: &NetInfo, stun: &[IpAddr]) -> Vec<IpNet> {
+impl Services {
+    /// Read them from a MOD's config. Names are skipped: the gate resolves
+    /// nothing through DNS.
+    pub fn of(config: &std::collections::BTreeMap<String, String>) -> Services {
+        let addrs = |key: &str| -> Vec<IpAddr> {
+            config
+                .get(key)
+                .map(|list| {
+                    list.split(',')
+                        .filter_map(|s| s.trim().parse::<SocketAddr>().ok())
+                        .map(|a| a.ip().to_canonical())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        Services {
+            stun: addrs("stun_servers"),
+            proxy: addrs("proxy").into_iter().take(1).collect(),
+        }
+    }
+}
+
+fn resolve(target: &Target, net: &NetInfo, services: &Services) -> Vec<IpNet> {
     match target {
-        Target::Stun => stun.iter().copied().map(host_net).collect(),
+        Target::Stun => services.stun.iter().copied().map(host_net).collect(),
+        Target::Proxy => services.proxy.iter().copied().map(host_net).collect(),
         Target::Gateway => net.gateways.iter().copied().map(host_net).collect(),
         Target::Ssdp => vec![host_net(SSDP_GROUP), host_net(SSDP_GROUP_V6)],
         Target::Lan => net
@@ -205,10 +223,10 @@ mod tests {
             "198.51.100.1:3478, stun.example:3478,198.51.100.3:3478".to_string(),
         )]
         .into();
-        let stun = stun_servers(&config);
-        assert_eq!(stun.len(), 2, "names are skipped: {stun:?}");
+        let services = Services::of(&config);
+        assert_eq!(services.stun.len(), 2, "names are skipped: {services:?}");
         let grants: Vec<Grant> = vec!["udp:send,receive@stun:1-65535".parse().unwrap()];
-        let g = Gate::compile_with(&grants, &NetInfo::lab_host(), &stun);
+        let g = Gate::compile_with(&grants, &NetInfo::lab_host(), &services);
         for to in ["198.51.100.1:3478", "198.51.100.3:3479"] {
             assert_eq!(
                 g.check(Transport::Udp, Use::Send, sa(to)),
@@ -226,6 +244,22 @@ mod tests {
             g.check(Transport::Udp, Use::Send, sa("198.51.100.1:3478")),
             Verdict::Deny
         );
+    }
+
+    #[test]
+    fn the_proxy_target_is_the_configured_proxy() {
+        let config = [("proxy".to_string(), "172.16.0.1:3128".to_string())].into();
+        let grants: Vec<Grant> = vec!["tcp:connect@proxy:1-65535".parse().unwrap()];
+        let g = Gate::compile_with(&grants, &NetInfo::lab_host(), &Services::of(&config));
+        assert_eq!(
+            g.check(Transport::Tcp, Use::Connect, sa("172.16.0.1:3128")),
+            Verdict::Allow(0)
+        );
+        assert_eq!(
+            g.check(Transport::Tcp, Use::Connect, sa("172.16.0.2:3128")),
+            Verdict::Deny
+        );
+        assert_eq!(grants[0].to_string(), "tcp:connect@proxy:1-65535");
     }
 
     #[test]

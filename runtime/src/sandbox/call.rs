@@ -13,8 +13,10 @@ use wasmtime::{Store, Trap};
 use super::contract;
 use super::error::{CallError, Limit, LimitHit, TrapKind};
 use super::mode::Mode;
+use super::wit::connector::{Destination, GuestIndices as ConnectorIndices};
 use super::wit::discovery::{GuestIndices, NatReport};
 use super::wit::sockets::Exhausted;
+use super::wit::tunnel::{TunnelIn, TunnelOut};
 use super::wit::{
     CallState, LogLine, MapRequest, Mapping, ModeError, ModeInfo, ModePre, ProbeReport,
 };
@@ -40,6 +42,9 @@ pub enum Op {
     Unmap(Mapping),
     /// `discovery.discover` (0.1.1; MODs that export it).
     Discover,
+    /// `connector.handshake` (0.1.2): make the broker's connection to a
+    /// proxy a tunnel to the destination.
+    Handshake(Destination, Arc<tokio::net::TcpStream>),
 }
 
 impl Op {
@@ -52,6 +57,7 @@ impl Op {
             Op::Renew(..) => "renew",
             Op::Unmap(_) => "unmap",
             Op::Discover => "discover",
+            Op::Handshake(..) => "handshake",
         }
     }
 }
@@ -69,6 +75,8 @@ pub enum Output {
     Unmapped,
     /// From `discover`.
     Nat(NatReport),
+    /// From `handshake`: the tunnel is open.
+    Tunnel,
 }
 
 /// Everything one call produced.
@@ -133,7 +141,7 @@ pub(crate) async fn run(mode: &Mode, op: Op) -> CallReport {
     let mut store = mode.new_store(collector.clone());
     let raw: Raw = match tokio::time::timeout(
         outer_budget(timeout),
-        invoke(&mode.pre, mode.discovery.as_deref(), &mut store, op),
+        invoke(&mode.pre, &mode.exports, &mut store, op),
     )
     .await
     {
@@ -205,39 +213,96 @@ pub(crate) async fn run(mode: &Mode, op: Op) -> CallReport {
     }
 }
 
+/// The optional exports a MOD has (their indices), beyond the lifecycle.
+#[derive(Default)]
+pub(crate) struct Exports {
+    /// `discovery` (0.1.1).
+    pub discovery: Option<GuestIndices>,
+    /// `connector` (0.1.2).
+    pub connector: Option<ConnectorIndices>,
+}
+
+impl Exports {
+    /// Look them up in a linked component.
+    pub(crate) fn of(pre: &ModePre<CallState>) -> Exports {
+        Exports {
+            discovery: GuestIndices::new(pre.instance_pre()).ok(),
+            connector: ConnectorIndices::new(pre.instance_pre()).ok(),
+        }
+    }
+}
+
 async fn invoke(
     pre: &ModePre<CallState>,
-    discovery: Option<&GuestIndices>,
+    exports: &Exports,
     store: &mut Store<CallState>,
     op: Op,
 ) -> Result<Result<Output, ModeError>, (Phase, wasmtime::Error)> {
-    if let Op::Discover = op {
-        let Some(indices) = discovery else {
-            return Ok(Err(ModeError::Unsupported(
-                "this MOD does not export discovery (contract 0.1.1)".into(),
-            )));
-        };
-        let instance = pre
-            .instance_pre()
-            .instantiate_async(&mut *store)
-            .await
-            .map_err(|e| (Phase::Instantiate, e))?;
-        let guest = indices
-            .load(&mut *store, &instance)
-            .map_err(|e| (Phase::Instantiate, e))?;
-        return guest
-            .call_discover(&mut *store)
-            .await
-            .map(|r| r.map(Output::Nat))
-            .map_err(|e| (Phase::Call, e));
+    match op {
+        Op::Handshake(to, stream) => {
+            let Some(indices) = &exports.connector else {
+                return Ok(Err(missing("connector (contract 0.1.2)")));
+            };
+            let instance = instantiate(pre, store).await?;
+            let guest = indices
+                .load(&mut *store, &instance)
+                .map_err(|e| (Phase::Instantiate, e))?;
+            let table = &mut store.data_mut().table;
+            let streams = table
+                .push(Box::new(TunnelIn(stream.clone())) as wasmtime_wasi::p2::DynInputStream)
+                .and_then(|input| {
+                    table
+                            .push(Box::new(TunnelOut::new(stream))
+                                as wasmtime_wasi::p2::DynOutputStream)
+                            .map(|output| (input, output))
+                })
+                .map_err(|e| (Phase::Instantiate, e.into()))?;
+            guest
+                .call_handshake(&mut *store, &to, streams.0, streams.1)
+                .await
+                .map(|r| r.map(|()| Output::Tunnel))
+                .map_err(|e| (Phase::Call, e))
+        }
+        Op::Discover => {
+            let Some(indices) = &exports.discovery else {
+                return Ok(Err(missing("discovery (contract 0.1.1)")));
+            };
+            let instance = instantiate(pre, store).await?;
+            let guest = indices
+                .load(&mut *store, &instance)
+                .map_err(|e| (Phase::Instantiate, e))?;
+            guest
+                .call_discover(&mut *store)
+                .await
+                .map(|r| r.map(Output::Nat))
+                .map_err(|e| (Phase::Call, e))
+        }
+        op => {
+            let instance = pre
+                .instantiate_async(&mut *store)
+                .await
+                .map_err(|e| (Phase::Instantiate, e))?;
+            call(&instance, store, op)
+                .await
+                .map_err(|e| (Phase::Call, e))
+        }
     }
-    let instance = pre
+}
+
+fn missing(export: &str) -> ModeError {
+    ModeError::Unsupported(format!("this MOD does not export {export}"))
+}
+
+/// A fresh instance, for the optional exports (their indices are looked up
+/// in it).
+async fn instantiate(
+    pre: &ModePre<CallState>,
+    store: &mut Store<CallState>,
+) -> Result<wasmtime::component::Instance, (Phase, wasmtime::Error)> {
+    pre.instance_pre()
         .instantiate_async(&mut *store)
         .await
-        .map_err(|e| (Phase::Instantiate, e))?;
-    call(&instance, store, op)
-        .await
-        .map_err(|e| (Phase::Call, e))
+        .map_err(|e| (Phase::Instantiate, e))
 }
 
 /// Where a wasmtime error came from: the pool or start-up code, or the
@@ -266,7 +331,7 @@ async fn call(
             .call_unmap(&mut *store, &m)
             .await?
             .map(|()| Output::Unmapped),
-        Op::Discover => unreachable!("handled by invoke"),
+        Op::Discover | Op::Handshake(..) => unreachable!("handled by invoke"),
     })
 }
 
@@ -285,6 +350,7 @@ fn validate(r: Result<Output, ModeError>, asked: &Asked) -> Result<Output, CallE
         (Ok(Output::Mapping(_)), Asked::Other) => Err("a mapping where none was asked".into()),
         (Ok(Output::Unmapped), _) => Ok(()),
         (Ok(Output::Nat(n)), _) => contract::nat(n),
+        (Ok(Output::Tunnel), _) => Ok(()),
         (Err(e), _) => contract::error(e),
     };
     checked.map_err(CallError::InvalidResult)?;

@@ -177,7 +177,7 @@ const WASI_VERSION: &str = "0.2.12";
 /// Versions of the `p2pbroker:mode` contract a MOD may be built against:
 /// each minor release only adds, so the linker serves them all (wasmtime
 /// matches semver-compatible names for imports and exports).
-pub const CONTRACT_VERSIONS: [&str; 2] = ["0.1.0", "0.1.1"];
+pub const CONTRACT_VERSIONS: [&str; 3] = ["0.1.0", "0.1.1", "0.1.2"];
 
 /// Every interface the linker provides: what a MOD may import.
 pub fn provided_interfaces() -> Vec<String> {

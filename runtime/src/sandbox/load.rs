@@ -152,14 +152,12 @@ impl ModeHost {
     ) -> Result<Mode, LoadError> {
         self.check_spec(&spec)?;
         let pre = self.prepare(component)?;
-        // A 0.1.0 MOD, or one without the optional export, has none.
-        let discovery = super::wit::discovery::GuestIndices::new(pre.instance_pre())
-            .ok()
-            .map(Arc::new);
+        // A 0.1.0 MOD, or one without the optional exports, has none.
+        let exports = Arc::new(super::call::Exports::of(&pre));
         let gate = Arc::new(super::mode::gate_for(&spec, &net));
         let mut mode = Mode {
             pre,
-            discovery,
+            exports,
             name: "unnamed".into(),
             info: None,
             sha256: sha256.into(),

@@ -12,6 +12,8 @@
 //!   than the broker's own threads.
 //! - [`limits`]: the per-call limits and the store's limiter.
 //! - [`contract`]: checks on what goes into and comes out of a MOD.
+//! - [`connect`]: outbound tunnels: the proxy connection the broker opens
+//!   and lends to a connector MOD for its handshake.
 //! - [`wit`]: the generated bindings and the broker interface a MOD imports.
 //!
 //! Whether a component may run at all, and with which grants, is decided
@@ -19,6 +21,7 @@
 
 pub mod cache;
 pub mod call;
+pub mod connect;
 pub mod contract;
 pub mod engine;
 pub mod error;

@@ -40,8 +40,8 @@ pub struct ModeSpec {
 #[derive(Clone)]
 pub struct Mode {
     pub(crate) pre: ModePre<CallState>,
-    /// The `discovery` export's indices, when the MOD has it (0.1.1).
-    pub(crate) discovery: Option<Arc<super::wit::discovery::GuestIndices>>,
+    /// The optional exports' indices (discovery 0.1.1, connector 0.1.2).
+    pub(crate) exports: Arc<super::call::Exports>,
     pub(crate) name: Arc<str>,
     pub(crate) info: Option<Arc<ModeInfo>>,
     pub(crate) sha256: Arc<str>,
@@ -73,7 +73,13 @@ impl Mode {
 
     /// Whether the MOD exports `discovery` (NAT behaviour, contract 0.1.1).
     pub fn discovers(&self) -> bool {
-        self.discovery.is_some()
+        self.exports.discovery.is_some()
+    }
+
+    /// Whether the MOD exports `connector` (proxy handshakes, contract
+    /// 0.1.2).
+    pub fn connects(&self) -> bool {
+        self.exports.connector.is_some()
     }
 
     /// The compiled gate in force.
@@ -217,5 +223,5 @@ impl Mode {
 
 /// The gate for `spec` on the network `net`.
 pub(crate) fn gate_for(spec: &ModeSpec, net: &NetInfo) -> Gate {
-    Gate::compile_with(&spec.grants, net, &crate::gate::stun_servers(&spec.config))
+    Gate::compile_with(&spec.grants, net, &crate::gate::Services::of(&spec.config))
 }

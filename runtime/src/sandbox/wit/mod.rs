@@ -7,6 +7,7 @@
 
 mod broker;
 pub mod sockets;
+pub mod tunnel;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -38,6 +39,22 @@ pub mod discovery {
         },
     });
     pub use self::exports::p2pbroker::mode::discovery::{Behaviour, GuestIndices, NatReport};
+}
+
+/// Bindings of the `connector-mode` world (0.1.2): only its `connector`
+/// export is used from here.
+pub mod connector {
+    wasmtime::component::bindgen!({
+        world: "connector-mode",
+        path: "../wit",
+        exports: { default: async },
+        with: {
+            "wasi": wasmtime_wasi::p2::bindings,
+            "p2pbroker:mode/types": super::p2pbroker::mode::types,
+            "p2pbroker:mode/broker": super::p2pbroker::mode::broker,
+        },
+    });
+    pub use self::exports::p2pbroker::mode::connector::{Destination, GuestIndices};
 }
 
 pub use self::exports::p2pbroker::mode::lifecycle::{
