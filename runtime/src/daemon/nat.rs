@@ -89,7 +89,8 @@ pub fn view(seen: &NatSeen) -> NatView {
 
 impl Broker {
     /// The NAT's behaviour, discovering it now if the last answer is older
-    /// than the probe TTL (or the network changed since), or if `fresh`.
+    /// than the probe TTL (or the network changed since), or, if `fresh`,
+    /// older than [`super::timing::FRESH_PROBE_MIN_INTERVAL`].
     /// `None` when no loaded MOD exports `discover`.
     pub async fn nat(&self, fresh: bool) -> Option<NatSeen> {
         let asked = Instant::now();
@@ -97,9 +98,11 @@ impl Broker {
         let modes = {
             let s = self.shared.lock().unwrap();
             let ttl = Duration::from_secs(s.policy.broker.probe_ttl_s);
+            // As for probes: a fresh request takes a discovery up to 10 s
+            // old, so a local user cannot keep the MOD busy.
             if let Some(seen) = &s.nat {
-                let newer = seen.at >= asked;
-                if newer || (!fresh && seen.at.elapsed() < ttl) {
+                let age = Some(seen.at.elapsed());
+                if super::timing::probes_serve(age, seen.at >= asked, fresh, ttl) {
                     return Some(seen.clone());
                 }
             }
