@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 pub const HEAD_MAX: usize = 8 * 1024;
 
 /// The CONNECT request for `host:port`, with Basic credentials if given.
-/// `host` must not contain CR, LF or spaces (checked by [`valid_host`]).
+/// `host` must pass [`valid_host`] (no CR, LF or spaces).
 pub fn request(host: &str, port: u16, creds: Option<(&str, &str)>) -> Vec<u8> {
     let authority = if host.contains(':') {
         format!("[{host}]:{port}")
@@ -24,15 +24,7 @@ pub fn request(host: &str, port: u16, creds: Option<(&str, &str)>) -> Vec<u8> {
     r.into_bytes()
 }
 
-/// Whether `host` may go into a request line: a DNS name or an IP literal,
-/// nothing that could end the line or the field.
-pub fn valid_host(host: &str) -> bool {
-    !host.is_empty()
-        && host.len() <= 255
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'_'))
-}
+pub use p2pbroker_mode_sdk::addr::valid_host;
 
 /// Collects the answer one byte at a time until its head ends.
 #[derive(Debug, Default)]

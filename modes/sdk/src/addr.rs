@@ -98,6 +98,17 @@ impl From<SocketAddr> for IpSocketAddress {
     }
 }
 
+/// Whether `host` is a usable destination name for a proxy: a DNS name or
+/// an IP literal (IPv6 without brackets), 1–255 bytes, nothing that could
+/// end a request line or a field (only letters, digits and `.-:_`).
+pub fn valid_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'_'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -154,7 +154,7 @@ impl connector::Guest for Socks5 {
         p2pbroker_mode_sdk::install_panic_hook();
         let target = format!("{}:{}", escape(&to.host, 255), to.port);
         let request = proto::connect(&to.host, to.port)
-            .filter(|_| to.port != 0)
+            .filter(|_| to.port != 0 && p2pbroker_mode_sdk::addr::valid_host(&to.host))
             .ok_or_else(|| {
                 ModeError::InvalidRequest(format!("destination {target} is not usable"))
             })?;
