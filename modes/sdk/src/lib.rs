@@ -19,6 +19,7 @@
 pub mod addr;
 pub mod classify;
 pub mod clock;
+pub mod connector;
 pub mod host;
 pub mod net;
 pub mod stream;

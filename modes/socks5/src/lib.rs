@@ -14,43 +14,17 @@
 pub mod proto;
 mod wit;
 
-use core::net::SocketAddr;
-use core::time::Duration;
-
 use p2pbroker_mode_sdk::bindings::wasi::io::streams::{InputStream, OutputStream};
 use p2pbroker_mode_sdk::clock::Deadline;
-use p2pbroker_mode_sdk::net::{NetError, TcpStream};
+use p2pbroker_mode_sdk::connector as proxy_config;
 use p2pbroker_mode_sdk::stream::{read_exact, write_all};
-use p2pbroker_mode_sdk::{MapRequest, Mapping, ModeError, ModeInfo, ProbeReport, escape, host};
+use p2pbroker_mode_sdk::{MapRequest, Mapping, ModeError, ModeInfo, ProbeReport, escape};
 
 use proto::Refusal;
 use wit::bindings::exports::p2pbroker::mode::connector::{self, Destination};
 
 /// Who the stream errors name.
 const PEER: &str = "the SOCKS proxy";
-/// Default budget of one handshake.
-const DEFAULT_TIMEOUT_MS: u64 = 3000;
-
-fn proxy() -> Result<SocketAddr, ModeError> {
-    let text = host::config("proxy")
-        .ok_or_else(|| ModeError::Unavailable("no proxy configured (config `proxy`)".into()))?;
-    text.trim().parse().map_err(|_| {
-        ModeError::InvalidRequest(format!(
-            "config `proxy` {} is not IP:PORT",
-            escape(&text, 100)
-        ))
-    })
-}
-
-fn credentials() -> Result<Option<(String, String)>, ModeError> {
-    match (host::config("username"), host::config("password")) {
-        (Some(u), Some(p)) => Ok(Some((u, p))),
-        (None, None) => Ok(None),
-        _ => Err(ModeError::InvalidRequest(
-            "config `username` and `password` go together".into(),
-        )),
-    }
-}
 
 /// The contract's error for a refusal.
 pub fn refusal_error(r: Refusal, to: &str) -> ModeError {
@@ -111,21 +85,7 @@ impl wit::bindings::exports::p2pbroker::mode::lifecycle::Guest for Socks5 {
 
     fn probe() -> Result<ProbeReport, ModeError> {
         p2pbroker_mode_sdk::install_panic_hook();
-        let proxy = proxy()?;
-        let timeout = Duration::from_millis(host::config_or("probe_timeout_ms", 250));
-        match TcpStream::connect(proxy, timeout) {
-            Ok(_) => Ok(ProbeReport {
-                gateway: None,
-                external_address: None,
-                external_class: None,
-                detail: format!("SOCKS5 proxy {proxy} accepts connections"),
-                state: Vec::new(),
-            }),
-            Err(NetError::Denied) => Err(ModeError::Denied(format!(
-                "the policy does not grant tcp:connect to the proxy {proxy}"
-            ))),
-            Err(e) => Err(ModeError::Unavailable(format!("SOCKS5 proxy {proxy}: {e}"))),
-        }
+        proxy_config::probe("SOCKS5 proxy")
     }
 
     fn map(_: MapRequest) -> Result<Mapping, ModeError> {
@@ -158,11 +118,8 @@ impl connector::Guest for Socks5 {
             .ok_or_else(|| {
                 ModeError::InvalidRequest(format!("destination {target} is not usable"))
             })?;
-        let creds = credentials()?;
-        let deadline = Deadline::after(Duration::from_millis(host::config_or(
-            "timeout_ms",
-            DEFAULT_TIMEOUT_MS,
-        )));
+        let creds = proxy_config::credentials()?;
+        let deadline = proxy_config::handshake_deadline();
         let refused = |r| refusal_error(r, &target);
         write_all(&output, &proto::greeting(creds.is_some()), deadline, PEER)?;
         let method = proto::method(two(&input, deadline)?, creds.is_some()).map_err(refused)?;
