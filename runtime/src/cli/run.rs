@@ -121,9 +121,10 @@ pub async fn run(a: Args) -> anyhow::Result<u8> {
         .await?;
     let spec = build_spec(&a, mode.name())?;
     mode.respec(&host, spec)?;
-    if let Call::Handshake = a.call {
+    // A handshake needs the connection to the proxy first: its own path.
+    let Some(op) = op else {
         return super::tunnel::run(&mode, &a.to, a.read_ms, a.json).await;
-    }
+    };
     let call = mode.call(op).await;
     if a.json {
         print_json(&mode, &call);
@@ -173,8 +174,9 @@ fn build_spec(a: &Args, name: &str) -> anyhow::Result<ModeSpec> {
     Ok(spec)
 }
 
-fn build_op(a: &Args) -> anyhow::Result<Op> {
-    Ok(match a.call {
+/// The lifecycle call to make; `None` for `handshake` (see `tunnel::run`).
+fn build_op(a: &Args) -> anyhow::Result<Option<Op>> {
+    Ok(Some(match a.call {
         Call::Info => Op::Info,
         Call::Probe => Op::Probe,
         Call::Map => Op::Map(MapRequest {
@@ -191,9 +193,8 @@ fn build_op(a: &Args) -> anyhow::Result<Op> {
         Call::Renew => Op::Renew(mapping_arg(a)?, a.lifetime),
         Call::Unmap => Op::Unmap(mapping_arg(a)?),
         Call::Discover => Op::Discover,
-        // Run by `tunnel::run`: it needs the connection first.
-        Call::Handshake => Op::Info,
-    })
+        Call::Handshake => return Ok(None),
+    }))
 }
 
 fn mapping_arg(a: &Args) -> anyhow::Result<Mapping> {
