@@ -25,7 +25,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{PUB_ALT_IP, PUB_IP, TCP_SERVER, run, wait_for_ready};
+use super::{PUB_ALT_IP, PUB_IP, TCP_SERVER, require_root_and, run, wait_for_ready};
 
 /// The edge's outside address.
 pub const EDGE_WAN_IP: &str = "198.51.100.2";
@@ -78,24 +78,6 @@ pub struct CorpLab {
     dir: tempfile::TempDir,
     children: Vec<Child>,
     namespaces: Vec<String>,
-}
-
-fn require(tools: &[&str]) {
-    // SAFETY: geteuid cannot fail.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "the corporate lab needs root (network namespaces); run the suite as root, as CI does"
-    );
-    for tool in tools {
-        let found = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).exists()))
-            .unwrap_or(false);
-        assert!(
-            found,
-            "the corporate lab needs `{tool}`: run .ci/run (it installs the lab's Debian packages)"
-        );
-    }
 }
 
 /// The edge: nothing forwarded (the firewall API will add what it
@@ -158,7 +140,7 @@ table inet dept {
 impl CorpLab {
     /// Build the lab and start its daemons; waits until each listens.
     pub fn up() -> CorpLab {
-        require(&[
+        let tools = [
             "ip",
             "nft",
             "turnserver",
@@ -166,7 +148,8 @@ impl CorpLab {
             "danted",
             "curl",
             "python3",
-        ]);
+        ];
+        require_root_and("corporate lab", &tools);
         static N: AtomicU32 = AtomicU32::new(0);
         let prefix = format!(
             "p2pb{}c{}",

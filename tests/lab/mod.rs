@@ -105,14 +105,28 @@ pub struct Lab {
     dual_stack: bool,
 }
 
-fn require_root_and_tools() {
+/// Panic unless running as root with every tool of `tools` on PATH:
+/// `lab` names the lab in the message (tests never skip silently).
+fn require_root_and(lab: &str, tools: &[&str]) {
     // SAFETY: geteuid cannot fail.
     let uid = unsafe { libc::geteuid() };
     assert_eq!(
         uid, 0,
-        "the NAT lab needs root (network namespaces); run the suite as root, as CI does"
+        "the {lab} needs root (network namespaces); run the suite as root, as CI does"
     );
-    for tool in [
+    for tool in tools {
+        let found = std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).exists()))
+            .unwrap_or(false);
+        assert!(
+            found,
+            "the {lab} needs `{tool}`: run .ci/run (it installs the lab's Debian packages)"
+        );
+    }
+}
+
+fn require_root_and_tools() {
+    let tools = [
         "ip",
         "nft",
         "miniupnpd",
@@ -121,15 +135,8 @@ fn require_root_and_tools() {
         "upnpc",
         "python3",
         "turnutils_natdiscovery",
-    ] {
-        let found = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).exists()))
-            .unwrap_or(false);
-        assert!(
-            found,
-            "the NAT lab needs `{tool}`: run .ci/run (it installs the lab's Debian packages)"
-        );
-    }
+    ];
+    require_root_and("NAT lab", &tools);
 }
 
 fn run(cmd: &mut Command) -> Output {
