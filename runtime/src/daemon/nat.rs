@@ -24,34 +24,64 @@ pub struct NatSeen {
     pub at: Instant,
 }
 
-/// What the NAT's behaviour means for a peer-to-peer application: no NAT
-/// (`direct`); an endpoint-independent mapping, which hole punching works
-/// through (`hole-punching`); a mapping that depends on the peer
-/// (symmetric), which only a relay gets through (`relay`); `unknown`.
-pub fn traversal(r: &NatReport) -> &'static str {
+/// What the NAT's behaviour means for a peer-to-peer application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Traversal {
+    /// No NAT.
+    Direct,
+    /// An endpoint-independent mapping: hole punching works through it.
+    HolePunching,
+    /// A mapping that depends on the peer (symmetric): only a relay.
+    Relay,
+    /// The mapping is undetermined.
+    Unknown,
+}
+
+impl Traversal {
+    /// The word clients see (`direct`, `hole-punching`, `relay`, `unknown`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Traversal::Direct => "direct",
+            Traversal::HolePunching => "hole-punching",
+            Traversal::Relay => "relay",
+            Traversal::Unknown => "unknown",
+        }
+    }
+
+    /// One sentence for a map no MOD could make.
+    fn advice(self) -> Option<&'static str> {
+        match self {
+            Traversal::Direct => {
+                Some("no NAT in front of this host (STUN): a firewall rule is what is missing")
+            }
+            Traversal::HolePunching => Some(
+                "the NAT maps endpoint-independently (STUN): hole punching can reach this \
+                 host without a port mapping",
+            ),
+            Traversal::Relay => Some(
+                "the NAT maps per destination (symmetric, STUN): only a relay (TURN) reaches \
+                 this host",
+            ),
+            Traversal::Unknown => None,
+        }
+    }
+}
+
+/// The traversal a NAT report means.
+pub fn traversal(r: &NatReport) -> Traversal {
     match (r.nat, r.mapping) {
-        (false, _) => "direct",
-        (true, Some(Behaviour::EndpointIndependent)) => "hole-punching",
-        (true, Some(_)) => "relay",
-        (true, None) => "unknown",
+        (false, _) => Traversal::Direct,
+        (true, Some(Behaviour::EndpointIndependent)) => Traversal::HolePunching,
+        (true, Some(_)) => Traversal::Relay,
+        (true, None) => Traversal::Unknown,
     }
 }
 
 /// One sentence for a failed map: what the NAT allows instead.
 pub fn advice(seen: &NatSeen) -> Option<String> {
-    let r = seen.result.as_ref().ok()?;
-    Some(match traversal(r) {
-        "direct" => {
-            "no NAT in front of this host (STUN): a firewall rule is what is missing".into()
-        }
-        "hole-punching" => "the NAT maps endpoint-independently (STUN): hole punching can \
-                            reach this host without a port mapping"
-            .into(),
-        "relay" => "the NAT maps per destination (symmetric, STUN): only a relay (TURN) \
-                    reaches this host"
-            .into(),
-        _ => return None,
-    })
+    traversal(seen.result.as_ref().ok()?)
+        .advice()
+        .map(String::from)
 }
 
 /// The view clients get.
@@ -67,7 +97,7 @@ pub fn view(seen: &NatSeen) -> NatView {
             mapping: r.mapping.map(|b| behaviour(b).to_string()),
             filtering: r.filtering.map(|b| behaviour(b).to_string()),
             hairpinning: r.hairpinning,
-            traversal: traversal(r).into(),
+            traversal: traversal(r).as_str().into(),
             detail: r.detail.clone(),
             age_s,
         },
@@ -80,7 +110,7 @@ pub fn view(seen: &NatSeen) -> NatView {
             mapping: None,
             filtering: None,
             hairpinning: None,
-            traversal: "unknown".into(),
+            traversal: Traversal::Unknown.as_str().into(),
             detail: why.clone(),
             age_s,
         },
@@ -164,17 +194,22 @@ mod tests {
     #[test]
     fn traversal_follows_the_mapping_behaviour() {
         use Behaviour::*;
-        assert_eq!(traversal(&report(false, None)), "direct");
+        assert_eq!(traversal(&report(false, None)), Traversal::Direct);
         assert_eq!(
             traversal(&report(true, Some(EndpointIndependent))),
-            "hole-punching"
+            Traversal::HolePunching
         );
-        assert_eq!(traversal(&report(true, Some(AddressDependent))), "relay");
+        assert_eq!(
+            traversal(&report(true, Some(AddressDependent))),
+            Traversal::Relay
+        );
         assert_eq!(
             traversal(&report(true, Some(AddressAndPortDependent))),
-            "relay"
+            Traversal::Relay
         );
-        assert_eq!(traversal(&report(true, None)), "unknown");
+        assert_eq!(traversal(&report(true, None)), Traversal::Unknown);
+        assert_eq!(Traversal::HolePunching.as_str(), "hole-punching");
+        assert_eq!(Traversal::Unknown.advice(), None);
     }
 
     #[test]
