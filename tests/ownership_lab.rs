@@ -90,7 +90,7 @@ fn a_handed_over_socket_is_its_own_proof_and_its_lease_ends_with_it() {
             .unwrap();
         rt.block_on(async move {
             let l = std::net::TcpListener::bind("0.0.0.0:7015").unwrap();
-            let c = Client::connect(&path).await.unwrap();
+            let c = Client::open(&path).await.unwrap();
             // The port and transport are the socket's own.
             let opts = MapOptions::tcp(1).persist(true).until_closed(true);
             let lease = c.map_socket(&l, opts).await.unwrap();
@@ -129,7 +129,7 @@ fn a_socket_flag_without_a_socket_or_from_another_namespace_is_refused() {
         // This socket is in the test's own namespace, not the broker's: it
         // could name any port of the broker's host.
         let foreign = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
-        let c = Client::connect(&path).await.unwrap();
+        let c = Client::open(&path).await.unwrap();
         let e = c
             .map_socket(&foreign, MapOptions::tcp(0))
             .await

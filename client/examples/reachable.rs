@@ -15,7 +15,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .parse()
         .map_err(|e| format!("PORT: {e}"))?;
     let socket = default_socket_path()?;
-    let client = Client::connect(&socket)
+    let client = Client::open(&socket)
         .await
         .map_err(|e| format!("{}: {e}", socket.display()))?;
     let lease = client.map(MapOptions::tcp(port)).await?;

@@ -190,8 +190,8 @@ impl Subscription {
 
 impl Client {
     /// Connect to the broker at [`default_socket_path`].
-    pub async fn connect_default() -> Result<Client, ClientError> {
-        Client::connect(default_socket_path()?).await
+    pub async fn open_default() -> Result<Client, ClientError> {
+        Client::open(default_socket_path()?).await
     }
 
     /// Connect to the broker listening on the Unix socket `path`. The
@@ -199,12 +199,12 @@ impl Client {
     /// client checks the broker's the same way: it must run as root, as
     /// this user, or as the uid in `P2PB_BROKER_UID`, or the connection is
     /// refused ([`ClientError::UntrustedBroker`]) before anything is sent.
-    pub async fn connect(path: impl AsRef<Path>) -> Result<Client, ClientError> {
-        Client::connect_trusting(path, &crate::fdpass::trusted_broker_uids()).await
+    pub async fn open(path: impl AsRef<Path>) -> Result<Client, ClientError> {
+        Client::open_trusting(path, &crate::fdpass::trusted_broker_uids()).await
     }
 
-    /// [`Client::connect`], trusting a broker that runs as one of `uids`.
-    pub async fn connect_trusting(
+    /// [`Client::open`], trusting a broker that runs as one of `uids`.
+    pub async fn open_trusting(
         path: impl AsRef<Path>,
         uids: &[u32],
     ) -> Result<Client, ClientError> {
@@ -220,7 +220,7 @@ impl Client {
     /// Connect to a LAN-shared broker's TCP listener and authenticate with
     /// `token`. A LAN client may map only its own address (unless the
     /// broker's policy says otherwise).
-    pub async fn connect_lan(addr: impl ToSocketAddrs, token: &str) -> Result<Client, ClientError> {
+    pub async fn open_lan(addr: impl ToSocketAddrs, token: &str) -> Result<Client, ClientError> {
         let (rd, mut wr) = TcpStream::connect(addr).await?.into_split();
         let mut rd = BufReader::new(rd);
         let mut hello = serde_json::json!({ "v": PROTOCOL_VERSION, "auth": token }).to_string();

@@ -5,7 +5,7 @@
 //! ```no_run
 //! # async fn f() -> Result<(), p2pbroker_client::ClientError> {
 //! use p2pbroker_client::{Client, MapOptions};
-//! let client = Client::connect_default().await?;
+//! let client = Client::open_default().await?;
 //! let lease = client.map(MapOptions::tcp(6881)).await?;
 //! println!("reachable at {}", lease.external);
 //! let mut events = client.subscribe().await?;

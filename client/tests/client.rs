@@ -62,7 +62,7 @@ async fn an_event_between_request_and_response_is_routed_to_the_subscription() {
             ok(id, LEASE),
         ]
     }));
-    let c = Client::connect(&path).await.unwrap();
+    let c = Client::open(&path).await.unwrap();
     let mut events = c.subscribe().await.unwrap();
     let lease = c.map(MapOptions::tcp(6881)).await.unwrap();
     assert_eq!(lease.external.to_string(), "198.51.100.2:6881");
@@ -84,7 +84,7 @@ async fn concurrent_requests_get_their_own_answers_out_of_order() {
         };
         vec![ok(id, r#"{"leases":[]}"#), ok(first, LEASE)]
     }));
-    let c = Client::connect(&path).await.unwrap();
+    let c = Client::open(&path).await.unwrap();
     let (mapped, listed) = tokio::join!(c.map(MapOptions::udp(6881).persist(true)), async {
         // Sent second, so the broker sees the map first.
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -116,7 +116,7 @@ async fn each_op_sends_its_request_and_decodes_its_result() {
         };
         vec![ok(id, &result)]
     }));
-    let c = Client::connect(&path).await.unwrap();
+    let c = Client::open(&path).await.unwrap();
     let opts = MapOptions::tcp(6881)
         .lifetime(60)
         .external_port(7000)
@@ -137,7 +137,7 @@ async fn api_errors_carry_code_and_reasons() {
             r#"{{"v":1,"id":{id},"ok":false,"error":{{"code":"no-mode","message":"none","reasons":[{{"mode":"pcp","kind":"timeout","reason":"silence"}}]}}}}"#
         )]
     }));
-    let c = Client::connect(&path).await.unwrap();
+    let c = Client::open(&path).await.unwrap();
     match c.map(MapOptions::udp(9)).await {
         Err(ClientError::Api(e)) => {
             assert_eq!(e.code, ErrorCode::NoMode);
@@ -157,7 +157,7 @@ async fn a_malformed_answer_fails_its_request_at_once() {
             format!(r#"{{"v":1,"id":{id},"ok":"maybe"}}"#),
         ]
     }));
-    let c = Client::connect(&path).await.unwrap();
+    let c = Client::open(&path).await.unwrap();
     let started = std::time::Instant::now();
     assert!(matches!(c.list().await, Err(ClientError::Protocol(_))));
     assert!(
@@ -166,14 +166,14 @@ async fn a_malformed_answer_fails_its_request_at_once() {
     );
     // A well-formed response whose result does not fit the op.
     let (_d, path, _) = fake(Box::new(|line| vec![ok(id_of(line), r#"{"leases":7}"#)]));
-    let c = Client::connect(&path).await.unwrap();
+    let c = Client::open(&path).await.unwrap();
     assert!(matches!(c.list().await, Err(ClientError::Protocol(_))));
 }
 
 #[tokio::test]
 async fn silence_times_out_and_a_closing_broker_fails_the_request() {
     let (_d, path, _) = fake(Box::new(|_| vec![]));
-    let mut c = Client::connect(&path).await.unwrap();
+    let mut c = Client::open(&path).await.unwrap();
     c.set_timeout(Duration::from_millis(200));
     assert!(matches!(c.list().await, Err(ClientError::Timeout(_))));
 
@@ -184,7 +184,7 @@ async fn silence_times_out_and_a_closing_broker_fails_the_request() {
             vec!["CLOSE".to_string()]
         }
     }));
-    let c = Client::connect(&path2).await.unwrap();
+    let c = Client::open(&path2).await.unwrap();
     let mut events = c.subscribe().await.unwrap();
     assert!(matches!(c.status().await, Err(ClientError::Closed)));
     assert!(events.next().await.is_none(), "the subscription ends");
@@ -203,7 +203,7 @@ async fn a_failed_subscribe_can_be_retried() {
         }
         vec![ok(id, "{}")]
     }));
-    let c = Client::connect(&path).await.unwrap();
+    let c = Client::open(&path).await.unwrap();
     assert!(matches!(c.subscribe().await, Err(ClientError::Api(_))));
     assert!(c.subscribe().await.is_ok());
 }
@@ -213,7 +213,7 @@ async fn dropping_the_client_closes_the_connection() {
     // The broker releases a connection's leases when it sees the close;
     // this is the close it sees.
     let (_d, path, eof) = fake(Box::new(|line| vec![ok(id_of(line), LEASE)]));
-    let c = Client::connect(&path).await.unwrap();
+    let c = Client::open(&path).await.unwrap();
     c.map(MapOptions::tcp(6881)).await.unwrap();
     drop(c);
     tokio::time::timeout(Duration::from_secs(5), eof)
@@ -232,7 +232,7 @@ async fn a_request_cut_off_mid_write_closes_the_connection_for_requests() {
     let path = dir.path().join("b.sock");
     let l = UnixListener::bind(&path).unwrap();
     let server = tokio::spawn(async move { l.accept().await.unwrap() });
-    let mut c = Client::connect(&path).await.unwrap();
+    let mut c = Client::open(&path).await.unwrap();
     c.set_timeout(Duration::from_millis(300));
     let _conn = server.await.unwrap();
     let c = std::sync::Arc::new(c);
@@ -266,7 +266,7 @@ async fn a_broker_line_over_the_cap_is_skipped_and_the_connection_goes_on() {
     let (_d, path, _) = fake(Box::new(|line| {
         vec![too_long_line(), ok(id_of(line), r#"{"leases":[]}"#)]
     }));
-    let c = Client::connect(&path).await.unwrap();
+    let c = Client::open(&path).await.unwrap();
     assert!(c.list().await.unwrap().is_empty());
     assert!(c.list().await.unwrap().is_empty());
 }
@@ -282,7 +282,7 @@ async fn a_lan_hello_answer_over_the_cap_is_refused_by_name() {
         // The client stops reading at the cap: ignore the broken pipe.
         let _ = w.write_all(too_long_line().as_bytes()).await;
     });
-    match Client::connect_lan(addr, "token").await {
+    match Client::open_lan(addr, "token").await {
         Err(ClientError::Protocol(why)) => assert!(
             why.contains(&format!("over {MAX_BROKER_LINE} bytes")),
             "{why}"
@@ -305,7 +305,7 @@ async fn a_broker_running_as_an_untrusted_uid_is_refused_before_anything_is_sent
     // SAFETY: geteuid has no preconditions.
     let me = unsafe { libc::geteuid() };
     let stranger = me.wrapping_add(1);
-    match Client::connect_trusting(&path, &[stranger]).await {
+    match Client::open_trusting(&path, &[stranger]).await {
         Err(ClientError::UntrustedBroker(uid)) => assert_eq!(uid, me),
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("an untrusted broker was accepted"),
@@ -323,7 +323,7 @@ async fn a_broker_running_as_an_untrusted_uid_is_refused_before_anything_is_sent
 
 #[test]
 fn the_default_trust_is_root_and_this_user() {
-    // Every connect path (`connect`, `connect_default`, the CLI) trusts
+    // Every way of opening a connection (`open`, `open_default`, the CLI) trusts
     // exactly these, plus P2PB_BROKER_UID when set.
     let uids = p2pbroker_client::trusted_broker_uids();
     // SAFETY: geteuid has no preconditions.
@@ -350,7 +350,7 @@ async fn a_connection_the_broker_refuses_at_once_reports_its_reason() {
         }
     });
     for pause in [0, 50, 200] {
-        let c = Client::connect(&path).await.unwrap();
+        let c = Client::open(&path).await.unwrap();
         tokio::time::sleep(Duration::from_millis(pause)).await;
         match c.list().await {
             Err(ClientError::Api(e)) => {

@@ -134,7 +134,7 @@ fn in_lab() -> Vec<String> {
     let d = daemon::Daemon::start(&lab, "warmup", policy);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let warm = rt.block_on(async {
-        let c = Client::connect(&d.socket).await.unwrap();
+        let c = Client::open(&d.socket).await.unwrap();
         let mut v = Vec::new();
         for i in 0..30u16 {
             let t = Instant::now();
@@ -350,7 +350,7 @@ config = { gateway = "10.99.0.1" }
     let mut rows = rt.block_on(async {
         let deadline = Instant::now() + Duration::from_secs(60);
         let first = loop {
-            if let Ok(c) = Client::connect(&socket).await {
+            if let Ok(c) = Client::open(&socket).await {
                 break c;
             }
             assert!(Instant::now() < deadline, "daemon did not start");
@@ -367,7 +367,7 @@ config = { gateway = "10.99.0.1" }
         for w in 0..32u16 {
             let (socket, count) = (socket.clone(), count.clone());
             tasks.push(tokio::spawn(async move {
-                let c = Client::connect(&socket).await.unwrap();
+                let c = Client::open(&socket).await.unwrap();
                 let mut port = FIRST_PORT + w;
                 while port < FIRST_PORT + LEASES {
                     c.map(MapOptions::udp(port).persist(true)).await.unwrap();
@@ -382,7 +382,7 @@ config = { gateway = "10.99.0.1" }
         let map_rate = f64::from(LEASES) / made.elapsed().as_secs_f64();
         eprintln!("RSS with 10k leases {} KiB", proc_stat(pid).1);
         // Count renewals over two cycles (lifetime 20 s → renew every ~10 s).
-        let watcher = Client::connect(&socket).await.unwrap();
+        let watcher = Client::open(&socket).await.unwrap();
         let mut events = watcher.subscribe().await.unwrap();
         let renewed = Arc::new(AtomicU64::new(0));
         let r2 = renewed.clone();
@@ -528,7 +528,7 @@ async fn status_load(socket: &std::path::Path) -> f64 {
     let done = Arc::new(AtomicU64::new(0));
     let mut clients = Vec::new();
     for _ in 0..CLIENTS {
-        clients.push(Client::connect(socket).await.unwrap());
+        clients.push(Client::open(socket).await.unwrap());
     }
     let window = Duration::from_secs(5);
     let start = Instant::now();

@@ -74,10 +74,7 @@ pub(super) async fn connect(to: &Target) -> Result<Client, u8> {
                 errln!("p2pb: --lan needs the LAN token in P2PB_TOKEN");
                 return Err(super::EXIT_USAGE);
             };
-            (
-                addr.clone(),
-                Client::connect_lan(addr.as_str(), &token).await,
-            )
+            (addr.clone(), Client::open_lan(addr.as_str(), &token).await)
         }
         None => {
             let socket = match &to.socket {
@@ -89,7 +86,7 @@ pub(super) async fn connect(to: &Target) -> Result<Client, u8> {
             };
             // Checks that the broker runs as root, this user or
             // P2PB_BROKER_UID before a byte is sent.
-            let r = Client::connect(&socket).await;
+            let r = Client::open(&socket).await;
             (socket.display().to_string(), r)
         }
     };
