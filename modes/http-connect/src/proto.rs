@@ -44,10 +44,13 @@ pub enum Step {
 }
 
 impl Head {
-    /// Add one byte.
+    /// Add one byte. The head ends at its first empty line, whether lines
+    /// end in CRLF or in a bare LF (RFC 9112 §2.2 lets a recipient accept
+    /// either, and the parser does): a bare-LF proxy's head must not run
+    /// on into the tunnel's first bytes.
     pub fn push(&mut self, b: u8) -> Step {
         self.bytes.push(b);
-        if self.bytes.ends_with(b"\r\n\r\n") {
+        if self.bytes.ends_with(b"\n\n") || self.bytes.ends_with(b"\n\r\n") {
             Step::Done
         } else if self.bytes.len() >= HEAD_MAX {
             Step::TooLong
@@ -78,12 +81,24 @@ pub enum Refusal {
     Garbage(String),
 }
 
-/// Read a complete answer head: `Ok` on a 2xx status.
+/// Read a complete answer head: `Ok` on a 2xx status. The parser must
+/// read exactly the head [`Head`] collected, from its first byte: it would
+/// skip leading empty lines, which a proxy's answer never has.
 pub fn answer(head: &[u8]) -> Result<(), Refusal> {
+    if !head.starts_with(b"HTTP/") {
+        return Err(Refusal::Garbage(
+            "the answer does not start with `HTTP/`".into(),
+        ));
+    }
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut r = httparse::Response::new(&mut headers);
     match r.parse(head) {
-        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Complete(n)) if n == head.len() => {}
+        Ok(httparse::Status::Complete(_)) => {
+            return Err(Refusal::Garbage(
+                "the head ends before its empty line".into(),
+            ));
+        }
         Ok(httparse::Status::Partial) => return Err(Refusal::Garbage("incomplete head".into())),
         Err(e) => return Err(Refusal::Garbage(format!("{e}"))),
     }
@@ -145,6 +160,29 @@ mod tests {
         let mut h = Head::default();
         let steps: Vec<Step> = (0..HEAD_MAX).map(|_| h.push(b'x')).collect();
         assert_eq!(steps.last(), Some(&Step::TooLong));
+    }
+
+    #[test]
+    fn a_bare_lf_head_ends_at_its_empty_line_and_leading_empty_lines_are_refused() {
+        let mut h = Head::default();
+        let answer_then_data = b"HTTP/1.0 200 OK\nVia: x\n\nhello";
+        let done = answer_then_data
+            .iter()
+            .position(|b| h.push(*b) == Step::Done);
+        assert_eq!(done, Some(answer_then_data.len() - 6));
+        assert_eq!(answer(h.bytes()), Ok(()));
+        // Found by the `proxy` fuzz target: the parser skipped the leading
+        // empty line and took the head as a 200, ending where the
+        // collector had not.
+        let crash = b"\r\n\nHTTP/1.0 200 OK\r\n\n\n\r\r\0\r\n\r\ni\0\0\0\0\0\0\0\0";
+        let mut h = Head::default();
+        let done = crash.iter().position(|b| h.push(*b) == Step::Done);
+        assert_eq!(done, Some(2), "the head ends at the first empty line");
+        assert!(matches!(answer(h.bytes()), Err(Refusal::Garbage(_))));
+        assert!(matches!(
+            answer(b"\r\nHTTP/1.0 200 OK\r\n\r\n"),
+            Err(Refusal::Garbage(_))
+        ));
     }
 
     #[test]
