@@ -2,7 +2,7 @@
 //! responses by id, events delivered to a [`Subscription`].
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,8 +14,10 @@ use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpStream, ToSocketAddrs, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::fdrecv::{FdQueue, FdReader};
 use crate::lines::read_frame;
 use crate::options::MapOptions;
+use crate::outbound::Outbound;
 use crate::proto::framing::{Frame, LineSplitter};
 use crate::proto::*;
 use crate::socket::{SYSTEM_SOCKET, default_socket_path};
@@ -95,9 +97,10 @@ impl Writer {
     }
 }
 
-/// What the reader task hands a waiting request: the raw result, or why
-/// the answer could not be read.
-type Answer = Result<Result<Value, ApiError>, ClientError>;
+/// What the reader task hands a waiting request: the raw result and the
+/// socket that came with it (a `connect` answer), or why the answer could
+/// not be read.
+type Answer = Result<(Result<Value, ApiError>, Option<OwnedFd>), ClientError>;
 /// Requests waiting for their answer, by id; `None` once the connection is
 /// closed, so later requests fail at once with [`ClientError::Closed`].
 type Pending = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Answer>>>>>;
@@ -214,7 +217,13 @@ impl Client {
             return Err(ClientError::UntrustedBroker(uid));
         }
         let (rd, wr) = stream.into_split();
-        Ok(Client::start(BufReader::new(rd), Writer::Unix(wr)))
+        // Read with recvmsg: a `connect` answer carries its socket.
+        let (rd, fds) = FdReader::new(rd);
+        Ok(Client::start(
+            BufReader::new(rd),
+            Some(fds),
+            Writer::Unix(wr),
+        ))
     }
 
     /// Connect to a LAN-shared broker's TCP listener and authenticate with
@@ -253,10 +262,10 @@ impl Client {
                 ));
             }
         }
-        Ok(Client::start(rd, Writer::Other(Box::new(wr))))
+        Ok(Client::start(rd, None, Writer::Other(Box::new(wr))))
     }
 
-    fn start<R>(rd: R, wr: Writer) -> Client
+    fn start<R>(rd: R, fds: Option<Arc<FdQueue>>, wr: Writer) -> Client
     where
         R: AsyncBufRead + Unpin + Send + 'static,
     {
@@ -266,6 +275,7 @@ impl Client {
         let (closed_tx, closed) = watch::channel(false);
         let reader = tokio::spawn(read_loop(
             rd,
+            fds,
             pending.clone(),
             etx,
             farewell.clone(),
@@ -304,6 +314,19 @@ impl Client {
         op: Op,
         fd: Option<BorrowedFd<'_>>,
     ) -> Result<T, ClientError> {
+        // A socket nobody asked for closes here.
+        let (value, _) = self.call_raw(op, fd).await?;
+        serde_json::from_value(value)
+            .map_err(|e| ClientError::Protocol(format!("malformed result: {e}")))
+    }
+
+    /// Send `op` (with `fd` attached): its raw result and the socket that
+    /// came with the answer, if any.
+    async fn call_raw(
+        &self,
+        op: Op,
+        fd: Option<BorrowedFd<'_>>,
+    ) -> Result<(Value, Option<OwnedFd>), ClientError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let line = encode_request(&Request {
             v: PROTOCOL_VERSION,
@@ -347,12 +370,10 @@ impl Client {
             drop(writer);
             rx.await.map_err(|_| ClientError::Closed)?
         };
-        let answer = tokio::time::timeout(self.timeout, exchange)
+        let (answer, socket) = tokio::time::timeout(self.timeout, exchange)
             .await
             .map_err(|_| ClientError::Timeout(self.timeout))??;
-        let value = answer.map_err(ClientError::Api)?;
-        serde_json::from_value(value)
-            .map_err(|e| ClientError::Protocol(format!("malformed result: {e}")))
+        Ok((answer.map_err(ClientError::Api)?, socket))
     }
 
     /// `e`, or the broker's reason for closing the connection if it gave
@@ -417,6 +438,27 @@ impl Client {
         self.call(Op::Probe { fresh }).await
     }
 
+    /// Open a TCP connection to `host`:`port` (an IP address or a DNS
+    /// name) by the route the broker's policy picks for it: directly, or
+    /// through a corporate proxy whose handshake a connector MOD performs.
+    /// The connected socket is handed over; the broker keeps no copy and
+    /// never sees the data. Only on the local socket.
+    pub async fn connect(&self, host: &str, port: u16) -> Result<Outbound, ClientError> {
+        self.connect_with(ConnectParams::new(host, port)).await
+    }
+
+    /// [`Client::connect`] with every field of the request (`via` forces
+    /// one of the routes the policy allows).
+    pub async fn connect_with(&self, p: ConnectParams) -> Result<Outbound, ClientError> {
+        let (value, socket) = self.call_raw(Op::Connect(p), None).await?;
+        let connection: Connection = serde_json::from_value(value)
+            .map_err(|e| ClientError::Protocol(format!("malformed result: {e}")))?;
+        let socket = socket.ok_or_else(|| {
+            ClientError::Protocol("the broker's connect answer came without its socket".into())
+        })?;
+        Outbound::new(socket, connection)
+    }
+
     /// Receive events (mapped, renewed, lost, re-established, released)
     /// for this user's leases. Once per connection; a second call is a
     /// [`ClientError::Protocol`] error.
@@ -442,6 +484,7 @@ impl Client {
 /// events to the subscription.
 async fn read_loop<R: AsyncBufRead + Unpin>(
     mut rd: R,
+    fds: Option<Arc<FdQueue>>,
     pending: Pending,
     events: mpsc::Sender<Event>,
     farewell: Farewell,
@@ -457,6 +500,9 @@ async fn read_loop<R: AsyncBufRead + Unpin>(
             Ok(Some(Frame::TooLong)) => continue,
             Ok(None) | Err(_) => break,
         };
+        // A socket arrives with the first bytes of the line it was sent
+        // with: what waits now is this line's or nobody's (closed).
+        let mut arrived = fds.as_ref().map(|q| q.drain()).unwrap_or_default();
         match parse_response_line(&line) {
             Ok(ServerLine::Response(RawResponse {
                 id: None,
@@ -464,7 +510,9 @@ async fn read_loop<R: AsyncBufRead + Unpin>(
             })) => *farewell.lock().unwrap() = Some(e),
             Ok(ServerLine::Response(r)) => {
                 if let Some(tx) = take(r.id) {
-                    let _ = tx.send(Ok(r.result));
+                    let socket =
+                        (r.result.is_ok() && !arrived.is_empty()).then(|| arrived.remove(0));
+                    let _ = tx.send(Ok((r.result, socket)));
                 }
             }
             Ok(ServerLine::Event(e)) => {
@@ -490,7 +538,7 @@ async fn read_loop<R: AsyncBufRead + Unpin>(
     let waiting = pending.lock().unwrap().take();
     if let Some(e) = farewell.lock().unwrap().clone() {
         for (_, tx) in waiting.into_iter().flatten() {
-            let _ = tx.send(Ok(Err(e.clone())));
+            let _ = tx.send(Ok((Err(e.clone()), None)));
         }
     }
     let _ = closed.send(true);

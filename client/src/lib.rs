@@ -37,8 +37,10 @@
 
 mod client;
 mod fdpass;
+pub mod fdrecv;
 mod lines;
 mod options;
+mod outbound;
 pub mod proto;
 mod socket;
 
@@ -46,5 +48,6 @@ pub use client::{Client, ClientError, DEFAULT_TIMEOUT, MAX_BROKER_LINE, Subscrip
 pub use fdpass::{describe as describe_socket, trusted_broker_uids};
 pub use lines::read_frame;
 pub use options::MapOptions;
+pub use outbound::Outbound;
 pub use proto::*;
 pub use socket::{SYSTEM_SOCKET, default_socket_path, user_socket_path};

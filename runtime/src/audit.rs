@@ -73,6 +73,29 @@ pub enum AuditEvent {
         /// What was wrong (escaped).
         reason: String,
     },
+    /// A local user's outbound `connect` and what the broker decided: the
+    /// rule that allowed it and the route that opened it, or why not.
+    Connect {
+        /// RFC 3339 UTC time.
+        time: String,
+        /// The requesting uid.
+        uid: u32,
+        /// The destination host (escaped).
+        host: String,
+        /// The destination port.
+        port: u16,
+        /// `allow` (a route opened it) or `deny`.
+        verdict: &'static str,
+        /// The `[[connect]]` rule that matched, by index.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rule: Option<usize>,
+        /// The route that opened it (`direct` or a MOD).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        via: Option<String>,
+        /// Why not, or which routes failed first.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     /// Decisions of one call that were not written: repeats of a decision
     /// already written, and lines past the call's cap.
     AuditSuppressed {

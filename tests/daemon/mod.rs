@@ -43,6 +43,23 @@ pub fn modes_dir() -> &'static Path {
     })
 }
 
+/// A MODs folder at `dir` holding the MODs built from `rels` (crate
+/// folders) and their allow-list.
+pub fn modes_folder(dir: &Path, rels: &[&str]) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut allow = String::new();
+    for rel in rels {
+        let src = harness::component_path(rel);
+        let bytes = std::fs::read(&src).unwrap();
+        let name = src.file_name().unwrap();
+        std::fs::write(dir.join(name), &bytes).unwrap();
+        let sha = hex::encode(p2pbroker::sha256(&bytes));
+        allow.push_str(&format!("{sha}  {}\n", name.to_string_lossy()));
+    }
+    std::fs::write(dir.join("allow.list"), allow).unwrap();
+    dir.to_path_buf()
+}
+
 /// A MODs folder at `dir` holding the hostile test MOD and its allow-list.
 pub fn hostile_modes(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();

@@ -21,10 +21,12 @@ mod tests;
 
 pub use event::{Event, EventKind, encode_event};
 pub use records::{
-    Lease, LeaseList, LeaseState, ModeStatus, NatView, NetworkView, PolicyStatus, ProbeSummary,
-    ProbeView, RefusedMod, Status,
+    Connection, Lease, LeaseList, LeaseState, ModeStatus, NatView, NetworkView, PolicyStatus,
+    ProbeSummary, ProbeView, RefusedMod, Status,
 };
-pub use request::{MapParams, Op, Request, RequestError, encode_request, parse_request};
+pub use request::{
+    ConnectParams, MAX_HOST, MapParams, Op, Request, RequestError, encode_request, parse_request,
+};
 /// Former name of [`parse_response_line`], kept so existing callers build.
 #[doc(hidden)]
 pub use response::parse_response_line as parse_server_line;
@@ -110,11 +112,14 @@ pub enum ErrorCode {
     /// The policy in force has expired; no new mapping until a valid one
     /// arrives.
     PolicyExpired,
+    /// No route of the policy reached the destination (`connect`);
+    /// `reasons` says why for each.
+    Unreachable,
 }
 
 impl ErrorCode {
     /// Every code, in documentation order.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::BadRequest,
         ErrorCode::UnsupportedVersion,
         ErrorCode::TooLarge,
@@ -128,6 +133,7 @@ impl ErrorCode {
         ErrorCode::ShuttingDown,
         ErrorCode::NotOwner,
         ErrorCode::PolicyExpired,
+        ErrorCode::Unreachable,
     ];
 
     /// The wire name (`"no-mode"`, ...).
@@ -146,6 +152,7 @@ impl ErrorCode {
             ErrorCode::ShuttingDown => "shutting-down",
             ErrorCode::NotOwner => "not-owner",
             ErrorCode::PolicyExpired => "policy-expired",
+            ErrorCode::Unreachable => "unreachable",
         }
     }
 }

@@ -37,6 +37,28 @@ impl std::fmt::Display for LeaseState {
     }
 }
 
+/// An outbound connection the broker opened (`connect`): the connected
+/// socket itself travels with the answer line (SCM_RIGHTS).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connection {
+    /// The destination asked for.
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+    /// The route: `direct`, or the connector MOD that opened the tunnel.
+    pub via: String,
+    /// The proxy the tunnel goes through (`IP:PORT`), for a MOD's route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
+    /// The socket's local address (towards the destination or the proxy).
+    pub local: SocketAddr,
+    /// Milliseconds from the request to the open connection.
+    pub elapsed_ms: u64,
+    /// Routes tried first that failed, each with why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<super::ModeReason>,
+}
+
 /// A lease: a mapping the broker holds for a client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {

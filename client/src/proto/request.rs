@@ -42,6 +42,43 @@ pub enum Op {
     },
     /// Receive events on this connection.
     Subscribe,
+    /// Open an outbound TCP connection; the connected socket comes back
+    /// with the answer (SCM_RIGHTS, local socket only).
+    Connect(ConnectParams),
+}
+
+/// `connect` fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectParams {
+    /// The destination: an IP address or a DNS name (a proxy resolves the
+    /// name itself).
+    pub host: String,
+    /// The destination port.
+    pub port: u16,
+    /// Only TCP.
+    #[serde(default = "tcp")]
+    pub transport: Transport,
+    /// Force one route (`direct` or a connector MOD) the policy allows for
+    /// this destination (diagnosis, tests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+}
+
+impl ConnectParams {
+    /// A TCP connect to `host`:`port` by whichever route the policy picks.
+    pub fn new(host: impl Into<String>, port: u16) -> ConnectParams {
+        ConnectParams {
+            host: host.into(),
+            port,
+            transport: Transport::Tcp,
+            via: None,
+        }
+    }
+}
+
+fn tcp() -> Transport {
+    Transport::Tcp
 }
 
 /// `map` fields.
@@ -222,6 +259,11 @@ pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
             let f: ProbeFields = serde_json::from_value(fields).map_err(bad)?;
             Op::Probe { fresh: f.fresh }
         }
+        "connect" => {
+            let p: ConnectParams = serde_json::from_value(fields).map_err(bad)?;
+            check_connect(&p).map_err(|m| err(Some(id), BadRequest, m))?;
+            Op::Connect(p)
+        }
         "list" | "status" | "subscribe" => {
             let _: NoFields = serde_json::from_value(fields).map_err(bad)?;
             match op.as_str() {
@@ -236,7 +278,9 @@ pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
             return Err(err(
                 Some(id),
                 UnknownOp,
-                format!("unknown op `{name}` (map, unmap, list, status, probe, subscribe)"),
+                format!(
+                    "unknown op `{name}` (map, unmap, list, status, probe, subscribe, connect)"
+                ),
             ));
         }
     };
@@ -266,6 +310,39 @@ fn check_map(p: &MapParams) -> Result<(), String> {
     Ok(())
 }
 
+/// Longest destination host: a DNS name is at most 253 bytes.
+pub const MAX_HOST: usize = 253;
+
+fn check_connect(p: &ConnectParams) -> Result<(), String> {
+    if p.host.is_empty() || p.host.len() > MAX_HOST {
+        return Err(format!(
+            "op `connect`: `host` must be an IP address or a DNS name of 1-{MAX_HOST} bytes"
+        ));
+    }
+    // Names go into a proxy's request line or a SOCKS name field: no byte
+    // that could end or bend either.
+    if !p
+        .host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b))
+    {
+        return Err(
+            "op `connect`: `host` may hold only letters, digits, `-`, `.`, `_` and `:` (an IP address or a DNS name)"
+                .into(),
+        );
+    }
+    if p.port == 0 {
+        return Err("op `connect`: `port` must be 1-65535".into());
+    }
+    if p.transport != Transport::Tcp {
+        return Err("op `connect`: only `transport` tcp is supported".into());
+    }
+    if p.via.as_ref().is_some_and(|m| m.is_empty() || m.len() > 32) {
+        return Err("op `connect`: `via` must be `direct` or a MOD name of 1-32 bytes".into());
+    }
+    Ok(())
+}
+
 /// Encode a request as one line, newline included: `v`, `id`, `op` first,
 /// then the op's fields in declaration order, as the documentation shows
 /// them.
@@ -280,6 +357,10 @@ pub fn encode_request(r: &Request) -> String {
         Op::Status => ("status", String::new()),
         Op::Probe { fresh } => ("probe", format!(r#"{{"fresh":{fresh}}}"#)),
         Op::Subscribe => ("subscribe", String::new()),
+        Op::Connect(p) => (
+            "connect",
+            serde_json::to_string(p).expect("connect fields serialise: plain values"),
+        ),
     };
     // `fields` is an object or empty: splice its members after `op`.
     let members = fields

@@ -10,7 +10,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{ApiError, Event, Lease, LeaseList, Op, PROTOCOL_VERSION, ProbeSummary, Status};
+use super::{
+    ApiError, Connection, Event, Lease, LeaseList, Op, PROTOCOL_VERSION, ProbeSummary, Status,
+};
 
 /// A successful result, by op.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +27,8 @@ pub enum ResultBody {
     Probe(Box<ProbeSummary>),
     /// `subscribe`: `{}`.
     Subscribed,
+    /// `connect` (the socket travels beside the line).
+    Connected(Box<Connection>),
 }
 
 impl ResultBody {
@@ -41,6 +45,7 @@ impl ResultBody {
                 let _: Map<String, Value> = serde_json::from_value(result)?;
                 ResultBody::Subscribed
             }
+            Op::Connect(_) => ResultBody::Connected(Box::new(serde_json::from_value(result)?)),
         })
     }
 }
@@ -55,6 +60,7 @@ enum ResultRef<'a> {
     Status(&'a Status),
     Probe(&'a ProbeSummary),
     Subscribed {},
+    Connected(&'a Connection),
 }
 
 impl<'a> From<&'a ResultBody> for ResultRef<'a> {
@@ -65,6 +71,7 @@ impl<'a> From<&'a ResultBody> for ResultRef<'a> {
             ResultBody::Status(s) => ResultRef::Status(s),
             ResultBody::Probe(p) => ResultRef::Probe(p),
             ResultBody::Subscribed => ResultRef::Subscribed {},
+            ResultBody::Connected(c) => ResultRef::Connected(c),
         }
     }
 }

@@ -27,6 +27,7 @@ macro_rules! errln {
 }
 
 mod client;
+mod connect;
 mod daemon;
 mod inspect;
 mod lan;
@@ -94,6 +95,9 @@ enum Command {
     /// Diagnose the network: gateways, which protocols answer, the external
     /// address, double NAT / CGNAT, and which MOD would be chosen and why.
     Probe(client::ProbeArgs),
+    /// Open an outbound TCP connection by the route the broker's policy
+    /// picks (direct, or a corporate proxy) and pipe stdin/stdout to it.
+    Connect(connect::ConnectArgs),
     /// Sharing the broker on the LAN: tokens.
     Lan {
         #[command(subcommand)]
@@ -161,6 +165,7 @@ pub fn main() -> ExitCode {
         Command::List(a) => Ok(runtime().block_on(client::list(a.json, &to))),
         Command::Status(a) => Ok(runtime().block_on(status::status(a.json, &to))),
         Command::Probe(a) => Ok(runtime().block_on(client::probe(a, &to))),
+        Command::Connect(a) => Ok(runtime().block_on(connect::run(a, &to))),
         Command::Key { command } => trust::key(command),
         Command::Policy { command } => trust::policy(command),
         Command::Mode { command } => match command {

@@ -8,6 +8,7 @@
 //! loop that serves new ones.
 
 pub mod broker;
+pub mod connect;
 pub mod expiry;
 pub mod fdpass;
 pub mod fleet;

@@ -6,6 +6,7 @@
 //! whole and the last good one stays in force.
 
 pub mod broker;
+pub mod connect;
 pub mod services;
 pub mod trust;
 
@@ -67,6 +68,10 @@ pub struct Policy {
     /// Relay, STUN and proxy servers offered to MODs.
     #[serde(default)]
     pub services: services::Services,
+    /// Where outbound `connect` may go, and by which routes (none: no
+    /// outbound connect at all).
+    #[serde(default)]
+    pub connect: Vec<connect::ConnectRule>,
     /// MODs by name.
     #[serde(default)]
     pub modes: BTreeMap<String, ModePolicy>,
@@ -167,6 +172,11 @@ impl Policy {
         }
         p.trust.validate().map_err(PolicyError::Invalid)?;
         p.services.validate().map_err(PolicyError::Invalid)?;
+        let proxies = p.proxy_modes();
+        for (i, rule) in p.connect.iter().enumerate() {
+            rule.validate(i, &proxies, |m| p.modes.contains_key(m))
+                .map_err(PolicyError::Invalid)?;
+        }
         for (name, m) in &p.modes {
             if let Some(s) = m
                 .signers
@@ -203,6 +213,15 @@ impl Policy {
         ("default".into(), order)
     }
 
+    /// The MODs of `[[services.proxies]]`, in their order.
+    pub fn proxy_modes(&self) -> Vec<String> {
+        self.services
+            .proxies
+            .iter()
+            .map(|p| p.mode.clone())
+            .collect()
+    }
+
     /// The access rules in force (the built-in ones if the policy has none).
     pub fn access_rules(&self) -> Vec<AccessRule> {
         if self.access.is_empty() {
@@ -237,7 +256,8 @@ impl Policy {
             reason,
         })?;
         let mut config = m.config.clone();
-        for (k, v) in self.services.config() {
+        let services = self.services.config().into_iter();
+        for (k, v) in services.chain(self.services.proxy_config(name)) {
             config.entry(k.to_string()).or_insert(v);
         }
         Ok(ModeSpec {

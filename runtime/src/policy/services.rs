@@ -3,6 +3,11 @@
 //! config values — `stun_servers`, `turn_servers`, `http_proxy` — unless
 //! their own `[modes.NAME.config]` sets the same key. The MOD's grants
 //! still decide whether it may reach them.
+//!
+//! `[[services.proxies]]` are the proxies outbound `connect` goes through,
+//! each bound to the connector MOD that speaks its protocol: that MOD (and
+//! only it) reads the address as config `proxy` and the credentials as
+//! `username` and `password`.
 
 use serde::Deserialize;
 
@@ -19,6 +24,26 @@ pub struct Services {
     /// The corporate HTTP proxy, `http://host:port`.
     #[serde(default)]
     pub http_proxy: Option<String>,
+    /// Proxies for outbound `connect`, in the order routes name them.
+    #[serde(default)]
+    pub proxies: Vec<Proxy>,
+}
+
+/// One proxy for outbound `connect`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Proxy {
+    /// The connector MOD that speaks its protocol (`http-connect`,
+    /// `socks5`, or a corporation's own).
+    pub mode: String,
+    /// `IP:PORT` (the gate resolves no names).
+    pub address: String,
+    /// User name, if the proxy asks for one.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password, with `username`.
+    #[serde(default)]
+    pub password: Option<String>,
 }
 
 /// One TURN relay (RFC 8656).
@@ -66,6 +91,29 @@ impl Services {
                 ));
             }
         }
+        for (i, p) in self.proxies.iter().enumerate() {
+            let usable = p
+                .address
+                .parse::<std::net::SocketAddr>()
+                .is_ok_and(|a| a.port() != 0 && !a.ip().is_unspecified());
+            if !usable {
+                return Err(format!(
+                    "services.proxies[{i}].address `{}` is not IP:PORT (a port from 1, an address to reach)",
+                    p.address
+                ));
+            }
+            if p.username.is_some() != p.password.is_some() {
+                return Err(format!(
+                    "services.proxies[{i}]: username and password go together"
+                ));
+            }
+            if self.proxies[..i].iter().any(|q| q.mode == p.mode) {
+                return Err(format!(
+                    "services.proxies[{i}]: MOD `{}` already has a proxy (one per MOD)",
+                    p.mode
+                ));
+            }
+        }
         if let Some(p) = &self.http_proxy {
             let rest = p
                 .strip_prefix("http://")
@@ -91,6 +139,20 @@ impl Services {
         }
         if let Some(p) = &self.http_proxy {
             out.push(("http_proxy", p.clone()));
+        }
+        out
+    }
+
+    /// The config a connector MOD reads for its proxy: `proxy`, and
+    /// `username` and `password` when set. Empty for any other MOD.
+    pub fn proxy_config(&self, mode: &str) -> Vec<(&'static str, String)> {
+        let Some(p) = self.proxies.iter().find(|p| p.mode == mode) else {
+            return Vec::new();
+        };
+        let mut out = vec![("proxy", p.address.clone())];
+        if let (Some(u), Some(pw)) = (&p.username, &p.password) {
+            out.push(("username", u.clone()));
+            out.push(("password", pw.clone()));
         }
         out
     }
@@ -120,9 +182,55 @@ mod tests {
                 "username and credential",
             ),
             ("http_proxy = \"proxy:3128\"", "services.http_proxy"),
+            (
+                "[[proxies]]\nmode = \"socks5\"\naddress = \"proxy.corp:1080\"",
+                "services.proxies[0].address",
+            ),
+            (
+                "[[proxies]]\nmode = \"socks5\"\naddress = \"10.0.0.1:0\"",
+                "services.proxies[0].address",
+            ),
+            (
+                "[[proxies]]\nmode = \"socks5\"\naddress = \"0.0.0.0:1080\"",
+                "services.proxies[0].address",
+            ),
+            (
+                "[[proxies]]\nmode = \"socks5\"\naddress = \"10.0.0.1:1080\"\nusername = \"u\"",
+                "username and password",
+            ),
+            (
+                "[[proxies]]\nmode = \"m\"\naddress = \"10.0.0.1:1\"\n\
+                 [[proxies]]\nmode = \"m\"\naddress = \"10.0.0.2:1\"",
+                "already has a proxy",
+            ),
         ] {
             let s: Services = toml::from_str(bad).unwrap();
             assert!(s.validate().unwrap_err().contains(named), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_proxy_and_its_credentials_go_to_its_mod_only() {
+        let s: Services = toml::from_str(
+            "[[proxies]]\nmode = \"http-connect\"\naddress = \"172.16.0.1:3129\"\n\
+             username = \"p2p\"\npassword = \"s3cret\"\n\
+             [[proxies]]\nmode = \"socks5\"\naddress = \"172.16.0.1:1080\"\n",
+        )
+        .unwrap();
+        s.validate().unwrap();
+        assert_eq!(
+            s.proxy_config("http-connect"),
+            vec![
+                ("proxy", "172.16.0.1:3129".to_string()),
+                ("username", "p2p".to_string()),
+                ("password", "s3cret".to_string())
+            ]
+        );
+        assert_eq!(
+            s.proxy_config("socks5"),
+            vec![("proxy", "172.16.0.1:1080".to_string())]
+        );
+        assert!(s.proxy_config("upnp-igd").is_empty());
+        assert!(s.config().is_empty(), "no proxy reaches every MOD's config");
     }
 }

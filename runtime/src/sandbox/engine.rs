@@ -167,7 +167,8 @@ impl ModeHost {
         ModePre::new(pre).map_err(|e| LoadError::WrongContract(format!("{e:#}")))
     }
 
-    pub(crate) fn audit(&self) -> Arc<dyn AuditSink> {
+    /// Where decisions and events are written.
+    pub fn audit(&self) -> Arc<dyn AuditSink> {
         self.audit.clone()
     }
 }

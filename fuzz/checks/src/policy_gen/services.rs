@@ -1,8 +1,9 @@
 //! `[services]` of the policy model: STUN servers, TURN relays with and
-//! without credentials, the HTTP proxy, each well-formed or not.
+//! without credentials, the HTTP proxy, the proxies of outbound connect,
+//! each well-formed or not.
 
 use arbitrary::Arbitrary;
-use p2pbroker::policy::services::{Services, Turn};
+use p2pbroker::policy::services::{Proxy, Services, Turn};
 use toml::{Table, Value};
 
 use super::model::{strings, tables};
@@ -17,7 +18,12 @@ pub struct ServicesModel {
     stun: Vec<u8>,
     turn: Vec<(u8, u8)>,
     http_proxy: Option<u8>,
+    proxies: Vec<(u8, u8, u8)>,
 }
+
+/// Connector MODs a proxy may name (none of them a MOD the model builds,
+/// so no spec's config changes).
+const PROXY_MODES: [&str; 3] = ["http-connect", "socks5", "corp-proxy"];
 
 impl ServicesModel {
     /// Writes the section into `t`; what an accepted policy holds.
@@ -81,17 +87,65 @@ impl ServicesModel {
         let http_proxy = self
             .http_proxy
             .map(|k| pick(&good, &bad, k, f, "services.http_proxy").to_string());
+        let proxies = self.proxies(f);
         let mut s = Table::new();
         s.insert("stun".into(), strings(&stun));
         s.insert("turn".into(), tables(turn_tables));
         if let Some(p) = &http_proxy {
             s.insert("http_proxy".into(), Value::String(p.clone()));
         }
+        let proxy_tables = proxies
+            .iter()
+            .map(|p| {
+                let mut pt = Table::new();
+                pt.insert("mode".into(), Value::String(p.mode.clone()));
+                pt.insert("address".into(), Value::String(p.address.clone()));
+                for (k, v) in [("username", &p.username), ("password", &p.password)] {
+                    if let Some(v) = v {
+                        pt.insert(k.into(), Value::String(v.clone()));
+                    }
+                }
+                pt
+            })
+            .collect();
+        s.insert("proxies".into(), tables(proxy_tables));
         t.insert("services".into(), Value::Table(s));
         Services {
             stun,
             turn,
             http_proxy,
+            proxies,
         }
+    }
+
+    /// `[[services.proxies]]`: an `IP:PORT` each, credentials in pairs, one
+    /// proxy per MOD.
+    fn proxies(&self, f: &mut Faults) -> Vec<Proxy> {
+        let good = ["172.16.0.1:3128", "[2001:db8::1]:1080", "10.0.0.1:65535"];
+        let bad = ["proxy.corp:3128", "172.16.0.1", "172.16.0.1:0", "[::1]"];
+        let mut out: Vec<Proxy> = Vec::new();
+        for (mode, addr, auth) in self.proxies.iter().take(ITEMS_MAX) {
+            let mode = PROXY_MODES[usize::from(*mode) % PROXY_MODES.len()].to_string();
+            if out.iter().any(|p| p.mode == mode) {
+                f.must("services.proxies");
+            }
+            let address = pick(&good, &bad, *addr, f, "services.proxies").to_string();
+            let (username, password) = match fault(*auth, 2) {
+                Some(0) => (Some("u".to_string()), None),
+                Some(_) => (None, Some("p".to_string())),
+                None if auth % 2 == 0 => (None, None),
+                None => (Some("p2p".into()), Some("ünï\"code\u{1}".into())),
+            };
+            if username.is_some() != password.is_some() {
+                f.must("services.proxies");
+            }
+            out.push(Proxy {
+                mode,
+                address,
+                username,
+                password,
+            });
+        }
+        out
     }
 }

@@ -2,11 +2,14 @@
 //! a client that stops talking or stops reading cannot hold a connection,
 //! its descriptor and its tasks forever.
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
+use p2pbroker_client::fdrecv::send_with_fd;
 use p2pbroker_client::framing::{Frame, LineSplitter};
 use p2pbroker_client::read_frame;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
 /// A connection with no lease, no subscription and no request in flight is
@@ -98,13 +101,52 @@ pub enum WriteEnd {
     Stalled,
 }
 
+/// One line for the client, and the socket it hands over, if any (a
+/// `connect` answer).
+#[derive(Debug)]
+pub struct Out {
+    /// The line, newline included.
+    pub line: String,
+    /// Sent with the line's first byte (SCM_RIGHTS), then closed here.
+    pub fd: Option<OwnedFd>,
+}
+
+impl From<String> for Out {
+    fn from(line: String) -> Out {
+        Out { line, fd: None }
+    }
+}
+
+/// Where a connection's lines go.
+pub trait LineSink: AsyncWrite + Unpin {
+    /// The Unix socket a descriptor can travel on; `None` for a connection
+    /// that cannot carry one (LAN).
+    fn unix(&self) -> Option<&UnixStream> {
+        None
+    }
+}
+
+impl LineSink for tokio::net::unix::OwnedWriteHalf {
+    fn unix(&self) -> Option<&UnixStream> {
+        Some(self.as_ref())
+    }
+}
+impl LineSink for tokio::net::tcp::OwnedWriteHalf {}
+impl LineSink for tokio::io::DuplexStream {}
+
+/// Write `out` whole.
+async fn put<W: LineSink>(wr: &mut W, out: &Out) -> std::io::Result<()> {
+    match (&out.fd, wr.unix()) {
+        (Some(fd), Some(sock)) => send_with_fd(sock, out.line.as_bytes(), fd.as_fd()).await,
+        // Only local connections ask for sockets; the descriptor closes here.
+        _ => wr.write_all(out.line.as_bytes()).await,
+    }
+}
+
 /// Write each queued line, each within [`WRITE_TIMEOUT`].
-pub async fn write_lines<W: AsyncWrite + Unpin>(
-    mut wr: W,
-    mut rx: mpsc::Receiver<String>,
-) -> WriteEnd {
-    while let Some(line) = rx.recv().await {
-        match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(line.as_bytes())).await {
+pub async fn write_lines<W: LineSink>(mut wr: W, mut rx: mpsc::Receiver<Out>) -> WriteEnd {
+    while let Some(out) = rx.recv().await {
+        match tokio::time::timeout(WRITE_TIMEOUT, put(&mut wr, &out)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return WriteEnd::Failed,
             Err(_) => return WriteEnd::Stalled,
@@ -228,7 +270,7 @@ mod tests {
         let (client, server) = tokio::io::duplex(256);
         let (tx, rx) = mpsc::channel(8);
         let writer = tokio::spawn(write_lines(server, rx));
-        tx.send("x".repeat(10_000)).await.unwrap();
+        tx.send("x".repeat(10_000).into()).await.unwrap();
         assert_eq!(writer.await.unwrap(), WriteEnd::Stalled);
         drop(client);
 
@@ -237,7 +279,7 @@ mod tests {
         let (mut client, server) = tokio::io::duplex(256);
         let (tx, rx) = mpsc::channel(8);
         let writer = tokio::spawn(write_lines(server, rx));
-        tx.send("y".repeat(10_000)).await.unwrap();
+        tx.send("y".repeat(10_000).into()).await.unwrap();
         drop(tx);
         let mut got = Vec::new();
         client.read_to_end(&mut got).await.unwrap();

@@ -23,7 +23,7 @@ use p2pbroker_client::{
     ApiError, ErrorCode, Event, MAX_LINE, NetworkView, Op, PROTOCOL_VERSION, PolicyStatus,
     Response, ResultBody, Status, encode_event, encode_response, parse_request,
 };
-use tokio::io::{AsyncBufRead, AsyncWrite, BufReader};
+use tokio::io::{AsyncBufRead, BufReader};
 use tokio::net::UnixListener;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::{JoinHandle, JoinSet};
@@ -34,7 +34,7 @@ use super::fdpass::{FdQueue, FdReader};
 use super::leases::Requester;
 use super::views;
 use limits::{Limits, Slot, Source};
-use lines::{Next, ReadLine, WriteEnd};
+use lines::{Next, Out, ReadLine, WriteEnd};
 
 pub use lan::{lan_identity, serve_lan};
 pub use socket::{bind, unbind};
@@ -158,9 +158,9 @@ enum End {
 async fn connection<R, W>(c: Conn, mut reader: R, wr: W)
 where
     R: AsyncBufRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send + 'static,
+    W: lines::LineSink + Send + 'static,
 {
-    let (tx, rx) = mpsc::channel::<String>(WRITE_QUEUE);
+    let (tx, rx) = mpsc::channel::<Out>(WRITE_QUEUE);
     let mut writer = tokio::spawn(lines::write_lines(wr, rx));
     let mut running = Running::default();
     // A writer that stops (its client does not read) ends the connection.
@@ -190,7 +190,7 @@ where
 async fn read_requests<R>(
     c: &Conn,
     reader: &mut R,
-    tx: &mpsc::Sender<String>,
+    tx: &mpsc::Sender<Out>,
     running: &mut Running,
 ) -> End
 where
@@ -211,7 +211,7 @@ where
                     ErrorCode::TooLarge,
                     format!("request line longer than {MAX_LINE} bytes"),
                 );
-                let _ = tx.send(response(None, Err(e))).await;
+                let _ = tx.send(response(None, Err(e)).into()).await;
                 continue;
             }
             Ok(Next::Read(ReadLine::Eof)) | Err(_) => return End::Closed,
@@ -234,7 +234,7 @@ where
                     message: e.message,
                     reasons: Vec::new(),
                 };
-                let _ = tx.send(response(e.id, Err(err))).await;
+                let _ = tx.send(response(e.id, Err(err)).into()).await;
                 continue;
             }
         };
@@ -247,7 +247,7 @@ where
                 )));
             }
             let _ = tx
-                .send(response(Some(req.id), Ok(ResultBody::Subscribed)))
+                .send(response(Some(req.id), Ok(ResultBody::Subscribed)).into())
                 .await;
             continue;
         }
@@ -263,14 +263,25 @@ where
         let slot = match c.limits.request(c.source, caps(&c.broker).1) {
             Ok(s) => s,
             Err(r) => {
-                let _ = tx.send(response(Some(req.id), Err(r.error()))).await;
+                let _ = tx.send(response(Some(req.id), Err(r.error())).into()).await;
                 continue;
             }
         };
         let (b, tx2, who) = (c.broker.clone(), tx.clone(), c.owner.clone());
+        let c_local = c.fds.is_some();
         running.tasks.spawn(async move {
-            let body = dispatch(&b, req.op, &who, passed).await;
-            let _ = tx2.send(response(Some(req.id), body)).await;
+            let out = match req.op {
+                // The connected socket rides with its answer.
+                Op::Connect(p) if c_local => match b.connect(p, &who).await {
+                    Ok((conn, fd)) => Out {
+                        line: response(Some(req.id), Ok(ResultBody::Connected(Box::new(conn)))),
+                        fd: Some(fd),
+                    },
+                    Err(e) => response(Some(req.id), Err(e)).into(),
+                },
+                op => response(Some(req.id), dispatch(&b, op, &who, passed).await).into(),
+            };
+            let _ = tx2.send(out).await;
             drop((permit, slot));
         });
     }
@@ -278,7 +289,7 @@ where
 
 async fn forward_events(
     mut rx: tokio::sync::broadcast::Receiver<Event>,
-    tx: mpsc::Sender<String>,
+    tx: mpsc::Sender<Out>,
     who: Requester,
 ) {
     use tokio::sync::broadcast::error::RecvError;
@@ -287,7 +298,7 @@ async fn forward_events(
             Ok(e) if who.sees(e.lease.owner_uid, e.lease.lan_client.as_deref()) => {
                 // A full queue means a reader that does not read: drop the
                 // event rather than stall every other subscriber.
-                if tx.try_send(encode_event(&e)).is_err() && tx.is_closed() {
+                if tx.try_send(encode_event(&e).into()).is_err() && tx.is_closed() {
                     return;
                 }
             }
@@ -312,6 +323,12 @@ pub async fn dispatch(
         Op::Status => Ok(ResultBody::Status(Box::new(status(b, owner)))),
         Op::Probe { fresh } => Ok(ResultBody::Probe(Box::new(probe(b, fresh).await))),
         Op::Subscribe => Ok(ResultBody::Subscribed),
+        // Answered in `read_requests` on a local connection, which can
+        // carry the socket; a LAN connection cannot.
+        Op::Connect(_) => Err(api(
+            ErrorCode::Unauthorized,
+            "connect hands over a socket: only local clients may ask",
+        )),
     }
 }
 

@@ -1,0 +1,112 @@
+//! `p2pb connect HOST:PORT`: ask the broker for an outbound connection (by
+//! the route its policy picks for the destination) and pipe stdin to it
+//! and it to stdout, like `nc`. What happened goes to stderr.
+
+use std::io::{Read, Write};
+use std::net::Shutdown;
+
+use p2pbroker_client::{ConnectParams, Outbound};
+
+use super::client::{Target, connect as open_broker, failed};
+
+/// `p2pb connect` arguments.
+#[derive(clap::Args)]
+pub struct ConnectArgs {
+    /// The destination, `HOST:PORT` or `[IPv6]:PORT`.
+    to: String,
+    /// Use only this route (`direct` or a connector MOD the policy allows).
+    #[arg(long)]
+    via: Option<String>,
+    /// Say nothing on stderr about the route.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Half-close the connection when stdin ends (as `nc -N`). Off by
+    /// default: many proxies (tinyproxy among them) end the whole tunnel on
+    /// a half-close, before the answer comes back.
+    #[arg(long)]
+    half_close: bool,
+}
+
+/// Run it; the exit code.
+pub async fn run(a: ConnectArgs, to: &Target) -> u8 {
+    let dest = match super::tunnel::destination(&a.to) {
+        Ok(d) => d,
+        Err(e) => {
+            errln!("p2pb: {e}");
+            return super::EXIT_USAGE;
+        }
+    };
+    let client = match open_broker(to).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let mut p = ConnectParams::new(dest.host, dest.port);
+    p.via = a.via;
+    let out = match client.connect_with(p).await {
+        Ok(o) => o,
+        Err(e) => return failed(e),
+    };
+    // The broker has handed the socket over and holds nothing for it.
+    drop(client);
+    if !a.quiet {
+        errln!("p2pb: {}", describe(&out));
+    }
+    let half_close = a.half_close;
+    match tokio::task::spawn_blocking(move || pipe(out.stream, half_close)).await {
+        Ok(Ok(())) => 0,
+        Ok(Err(e)) => {
+            errln!("p2pb: the connection failed: {e}");
+            super::EXIT_FAILED
+        }
+        Err(_) => super::EXIT_FAILED,
+    }
+}
+
+/// How the connection was opened, for a terminal.
+fn describe(o: &Outbound) -> String {
+    let c = &o.connection;
+    let through = c
+        .proxy
+        .as_ref()
+        .map(|p| format!(" through {p}"))
+        .unwrap_or_default();
+    let mut s = format!(
+        "connected to {}:{} via {}{through} in {} ms",
+        p2pbroker::text::escape(&c.host),
+        c.port,
+        p2pbroker::text::escape(&c.via),
+        c.elapsed_ms
+    );
+    for r in &c.skipped {
+        s.push_str(&format!(
+            "; {} failed first: {}",
+            p2pbroker::text::escape(&r.mode),
+            p2pbroker::text::escape(&r.reason)
+        ));
+    }
+    s
+}
+
+/// stdin to the stream (then, with `half_close`, a FIN), the stream to
+/// stdout, until the far end closes.
+fn pipe(stream: std::net::TcpStream, half_close: bool) -> std::io::Result<()> {
+    let mut up = stream.try_clone()?;
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut up);
+        if half_close {
+            let _ = up.shutdown(Shutdown::Write);
+        }
+    });
+    let mut down = stream;
+    let mut out = std::io::stdout().lock();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = down.read(&mut buf)?;
+        if n == 0 {
+            return out.flush();
+        }
+        // Flushed at once: an interactive peer's bytes must not wait.
+        out.write_all(&buf[..n])?;
+        out.flush()?;
+    }
+}
