@@ -101,9 +101,10 @@ impl Writer {
 /// socket that came with it (a `connect` answer), or why the answer could
 /// not be read.
 type Answer = Result<(Result<Value, ApiError>, Option<OwnedFd>), ClientError>;
-/// Requests waiting for their answer, by id; `None` once the connection is
-/// closed, so later requests fail at once with [`ClientError::Closed`].
-type Pending = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Answer>>>>>;
+/// Requests waiting for their answer, by id, and whether the answer brings
+/// a socket (`connect`); `None` once the connection is closed, so later
+/// requests fail at once with [`ClientError::Closed`].
+type Pending = Arc<Mutex<Option<HashMap<u64, (oneshot::Sender<Answer>, bool)>>>>;
 /// The last error the broker sent without an id (one about the connection
 /// itself, such as a `limit` on connections): what requests still waiting
 /// when it closes are told.
@@ -328,6 +329,7 @@ impl Client {
         fd: Option<BorrowedFd<'_>>,
     ) -> Result<(Value, Option<OwnedFd>), ClientError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let wants_socket = matches!(op, Op::Connect(_));
         let line = encode_request(&Request {
             v: PROTOCOL_VERSION,
             id,
@@ -344,7 +346,7 @@ impl Client {
         }
         let (tx, rx) = oneshot::channel();
         let open = match self.pending.lock().unwrap().as_mut() {
-            Some(p) => p.insert(id, tx).is_none(),
+            Some(p) => p.insert(id, (tx, wants_socket)).is_none(),
             None => false,
         };
         if !open {
@@ -500,18 +502,20 @@ async fn read_loop<R: AsyncBufRead + Unpin>(
             Ok(Some(Frame::TooLong)) => continue,
             Ok(None) | Err(_) => break,
         };
-        // A socket arrives with the first bytes of the line it was sent
-        // with: what waits now is this line's or nobody's (closed).
-        let mut arrived = fds.as_ref().map(|q| q.drain()).unwrap_or_default();
         match parse_response_line(&line) {
             Ok(ServerLine::Response(RawResponse {
                 id: None,
                 result: Err(e),
             })) => *farewell.lock().unwrap() = Some(e),
             Ok(ServerLine::Response(r)) => {
-                if let Some(tx) = take(r.id) {
-                    let socket =
-                        (r.result.is_ok() && !arrived.is_empty()).then(|| arrived.remove(0));
+                if let Some((tx, wants)) = take(r.id) {
+                    // The broker sends a socket only with a successful
+                    // `connect` answer, and it arrives no later than the
+                    // line's first bytes (a read may carry earlier lines
+                    // too): such an answer claims the oldest waiting.
+                    let socket = (wants && r.result.is_ok())
+                        .then(|| fds.as_ref().and_then(|q| q.take()))
+                        .flatten();
                     let _ = tx.send(Ok((r.result, socket)));
                 }
             }
@@ -526,7 +530,7 @@ async fn read_loop<R: AsyncBufRead + Unpin>(
                 let id = serde_json::from_slice::<Value>(&line)
                     .ok()
                     .and_then(|v| v.get("id")?.as_u64());
-                if let Some(tx) = take(id) {
+                if let Some((tx, _)) = take(id) {
                     let why = format!("malformed line from the broker: {why}");
                     let _ = tx.send(Err(ClientError::Protocol(why)));
                 }
@@ -537,7 +541,7 @@ async fn read_loop<R: AsyncBufRead + Unpin>(
     // any), and every later one.
     let waiting = pending.lock().unwrap().take();
     if let Some(e) = farewell.lock().unwrap().clone() {
-        for (_, tx) in waiting.into_iter().flatten() {
+        for (_, (tx, _)) in waiting.into_iter().flatten() {
             let _ = tx.send(Ok((Err(e.clone()), None)));
         }
     }

@@ -2,10 +2,12 @@
 //! broker receives the socket a `map` request proves ownership with, the
 //! client the connected socket a `connect` answer hands over.
 //!
-//! The socket is read with `recvmsg`, so descriptors arrive with the first
-//! bytes of the line they were sent with (the kernel never merges bytes
-//! across a message that carries descriptors). They wait in a small
-//! per-connection queue for the line that claims them. A peer cannot make
+//! The socket is read with `recvmsg`. A descriptor is sent with the first
+//! bytes of its line, and the kernel ends a read with the message that
+//! carries descriptors (it may begin with earlier messages' bytes): so a
+//! descriptor has arrived by the time its line is complete, possibly with
+//! lines before it. Descriptors wait in a small per-connection queue, and
+//! each line that names one claims the oldest, in line order. A peer cannot make
 //! the reader hold many: at most [`QUEUED_MAX`] wait at once, each message
 //! carries at most [`PER_MESSAGE_MAX`], and the rest are closed on arrival.
 

@@ -361,3 +361,67 @@ async fn a_connection_the_broker_refuses_at_once_reports_its_reason() {
         }
     }
 }
+
+/// A broker that answers `connect` with the client end of a loopback
+/// connection attached to the answer line (as the
+/// daemon does), an event line before it, and a second answer with no
+/// socket at all.
+#[tokio::test]
+async fn a_connect_answer_brings_its_socket_and_one_without_is_an_error() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("b.sock");
+    let l = UnixListener::bind(&path).unwrap();
+    let far = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let far_addr = far.local_addr().unwrap();
+    let answer = move |id: u64| {
+        ok(
+            id,
+            &format!(
+                r#"{{"host":"127.0.0.1","port":{},"via":"direct","local":"127.0.0.1:1","elapsed_ms":1}}"#,
+                far_addr.port()
+            ),
+        ) + "\n"
+    };
+    tokio::spawn(async move {
+        let (s, _) = l.accept().await.unwrap();
+        let (r, w) = s.into_split();
+        let mut lines = BufReader::new(r).lines();
+        let line = lines.next_line().await.unwrap().unwrap();
+        let sock = tokio::net::TcpStream::connect(far_addr)
+            .await
+            .unwrap()
+            .into_std()
+            .unwrap();
+        let mut w = w;
+        w.write_all(format!(r#"{{"v":1,"event":"mapped","lease":{LEASE}}}"#).as_bytes())
+            .await
+            .unwrap();
+        w.write_all(b"\n").await.unwrap();
+        p2pbroker_client::fdrecv::send_with_fd(
+            w.as_ref(),
+            answer(id_of(&line)).as_bytes(),
+            std::os::fd::AsFd::as_fd(&sock),
+        )
+        .await
+        .unwrap();
+        drop(sock); // the broker keeps no copy
+        let line = lines.next_line().await.unwrap().unwrap();
+        w.write_all(answer(id_of(&line)).as_bytes()).await.unwrap();
+        let _ = lines.next_line().await;
+    });
+    let c = Client::open(&path).await.unwrap();
+    let mut o = c.connect("127.0.0.1", far_addr.port()).await.unwrap();
+    assert_eq!(o.connection.via, "direct");
+    // The socket is the connection to the far end: what it sends arrives.
+    let (mut peer, _) = far.accept().unwrap();
+    peer.write_all(b"hello").unwrap();
+    drop(peer);
+    let mut got = String::new();
+    o.stream.read_to_string(&mut got).unwrap();
+    assert_eq!(got, "hello");
+    match c.connect("127.0.0.1", far_addr.port()).await {
+        Err(ClientError::Protocol(m)) => assert!(m.contains("without its socket"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -218,11 +218,6 @@ where
             Ok(Next::Idle) => return End::Idle,
             Ok(Next::Slow) => return End::Slow,
         };
-        // Descriptors arrive with the first bytes of the line they were sent
-        // with (the kernel never merges a read across them): whatever waits
-        // now came with this line or an earlier one, and is this line's or
-        // nobody's. What this line does not claim is closed with it.
-        let mut arrived = c.fds.as_ref().map(|q| q.drain()).unwrap_or_default();
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
@@ -253,11 +248,15 @@ where
         }
         while running.tasks.try_join_next().is_some() {}
         let permit = permits.clone().acquire_owned().await.expect("never closed");
-        // A socket handed over with this request is claimed now, in line
-        // order, not when the task gets to run (and is closed if the
-        // request is refused, so it cannot pass for the next one's).
+        // A socket arrives no later than the first bytes of its line (a
+        // read may also carry the lines before it), so when a line that
+        // names one is complete its socket waits in the queue: each such
+        // line claims the oldest, in line order, now rather than when its
+        // task runs (and it is closed if the request is refused). Sockets
+        // no line claims wait, at most QUEUED_MAX, until the connection
+        // ends: they are this client's own, so a mismatch harms only it.
         let passed = match &req.op {
-            Op::Map(p) if p.socket && !arrived.is_empty() => Some(arrived.remove(0)),
+            Op::Map(p) if p.socket => c.fds.as_ref().and_then(|q| q.take()),
             _ => None,
         };
         let slot = match c.limits.request(c.source, caps(&c.broker).1) {
