@@ -76,24 +76,33 @@ pub enum CorpNs {
 pub struct CorpLab {
     prefix: String,
     dir: tempfile::TempDir,
-    children: Vec<Child>,
+    children: Vec<(String, Child)>,
     namespaces: Vec<String>,
 }
 
-/// The edge: nothing forwarded (the firewall API will add what it
-/// allows), the proxies reachable from inside only.
+/// The edge: nothing forwarded but what the firewall API puts in its
+/// `fwapi` chains (allow rules, and DNAT in `fwnat`); the proxies and the
+/// API reachable from inside only.
 const EDGE_RULES: &str = r#"
 table inet edge {
+  chain fwapi {
+  }
   chain forward {
     type filter hook forward priority 0; policy drop;
     ct state established,related accept
+    iifname "wan" jump fwapi
   }
   chain input {
     type filter hook input priority 0; policy drop;
     ct state established,related accept
     iifname "lo" accept
     meta l4proto icmp accept
-    iifname "corp" tcp dport { 3128, 3129, 1080, 3130-3139 } accept
+    iifname "corp" tcp dport { 3128, 3129, 1080, 3130-3139, 8443 } accept
+  }
+}
+table ip fwnat {
+  chain prerouting {
+    type nat hook prerouting priority -100; policy accept;
   }
 }
 "#;
@@ -122,13 +131,15 @@ while True:
         held.append(c)
 "#;
 
-/// The department router: its LAN out, masqueraded; nothing in.
+/// The department router: its LAN out, masqueraded; in, only what the
+/// corporate network routes to it (the edge decides what that is).
 const DEPT_RULES: &str = r#"
 table inet dept {
   chain forward {
     type filter hook forward priority 0; policy drop;
     ct state established,related accept
     iifname "lan" oifname "uplink" accept
+    iifname "uplink" oifname "lan" ip daddr 10.1.0.0/24 accept
   }
   chain postrouting {
     type nat hook postrouting priority 100; policy accept;
@@ -206,7 +217,17 @@ impl CorpLab {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        self.children.push(child);
+        self.children.push((name.to_string(), child));
+    }
+
+    /// Stop what [`CorpLab::spawn`] started as `name` (SIGKILL), and wait
+    /// for it.
+    pub fn stop(&mut self, name: &str) {
+        if let Some(i) = self.children.iter().position(|(n, _)| n == name) {
+            let (_, mut c) = self.children.remove(i);
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// A file in the lab's folder.
@@ -260,6 +281,8 @@ impl CorpLab {
         }
         self.must(Host, &["ip", "route", "add", "default", "via", DEPT_LAN_IP]);
         self.must(Dept, &["ip", "route", "add", "default", "via", EDGE_IP]);
+        // The edge routes the department's subnet (DNAT targets) to it.
+        self.must(Edge, &["ip", "route", "add", "10.1.0.0/24", "via", DEPT_IP]);
         for ns in [Edge, Dept] {
             self.must(ns, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
         }
@@ -494,12 +517,12 @@ fn ensure_socks_account() {
 impl Drop for CorpLab {
     fn drop(&mut self) {
         // SIGTERM first: Dante's parent then ends and reaps its workers.
-        for c in &self.children {
+        for (_, c) in &self.children {
             // SAFETY: signalling a child we started.
             unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
         }
         let deadline = Instant::now() + Duration::from_secs(2);
-        for mut c in self.children.drain(..) {
+        for (_, mut c) in self.children.drain(..) {
             while Instant::now() < deadline && matches!(c.try_wait(), Ok(None)) {
                 std::thread::sleep(Duration::from_millis(10));
             }

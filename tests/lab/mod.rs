@@ -20,6 +20,7 @@
 #![allow(dead_code)]
 
 pub mod corp;
+pub mod fwapi;
 pub mod nat;
 pub mod site;
 pub mod v6;
