@@ -127,7 +127,11 @@ fn the_firewall_api_validates_applies_reverts_unless_confirmed_and_programs_the_
     let api = lab.firewall_api(FwApiOptions::default());
     lab.serve_on_host(7001, 120);
     let outside = format!("{EDGE_WAN_IP}:40000");
-    assert_eq!(lab.from_outside(&outside), "", "nothing is forwarded yet");
+    assert_eq!(
+        lab.read_from_outside(&outside),
+        "",
+        "nothing is forwarded yet"
+    );
 
     // The token is checked before anything else.
     let (code, v) = lab.api(&api, "GET", "/api/v1/nat/dnat", None, "wrong");
@@ -176,11 +180,11 @@ fn the_firewall_api_validates_applies_reverts_unless_confirmed_and_programs_the_
         "{}",
         lab.api_rules()
     );
-    assert_eq!(lab.from_outside(&outside), "hello-from-host\n");
+    assert_eq!(lab.read_from_outside(&outside), "hello-from-host\n");
     // Not confirmed: it reverts by itself, and the edge holds nothing again.
     assert_eq!(revision_leaves(&lab, &api, n, "applied"), "reverted");
     assert!(!lab.api_rules().contains("dnat"), "{}", lab.api_rules());
-    assert_eq!(lab.from_outside(&outside), "");
+    assert_eq!(lab.read_from_outside(&outside), "");
 
     // Applied and confirmed: it stays.
     let (_, v) = lab.api(
@@ -201,7 +205,7 @@ fn the_firewall_api_validates_applies_reverts_unless_confirmed_and_programs_the_
     );
     assert_eq!((code, v["state"].as_str()), (200, Some("confirmed")), "{v}");
     std::thread::sleep(std::time::Duration::from_millis(2500));
-    assert_eq!(lab.from_outside(&outside), "hello-from-host\n");
+    assert_eq!(lab.read_from_outside(&outside), "hello-from-host\n");
 
     // An API whose applies never finish, and one that is down.
     lab.stop_firewall_api();

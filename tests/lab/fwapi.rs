@@ -80,7 +80,10 @@ impl CorpLab {
                 "DER",
             ],
         );
-        let cert_sha256 = hex::encode(p2pbroker::sha256(&der.stdout));
+        let cert_sha256: String = p2pbroker::sha256(&der.stdout)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         let script = self.path("fwapi.py");
         std::fs::write(&script, SCRIPT).unwrap();
         let port = API_PORT.to_string();
@@ -190,7 +193,7 @@ impl CorpLab {
 
     /// What the public peer reads from `addr` (a TCP connection from
     /// outside, 3 s at most); empty when it cannot connect.
-    pub fn from_outside(&self, addr: &str) -> String {
+    pub fn read_from_outside(&self, addr: &str) -> String {
         let (host, port) = addr.rsplit_once(':').unwrap();
         let script = format!(
             "import socket\ntry:\n s=socket.create_connection(('{host}',{port}),3); s.settimeout(3)\n print(s.recv(64).decode(), end='')\nexcept Exception:\n pass\n"
