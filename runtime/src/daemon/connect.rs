@@ -34,6 +34,40 @@ pub const CONNECT_BUDGET: Duration = Duration::from_secs(25);
 pub const DIRECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Addresses of a resolved name tried directly, at most.
 const DIRECT_ADDRESSES: usize = 4;
+/// Name lookups running at once, over every client: each holds a thread
+/// (getaddrinfo blocks, and runs on after its caller gives up), so a flood
+/// of `connect`s to names a slow resolver never answers cannot take more.
+pub const LOOKUPS_MAX: usize = 8;
+
+/// Resolve `host` on a blocking thread, at most [`LOOKUPS_MAX`] at once;
+/// the permit is held until the lookup itself returns.
+async fn lookup(host: &str, port: u16) -> Result<Vec<SocketAddr>, Failure> {
+    use std::net::ToSocketAddrs;
+    static LOOKUPS: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    let sem = LOOKUPS
+        .get_or_init(|| Arc::new(tokio::sync::Semaphore::new(LOOKUPS_MAX)))
+        .clone();
+    let host = host.to_string();
+    let resolve = async move {
+        let permit = sem.acquire_owned().await.expect("never closed");
+        tokio::task::spawn_blocking(move || {
+            let _held = permit;
+            (host.as_str(), port)
+                .to_socket_addrs()
+                .map(|a| a.take(DIRECT_ADDRESSES).collect::<Vec<_>>())
+        })
+        .await
+    };
+    match tokio::time::timeout(DIRECT_TIMEOUT, resolve).await {
+        Ok(Ok(Ok(a))) => Ok(a),
+        Ok(Ok(Err(e))) => Err(Failure::new(
+            "unreachable",
+            format!("cannot resolve the name: {e}"),
+        )),
+        Ok(Err(_)) => Err(Failure::new("fault", "the name lookup failed")),
+        Err(_) => Err(Failure::new("timeout", "resolving the name timed out")),
+    }
+}
 
 /// What the policy says for one request: the rule and its routes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -255,18 +289,7 @@ async fn direct(host: &str, port: u16) -> Result<std::net::TcpStream, Failure> {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let addrs: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => match tokio::time::timeout(DIRECT_TIMEOUT, tokio::net::lookup_host((bare, port)))
-            .await
-        {
-            Ok(Ok(a)) => a.take(DIRECT_ADDRESSES).collect(),
-            Ok(Err(e)) => {
-                return Err(Failure::new(
-                    "unreachable",
-                    format!("cannot resolve the name: {e}"),
-                ));
-            }
-            Err(_) => return Err(Failure::new("timeout", "resolving the name timed out")),
-        },
+        Err(_) => lookup(bare, port).await?,
     };
     let mut last = String::from("the name has no address");
     for a in addrs {
@@ -368,6 +391,10 @@ mod tests {
         let s = direct("127.0.0.1", l.local_addr().unwrap().port())
             .await
             .unwrap();
+        assert_eq!(s.peer_addr().unwrap(), l.local_addr().unwrap());
+        // A name is resolved (here from the hosts file) and its addresses
+        // tried in turn.
+        let s = direct("localhost", l.local_addr().unwrap().port()).await.unwrap();
         assert_eq!(s.peer_addr().unwrap(), l.local_addr().unwrap());
         let p = ConnectParams::new("127.0.0.1", 1);
         let f = open("socks5", &p, None).await.unwrap_err();
