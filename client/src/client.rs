@@ -123,6 +123,8 @@ struct PendingGuard<'a> {
     pending: &'a Pending,
     id: u64,
     state: AtomicU8,
+    /// The answer brings a socket (`connect`).
+    wants_socket: bool,
 }
 
 impl Drop for PendingGuard<'_> {
@@ -132,6 +134,10 @@ impl Drop for PendingGuard<'_> {
             // Whatever is written next would continue the broken line: fail
             // every waiting request and refuse new ones.
             *pending = None;
+        } else if self.wants_socket && self.state.load(Ordering::Relaxed) == SENT {
+            // A `connect` given up on (timeout, dropped future) stays
+            // pending: its late answer still claims the socket it brings,
+            // which then closes, instead of passing for the next one's.
         } else if let Some(p) = pending.as_mut() {
             p.remove(&self.id);
         }
@@ -356,6 +362,7 @@ impl Client {
             pending: &self.pending,
             id,
             state: AtomicU8::new(NOT_SENT),
+            wants_socket,
         };
         let exchange = async {
             let mut writer = self.writer.lock().await;

@@ -425,3 +425,56 @@ async fn a_connect_answer_brings_its_socket_and_one_without_is_an_error() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A `connect` the client gave up on is answered late, with its socket:
+/// that socket is closed, and the next `connect` gets its own.
+#[tokio::test]
+async fn a_late_connect_answer_does_not_hand_its_socket_to_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("b.sock");
+    let l = UnixListener::bind(&path).unwrap();
+    let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let second = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addrs = [first.local_addr().unwrap(), second.local_addr().unwrap()];
+    tokio::spawn(async move {
+        let (s, _) = l.accept().await.unwrap();
+        let (r, w) = s.into_split();
+        let mut lines = BufReader::new(r).lines();
+        for (i, far) in addrs.into_iter().enumerate() {
+            let line = lines.next_line().await.unwrap().unwrap();
+            if i == 0 {
+                // Answer only after the client has given up.
+                tokio::time::sleep(Duration::from_millis(400)).await;
+            }
+            let sock = tokio::net::TcpStream::connect(far)
+                .await
+                .unwrap()
+                .into_std()
+                .unwrap();
+            let answer = ok(
+                id_of(&line),
+                &format!(
+                    r#"{{"host":"127.0.0.1","port":{},"via":"direct","local":"127.0.0.1:1","elapsed_ms":1}}"#,
+                    far.port()
+                ),
+            ) + "\n";
+            p2pbroker_client::fdrecv::send_with_fd(
+                w.as_ref(),
+                answer.as_bytes(),
+                std::os::fd::AsFd::as_fd(&sock),
+            )
+            .await
+            .unwrap();
+        }
+        let _ = lines.next_line().await;
+    });
+    let mut c = Client::open(&path).await.unwrap();
+    c.set_timeout(Duration::from_millis(100));
+    assert!(matches!(
+        c.connect("127.0.0.1", addrs[0].port()).await,
+        Err(ClientError::Timeout(_))
+    ));
+    c.set_timeout(Duration::from_secs(5));
+    let o = c.connect("127.0.0.1", addrs[1].port()).await.unwrap();
+    assert_eq!(o.stream.peer_addr().unwrap(), addrs[1], "its own socket");
+}

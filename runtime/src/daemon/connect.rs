@@ -394,7 +394,9 @@ mod tests {
         assert_eq!(s.peer_addr().unwrap(), l.local_addr().unwrap());
         // A name is resolved (here from the hosts file) and its addresses
         // tried in turn.
-        let s = direct("localhost", l.local_addr().unwrap().port()).await.unwrap();
+        let s = direct("localhost", l.local_addr().unwrap().port())
+            .await
+            .unwrap();
         assert_eq!(s.peer_addr().unwrap(), l.local_addr().unwrap());
         let p = ConnectParams::new("127.0.0.1", 1);
         let f = open("socks5", &p, None).await.unwrap_err();
