@@ -14,12 +14,14 @@ use crate::lab::{GatewayOptions, HOST_IP, Lab, NatKind, Ns, PUB_ALT_IP, PUB_IP, 
 
 /// Send `request` from a fresh socket to `to` and return the first answer,
 /// from wherever it came (a change request is answered from elsewhere).
+/// Up to ten tries, half a second each: a loaded machine can keep a
+/// freshly started coturn from answering for a couple of seconds.
 fn ask(to: SocketAddr, request: Vec<u8>) -> (Vec<u8>, SocketAddr) {
     let s = UdpSocket::bind(format!("{HOST_IP}:0")).unwrap();
     s.set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
     let mut buf = [0u8; 1500];
-    for _ in 0..4 {
+    for _ in 0..10 {
         s.send_to(&request, to).unwrap();
         let deadline = Instant::now() + Duration::from_millis(500);
         while Instant::now() < deadline {
