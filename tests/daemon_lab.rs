@@ -584,3 +584,46 @@ fn probe_agrees_with_the_gateway_behind_a_full_cone_nat() {
     assert!(p.get("double_nat_why").is_none(), "{p}");
     assert_eq!(p["chosen"], "pcp", "{p}");
 }
+
+/// Another NAT beyond the home gateway, as a carrier's: the public side
+/// rewrites the gateway's address before the STUN server sees it.
+const UPSTREAM_NAT: &str = "198.51.100.9";
+
+#[test]
+fn probe_calls_out_a_nat_beyond_the_gateway_when_stun_sees_another_address() {
+    let lab = Lab::up(GatewayOptions {
+        upnp: false,
+        natpmp: true,
+        nat: NatKind::PortRestricted,
+    });
+    // Everything the gateway sends to the public side arrives from the
+    // carrier's address (source NAT on the way in).
+    let rules = format!(
+        "table ip carrier {{\n  chain input {{\n    type nat hook input priority 100; policy accept;\n    \
+         ip saddr {} snat to {UPSTREAM_NAT}\n  }}\n}}\n",
+        lab::WAN_IP
+    );
+    let file = lab.path("carrier.nft");
+    std::fs::write(&file, rules).unwrap();
+    lab.must(lab::Ns::Pub, &["nft", "-f", file.to_str().unwrap()]);
+
+    let d = Daemon::start(&lab, "broker", &with_stun(&["pcp", "nat-pmp"]));
+    let p = d.json(&["probe", "--json"]);
+    assert_eq!(p["nat"]["ok"], true, "{p}");
+    assert!(
+        p["nat"]["reflexive"]
+            .as_str()
+            .is_some_and(|r| r.starts_with(&format!("{UPSTREAM_NAT}:"))),
+        "{p}"
+    );
+    // The gateway's protocol reports its own WAN address; the STUN server
+    // sees the carrier's: the broker says there is another NAT.
+    let why = p["double_nat_why"].as_str().unwrap_or_default();
+    assert!(
+        why.contains(lab::WAN_IP) && why.contains(UPSTREAM_NAT),
+        "{p}"
+    );
+    assert_eq!(p["double_nat"], true, "{p}");
+    let text = String::from_utf8_lossy(&d.cli(&["probe"]).stdout).to_string();
+    assert!(text.contains(UPSTREAM_NAT), "{text}");
+}
