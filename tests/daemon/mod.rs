@@ -28,18 +28,7 @@ pub fn modes_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = harness::root().join(format!("target/tmp/daemon-modes-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut allow = String::new();
-        for rel in BUILT_IN {
-            let src = harness::component_path(rel);
-            let bytes = std::fs::read(&src).unwrap();
-            let name = src.file_name().unwrap();
-            std::fs::write(dir.join(name), &bytes).unwrap();
-            let sha = hex::encode(p2pbroker::sha256(&bytes));
-            allow.push_str(&format!("{sha}  {}\n", name.to_string_lossy()));
-        }
-        std::fs::write(dir.join("allow.list"), allow).unwrap();
-        dir
+        modes_folder(&dir, BUILT_IN)
     })
 }
 
