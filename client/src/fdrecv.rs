@@ -39,15 +39,6 @@ impl FdQueue {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).pop_front()
     }
 
-    /// Every descriptor waiting, oldest first.
-    pub fn drain(&self) -> Vec<OwnedFd> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-            .collect()
-    }
-
     fn push(&self, fd: OwnedFd) {
         let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
         // Over the cap the descriptor is dropped, which closes it.
