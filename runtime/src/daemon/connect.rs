@@ -161,10 +161,7 @@ impl Broker {
             );
             return Err((None, e));
         }
-        let (policy, modes) = {
-            let s = self.shared.lock().unwrap();
-            (s.policy.clone(), s.modes.clone())
-        };
+        let policy = self.shared.lock().unwrap().policy.clone();
         if super::expiry::stage(policy.expires_ms(), now_ms()) == super::expiry::Stage::Expired {
             let e = api(
                 ErrorCode::PolicyExpired,
@@ -173,8 +170,17 @@ impl Broker {
             return Err((None, e));
         }
         let plan = plan(&policy, p, who.uid).map_err(|e| (None, e))?;
+        // Only the MODs the routes name (a policy change after this point
+        // applies to the next connect).
+        let modes: Vec<Option<Arc<Mode>>> = {
+            let s = self.shared.lock().unwrap();
+            plan.routes
+                .iter()
+                .map(|r| s.modes.get(r).cloned())
+                .collect()
+        };
         let mut skipped = Vec::new();
-        for route in &plan.routes {
+        for (route, mode) in plan.routes.iter().zip(&modes) {
             let left = CONNECT_BUDGET.saturating_sub(started.elapsed());
             if left.is_zero() {
                 skipped.push(reason(
@@ -183,7 +189,7 @@ impl Broker {
                 ));
                 continue;
             }
-            let attempt = match tokio::time::timeout(left, open(route, p, modes.get(route))).await {
+            let attempt = match tokio::time::timeout(left, open(route, p, mode.as_ref())).await {
                 Ok(a) => a,
                 Err(_) => Err(Failure::new("timeout", "the connect's time ran out")),
             };
