@@ -362,6 +362,15 @@ async fn a_connection_the_broker_refuses_at_once_reports_its_reason() {
     }
 }
 
+/// A successful `connect` answer line for request `id` to 127.0.0.1:`port`
+/// (the socket travels beside it).
+fn connected(id: u64, port: u16) -> String {
+    let result = format!(
+        r#"{{"host":"127.0.0.1","port":{port},"via":"direct","local":"127.0.0.1:1","elapsed_ms":1}}"#
+    );
+    ok(id, &result) + "\n"
+}
+
 /// A broker that answers `connect` with the client end of a loopback
 /// connection attached to the answer line (as the
 /// daemon does), an event line before it, and a second answer with no
@@ -374,15 +383,7 @@ async fn a_connect_answer_brings_its_socket_and_one_without_is_an_error() {
     let l = UnixListener::bind(&path).unwrap();
     let far = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let far_addr = far.local_addr().unwrap();
-    let answer = move |id: u64| {
-        ok(
-            id,
-            &format!(
-                r#"{{"host":"127.0.0.1","port":{},"via":"direct","local":"127.0.0.1:1","elapsed_ms":1}}"#,
-                far_addr.port()
-            ),
-        ) + "\n"
-    };
+    let answer = move |id: u64| connected(id, far_addr.port());
     tokio::spawn(async move {
         let (s, _) = l.accept().await.unwrap();
         let (r, w) = s.into_split();
@@ -451,13 +452,7 @@ async fn a_late_connect_answer_does_not_hand_its_socket_to_the_next_one() {
                 .unwrap()
                 .into_std()
                 .unwrap();
-            let answer = ok(
-                id_of(&line),
-                &format!(
-                    r#"{{"host":"127.0.0.1","port":{},"via":"direct","local":"127.0.0.1:1","elapsed_ms":1}}"#,
-                    far.port()
-                ),
-            ) + "\n";
+            let answer = connected(id_of(&line), far.port());
             p2pbroker_client::fdrecv::send_with_fd(
                 w.as_ref(),
                 answer.as_bytes(),
