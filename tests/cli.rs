@@ -65,10 +65,10 @@ fn build_then_inspect_shows_name_hash_and_capability_surface() {
         assert!(!opens, "{imports:?}");
     }
     assert!(
-        imports.contains(&"p2pbroker:mode/broker@0.1.2"),
+        imports.contains(&"p2pbroker:mode/broker@0.1.3"),
         "{imports:?}"
     );
-    assert_eq!(v["exports"][0], "p2pbroker:mode/lifecycle@0.1.2");
+    assert_eq!(v["exports"][0], "p2pbroker:mode/lifecycle@0.1.3");
 
     let human = p2pb()
         .args(["mode", "inspect"])
@@ -466,3 +466,4 @@ fn the_cli_refuses_a_broker_running_as_another_user() {
         "the CLI sent a request to an untrusted broker"
     );
 }
+

@@ -66,6 +66,25 @@ pub fn read_byte(
     }
 }
 
+/// Read what has arrived (at least one byte, at most `max`) before the
+/// deadline; `None` when `peer` closed.
+pub fn read_some(
+    input: &InputStream,
+    max: usize,
+    deadline: Deadline,
+    peer: &str,
+) -> Result<Option<Vec<u8>>, ModeError> {
+    loop {
+        match input.read(max as u64) {
+            Ok(b) if !b.is_empty() => return Ok(Some(b)),
+            Ok(_) => {}
+            Err(StreamError::Closed) => return Ok(None),
+            Err(e) => return Err(failed(peer, e)),
+        }
+        wait(&input.subscribe(), deadline, peer)?;
+    }
+}
+
 /// Read exactly `n` bytes before the deadline (at most what was asked);
 /// `peer` closing first is `unavailable`.
 pub fn read_exact(

@@ -6,7 +6,7 @@
 //! TRANSPORT := "udp" | "tcp"
 //! USES      := USE ("," USE)*
 //! USE       := "bind" | "connect" | "send" | "receive" | "listen" | "accept"
-//! TARGET    := "gateway" | "ssdp" | "lan" | "local" | "stun" | "proxy" | CIDR | IP
+//! TARGET    := "gateway" | "ssdp" | "lan" | "local" | "stun" | "proxy" | "api" | CIDR | IP
 //!            | "[" IPV6 "]"
 //! PORTS     := PORT | PORT "-" PORT          (PORT 0 only for "bind")
 //! ```
@@ -134,6 +134,10 @@ pub enum Target {
     /// The address of the MOD's proxy (its config `proxy`, `IP:PORT`), on
     /// the grant's ports: what the broker connects to for a connector MOD.
     Proxy,
+    /// The MOD's management API (its config `api`, `IP:PORT`): that
+    /// address and only that port, if the grant's ports include it. What a
+    /// firewall-API MOD connects to through the `tls` import.
+    Api,
     /// An explicit network.
     Net(IpNet),
 }
@@ -269,6 +273,7 @@ fn parse_target(s: &str) -> Result<Target, String> {
         "local" => Target::Local,
         "stun" => Target::Stun,
         "proxy" => Target::Proxy,
+        "api" => Target::Api,
         _ => {
             if let Ok(net) = s.parse::<IpNet>() {
                 Target::Net(net.trunc())
@@ -276,7 +281,7 @@ fn parse_target(s: &str) -> Result<Target, String> {
                 Target::Net(IpNet::from(ip))
             } else {
                 return Err(format!(
-                    "unknown target `{s}` (gateway, ssdp, lan, local, stun, proxy, an address or a CIDR)"
+                    "unknown target `{s}` (gateway, ssdp, lan, local, stun, proxy, api, an address or a CIDR)"
                 ));
             }
         }
@@ -323,6 +328,7 @@ impl fmt::Display for Grant {
                     Target::Local => f.write_str("local")?,
                     Target::Stun => f.write_str("stun")?,
                     Target::Proxy => f.write_str("proxy")?,
+                    Target::Api => f.write_str("api")?,
                     Target::Net(IpNet::V6(n)) if n.prefix_len() == 128 => {
                         write!(f, "[{}]", n.addr())?
                     }

@@ -77,6 +77,23 @@ impl Gate {
                 gate.name_lookup = true;
                 continue;
             };
+            if *target == Target::Api {
+                // Exactly the configured endpoint, within the grant's ports.
+                for api in services
+                    .api
+                    .iter()
+                    .filter(|a| (ports.0..=ports.1).contains(&a.port()))
+                {
+                    gate.rules.push(Rule {
+                        transport: *transport,
+                        uses: *uses,
+                        net: host_net(api.ip()),
+                        ports: (api.port(), api.port()),
+                        grant: index,
+                    });
+                }
+                continue;
+            }
             for n in resolve(target, net, services) {
                 gate.rules.push(Rule {
                     transport: *transport,
@@ -152,6 +169,8 @@ pub struct Services {
     pub stun: Vec<IpAddr>,
     /// `proxy` (`IP:PORT`).
     pub proxy: Vec<IpAddr>,
+    /// `api` (`IP:PORT`): a management API, address and port.
+    pub api: Vec<SocketAddr>,
 }
 
 impl Services {
@@ -172,6 +191,12 @@ impl Services {
         Services {
             stun: addrs("stun_servers"),
             proxy: addrs("proxy").into_iter().take(1).collect(),
+            api: config
+                .get("api")
+                .and_then(|a| a.trim().parse::<SocketAddr>().ok())
+                .filter(|a| a.port() != 0)
+                .into_iter()
+                .collect(),
         }
     }
 }
@@ -180,6 +205,7 @@ fn resolve(target: &Target, net: &NetInfo, services: &Services) -> Vec<IpNet> {
     match target {
         Target::Stun => services.stun.iter().copied().map(host_net).collect(),
         Target::Proxy => services.proxy.iter().copied().map(host_net).collect(),
+        Target::Api => services.api.iter().map(|a| host_net(a.ip())).collect(),
         Target::Gateway => net.gateways.iter().copied().map(host_net).collect(),
         Target::Ssdp => vec![host_net(SSDP_GROUP), host_net(SSDP_GROUP_V6)],
         Target::Lan => net
@@ -260,6 +286,32 @@ mod tests {
             Verdict::Deny
         );
         assert_eq!(grants[0].to_string(), "tcp:connect@proxy:1-65535");
+    }
+
+    #[test]
+    fn the_api_target_is_exactly_the_configured_endpoint() {
+        let config = [("api".to_string(), "10.0.0.1:8443".to_string())].into();
+        let grants: Vec<Grant> = vec!["tcp:connect@api:1-65535".parse().unwrap()];
+        let g = Gate::compile_with(&grants, &NetInfo::lab_host(), &Services::of(&config));
+        assert_eq!(
+            g.check(Transport::Tcp, Use::Connect, sa("10.0.0.1:8443")),
+            Verdict::Allow(0)
+        );
+        for other in ["10.0.0.1:22", "10.0.0.1:8444", "10.0.0.2:8443"] {
+            assert_eq!(
+                g.check(Transport::Tcp, Use::Connect, sa(other)),
+                Verdict::Deny,
+                "{other}"
+            );
+        }
+        // A grant whose ports exclude the API's allows nothing.
+        let narrow: Vec<Grant> = vec!["tcp:connect@api:443".parse().unwrap()];
+        let g = Gate::compile_with(&narrow, &NetInfo::lab_host(), &Services::of(&config));
+        assert_eq!(
+            g.check(Transport::Tcp, Use::Connect, sa("10.0.0.1:8443")),
+            Verdict::Deny
+        );
+        assert_eq!(grants[0].to_string(), "tcp:connect@api:1-65535");
     }
 
     #[test]

@@ -18,6 +18,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use super::cache::Cache;
 use super::error::LoadError;
 use super::wit::sockets::{HasCapped, HostSockets, capped};
+use super::wit::tls::{HasTls, tls_view};
 use super::wit::{self as bindings, BrokerCtx, CallState, ModePre};
 use crate::audit::AuditSink;
 
@@ -178,7 +179,10 @@ const WASI_VERSION: &str = "0.2.12";
 /// Versions of the `p2pbroker:mode` contract a MOD may be built against:
 /// each minor release only adds, so the linker serves them all (wasmtime
 /// matches semver-compatible names for imports and exports).
-pub const CONTRACT_VERSIONS: [&str; 3] = ["0.1.0", "0.1.1", "0.1.2"];
+pub const CONTRACT_VERSIONS: [&str; 4] = ["0.1.0", "0.1.1", "0.1.2", "0.1.3"];
+
+/// The first contract version with the `tls` import.
+const TLS_SINCE: &str = "0.1.3";
 
 /// Every interface the linker provides: what a MOD may import.
 pub fn provided_interfaces() -> Vec<String> {
@@ -205,6 +209,7 @@ pub fn provided_interfaces() -> Vec<String> {
         v.push(format!("p2pbroker:mode/types@{version}"));
         v.push(format!("p2pbroker:mode/broker@{version}"));
     }
+    v.push(format!("p2pbroker:mode/tls@{TLS_SINCE}"));
     v
 }
 
@@ -242,6 +247,9 @@ fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
     bindings::p2pbroker::mode::broker::add_to_linker::<CallState, HasSelf<BrokerCtx>>(
         &mut l,
         |s| &mut s.broker,
+    )?;
+    super::wit::tls_bindings::p2pbroker::mode::tls::add_to_linker::<CallState, HasTls>(
+        &mut l, tls_view,
     )?;
     Ok(l)
 }

@@ -5,6 +5,7 @@
 //! store is dropped, never reused.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,6 +19,7 @@ use super::engine::ModeHost;
 use super::error::LoadError;
 use super::limits::{Limiter, Limits};
 use super::wit::sockets::{Budget, HostSockets};
+use super::wit::tls::TlsCtx;
 use super::wit::{BrokerCtx, CallState, ModeInfo, ModePre};
 use crate::audit::{AuditSink, CallAudit, Decision, MemorySink, Tee, now_rfc3339};
 use crate::gate::{Gate, Grant, Transport, Use, Verdict};
@@ -97,7 +99,10 @@ impl Mode {
         let limits = self.spec.limits;
         let budget = Budget::new(&limits, self.host_sockets.clone());
         let audit = Arc::new(CallAudit::new(limits.audit_lines));
-        let wasi = self.wasi_ctx(collector, budget.clone(), audit.clone());
+        let check: Arc<dyn Fn(SocketAddr, Transport, Use) -> bool + Send + Sync> =
+            Arc::new(self.socket_check(collector, budget.clone(), audit.clone()));
+        let wasi = self.wasi_ctx(check.clone());
+        let tls_check = move |addr| check(addr, Transport::Tcp, Use::Connect);
         let mut table = ResourceTable::new();
         table.set_max_capacity(limits.table_entries as usize);
         let state = CallState {
@@ -113,6 +118,10 @@ impl Mode {
                 logs: Vec::new(),
                 logs_dropped: 0,
             },
+            tls: TlsCtx::new(
+                self.config.get("tls_pin").map(String::as_str),
+                Arc::new(tls_check),
+            ),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -136,43 +145,55 @@ impl Mode {
         store
     }
 
-    fn wasi_ctx(
+    /// The call's socket check: the gate's verdict on each address the
+    /// MOD uses (an accepted connection counts against the budget),
+    /// audit-logged once per distinct decision. Shared by the WASI sockets
+    /// and the `tls` import.
+    fn socket_check(
         &self,
         collector: Arc<MemorySink>,
         budget: Arc<Budget>,
         audit: Arc<CallAudit>,
-    ) -> WasiCtx {
+    ) -> impl Fn(SocketAddr, Transport, Use) -> bool + Send + Sync + 'static {
         let gate = self.gate.clone();
         let sink: Arc<dyn AuditSink> = Arc::new(Tee(vec![self.audit.clone(), collector]));
         let (mode, sha) = (self.name.clone(), self.sha256.clone());
+        move |addr, transport, use_| {
+            let verdict = gate.check(transport, use_, addr);
+            let allowed = verdict != Verdict::Deny && (use_ != Use::Accept || budget.take_socket());
+            let d = Decision {
+                time: now_rfc3339(),
+                mode: mode.clone(),
+                sha256: sha.clone(),
+                address: addr,
+                transport,
+                use_,
+                verdict: if allowed { "allow" } else { "deny" },
+                grant: match verdict {
+                    Verdict::Allow(i) if allowed => gate.grants().get(i).map(|g| g.to_string()),
+                    _ => None,
+                },
+            };
+            if audit.admit(&d) {
+                sink.record(&d);
+            }
+            allowed
+        }
+    }
+
+    fn wasi_ctx(
+        &self,
+        check: Arc<dyn Fn(SocketAddr, Transport, Use) -> bool + Send + Sync>,
+    ) -> WasiCtx {
         let mut b = WasiCtxBuilder::new();
         // Both transports are on so that every attempt reaches the gate and
         // is audit-logged; the gate denies whatever is not granted.
         b.allow_udp(true)
             .allow_tcp(true)
-            .allow_ip_name_lookup(gate.name_lookup())
+            .allow_ip_name_lookup(self.gate.name_lookup())
             .socket_addr_check(move |addr, u| {
                 let (transport, use_) = classify_use(u);
-                let verdict = gate.check(transport, use_, addr);
-                // An accepted connection is a new socket: it counts.
-                let allowed =
-                    verdict != Verdict::Deny && (use_ != Use::Accept || budget.take_socket());
-                let d = Decision {
-                    time: now_rfc3339(),
-                    mode: mode.clone(),
-                    sha256: sha.clone(),
-                    address: addr,
-                    transport,
-                    use_,
-                    verdict: if allowed { "allow" } else { "deny" },
-                    grant: match verdict {
-                        Verdict::Allow(i) if allowed => gate.grants().get(i).map(|g| g.to_string()),
-                        _ => None,
-                    },
-                };
-                if audit.admit(&d) {
-                    sink.record(&d);
-                }
+                let allowed = check(addr, transport, use_);
                 Box::pin(async move { allowed })
             });
         b.build()

@@ -7,6 +7,7 @@
 
 mod broker;
 pub mod sockets;
+pub mod tls;
 pub mod tunnel;
 
 use wasmtime::component::ResourceTable;
@@ -57,6 +58,22 @@ pub mod connector {
     pub use self::exports::p2pbroker::mode::connector::{Destination, GuestIndices};
 }
 
+/// Bindings of the `tls-mode` world (0.1.3): only its `tls` import is
+/// used from here (the host side of pinned TLS, [`tls`]).
+pub mod tls_bindings {
+    wasmtime::component::bindgen!({
+        world: "tls-mode",
+        path: "../wit",
+        exports: { default: async },
+        imports: { "p2pbroker:mode/tls.connect": async },
+        with: {
+            "wasi": wasmtime_wasi::p2::bindings,
+            "p2pbroker:mode/types": super::p2pbroker::mode::types,
+            "p2pbroker:mode/broker": super::p2pbroker::mode::broker,
+        },
+    });
+}
+
 pub use self::exports::p2pbroker::mode::lifecycle::{
     MapRequest, Mapping, ModeError, ModeInfo, ProbeReport,
 };
@@ -71,6 +88,7 @@ pub struct CallState {
     pub(crate) budget: std::sync::Arc<sockets::Budget>,
     pub(crate) audit: std::sync::Arc<crate::audit::CallAudit>,
     pub(crate) broker: BrokerCtx,
+    pub(crate) tls: tls::TlsCtx,
 }
 
 impl WasiView for CallState {
