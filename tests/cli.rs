@@ -467,3 +467,56 @@ fn the_cli_refuses_a_broker_running_as_another_user() {
     );
 }
 
+/// The `tls` import (contract 0.1.3) refuses before any handshake: an
+/// endpoint the grant does not cover, a MOD without a pinned certificate;
+/// a server that is not there is `unavailable` with the address named.
+/// Loopback only.
+#[test]
+fn pinned_tls_refuses_what_the_policy_does_not_grant_or_pin() {
+    let path = harness::component_path("modes/corp-firewall");
+    let pin = "ab".repeat(32);
+    let run = |grants: &[&str], config: &[String]| {
+        let mut c = p2pb();
+        c.args(["mode", "run", "--json"]);
+        for g in grants {
+            c.args(["--grant", g]);
+        }
+        for kv in config {
+            c.args(["--config", kv]);
+        }
+        let o = c.arg(&path).arg("probe").output().unwrap();
+        assert!(!o.status.success());
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&o.stderr)));
+        v["error"].clone()
+    };
+    let base = |pin: Option<&str>| {
+        let mut c = vec![
+            "api=127.0.0.1:1".to_string(),
+            "token=t".to_string(),
+            "external_address=198.51.100.2".to_string(),
+        ];
+        if let Some(p) = pin {
+            c.push(format!("tls_pin={p}"));
+        }
+        c
+    };
+    // The gate's refusal, reported (and audited) as the call's denial.
+    let e = run(&[], &base(Some(&pin)));
+    assert_eq!(
+        (&e["kind"], &e["address"]),
+        (&"denied".into(), &"127.0.0.1:1".into()),
+        "{e}"
+    );
+    let e = run(&["tcp:connect@api:1-65535"], &base(None));
+    assert_eq!(e["mode_error"], "denied", "{e}");
+    assert!(e.to_string().contains("`tls_pin` is not set"), "{e}");
+    let e = run(&["tcp:connect@api:1-65535"], &base(Some("not-hex")));
+    assert!(e.to_string().contains("not a SHA-256"), "{e}");
+    let e = run(&["tcp:connect@api:1-65535"], &base(Some(&pin)));
+    assert_eq!(e["mode_error"], "unavailable", "{e}");
+    assert!(
+        e.to_string().contains("cannot connect to 127.0.0.1:1"),
+        "{e}"
+    );
+}
