@@ -194,6 +194,9 @@ async fn open(
         let tcp = tokio::net::TcpStream::connect(server)
             .await
             .map_err(|e| ModeError::Unavailable(format!("cannot connect to {server}: {e}")))?;
+        // API requests are small request/answer turns: never wait to
+        // coalesce (Nagle would hold a request's last segment for an ACK).
+        let _ = tcp.set_nodelay(true);
         connector
             .connect(ServerName::IpAddress(server.ip().into()), tcp)
             .await
