@@ -362,7 +362,10 @@ mod tests {
         };
         assert_eq!(
             corp.order_for(&office),
-            ("office".into(), vec!["static".to_string()])
+            (
+                "office".into(),
+                vec!["corp-firewall".to_string(), "static".to_string()]
+            )
         );
         let lock = Policy::parse(include_str!("../../../policies/lockdown.toml")).unwrap();
         assert_eq!(lock.trust.threshold, 2);
