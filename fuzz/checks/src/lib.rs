@@ -13,6 +13,7 @@
 
 pub mod api_framing;
 pub mod api_request;
+pub mod http_response;
 pub mod journal;
 pub mod manifest;
 pub mod natpmp;
@@ -37,6 +38,7 @@ pub type Check = fn(&[u8]);
 pub const TARGETS: &[(&str, Check)] = &[
     ("api_framing", api_framing::run),
     ("api_request", api_request::run),
+    ("http_response", http_response::run),
     ("journal", journal::run),
     ("manifest", manifest::run),
     ("natpmp", natpmp::run),
