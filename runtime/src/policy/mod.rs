@@ -255,6 +255,12 @@ impl Policy {
             mode: name.to_string(),
             reason,
         })?;
+        // The broker acts on a TLS pin (contract 0.1.3): a malformed one is
+        // the policy's error, at load, not a failure at the first call.
+        if let Some(pins) = m.config.get("tls_pin") {
+            crate::sandbox::wit::tls::parse_pins(pins)
+                .map_err(|reason| PolicyError::Invalid(format!("mode `{name}`: {reason}")))?;
+        }
         let mut config = m.config.clone();
         let services = self.services.config().into_iter();
         for (k, v) in services.chain(self.services.proxy_config(name)) {
@@ -336,6 +342,21 @@ mod tests {
         };
         assert_eq!(p.order_for(&net), ("lab".into(), vec!["a".to_string()]));
         assert_eq!(p.order_for(&NetInfo::default()).1, vec!["a", "b"]);
+    }
+
+    #[test]
+    fn a_malformed_tls_pin_is_the_policys_error() {
+        let with = |pin: &str| {
+            Policy::parse(&format!(
+                "version = 1\n[modes.corp-firewall]\nconfig = {{ tls_pin = \"{pin}\" }}\n"
+            ))
+        };
+        assert!(with(&"ab".repeat(32)).is_ok());
+        let e = with("ab:cd").unwrap_err().to_string();
+        assert!(
+            e.contains("mode `corp-firewall`") && e.contains("not a SHA-256"),
+            "{e}"
+        );
     }
 
     #[test]
