@@ -520,3 +520,104 @@ fn pinned_tls_refuses_what_the_policy_does_not_grant_or_pin() {
         "{e}"
     );
 }
+
+/// `p2pb policy check`: every problem on its line (exit 1), or what a
+/// valid policy grants without its secrets; with `--modes`, which
+/// components it admits — an unsigned MOD the policy wants signed is
+/// refused until the security team signs it.
+#[test]
+fn policy_check_reports_every_problem_and_what_a_policy_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "version = 1\norder = [\"ghost\"]\n[broker]\nmapping_lifetime = 0\n\
+         [modes.pcp]\ngrants = [\"udp:send@mars:1\"]\n",
+    )
+    .unwrap();
+    let o = p2pb().args(["policy", "check"]).arg(&bad).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&o.stdout);
+    for (line, what) in [(2, "ghost"), (3, "mapping_lifetime"), (5, "mars")] {
+        assert!(
+            out.lines()
+                .any(|l| l.contains(&format!("bad.toml:{line}:")) && l.contains(what)),
+            "{what} on line {line}: {out}"
+        );
+    }
+    assert!(out.contains("3 problem(s)"), "{out}");
+
+    // A valid policy: grants, signatures, who may map; no secret.
+    let key = dir.path().join("security");
+    let o = p2pb()
+        .args(["key", "generate", "--out"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let shown = p2pb()
+        .args(["key", "show"])
+        .arg(key.with_extension("pub"))
+        .output()
+        .unwrap();
+    let shown = String::from_utf8(shown.stdout).unwrap();
+    let public = shown
+        .lines()
+        .find_map(|l| l.strip_prefix("public"))
+        .unwrap()
+        .trim();
+    let policy = dir.path().join("corp.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "version = 1\norder = [\"corp-firewall\"]\n[trust]\nthreshold = 0\n\
+             [trust.keys]\nsecurity = \"{public}\"\n\
+             [modes.corp-firewall]\nsigners = [\"security\"]\nthreshold = 1\n\
+             grants = [\"tcp:connect@api:1-65535\"]\n\
+             config = {{ api = \"172.16.0.1:8443\", token = \"s3cret-token\" }}\n\
+             [[access]]\nuids = [990]\nports = \"40000-40100\"\n"
+        ),
+    )
+    .unwrap();
+    let o = p2pb()
+        .args(["policy", "check", "--json"])
+        .arg(&policy)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["modes"][0]["grants"][0], "tcp:connect@api:1-65535");
+    assert_eq!(v["modes"][0]["config"]["token"], "(set)");
+    assert_eq!(v["access"][0]["ports"], "40000-40100");
+    assert!(!v.to_string().contains("s3cret-token"));
+
+    // The folder the daemon would load: unsigned, refused; signed, admitted.
+    let modes = dir.path().join("modes");
+    std::fs::create_dir(&modes).unwrap();
+    let component = modes.join("corp-firewall.wasm");
+    std::fs::copy(harness::component_path("modes/corp-firewall"), &component).unwrap();
+    let check = || {
+        let o = p2pb()
+            .args(["policy", "check", "--json", "--modes"])
+            .arg(&modes)
+            .arg(&policy)
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        (o.status.code(), v["components"][0].clone())
+    };
+    let (code, c) = check();
+    assert_eq!((code, &c["admitted"]), (Some(1), &false.into()), "{c}");
+    assert!(c["why"].as_str().unwrap().contains("signed by 0"), "{c}");
+    let o = p2pb()
+        .args(["mode", "sign", "--key"])
+        .arg(key.with_extension("key"))
+        .arg(&component)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let (code, c) = check();
+    assert_eq!((code, &c["admitted"]), (Some(0), &true.into()), "{c}");
+    assert_eq!(c["signers"][0], "security");
+    assert_eq!(c["grants"][0], "tcp:connect@api:1-65535");
+}

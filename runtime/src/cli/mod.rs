@@ -31,6 +31,7 @@ mod connect;
 mod daemon;
 mod inspect;
 mod lan;
+mod policy_check;
 mod run;
 mod status;
 mod table;

@@ -116,6 +116,21 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
 /// `p2pb policy` subcommands.
 #[derive(clap::Subcommand)]
 pub enum PolicyCommand {
+    /// Check a policy before deploying it: every problem with its line,
+    /// or what it grants (MODs, signatures, orders, who may map and
+    /// connect). Secrets in MOD config are never shown.
+    Check {
+        /// The policy file.
+        file: PathBuf,
+        /// Also say, for each component in this MODs folder (and its
+        /// allow.list), whether the policy admits it and with which
+        /// effective grants, as the daemon would decide.
+        #[arg(long)]
+        modes: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Append a signature over FILE's exact bytes to FILE.sig.
     Sign {
         /// The secret key file.
@@ -165,7 +180,7 @@ fn read_doc(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     )?)
 }
 
-fn doc_text(path: &std::path::Path) -> anyhow::Result<String> {
+pub(super) fn doc_text(path: &std::path::Path) -> anyhow::Result<String> {
     Ok(String::from_utf8(read_doc(path)?)?)
 }
 
@@ -173,6 +188,9 @@ fn doc_text(path: &std::path::Path) -> anyhow::Result<String> {
 pub fn policy(cmd: PolicyCommand) -> anyhow::Result<u8> {
     use p2pbroker::trust::bundle;
     match cmd {
+        PolicyCommand::Check { file, modes, json } => {
+            super::policy_check::run(&file, modes.as_deref(), json)
+        }
         PolicyCommand::Sign { key, file, root } => {
             let sk = keys::read_secret(&key)?;
             let doc = read_doc(&file)?;

@@ -6,6 +6,7 @@
 //! whole and the last good one stays in force.
 
 pub mod broker;
+pub mod check;
 pub mod connect;
 pub mod services;
 pub mod trust;
@@ -102,6 +103,23 @@ pub struct ModePolicy {
     pub threshold: Option<u32>,
 }
 
+/// Where in a policy a problem is: what [`check::line_of`] looks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    /// A top-level key (`order`, `expires`, ...).
+    Key(&'static str),
+    /// A table (`broker`, `trust`, `services`, `lan`).
+    Section(&'static str),
+    /// `[modes.NAME]`.
+    Mode(String),
+    /// The N-th `[[profiles]]`.
+    Profile(usize),
+    /// The N-th `[[access]]`.
+    Access(usize),
+    /// The N-th `[[connect]]`.
+    Connect(usize),
+}
+
 /// Why a policy was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
@@ -138,44 +156,84 @@ pub enum PolicyError {
 impl Policy {
     /// Parse and validate policy text.
     pub fn parse(text: &str) -> Result<Policy, PolicyError> {
+        let p = Policy::parse_syntax(text)?;
+        match p.problems().into_iter().next() {
+            Some((_, e)) => Err(e),
+            None => Ok(p),
+        }
+    }
+
+    /// The TOML, its types and field names, and the version: what must
+    /// hold before anything else can be checked.
+    pub fn parse_syntax(text: &str) -> Result<Policy, PolicyError> {
         let p: Policy = toml::from_str(text).map_err(|e| PolicyError::Parse(e.to_string()))?;
         if p.version != 1 {
             return Err(PolicyError::Version(p.version));
         }
+        Ok(p)
+    }
+
+    /// Every problem of a syntactically valid policy, each with where it
+    /// is, in the order [`Policy::parse`] reports the first.
+    pub fn problems(&self) -> Vec<(Place, PolicyError)> {
+        let p = self;
+        let mut out = Vec::new();
         for name in p.modes.keys() {
-            p.spec(name)?;
-        }
-        p.broker.validate().map_err(PolicyError::Invalid)?;
-        for (field, t) in [("issued_at", &p.issued_at), ("expires", &p.expires)] {
-            if let Some(t) = t {
-                humantime::parse_rfc3339(t)
-                    .map_err(|e| PolicyError::Invalid(format!("{field} `{t}`: {e} (RFC 3339)")))?;
+            if let Err(e) = p.spec(name) {
+                out.push((Place::Mode(name.clone()), e));
             }
         }
-        let orders = std::iter::once(("order".to_string(), &p.order)).chain(
-            p.profiles
-                .iter()
-                .map(|pr| (format!("profile `{}` order", pr.name), &pr.order)),
+        if let Err(e) = p.broker.validate() {
+            out.push((Place::Section("broker"), PolicyError::Invalid(e)));
+        }
+        for (field, t) in [("issued_at", &p.issued_at), ("expires", &p.expires)] {
+            if let Some(t) = t
+                && let Err(e) = humantime::parse_rfc3339(t)
+            {
+                let e = format!("{field} `{t}`: {e} (RFC 3339)");
+                out.push((Place::Key(field), PolicyError::Invalid(e)));
+            }
+        }
+        let orders = std::iter::once((Place::Key("order"), "order".to_string(), &p.order)).chain(
+            p.profiles.iter().enumerate().map(|(i, pr)| {
+                (
+                    Place::Profile(i),
+                    format!("profile `{}` order", pr.name),
+                    &pr.order,
+                )
+            }),
         );
-        for (what, order) in orders {
+        for (place, what, order) in orders {
             if let Some(m) = order.iter().find(|m| !p.modes.contains_key(*m)) {
-                return Err(PolicyError::Invalid(format!(
-                    "{what} names mode `{m}`, which has no [modes.{m}] entry"
-                )));
+                out.push((
+                    place,
+                    PolicyError::Invalid(format!(
+                        "{what} names mode `{m}`, which has no [modes.{m}] entry"
+                    )),
+                ));
             }
         }
         for (i, rule) in p.access.iter().enumerate() {
-            rule.validate(i).map_err(PolicyError::Invalid)?;
+            if let Err(e) = rule.validate(i) {
+                out.push((Place::Access(i), PolicyError::Invalid(e)));
+            }
         }
-        if let Some(lan) = &p.lan {
-            lan.validate().map_err(PolicyError::Invalid)?;
+        if let Some(lan) = &p.lan
+            && let Err(e) = lan.validate()
+        {
+            out.push((Place::Section("lan"), PolicyError::Invalid(e)));
         }
-        p.trust.validate().map_err(PolicyError::Invalid)?;
-        p.services.validate().map_err(PolicyError::Invalid)?;
+        if let Err(e) = p.trust.validate() {
+            out.push((Place::Section("trust"), PolicyError::Invalid(e)));
+        }
+        if let Err(e) = p.services.validate() {
+            out.push((Place::Section("services"), PolicyError::Invalid(e)));
+        }
         let proxies = p.proxy_modes();
         for (i, rule) in p.connect.iter().enumerate() {
-            rule.validate(i, &proxies, |m| p.modes.contains_key(m))
-                .map_err(PolicyError::Invalid)?;
+            if let Err(e) = rule.validate(i, &proxies, |m| p.modes.contains_key(m)) {
+                out.push((Place::Connect(i), PolicyError::Invalid(e)));
+            }
         }
         for (name, m) in &p.modes {
             if let Some(s) = m
@@ -184,12 +242,15 @@ impl Policy {
                 .flatten()
                 .find(|s| !p.trust.keys.contains_key(*s))
             {
-                return Err(PolicyError::Invalid(format!(
-                    "modes.{name}.signers names `{s}`, which is not in [trust.keys]"
-                )));
+                out.push((
+                    Place::Mode(name.clone()),
+                    PolicyError::Invalid(format!(
+                        "modes.{name}.signers names `{s}`, which is not in [trust.keys]"
+                    )),
+                ));
             }
         }
-        Ok(p)
+        out
     }
 
     /// When the policy stops being valid (unix ms), if it says.

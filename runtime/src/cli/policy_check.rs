@@ -1,0 +1,255 @@
+//! `p2pb policy check FILE`: every problem with its line, or what the
+//! policy grants (see [`p2pbroker::policy::check`]).
+
+use std::path::Path;
+
+use p2pbroker::policy::check;
+use serde_json::Value;
+
+use super::table::Table;
+
+/// Check `file`; exit 0 when valid (and every component in `modes`
+/// admitted), 1 with every problem otherwise.
+pub fn run(file: &Path, modes: Option<&Path>, json: bool) -> anyhow::Result<u8> {
+    let text = super::trust::doc_text(file)?;
+    let name = file.display();
+    match check::check(&text) {
+        Ok(p) => {
+            let mut s = check::summary(&p);
+            let admissions = match modes {
+                Some(dir) => admissions(dir, &p)?,
+                None => Vec::new(),
+            };
+            let refused = admissions.iter().filter(|a| a["admitted"] == false).count();
+            if json {
+                s["components"] = Value::Array(admissions);
+                println!("{s}");
+            } else {
+                human(&name.to_string(), &s);
+                if let Some(dir) = modes {
+                    outln!();
+                    components(dir, &admissions);
+                }
+            }
+            Ok(if refused == 0 { 0 } else { super::EXIT_FAILED })
+        }
+        Err(found) => {
+            let mut found = found;
+            // In file order; what has no line last.
+            found.sort_by_key(|f| f.line.unwrap_or(usize::MAX));
+            if json {
+                let list: Vec<Value> = found
+                    .iter()
+                    .map(|f| serde_json::json!({"line": f.line, "message": f.message}))
+                    .collect();
+                println!("{}", serde_json::json!({"valid": false, "problems": list}));
+            } else {
+                for f in &found {
+                    match f.line {
+                        Some(l) => outln!("{name}:{l}: {}", f.message),
+                        None => outln!("{name}: {}", f.message),
+                    }
+                }
+                outln!(
+                    "{name}: {} problem(s); the policy would be refused",
+                    found.len()
+                );
+            }
+            Ok(super::EXIT_FAILED)
+        }
+    }
+}
+
+/// Each `*.wasm` in `dir` judged by the policy as the daemon's admission
+/// would (before any byte is compiled).
+fn admissions(dir: &Path, p: &p2pbroker::policy::Policy) -> anyhow::Result<Vec<Value>> {
+    use p2pbroker::files::{Links, read_document};
+    use p2pbroker::sandbox::load::COMPONENT_MAX;
+    let allow = p2pbroker::daemon::read_allow_list(dir)?;
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| anyhow::anyhow!("cannot read the MODs folder {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|f| f.extension().is_some_and(|x| x == "wasm"))
+        .collect();
+    files.sort();
+    Ok(files
+        .iter()
+        .map(|f| {
+            let file = f
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
+            let verdict = read_document(f, COMPONENT_MAX, Links::Follow)
+                .map_err(|e| e.to_string())
+                .and_then(|b| {
+                    p2pbroker::trust::admission::admit(&b, &allow, p).map_err(|e| e.to_string())
+                });
+            match verdict {
+                Ok(a) => serde_json::json!({
+                    "file": file, "admitted": true, "mode": a.name, "signers": a.signers,
+                    "grants": a.spec.grants.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                }),
+                Err(why) => serde_json::json!({"file": file, "admitted": false, "why": why}),
+            }
+        })
+        .collect())
+}
+
+fn components(dir: &Path, admissions: &[Value]) {
+    if admissions.is_empty() {
+        outln!("{}: no component (*.wasm)", dir.display());
+        return;
+    }
+    let mut t = Table::new(&[
+        "COMPONENT",
+        "VERDICT",
+        "MOD",
+        "SIGNED BY",
+        "EFFECTIVE GRANTS / WHY",
+    ]);
+    for a in admissions {
+        if a["admitted"] == true {
+            t.row(vec![
+                text(&a["file"]),
+                "admitted".into(),
+                text(&a["mode"]),
+                list(&a["signers"]),
+                list(&a["grants"]),
+            ]);
+        } else {
+            t.row(vec![
+                text(&a["file"]),
+                "REFUSED".into(),
+                "-".into(),
+                "-".into(),
+                text(&a["why"]),
+            ]);
+        }
+    }
+    print!("{t}");
+}
+
+fn list(v: &Value) -> String {
+    match v.as_array() {
+        Some(a) if !a.is_empty() => a
+            .iter()
+            .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => "-".into(),
+    }
+}
+
+fn text(v: &Value) -> String {
+    v.as_str().map_or_else(
+        || {
+            if v.is_null() {
+                "-".into()
+            } else {
+                v.to_string()
+            }
+        },
+        str::to_string,
+    )
+}
+
+fn human(name: &str, s: &Value) {
+    outln!(
+        "{name}: valid policy, version {} (serial {}, expires {})",
+        s["version"],
+        text(&s["serial"]),
+        text(&s["expires"])
+    );
+    outln!(
+        "trust: {} signature(s) needed by default; keys: {}",
+        s["trust"]["threshold"],
+        list(&s["trust"]["keys"])
+    );
+    let offered: Vec<String> = s["offered_to_every_mod"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", text(v)))
+        .collect();
+    if !offered.is_empty() {
+        outln!("every MOD is offered: {}", offered.join(" "));
+    }
+    outln!();
+    let mut t = Table::new(&["PROFILE", "WHEN", "ORDER"]);
+    for o in s["orders"].as_array().into_iter().flatten() {
+        t.row(vec![
+            text(&o["profile"]),
+            text(&o["when"]),
+            list(&o["order"]),
+        ]);
+    }
+    print!("{t}");
+    outln!();
+    let mut t = Table::new(&["MOD", "GRANTS", "SIGNATURES", "CONFIG"]);
+    for m in s["modes"].as_array().into_iter().flatten() {
+        let sigs = match m["signers"].as_array() {
+            Some(_) => format!("{} of {}", m["threshold"], list(&m["signers"])),
+            None => format!("{} of any trusted key", m["threshold"]),
+        };
+        let config: Vec<String> = m["config"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={}", text(v)))
+            .collect();
+        t.row(vec![
+            text(&m["name"]),
+            list(&m["grants"]),
+            sigs,
+            if config.is_empty() {
+                "-".into()
+            } else {
+                config.join(" ")
+            },
+        ]);
+    }
+    print!("{t}");
+    outln!();
+    let who = if s["default_access"] == true {
+        "WHO MAY MAP (built-in rules)"
+    } else {
+        "WHO MAY MAP"
+    };
+    let mut t = Table::new(&[who, "TRANSPORTS", "PORTS", "LEASES", "LIFETIME", "PERSIST"]);
+    for a in s["access"].as_array().into_iter().flatten() {
+        let uids = match a["uids"].as_array() {
+            Some(_) => format!("uids {}", list(&a["uids"])),
+            None => "every local user".into(),
+        };
+        t.row(vec![
+            uids,
+            list(&a["transports"]),
+            text(&a["ports"]),
+            text(&a["max_leases"]),
+            text(&a["max_lifetime"]),
+            text(&a["persist"]),
+        ]);
+    }
+    print!("{t}");
+    outln!();
+    match s["connect"].as_array() {
+        Some(rules) if !rules.is_empty() => {
+            let mut t = Table::new(&["CONNECT TO", "PORTS", "WHO", "VIA"]);
+            for c in rules {
+                let who = match c["uids"].as_array() {
+                    Some(_) => format!("uids {}", list(&c["uids"])),
+                    None => "every local user".into(),
+                };
+                let via = if c["via"].is_null() {
+                    "every proxy, in order".into()
+                } else {
+                    list(&c["via"])
+                };
+                t.row(vec![list(&c["to"]), text(&c["ports"]), who, via]);
+            }
+            print!("{t}");
+        }
+        _ => outln!("connect: no rule, so no outbound connect"),
+    }
+}
