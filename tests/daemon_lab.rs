@@ -627,3 +627,54 @@ fn probe_calls_out_a_nat_beyond_the_gateway_when_stun_sees_another_address() {
     let text = String::from_utf8_lossy(&d.cli(&["probe"]).stdout).to_string();
     assert!(text.contains(UPSTREAM_NAT), "{text}");
 }
+
+/// SIGHUP (`systemctl reload`) re-reads the policy file and applies it as
+/// a fleet push is applied: a lease whose MOD is still permitted stays, a
+/// policy that does not parse is refused with the last good one kept, and
+/// a lease whose MOD the new policy drops is released on the gateway.
+#[test]
+fn sighup_reloads_the_policy_keeping_leases_and_the_last_good_policy() {
+    let lab = Lab::up(GatewayOptions::default());
+    let d = Daemon::start(&lab, "broker", &policy(&["pcp"], "", ""));
+    let _app = Reaped(lab.listen(true, 7040, 120));
+    let lease = d.json(&["map", "tcp", "7040", "--detach", "--json"]);
+    assert_eq!(lease["mode"], "pcp", "{lease}");
+    assert_eq!(forwards(&lab), 1);
+    let source = |d: &Daemon| d.json(&["status", "--json"])["policy"]["source"].clone();
+    let ids = |d: &Daemon| {
+        d.json(&["list", "--json"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["id"].clone())
+            .collect::<Vec<_>>()
+    };
+
+    d.reload(&policy(&["nat-pmp", "pcp"], "", ""));
+    eventually("reloaded", 20, || {
+        source(&d)
+            .as_str()
+            .is_some_and(|s| s.ends_with("(reloaded)"))
+    });
+    assert_eq!(ids(&d), vec![lease["id"].clone()], "the pcp lease stays");
+    assert_eq!(forwards(&lab), 1);
+
+    let before = source(&d);
+    d.reload("version = 1\norder = [\"ghost\"]\n");
+    eventually("the refusal is logged", 20, || {
+        d.log().contains("refused, the last good one stays")
+    });
+    assert!(d.log().contains("ghost"), "{}", d.log());
+    assert_eq!(source(&d), before);
+    assert_eq!(ids(&d), vec![lease["id"].clone()]);
+
+    let without_pcp = policy(&["nat-pmp"], "", "").replace(
+        "[modes.pcp]\ngrants = [\"udp:send,receive@gateway:5351\"]\n",
+        "",
+    );
+    assert!(!without_pcp.contains("[modes.pcp]"));
+    d.reload(&without_pcp);
+    eventually("the lease of the dropped MOD is released", 20, || {
+        ids(&d).is_empty() && forwards(&lab) == 0
+    });
+}

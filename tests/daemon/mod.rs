@@ -260,6 +260,15 @@ impl Daemon {
         }
     }
 
+    /// Replace its policy file with `policy` and send SIGHUP (what
+    /// `systemctl reload` does).
+    pub fn reload(&self, policy: &str) {
+        std::fs::write(&self.policy, policy).unwrap();
+        let c = self.child.as_ref().expect("the daemon runs");
+        // SAFETY: signalling our own child (`ip netns exec` execs it).
+        unsafe { libc::kill(c.id() as i32, libc::SIGHUP) };
+    }
+
     /// Start it again after `kill9` or `stop`.
     pub fn restart(&mut self) {
         self.launch();

@@ -70,6 +70,7 @@ pub async fn run(a: Args, socket: Option<PathBuf>) -> anyhow::Result<u8> {
         socket,
         modes_dir: a.modes,
         policy,
+        policy_file: a.policy.clone(),
         state_dir: a.state_dir.unwrap_or_else(default_state_dir),
         fleet,
     };

@@ -61,6 +61,8 @@ pub struct DaemonOptions {
     pub modes_dir: PathBuf,
     /// Policy text and where it came from.
     pub policy: (String, String),
+    /// The local policy file, re-read on SIGHUP (none: the built-in one).
+    pub policy_file: Option<PathBuf>,
     /// Journal, cache and audit log folder.
     pub state_dir: PathBuf,
     /// Signed policy updates, if the fleet pushes them.
@@ -197,6 +199,54 @@ pub async fn load_modes(
     Ok((modes, errors))
 }
 
+impl Broker {
+    /// SIGHUP: re-read the local policy file and apply it as a fleet push
+    /// is applied (leases of MODs still permitted are kept), or, for a
+    /// fleet-managed broker, fetch now. A policy that does not parse or
+    /// under which no MOD loads is logged; the last good one stays.
+    pub async fn reload(self: &Arc<Self>, opts: &DaemonOptions) {
+        if let Some(fleet) = &opts.fleet {
+            tracing::info!("SIGHUP: fetching the fleet policy now");
+            // Without ETags: a full fetch, whatever the poll loop saw.
+            self.fleet_update(fleet, &mut Default::default()).await;
+            return;
+        }
+        let Some(path) = &opts.policy_file else {
+            tracing::info!("SIGHUP: the built-in policy is in force; nothing to reload");
+            return;
+        };
+        let shown = crate::text::escaped(&path.display().to_string());
+        let text = match crate::files::read_text(
+            path,
+            crate::trust::bundle::MAX_DOCUMENT,
+            Links::Follow,
+        ) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!("SIGHUP: cannot read the policy, the last good one stays: {e}");
+                return;
+            }
+        };
+        let policy = match Policy::parse(&text) {
+            Ok(p) => p,
+            Err(e) => {
+                let e = crate::text::escaped(&e.to_string());
+                tracing::warn!("SIGHUP: policy {shown} refused, the last good one stays: {e}");
+                return;
+            }
+        };
+        match self
+            .apply_policy(policy, format!("{shown} (reloaded)"))
+            .await
+        {
+            Ok(()) => tracing::info!("SIGHUP: policy {shown} reloaded"),
+            Err(e) => {
+                tracing::warn!("SIGHUP: policy {shown} not applied, the last good one stays: {e}")
+            }
+        }
+    }
+}
+
 /// Build the broker: policy, journal, engine, MODs, adopted leases.
 pub async fn start(opts: &DaemonOptions) -> anyhow::Result<Arc<Broker>> {
     std::fs::create_dir_all(&opts.state_dir)
@@ -289,6 +339,7 @@ pub async fn run(opts: DaemonOptions) -> anyhow::Result<()> {
     let limits = server::limits::Limits::new(server::limits::connection_budget(process::nofile()));
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
     let upkeep = tokio::spawn(broker.clone().upkeep_loop());
     let expiry = tokio::spawn(broker.clone().expiry_loop());
     let netwatch = tokio::spawn(broker.clone().netwatch_loop());
@@ -322,9 +373,22 @@ pub async fn run(opts: DaemonOptions) -> anyhow::Result<()> {
         .map(|f| tokio::spawn(broker.clone().fleet_loop(f)));
     let _ = notify::notify("READY=1");
     tracing::info!("listening on {}", socket.display());
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: releasing every lease"),
-        _ = int.recv() => tracing::info!("SIGINT: releasing every lease"),
+    loop {
+        tokio::select! {
+            _ = term.recv() => {
+                tracing::info!("SIGTERM: releasing every lease");
+                break;
+            }
+            _ = int.recv() => {
+                tracing::info!("SIGINT: releasing every lease");
+                break;
+            }
+            _ = hup.recv() => {
+                let _ = notify::notify("RELOADING=1");
+                broker.reload(&opts).await;
+                let _ = notify::notify("READY=1");
+            }
+        }
     }
     let _ = notify::notify("STOPPING=1");
     serve.abort();
