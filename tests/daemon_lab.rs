@@ -678,3 +678,36 @@ fn sighup_reloads_the_policy_keeping_leases_and_the_last_good_policy() {
         ids(&d).is_empty() && forwards(&lab) == 0
     });
 }
+
+/// With `broker.keep_leases_on_stop`, a clean stop keeps persistent leases
+/// mapped and journaled and the next start adopts them; a lease a client
+/// connection held is released as always. Without it (reloaded), a stop
+/// releases everything.
+#[test]
+fn a_clean_stop_keeps_persistent_leases_when_the_policy_says_so() {
+    let lab = Lab::up(GatewayOptions::default());
+    let keep = policy(&["pcp"], "keep_leases_on_stop = true", "");
+    let mut d = Daemon::start(&lab, "broker", &keep);
+    let _apps = [7041, 7042].map(|p| Reaped(lab.listen(true, p, 120)));
+    let kept = d.json(&["map", "tcp", "7041", "--detach", "--json"]);
+    let mut holder = d.hold("holder", &["tcp", "7042"]);
+    eventually("both leases mapped", 20, || forwards(&lab) == 2);
+    d.stop();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(forwards(&lab), 1, "{}", lab.gateway_rules());
+    assert!(
+        d.log().contains("1 persistent lease(s) kept"),
+        "{}",
+        d.log()
+    );
+    d.restart();
+    let list = d.json(&["list", "--json"]);
+    let ids: Vec<&Value> = list.as_array().unwrap().iter().map(|l| &l["id"]).collect();
+    assert_eq!(ids, vec![&kept["id"]], "adopted at the next start");
+    assert_eq!(forwards(&lab), 1);
+    d.reload(&policy(&["pcp"], "", ""));
+    eventually("reloaded", 20, || d.log().contains("reloaded"));
+    d.stop();
+    assert_eq!(forwards(&lab), 0, "{}", lab.gateway_rules());
+}

@@ -404,7 +404,14 @@ pub async fn run(opts: DaemonOptions) -> anyhow::Result<()> {
     upkeep.abort();
     server::unbind(&socket);
     broker.release_all(SHUTDOWN_CAP).await;
-    let left = broker.shared.lock().unwrap().table.all().count();
+    let left = {
+        let s = broker.shared.lock().unwrap();
+        let keep = s.policy.broker.keep_leases_on_stop;
+        s.table
+            .all()
+            .filter(|l| !upkeep::kept_on_stop(keep, l))
+            .count()
+    };
     if left > 0 {
         tracing::warn!(
             "{left} lease(s) could not be unmapped; the journal keeps them for the next start"

@@ -385,10 +385,19 @@ impl Broker {
 
     /// Release every lease (daemon shutdown), all at once, within `cap`.
     pub async fn release_all(self: &Arc<Self>, cap: Duration) {
-        let ids: Vec<u64> = {
+        let (ids, kept): (Vec<u64>, usize) = {
             let s = self.shared.lock().unwrap();
-            s.table.all().map(|l| l.rec.id).collect()
+            let keep = s.policy.broker.keep_leases_on_stop;
+            let (kept, released): (Vec<_>, Vec<_>) =
+                s.table.all().partition(|l| kept_on_stop(keep, l));
+            (released.iter().map(|l| l.rec.id).collect(), kept.len())
         };
+        if kept > 0 {
+            tracing::info!(
+                "{kept} persistent lease(s) kept mapped and journaled for the next start \
+                 (broker.keep_leases_on_stop)"
+            );
+        }
         let mut set = tokio::task::JoinSet::new();
         for id in ids {
             let b = self.clone();
@@ -398,4 +407,12 @@ impl Broker {
         }
         let _ = tokio::time::timeout(cap, async { while set.join_next().await.is_some() {} }).await;
     }
+}
+
+/// Whether a clean stop keeps `lease` mapped and journaled (with
+/// `broker.keep_leases_on_stop`): a persistent lease with a finite gateway
+/// lifetime, which the next start adopts; a permanent mapping never, as
+/// nothing would end it if the broker did not come back.
+pub(crate) fn kept_on_stop(keep: bool, lease: &super::leases::Lease) -> bool {
+    keep && lease.rec.persist && lease.rec.mapping.lifetime > 0
 }

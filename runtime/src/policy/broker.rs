@@ -45,6 +45,12 @@ pub struct BrokerSettings {
     /// Requests one client may have in flight at once, over all its
     /// connections (default 64); more are answered `limit`.
     pub max_requests_per_client: u32,
+    /// On a clean stop (SIGTERM, `systemctl stop`), keep persistent
+    /// (`--detach`) leases mapped and journaled for the next start instead
+    /// of releasing them (default false: a stop releases everything).
+    /// Permanent mappings are released even then: nothing would end them
+    /// if the broker never came back.
+    pub keep_leases_on_stop: bool,
 }
 
 impl Default for BrokerSettings {
@@ -60,6 +66,7 @@ impl Default for BrokerSettings {
             netwatch_ms: 2000,
             max_connections_per_client: 64,
             max_requests_per_client: 64,
+            keep_leases_on_stop: false,
         }
     }
 }
