@@ -26,6 +26,15 @@ pub enum Toolchain {
     DebianBuildStd,
 }
 
+impl std::fmt::Display for Toolchain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Toolchain::Rustup => "rustup",
+            Toolchain::DebianBuildStd => "debian-build-std",
+        })
+    }
+}
+
 /// Options for one build.
 #[derive(Debug, Clone, Default)]
 pub struct BuildOptions {

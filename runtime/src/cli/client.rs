@@ -209,7 +209,7 @@ pub async fn map(a: MapArgs, to: &Target) -> u8 {
             json_line(&e);
         } else {
             let why = e.reason.as_deref().unwrap_or("");
-            outln!("{:?}: {} {why}", e.kind, e.lease.external);
+            outln!("{}: {} {why}", e.kind, e.lease.external);
         }
         if e.kind == EventKind::Released {
             return 0;

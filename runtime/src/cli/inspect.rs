@@ -131,14 +131,14 @@ pub async fn run(a: Args) -> anyhow::Result<u8> {
         match &manifest {
             Ok(Some(m)) => {
                 outln!(
-                    "manifest  name {} grants {:?}",
+                    "manifest  name {} grants {}",
                     m.name.as_deref().unwrap_or("(none: the daemon refuses it)"),
-                    m.grants
+                    listed(&m.grants)
                 );
                 if !m.optional_grants.is_empty() {
                     outln!(
-                        "          optional grants {:?} (only where the policy grants them)",
-                        m.optional_grants
+                        "          optional grants {} (only where the policy grants them)",
+                        listed(&m.optional_grants)
                     );
                 }
             }
@@ -157,12 +157,27 @@ pub async fn run(a: Args) -> anyhow::Result<u8> {
             outln!("signed    key {} ({covers})", s.key_id);
         }
         if let Some((granted, load)) = &verdict {
-            outln!("policy    grants {:?}", granted.clone().unwrap_or_default());
+            outln!(
+                "policy    grants {}",
+                listed(granted.as_deref().unwrap_or_default())
+            );
             match load {
-                Ok(g) => outln!("effective {g:?} (would load)"),
+                Ok(g) => outln!("effective {} (would load)", listed(g)),
                 Err(e) => outln!("REFUSED   {e}"),
             }
         }
     }
     Ok(if info.is_ok() { 0 } else { super::EXIT_USAGE })
+}
+
+/// Grants as the policy writes them, comma-separated (`none` if empty).
+fn listed<T: std::fmt::Display>(grants: &[T]) -> String {
+    if grants.is_empty() {
+        return "none".into();
+    }
+    grants
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

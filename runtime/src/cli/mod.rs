@@ -213,7 +213,7 @@ fn build(
     if json {
         let v = serde_json::json!({
             "package": b.package, "path": b.path, "size": b.size, "sha256": b.sha256,
-            "toolchain": format!("{:?}", b.toolchain),
+            "toolchain": b.toolchain.to_string(),
         });
         println!("{}", p2pbroker::text::json_line(&v));
     } else {

@@ -274,7 +274,7 @@ fn print_human(
         }
     }
     outln!(
-        "time      {:.3} ms (code: {:?} in {:.1} ms)",
+        "time      {:.3} ms (code {} in {:.1} ms)",
         c.elapsed.as_secs_f64() * 1e3,
         r.cache,
         r.compile_time.as_secs_f64() * 1e3

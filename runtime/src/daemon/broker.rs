@@ -400,7 +400,7 @@ impl Broker {
         Err(ApiError {
             code,
             message: format!(
-                "no MOD could map {} ({:?}): {summary}{advice}",
+                "no MOD could map {} ({}): {summary}{advice}",
                 t.internal, t.transport
             ),
             reasons: reasons

@@ -19,12 +19,29 @@ use crate::netinfo::NetInfo;
 /// What changed between two snapshots, for the log; `None` if nothing did.
 pub fn describe_change(old: &NetInfo, new: &NetInfo) -> Option<String> {
     let mut parts = Vec::new();
+    let list = |ips: &[std::net::IpAddr]| {
+        if ips.is_empty() {
+            return "none".to_string();
+        }
+        ips.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     if old.gateways != new.gateways {
-        parts.push(format!("gateways {:?} -> {:?}", old.gateways, new.gateways));
+        parts.push(format!(
+            "gateways {} -> {}",
+            list(&old.gateways),
+            list(&new.gateways)
+        ));
     }
     let addrs = |n: &NetInfo| n.addresses.iter().map(|a| a.address).collect::<Vec<_>>();
     if addrs(old) != addrs(new) {
-        parts.push(format!("addresses {:?} -> {:?}", addrs(old), addrs(new)));
+        parts.push(format!(
+            "addresses {} -> {}",
+            list(&addrs(old)),
+            list(&addrs(new))
+        ));
     }
     (!parts.is_empty()).then(|| parts.join("; "))
 }

@@ -56,9 +56,24 @@ pub enum Limit {
     NameLookups(u32),
 }
 
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Limit::Memory(n) => write!(f, "memory (at most {n} bytes)"),
+            Limit::TableElements(n) => write!(f, "table elements (at most {n})"),
+            Limit::Instances(n) => write!(f, "instances (at most {n})"),
+            Limit::Tables(n) => write!(f, "tables (at most {n})"),
+            Limit::Memories(n) => write!(f, "memories (at most {n})"),
+            Limit::Sockets(n) => write!(f, "sockets (at most {n} per call, or the host's budget)"),
+            Limit::TableEntries(n) => write!(f, "resource-table entries (at most {n})"),
+            Limit::NameLookups(n) => write!(f, "name lookups (at most {n})"),
+        }
+    }
+}
+
 /// A limit refusal, raised from the store's resource limiter.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("limit exceeded: {0:?}")]
+#[error("limit exceeded: {0}")]
 pub struct LimitHit(pub Limit);
 
 /// How a guest trapped.
@@ -78,15 +93,28 @@ pub enum TrapKind {
     Other,
 }
 
+impl std::fmt::Display for TrapKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TrapKind::Unreachable => "unreachable",
+            TrapKind::StackOverflow => "stack overflow",
+            TrapKind::OutOfBounds => "out-of-bounds access",
+            TrapKind::Arithmetic => "arithmetic",
+            TrapKind::BadCall => "bad indirect call",
+            TrapKind::Other => "other",
+        })
+    }
+}
+
 /// A lifecycle call did not produce a valid result.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
     /// The MOD returned its own typed error.
-    #[error("mode error: {0:?}")]
+    #[error("{}: {}", crate::json::mode_error_kind(.0), mode_error_message(.0))]
     Mode(ModeError),
     /// The MOD used a socket address it was not granted. Takes precedence
     /// over what the MOD itself reported, since it explains it.
-    #[error("capability denied: {transport} {use_:?} {address}")]
+    #[error("capability denied: {transport} {use_} {address}")]
     Denied {
         /// The address refused.
         address: SocketAddr,
@@ -96,7 +124,7 @@ pub enum CallError {
         use_: Use,
     },
     /// The guest trapped.
-    #[error("guest trapped ({kind:?}): {message}")]
+    #[error("guest trapped ({kind}): {message}")]
     Trap {
         /// Kind of trap.
         kind: TrapKind,
@@ -170,5 +198,42 @@ pub fn mode_error_message(e: &ModeError) -> &str {
         | ModeError::MappingLost(m)
         | ModeError::Unsupported(m)
         | ModeError::InvalidRequest(m) => m,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::CacheStatus;
+
+    /// What a user reads carries the contract's words, never Rust's Debug
+    /// forms (`Unavailable("…")`, `Memory(33554432)`, `Connect`).
+    #[test]
+    fn errors_read_in_the_contracts_words() {
+        let e = CallError::Mode(ModeError::MappingLost("gone".into()));
+        assert_eq!(e.to_string(), "mapping-lost: gone");
+        let e = LimitHit(Limit::Memory(33_554_432));
+        assert_eq!(
+            e.to_string(),
+            "limit exceeded: memory (at most 33554432 bytes)"
+        );
+        let e = CallError::Denied {
+            address: "192.0.2.1:5351".parse().unwrap(),
+            transport: Transport::Udp,
+            use_: Use::Send,
+        };
+        assert_eq!(e.to_string(), "capability denied: udp send 192.0.2.1:5351");
+        for text in [
+            e.to_string(),
+            TrapKind::StackOverflow.to_string(),
+            Limit::Sockets(64).to_string(),
+            CacheStatus::Recompiled("bad tag".into()).to_string(),
+        ] {
+            assert!(
+                !text.contains('(') || text.contains("(at most") || text.contains("(bad"),
+                "{text}"
+            );
+            assert!(!text.chars().any(|c| c.is_ascii_uppercase()), "{text}");
+        }
     }
 }

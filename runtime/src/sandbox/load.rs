@@ -55,6 +55,17 @@ pub enum CacheStatus {
     Recompiled(String),
 }
 
+impl std::fmt::Display for CacheStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CacheStatus::Disabled => f.write_str("compiled, no cache"),
+            CacheStatus::Hit => f.write_str("from the cache"),
+            CacheStatus::Compiled => f.write_str("compiled and cached"),
+            CacheStatus::Recompiled(why) => write!(f, "recompiled ({why})"),
+        }
+    }
+}
+
 /// Facts about one load.
 #[derive(Debug, Clone)]
 pub struct LoadReport {

@@ -150,7 +150,14 @@ impl LeaseTable {
             .ok_or_else(|| {
                 api(
                     ErrorCode::Unauthorized,
-                    format!("policy does not allow {whom} to map {transport:?} port(s) {ports:?}"),
+                    format!(
+                        "policy does not allow {whom} to map {transport} port(s) {}",
+                        ports
+                            .iter()
+                            .map(u16::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                 )
             })?;
         if p.persist && !rule.persist {

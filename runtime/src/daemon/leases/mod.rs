@@ -146,14 +146,14 @@ impl LeaseTable {
             if int == internal {
                 return Err(api(
                     ErrorCode::Conflict,
-                    format!("{internal} ({transport:?}) is already mapped by {by}"),
+                    format!("{internal} ({transport}) is already mapped by {by}"),
                 ));
             }
             if external_port.is_some() && ext == external_port {
                 return Err(api(
                     ErrorCode::Conflict,
                     format!(
-                        "external port {} ({transport:?}) is held by {by} of this broker",
+                        "external port {} ({transport}) is held by {by} of this broker",
                         external_port.unwrap_or_default()
                     ),
                 ));
