@@ -17,8 +17,9 @@ pub struct MapArgs {
     transport: Transport,
     /// The local port to make reachable.
     port: u16,
-    /// End the lease after this many seconds.
-    #[arg(long)]
+    /// End the lease after this long: seconds, or a duration such as
+    /// `90m`, `2h`, `1day`.
+    #[arg(long, value_parser = parse_lifetime)]
     lifetime: Option<u32>,
     /// Ask for this external port (a taken port is an error).
     #[arg(long)]
@@ -218,10 +219,85 @@ pub async fn map(a: MapArgs, to: &Target) -> u8 {
 }
 
 /// `p2pb unmap`.
-pub async fn unmap(id: u64, json: bool, to: &Target) -> u8 {
+/// A lifetime: whole seconds (`3600`) or a humantime duration (`2h`),
+/// 1 s to about 136 years.
+pub fn parse_lifetime(s: &str) -> Result<u32, String> {
+    let secs = if s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse::<u64>().map_err(|e| e.to_string())?
+    } else {
+        let d =
+            humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e} (e.g. 3600, 90m, 2h)"))?;
+        if d.subsec_nanos() != 0 {
+            return Err(format!("`{s}` is not a whole number of seconds"));
+        }
+        d.as_secs()
+    };
+    match u32::try_from(secs) {
+        Ok(0) => Err("a lifetime is at least 1 second".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{s}` is longer than {} seconds", u32::MAX)),
+    }
+}
+
+/// Which lease `p2pb unmap` means: an id, or `TRANSPORT PORT` as `upnpc
+/// -d` takes it (the internal port, else the external one).
+pub fn which_lease(args: &[String], leases: &[Lease]) -> Result<u64, String> {
+    match args {
+        [id] => id
+            .parse()
+            .map_err(|_| format!("`{id}` is not a lease id (or give TRANSPORT PORT)")),
+        [t, port] => {
+            let transport: p2pbroker_client::Transport =
+                t.parse().map_err(|_| format!("`{t}` is not tcp or udp"))?;
+            let port: u16 = port
+                .parse()
+                .map_err(|_| format!("`{port}` is not a port"))?;
+            let of = |f: &dyn Fn(&Lease) -> u16| -> Vec<u64> {
+                leases
+                    .iter()
+                    .filter(|l| l.transport == transport && f(l) == port)
+                    .map(|l| l.id)
+                    .collect()
+            };
+            let mut ids = of(&|l| l.internal.port());
+            if ids.is_empty() {
+                ids = of(&|l| l.external.port());
+            }
+            match ids[..] {
+                [id] => Ok(id),
+                [] => Err(format!("no lease of yours for {transport} port {port}")),
+                _ => Err(format!(
+                    "{} leases for {transport} port {port} (ids {}): give the id",
+                    ids.len(),
+                    ids.iter()
+                        .map(u64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            }
+        }
+        _ => Err("give a lease id, or TRANSPORT PORT".into()),
+    }
+}
+
+pub async fn unmap(args: &[String], json: bool, to: &Target) -> u8 {
     let client = match connect(to).await {
         Ok(c) => c,
         Err(code) => return code,
+    };
+    let id = match args {
+        [_] => which_lease(args, &[]),
+        _ => match client.list().await {
+            Ok(leases) => which_lease(args, &leases),
+            Err(e) => return failed(e),
+        },
+    };
+    let id = match id {
+        Ok(id) => id,
+        Err(why) => {
+            errln!("p2pb: {why}");
+            return super::EXIT_USAGE;
+        }
     };
     match client.unmap(id).await {
         Ok(l) if json => {
@@ -369,4 +445,57 @@ pub async fn probe(a: ProbeArgs, to: &Target) -> u8 {
     }
     outln!("why: {}", p.why);
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifetimes_are_seconds_or_durations() {
+        assert_eq!(parse_lifetime("3600"), Ok(3600));
+        assert_eq!(parse_lifetime("2h"), Ok(7200));
+        assert_eq!(parse_lifetime("1day 30m"), Ok(88_200));
+        assert!(parse_lifetime("0").unwrap_err().contains("at least 1"));
+        assert!(parse_lifetime("1500ms").unwrap_err().contains("whole"));
+        assert!(parse_lifetime("200years").unwrap_err().contains("longer"));
+        assert!(parse_lifetime("soon").unwrap_err().contains("e.g."));
+    }
+
+    fn lease(id: u64, transport: &str, internal: u16, external: u16) -> Lease {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "transport": transport,
+            "internal": format!("10.0.0.2:{internal}"),
+            "external": format!("198.51.100.2:{external}"),
+            "mode": "pcp", "state": "active", "gateway_lifetime": 3600,
+            "renew_at": null, "expires_at": null, "owner_uid": 0,
+            "persist": true, "created_at": 0,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn unmap_finds_a_lease_by_id_or_by_transport_and_port() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let leases = [
+            lease(1, "tcp", 6881, 40001),
+            lease(2, "udp", 6881, 6881),
+            lease(3, "tcp", 7000, 7000),
+            lease(4, "tcp", 7000, 7001),
+        ];
+        assert_eq!(which_lease(&s(&["7"]), &[]), Ok(7));
+        assert_eq!(which_lease(&s(&["tcp", "6881"]), &leases), Ok(1));
+        assert_eq!(which_lease(&s(&["udp", "6881"]), &leases), Ok(2));
+        // The external port when no internal one matches.
+        assert_eq!(which_lease(&s(&["tcp", "40001"]), &leases), Ok(1));
+        let e = which_lease(&s(&["tcp", "7000"]), &leases).unwrap_err();
+        assert!(e.contains("ids 3, 4"), "{e}");
+        assert!(
+            which_lease(&s(&["tcp", "1"]), &leases)
+                .unwrap_err()
+                .contains("no lease")
+        );
+        assert!(which_lease(&s(&["sctp", "1"]), &leases).is_err());
+        assert!(which_lease(&s(&["x"]), &leases).is_err());
+    }
 }

@@ -81,10 +81,11 @@ enum Command {
     /// Make a local port reachable from outside; prints the external
     /// endpoint and holds the lease until Ctrl-C (or `--detach`).
     Map(client::MapArgs),
-    /// Release a lease.
+    /// Release a lease: by id (from `p2pb list`), or by `TRANSPORT PORT`.
     Unmap {
-        /// The lease id (from `p2pb list`).
-        lease: u64,
+        /// A lease id, or a transport and port (`tcp 6881`).
+        #[arg(num_args = 1..=2, required = true)]
+        lease: Vec<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -162,7 +163,7 @@ pub fn main() -> ExitCode {
         Command::Daemon(a) => runtime().block_on(daemon::run(a, socket)),
         Command::Lan { command } => lan::run(command),
         Command::Map(a) => Ok(runtime().block_on(client::map(a, &to))),
-        Command::Unmap { lease, json } => Ok(runtime().block_on(client::unmap(lease, json, &to))),
+        Command::Unmap { lease, json } => Ok(runtime().block_on(client::unmap(&lease, json, &to))),
         Command::List(a) => Ok(runtime().block_on(client::list(a.json, &to))),
         Command::Status(a) => Ok(runtime().block_on(status::status(a.json, &to))),
         Command::Probe(a) => Ok(runtime().block_on(client::probe(a, &to))),
