@@ -179,7 +179,7 @@ pub fn summary(p: &Policy) -> Value {
         .map(|a| {
             json!({
                 "uids": a.uids,
-                "transports": a.transports.iter().map(|t| format!("{t:?}").to_lowercase()).collect::<Vec<_>>(),
+                "transports": a.transports.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "ports": a.ports,
                 "max_leases": a.max_leases,
                 "max_lifetime": a.max_lifetime,
