@@ -63,28 +63,14 @@ pub fn run(file: &Path, modes: Option<&Path>, json: bool) -> anyhow::Result<u8> 
 /// Each `*.wasm` in `dir` judged by the policy as the daemon's admission
 /// would (before any byte is compiled).
 fn admissions(dir: &Path, p: &p2pbroker::policy::Policy) -> anyhow::Result<Vec<Value>> {
-    use p2pbroker::files::{Links, read_document};
-    use p2pbroker::sandbox::load::COMPONENT_MAX;
-    let allow = p2pbroker::daemon::read_allow_list(dir)?;
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|e| anyhow::anyhow!("cannot read the MODs folder {}: {e}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|f| f.extension().is_some_and(|x| x == "wasm"))
-        .collect();
-    files.sort();
-    Ok(files
-        .iter()
-        .map(|f| {
-            let file = f
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .to_string();
-            let verdict = read_document(f, COMPONENT_MAX, Links::Follow)
-                .map_err(|e| e.to_string())
-                .and_then(|b| {
-                    p2pbroker::trust::admission::admit(&b, &allow, p).map_err(|e| e.to_string())
-                });
+    use p2pbroker::daemon::{component_files, read_allow_list, read_component};
+    let allow = read_allow_list(dir)?;
+    Ok(component_files(dir)?
+        .into_iter()
+        .map(|(file, f)| {
+            let verdict = read_component(&f).and_then(|b| {
+                p2pbroker::trust::admission::admit(&b, &allow, p).map_err(|e| e.to_string())
+            });
             match verdict {
                 Ok(a) => serde_json::json!({
                     "file": file, "admitted": true, "mode": a.name, "signers": a.signers,

@@ -129,6 +129,34 @@ pub fn read_allow_list(dir: &Path) -> anyhow::Result<HashSet<String>> {
         .collect())
 }
 
+/// The components (`*.wasm`) of a MODs folder, by file name, in name
+/// order: what the daemon loads and `p2pb policy check --modes` judges.
+pub fn component_files(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read the MODs folder {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+        .collect();
+    files.sort();
+    Ok(files
+        .into_iter()
+        .map(|f| {
+            let label = f
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
+            (label, f)
+        })
+        .collect())
+}
+
+/// A component's bytes, capped and non-blocking (a FIFO named `x.wasm`
+/// cannot hang the start).
+pub fn read_component(path: &Path) -> Result<Vec<u8>, String> {
+    crate::files::read_document(path, COMPONENT_MAX, Links::Follow).map_err(|e| e.to_string())
+}
+
 /// Admit, compile and configure one component: the admission decision
 /// first (revocation, signatures, name, pin, grants — before any byte is
 /// compiled), then compile and link with the admitted spec, and check the
@@ -167,24 +195,12 @@ pub async fn load_modes(
     Vec<(String, String)>,
 )> {
     let allow = read_allow_list(dir)?;
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read the MODs folder {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
-        .collect();
-    files.sort();
     let mut modes = BTreeMap::new();
     let mut errors = Vec::new();
-    for f in files {
-        let label = f
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .to_string();
-        // Capped and non-blocking: a FIFO named `x.wasm` cannot hang the start.
-        let loaded = match crate::files::read_document(&f, COMPONENT_MAX, Links::Follow) {
+    for (label, f) in component_files(dir)? {
+        let loaded = match read_component(&f) {
             Ok(bytes) => load_one(host, &bytes, &allow, policy, net.clone()).await,
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e),
         };
         match loaded {
             Ok(m) if modes.contains_key(m.name()) => {
