@@ -22,6 +22,15 @@ fn clean(text: &str) {
     );
 }
 
+/// An id that cannot bend a request path.
+fn plain(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 fn error_text(e: &ModeError) -> &str {
     p2pbroker_mode_sdk::reason(e)
 }
@@ -56,14 +65,7 @@ pub fn run(data: &[u8]) {
 fn answers(r: &Response) {
     let target = "10.1.0.2:7000".parse().unwrap();
     match api::created_id(r, "the rule") {
-        Ok(id) => assert!(
-            !id.is_empty()
-                && id.len() <= 64
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
-            "id {id:?}"
-        ),
+        Ok(id) => assert!(plain(&id), "id {id:?}"),
         Err(e) => clean(error_text(&e)),
     }
     if let Err(e) = api::revision(r) {
@@ -78,9 +80,15 @@ fn answers(r: &Response) {
         clean(error_text(&e));
     }
     match api::port_taken(r, Transport::Tcp, 7000, "p2pb-tcp-7000", target) {
-        Ok(Some(t)) => clean(&t.name),
+        Ok(Some(t)) => {
+            clean(&t.name);
+            assert!(!t.same || plain(&t.id), "adopted id {:?}", t.id);
+        }
         Ok(None) => {}
         Err(e) => clean(error_text(&e)),
+    }
+    for id in api::staged_named(r, "p2pb-tcp-7000") {
+        assert!(plain(&id), "id {id:?}");
     }
     if let Err(e) = api::running_allow(r, "p2pb-tcp-7000", target) {
         clean(error_text(&e));

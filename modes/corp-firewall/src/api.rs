@@ -232,18 +232,43 @@ pub fn created_id(r: &Response, what: &str) -> Result<String, ModeError> {
             )));
         }
     };
-    if id.is_empty()
-        || id.len() > 64
-        || !id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
+    if !plain_id(&id) {
         return Err(ModeError::Protocol(format!(
             "the firewall API's id for {what} is not a plain token: {}",
             escape(&id, 80)
         )));
     }
     Ok(id)
+}
+
+/// Whether an id the API gave is a plain token (it goes into request
+/// paths: no `/`, `..`, spaces or anything else).
+fn plain_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The ids of staged objects named `name` (left by a failed map), at most
+/// 8, plain tokens only: an id that could bend a request path is skipped.
+pub fn staged_named(r: &Response, name: &str) -> Vec<String> {
+    let Ok(v) = parse(r) else {
+        return Vec::new();
+    };
+    v.get("staged")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter(|(id, o)| {
+                    o.get("name").and_then(Value::as_str) == Some(name) && plain_id(id)
+                })
+                .map(|(id, _)| id.clone())
+                .take(8)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The revision number of an apply (202 `{"revision": n}`).
@@ -350,7 +375,9 @@ pub fn port_taken(
                 && o.get("external_port").and_then(Value::as_u64) == Some(external_port.into())
         });
     Ok(found.map(|(id, o)| {
-        let same = o.get("name").and_then(Value::as_str) == Some(name)
+        // Adopted ids go into later request paths: plain tokens only.
+        let same = plain_id(id)
+            && o.get("name").and_then(Value::as_str) == Some(name)
             && o.get("target").and_then(Value::as_str) == Some(&target.ip().to_string())
             && o.get("target_port").and_then(Value::as_u64) == Some(target.port().into());
         Taken {
@@ -375,8 +402,9 @@ pub fn running_allow(
     Ok(v.get("running")
         .and_then(Value::as_object)
         .and_then(|m| {
-            m.iter().find(|(_, o)| {
-                o.get("name").and_then(Value::as_str) == Some(name)
+            m.iter().find(|(id, o)| {
+                plain_id(id)
+                    && o.get("name").and_then(Value::as_str) == Some(name)
                     && o.get("destination").and_then(Value::as_str)
                         == Some(&target.ip().to_string())
                     && o.get("port").and_then(Value::as_u64) == Some(target.port().into())
@@ -526,6 +554,28 @@ mod tests {
         // Terminal escapes in the API's words are escaped.
         let e = refusal(&resp(422, "{\"error\":\"\\u001b[2J\"}"), "x");
         assert!(!format!("{e:?}").contains('\u{1b}'));
+    }
+
+    #[test]
+    fn staged_leftovers_are_found_by_name_and_only_plain_ids_kept() {
+        let r = resp(
+            200,
+            r#"{"staged":{"4":{"name":"p2pb-tcp-7"},"../5":{"name":"p2pb-tcp-7"},"6":{"name":"other"}},"running":{}}"#,
+        );
+        assert_eq!(staged_named(&r, "p2pb-tcp-7"), vec!["4".to_string()]);
+        // Nor is a running object with such an id ever adopted.
+        let target: SocketAddr = "10.1.0.2:7".parse().unwrap();
+        let odd = r#"{"name":"p2pb-tcp-7","protocol":"tcp","external_port":7,"target":"10.1.0.2","target_port":7,"destination":"10.1.0.2","port":7}"#;
+        let list = resp(
+            200,
+            &format!(r#"{{"staged":{{}},"running":{{"a/b":{odd}}}}}"#),
+        );
+        let taken = port_taken(&list, Transport::Tcp, 7, "p2pb-tcp-7", target)
+            .unwrap()
+            .unwrap();
+        assert!(!taken.same);
+        assert_eq!(running_allow(&list, "p2pb-tcp-7", target).unwrap(), None);
+        assert!(staged_named(&resp(200, "<html>"), "p2pb-tcp-7").is_empty());
     }
 
     #[test]

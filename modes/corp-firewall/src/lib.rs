@@ -245,21 +245,7 @@ fn withdraw_allow(s: &mut Session, name: &str) {
     let Ok(r) = s.send("GET", ALLOW, None) else {
         return;
     };
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&r.body) else {
-        return;
-    };
-    let ids: Vec<String> = v
-        .get("staged")
-        .and_then(|m| m.as_object())
-        .map(|m| {
-            m.iter()
-                .filter(|(_, o)| o.get("name").and_then(|n| n.as_str()) == Some(name))
-                .map(|(id, _)| id.clone())
-                .take(8)
-                .collect()
-        })
-        .unwrap_or_default();
-    for id in ids {
+    for id in api::staged_named(&r, name) {
         if s.delete(ALLOW, &id, "the allow rule").is_err() {
             host::warn("could not withdraw a staged allow rule");
         }
