@@ -187,9 +187,10 @@ fn restart_is_detected(rel: &str, port: u16) {
         ],
     );
     assert_eq!(m["ok"], true, "{m}");
-    // Epochs count seconds: let the gateway's grow past the RFCs' 2 s
-    // allowance so a reset is distinguishable from clock skew.
-    std::thread::sleep(std::time::Duration::from_secs(4));
+    // Epochs count seconds: let the gateway's grow well past the RFCs' 2 s
+    // allowance (and a slow restart's second or two) so a reset is
+    // distinguishable from clock skew.
+    std::thread::sleep(std::time::Duration::from_secs(6));
     lab.restart_gateway();
     let r = call(&lab, rel, "renew", &["--mapping", &m["result"].to_string()]);
     assert_eq!(r["ok"], false, "{r}");

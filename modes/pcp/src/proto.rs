@@ -249,11 +249,17 @@ pub fn parse_map(b: &[u8], nonce: &[u8; 12]) -> Result<PcpMap, PcpError> {
     })
 }
 
-/// Whether the server lost its state (RFC 6887 §8.5): its epoch must grow
-/// at least 7/8 as fast as ours, less a 2 s rounding allowance.
+/// Whether the server lost its state (RFC 6887 §8.5): its epoch went back
+/// by more than 1 s, or the two clocks' deltas since the last answer
+/// disagree by more than 2 s plus 1/16 (either way round).
 pub fn epoch_reset(prev_epoch: u32, prev_seen_s: u64, epoch: u32, now_s: u64) -> bool {
-    let elapsed = now_s.saturating_sub(prev_seen_s);
-    u64::from(epoch) + 2 < u64::from(prev_epoch) + elapsed * 7 / 8
+    let (prev, curr) = (i64::from(prev_epoch), i64::from(epoch));
+    if curr + 1 < prev {
+        return true;
+    }
+    let client = i64::try_from(now_s.saturating_sub(prev_seen_s)).unwrap_or(i64::MAX / 2);
+    let server = curr - prev;
+    client + 2 < server - server / 16 || server + 2 < client - client / 16
 }
 
 /// Retransmission (RFC 6887 §8.1.1): IRT 3 s, doubling, capped at MRT
@@ -373,5 +379,16 @@ mod tests {
         assert_eq!(retransmit_after_ms(30), Some(1_024_000));
         assert!(epoch_reset(1000, 0, 3, 10));
         assert!(!epoch_reset(1000, 0, 1010, 10));
+        // Reordering: back by one second is tolerated, by two is not.
+        assert!(!epoch_reset(1000, 0, 999, 0));
+        assert!(epoch_reset(1000, 0, 998, 0));
+        // A restart just after the last answer: epoch 0 -> 1 in 4 s.
+        assert!(epoch_reset(0, 0, 1, 4));
+        // The server's clock running ahead of ours is a reset too.
+        assert!(epoch_reset(1000, 0, 1100, 10));
+        // Within 1/16 and 2 s: fine.
+        assert!(!epoch_reset(1000, 0, 1098, 100));
+        // The largest epochs and elapsed times do not overflow.
+        assert!(epoch_reset(u32::MAX, 0, 0, u64::MAX));
     }
 }
