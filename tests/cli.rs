@@ -588,6 +588,15 @@ fn policy_check_reports_every_problem_and_what_a_policy_grants() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["modes"][0]["grants"][0], "tcp:connect@api:1-65535");
     assert_eq!(v["modes"][0]["config"]["token"], "(set)");
+    // The built-in corp-firewall is unsigned: shown refused, the only
+    // built-in listed (the policy names no other).
+    let c = v["components"].as_array().unwrap();
+    assert_eq!(c.len(), 1, "{v}");
+    assert_eq!(c[0]["file"], "built-in:p2pbroker-mode-corp-firewall.wasm");
+    assert_eq!(
+        (&c[0]["builtin"], &c[0]["admitted"]),
+        (&true.into(), &false.into())
+    );
     assert_eq!(v["access"][0]["ports"], "40000-40100");
     assert!(!v.to_string().contains("s3cret-token"));
 

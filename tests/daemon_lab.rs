@@ -86,6 +86,35 @@ fn map_reach_list_unmap_through_the_daemon() {
 }
 
 #[test]
+fn out_of_the_box_the_built_in_policy_and_mods_serve() {
+    // No --modes, no --policy: what `systemctl start p2pbroker` runs.
+    let lab = Lab::up(GatewayOptions::default());
+    let d = Daemon::start_out_of_the_box(&lab, "plain");
+    let _server = Reaped(lab.listen(true, 7002, 30));
+    let lease = d.json(&["map", "tcp", "7002", "--detach", "--json"]);
+    let ext = external(&lease);
+    assert!(ext.starts_with(lab::WAN_IP), "{ext}");
+    assert_eq!(lab.reach(true, &ext), "hello-from-host");
+    // Every MOD that serves is one of the binary's own, by hash.
+    let builtin = d.json(&["mode", "builtin", "--json"]);
+    let hashes: Vec<&str> = builtin
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["sha256"].as_str().unwrap())
+        .collect();
+    let status = d.json(&["status", "--json"]);
+    let modes = status["modes"].as_array().unwrap();
+    assert!(modes.len() >= 4, "{status}");
+    for m in modes {
+        let sha = m["sha256"].as_str().unwrap();
+        assert!(hashes.contains(&sha), "{m} is not built in: {hashes:?}");
+    }
+    d.json(&["unmap", &lease["id"].to_string(), "--json"]);
+    assert_eq!(forwards(&lab), 0, "{}", lab.gateway_rules());
+}
+
+#[test]
 fn a_held_lease_ends_with_its_client() {
     let lab = Lab::up(GatewayOptions::default());
     let d = Daemon::start(&lab, "broker", &all_modes());

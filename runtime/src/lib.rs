@@ -19,6 +19,7 @@ pub mod audit;
 #[doc(hidden)]
 pub mod bench;
 pub mod build;
+pub mod builtin;
 pub mod daemon;
 pub mod files;
 pub mod gate;

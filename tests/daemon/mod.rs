@@ -71,8 +71,10 @@ pub struct Daemon {
     pub socket: PathBuf,
     /// Its state folder (journal, cache, audit log).
     pub state: PathBuf,
-    policy: PathBuf,
-    modes: PathBuf,
+    /// `None`: the built-in policy.
+    policy: Option<PathBuf>,
+    /// `None`: the built-in MODs only.
+    modes: Option<PathBuf>,
     extra: Vec<String>,
 }
 
@@ -106,9 +108,28 @@ impl Daemon {
             name: name.to_string(),
             socket: dir.join(format!("{name}.sock")),
             state: dir.join(format!("{name}-state")),
-            policy: policy_path,
-            modes: modes.to_path_buf(),
+            policy: Some(policy_path),
+            modes: Some(modes.to_path_buf()),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        d.launch();
+        d
+    }
+
+    /// Start a daemon as an operator would with no flags but its socket
+    /// and state folder: the built-in policy and MODs.
+    pub fn start_out_of_the_box(lab: &Lab, name: &str) -> Daemon {
+        let dir = lab.path("");
+        let mut d = Daemon {
+            ns: lab.ns(Ns::Host),
+            dir: dir.clone(),
+            child: None,
+            name: name.to_string(),
+            socket: dir.join(format!("{name}.sock")),
+            state: dir.join(format!("{name}-state")),
+            policy: None,
+            modes: None,
+            extra: Vec::new(),
         };
         d.launch();
         d
@@ -122,13 +143,15 @@ impl Daemon {
             "--socket",
             self.socket.to_str().unwrap(),
             "daemon",
-            "--modes",
-            self.modes.to_str().unwrap(),
-            "--policy",
-            self.policy.to_str().unwrap(),
             "--state-dir",
             self.state.to_str().unwrap(),
         ];
+        if let Some(m) = &self.modes {
+            args.extend(["--modes", m.to_str().unwrap()]);
+        }
+        if let Some(p) = &self.policy {
+            args.extend(["--policy", p.to_str().unwrap()]);
+        }
         args.extend(self.extra.iter().map(String::as_str));
         self.child = Some(self.spawn(&self.name, &args));
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -263,7 +286,8 @@ impl Daemon {
     /// Replace its policy file with `policy` and send SIGHUP (what
     /// `systemctl reload` does).
     pub fn reload(&self, policy: &str) {
-        std::fs::write(&self.policy, policy).unwrap();
+        let path = self.policy.as_ref().expect("started with a policy file");
+        std::fs::write(path, policy).unwrap();
         let c = self.child.as_ref().expect("the daemon runs");
         // SAFETY: signalling our own child (`ip netns exec` execs it).
         unsafe { libc::kill(c.id() as i32, libc::SIGHUP) };

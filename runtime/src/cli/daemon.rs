@@ -8,16 +8,16 @@ use p2pbroker::files::{Links, read_text};
 use p2pbroker::policy::DEFAULT_POLICY;
 use p2pbroker::trust::bundle::MAX_DOCUMENT;
 
-/// Where installed MODs live unless `--modes` or `P2PB_MODES` says otherwise.
-pub const DEFAULT_MODES_DIR: &str = "/usr/lib/p2pbroker/modes";
-
 /// `p2pb daemon` arguments.
 #[derive(ClapArgs)]
 pub struct Args {
-    /// Folder of MOD components (*.wasm) with their allow.list
-    /// (`cargo xtask build-modes` writes one to target/modes).
-    #[arg(long, env = "P2PB_MODES", default_value = DEFAULT_MODES_DIR)]
-    modes: PathBuf,
+    /// A folder of further MOD components (*.wasm) with their allow.list;
+    /// one that declares a built-in MOD's name replaces it.
+    #[arg(long, env = "P2PB_MODES")]
+    modes: Option<PathBuf>,
+    /// Serve only the `--modes` folder's MODs, none of those built in.
+    #[arg(long, requires = "modes")]
+    no_builtin_modes: bool,
     /// Policy file (TOML); default: the built-in policy.
     #[arg(long, env = "P2PB_POLICY")]
     policy: Option<PathBuf>,
@@ -68,12 +68,27 @@ pub async fn run(a: Args, socket: Option<PathBuf>) -> anyhow::Result<u8> {
     });
     let opts = DaemonOptions {
         socket,
-        modes_dir: a.modes,
+        modes: p2pbroker::daemon::ModeSources {
+            dir: a.modes,
+            builtin: !a.no_builtin_modes,
+        },
         policy,
         policy_file: a.policy.clone(),
         state_dir: a.state_dir.unwrap_or_else(default_state_dir),
         fleet,
     };
-    p2pbroker::daemon::run(opts).await?;
-    Ok(0)
+    // Bad input is usage (2): a socket folder others could write, a policy
+    // that does not parse.
+    p2pbroker::daemon::server::socket::prepare(&opts.socket)?;
+    p2pbroker::policy::Policy::parse(&opts.policy.0)
+        .map_err(|e| anyhow::anyhow!("policy {}: {e}", opts.policy.1))?;
+    // Past the flags and files: a failure is the daemon's own (socket in
+    // use, no MOD loads, state folder damaged), told apart from bad usage.
+    match p2pbroker::daemon::run(opts).await {
+        Ok(()) => Ok(0),
+        Err(e) => {
+            errln!("p2pb daemon: {e:#}");
+            Ok(super::EXIT_DAEMON)
+        }
+    }
 }

@@ -3,7 +3,8 @@
 //! Exit codes: 0 success; 1 the operation ran and failed (a MOD error, a
 //! trap, a denied capability, a request the broker refused); 2 bad usage or
 //! input (unreadable file, invalid component, invalid policy or grant); 3 no
-//! broker answers on the socket.
+//! broker answers on the socket; 4 the daemon could not start or stopped on
+//! an error of its own (after its flags and files were read).
 
 /// `println!` for a line that may hold text from outside (the broker, a
 /// MOD, a file): the whole line goes through [`p2pbroker::text::escape`],
@@ -26,6 +27,7 @@ macro_rules! errln {
     };
 }
 
+mod builtin;
 mod client;
 mod connect;
 mod daemon;
@@ -47,6 +49,8 @@ use clap::{Parser, Subcommand};
 pub const EXIT_FAILED: u8 = 1;
 /// Exit code: bad usage or input.
 pub const EXIT_USAGE: u8 = 2;
+/// Exit code: the daemon failed at start or while running.
+pub const EXIT_DAEMON: u8 = 4;
 
 #[derive(Parser)]
 #[command(
@@ -55,7 +59,7 @@ pub const EXIT_USAGE: u8 = 2;
     about = "P2P Broker: inbound reachability for P2P applications"
 )]
 #[command(
-    after_help = "Exit codes: 0 success, 1 the operation failed, 2 bad usage or input, 3 no broker on the socket."
+    after_help = "Exit codes: 0 success, 1 the operation failed, 2 bad usage or input, 3 no broker on the socket, 4 the daemon failed."
 )]
 struct Cli {
     /// Log filter for the broker's own diagnostics (e.g. `info`, `debug`).
@@ -138,6 +142,15 @@ enum ModeCommand {
         #[arg(long)]
         json: bool,
     },
+    /// List the MODs built into this binary (name, size, sha256).
+    Builtin {
+        /// Also write them, with an allow.list, to this folder.
+        #[arg(long)]
+        export: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show a component's name, version, sha256, imports (its capability
     /// surface), exports and size.
     Inspect(inspect::Args),
@@ -177,6 +190,7 @@ pub fn main() -> ExitCode {
                 target_dir,
                 json,
             } => build(path, out, target_dir, json),
+            ModeCommand::Builtin { export, json } => builtin::run(export.as_deref(), json),
             ModeCommand::Inspect(a) => runtime().block_on(inspect::run(a)),
             ModeCommand::Run(a) => runtime().block_on(run::run(*a)),
             ModeCommand::Sign(a) => trust::sign(a),

@@ -8,30 +8,47 @@ use serde_json::Value;
 
 use super::table::Table;
 
-/// Check `file`; exit 0 when valid (and every component in `modes`
-/// admitted), 1 with every problem otherwise.
-pub fn run(file: &Path, modes: Option<&Path>, json: bool) -> anyhow::Result<u8> {
+/// Check `file` and judge the MODs the daemon would load with the same
+/// flags: the built-in ones the policy names (unless `builtin` is off)
+/// and the `modes` folder's. Exit 0 when the policy is valid and, with a
+/// folder, every component in it is admitted and some MOD would load; 1
+/// with every problem otherwise. Without a folder the built-ins' verdicts
+/// are shown only: the operator may bring the MODs the policy names.
+pub fn run(file: &Path, modes: Option<&Path>, builtin: bool, json: bool) -> anyhow::Result<u8> {
     let text = super::trust::doc_text(file)?;
     let name = file.display();
     match check::check(&text) {
         Ok(p) => {
             let mut s = check::summary(&p);
-            let admissions = match modes {
-                Some(dir) => admissions(dir, &p)?,
-                None => Vec::new(),
+            let sources = p2pbroker::daemon::ModeSources {
+                dir: modes.map(Path::to_path_buf),
+                builtin,
             };
-            let refused = admissions.iter().filter(|a| a["admitted"] == false).count();
+            let admissions = admissions(&sources, &p)?;
+            let refused = admissions
+                .iter()
+                .filter(|a| a["admitted"] == false && a["builtin"] == false)
+                .count();
+            let loaded = admissions.iter().filter(|a| a["admitted"] == true).count();
             if json {
                 s["components"] = Value::Array(admissions);
                 println!("{s}");
             } else {
                 human(&name.to_string(), &s);
-                if let Some(dir) = modes {
-                    outln!();
-                    components(dir, &admissions);
+                outln!();
+                components(&sources.describe(), &admissions);
+                if loaded == 0 {
+                    outln!(
+                        "{name}: no MOD would load from {}; the daemon would not start",
+                        sources.describe()
+                    );
                 }
             }
-            Ok(if refused == 0 { 0 } else { super::EXIT_FAILED })
+            Ok(if refused == 0 && (loaded > 0 || modes.is_none()) {
+                0
+            } else {
+                super::EXIT_FAILED
+            })
         }
         Err(found) => {
             let mut found = found;
@@ -60,31 +77,39 @@ pub fn run(file: &Path, modes: Option<&Path>, json: bool) -> anyhow::Result<u8> 
     }
 }
 
-/// Each `*.wasm` in `dir` judged by the policy as the daemon's admission
-/// would (before any byte is compiled).
-fn admissions(dir: &Path, p: &p2pbroker::policy::Policy) -> anyhow::Result<Vec<Value>> {
-    use p2pbroker::daemon::{component_files, read_allow_list, read_component};
-    let allow = read_allow_list(dir)?;
-    Ok(component_files(dir)?
+/// Each component the daemon would judge, judged by the policy as its
+/// admission would (before any byte is compiled).
+fn admissions(
+    sources: &p2pbroker::daemon::ModeSources,
+    p: &p2pbroker::policy::Policy,
+) -> anyhow::Result<Vec<Value>> {
+    Ok(sources
+        .candidates()?
         .into_iter()
-        .map(|(file, f)| {
-            let verdict = read_component(&f).and_then(|b| {
-                p2pbroker::trust::admission::admit(&b, &allow, p).map_err(|e| e.to_string())
+        // As the daemon: a built-in the policy does not name is not wanted.
+        .filter(|c| c.builtin.as_ref().is_none_or(|n| p.modes.contains_key(n)))
+        .map(|c| {
+            let builtin = c.builtin.is_some();
+            let verdict = c.bytes.and_then(|b| {
+                p2pbroker::trust::admission::admit(&b, &c.allow, p).map_err(|e| e.to_string())
             });
             match verdict {
                 Ok(a) => serde_json::json!({
-                    "file": file, "admitted": true, "mode": a.name, "signers": a.signers,
+                    "file": c.label, "builtin": builtin, "admitted": true, "mode": a.name,
+                    "signers": a.signers,
                     "grants": a.spec.grants.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 }),
-                Err(why) => serde_json::json!({"file": file, "admitted": false, "why": why}),
+                Err(why) => serde_json::json!({
+                    "file": c.label, "builtin": builtin, "admitted": false, "why": why,
+                }),
             }
         })
         .collect())
 }
 
-fn components(dir: &Path, admissions: &[Value]) {
+fn components(source: &str, admissions: &[Value]) {
     if admissions.is_empty() {
-        outln!("{}: no component (*.wasm)", dir.display());
+        outln!("{source}: no component (*.wasm)");
         return;
     }
     let mut t = Table::new(&[

@@ -122,11 +122,16 @@ pub enum PolicyCommand {
     Check {
         /// The policy file.
         file: PathBuf,
-        /// Also say, for each component in this MODs folder (and its
-        /// allow.list), whether the policy admits it and with which
-        /// effective grants, as the daemon would decide.
+        /// Judge this MODs folder's components (with its allow.list) too,
+        /// as `p2pb daemon --modes` would: whether the policy admits each
+        /// and with which effective grants. The built-in MODs are always
+        /// judged, unless `--no-builtin-modes`.
         #[arg(long)]
         modes: Option<PathBuf>,
+        /// Judge only the `--modes` folder, as `p2pb daemon
+        /// --no-builtin-modes` would load.
+        #[arg(long, requires = "modes")]
+        no_builtin_modes: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -188,9 +193,12 @@ pub(super) fn doc_text(path: &std::path::Path) -> anyhow::Result<String> {
 pub fn policy(cmd: PolicyCommand) -> anyhow::Result<u8> {
     use p2pbroker::trust::bundle;
     match cmd {
-        PolicyCommand::Check { file, modes, json } => {
-            super::policy_check::run(&file, modes.as_deref(), json)
-        }
+        PolicyCommand::Check {
+            file,
+            modes,
+            no_builtin_modes,
+            json,
+        } => super::policy_check::run(&file, modes.as_deref(), !no_builtin_modes, json),
         PolicyCommand::Sign { key, file, root } => {
             let sk = keys::read_secret(&key)?;
             let doc = read_doc(&file)?;

@@ -77,8 +77,8 @@ pub struct Broker {
     pub started: Instant,
     /// Where the policy in force came from (shown in status).
     pub policy_source: Mutex<String>,
-    /// The MODs folder (reloaded when the policy changes).
-    pub modes_dir: std::path::PathBuf,
+    /// Where MODs come from (reloaded when the policy changes).
+    pub modes: super::ModeSources,
     /// The state folder (journal, cache, trust state).
     pub state_dir: std::path::PathBuf,
     /// Root of trust and anti-rollback state, when fleet push is on.

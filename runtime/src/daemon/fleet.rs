@@ -188,7 +188,7 @@ impl Broker {
         source: String,
     ) -> Result<(), String> {
         let net = self.shared.lock().unwrap().net.clone();
-        let (modes, errors) = super::load_modes(&self.host, &self.modes_dir, &policy, net)
+        let (modes, errors) = super::load_modes(&self.host, &self.modes, &policy, net)
             .await
             .map_err(|e| e.to_string())?;
         if modes.is_empty() {

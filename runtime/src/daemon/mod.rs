@@ -24,13 +24,18 @@ pub mod reconcile;
 pub mod selector;
 pub mod server;
 pub mod sockdiag;
+pub mod sources;
 pub mod timing;
 pub mod trust_state;
 pub mod upkeep;
 pub mod views;
 
-use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
+pub use sources::{
+    ModeSources, component_files, load_modes, load_one, read_allow_list, read_component,
+};
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,7 +46,6 @@ use crate::audit::{AuditSink, FileSink};
 use crate::files::Links;
 use crate::netinfo::NetInfo;
 use crate::policy::Policy;
-use crate::sandbox::load::{AllowList, COMPONENT_MAX};
 use crate::sandbox::{EngineConfig, ModeHost};
 use broker::{Broker, Shared};
 use journal::Journal;
@@ -57,8 +61,9 @@ const EVENT_BUFFER: usize = 4096;
 pub struct DaemonOptions {
     /// The client API socket.
     pub socket: PathBuf,
-    /// Folder of MOD components (`*.wasm`) and their `allow.list`.
-    pub modes_dir: PathBuf,
+    /// The built-in MODs and/or a folder of components with its
+    /// `allow.list`.
+    pub modes: ModeSources,
     /// Policy text and where it came from.
     pub policy: (String, String),
     /// The local policy file, re-read on SIGHUP (none: the built-in one).
@@ -106,113 +111,6 @@ pub fn default_state_dir() -> PathBuf {
     }
     let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
     PathBuf::from(home).join(".local/state/p2pbroker")
-}
-
-/// Largest `allow.list` read (64 hex digits and a name per line).
-const ALLOW_LIST_MAX: usize = 1 << 20;
-
-/// The hex sha256 digests listed in `DIR/allow.list` (`sha256  file` lines).
-/// A folder without one lists nothing: only MODs the policy pins or that
-/// enough trusted keys signed load from it.
-pub fn read_allow_list(dir: &Path) -> anyhow::Result<HashSet<String>> {
-    let path = dir.join("allow.list");
-    let text = match crate::files::read_text(&path, ALLOW_LIST_MAX, Links::Follow) {
-        Ok(t) => t,
-        Err(e) if e.is_not_found() => return Ok(HashSet::new()),
-        Err(e) => return Err(e).context("cannot read the allow-list"),
-    };
-    Ok(text
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-        .map(str::to_ascii_lowercase)
-        .collect())
-}
-
-/// The components (`*.wasm`) of a MODs folder, by file name, in name
-/// order: what the daemon loads and `p2pb policy check --modes` judges.
-pub fn component_files(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read the MODs folder {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
-        .collect();
-    files.sort();
-    Ok(files
-        .into_iter()
-        .map(|f| {
-            let label = f
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .to_string();
-            (label, f)
-        })
-        .collect())
-}
-
-/// A component's bytes, capped and non-blocking (a FIFO named `x.wasm`
-/// cannot hang the start).
-pub fn read_component(path: &Path) -> Result<Vec<u8>, String> {
-    crate::files::read_document(path, COMPONENT_MAX, Links::Follow).map_err(|e| e.to_string())
-}
-
-/// Admit, compile and configure one component: the admission decision
-/// first (revocation, signatures, name, pin, grants — before any byte is
-/// compiled), then compile and link with the admitted spec, and check the
-/// MOD's own name against its manifest.
-pub async fn load_one(
-    host: &ModeHost,
-    bytes: &[u8],
-    allow_list: &HashSet<String>,
-    policy: &Policy,
-    net: Arc<NetInfo>,
-) -> Result<crate::sandbox::Mode, String> {
-    let admitted =
-        crate::trust::admission::admit(bytes, allow_list, policy).map_err(|e| e.to_string())?;
-    let allow = AllowList::Sha256(HashSet::from([admitted.sha256.clone()]));
-    let (component, _) = host.compile(bytes, &allow).map_err(|e| e.to_string())?;
-    let mode = host
-        .link(&component, &admitted.sha256, admitted.spec.clone(), net)
-        .await
-        .map_err(|e| format!("mode `{}`: {e}", admitted.name))?;
-    admitted
-        .check_name(mode.name())
-        .map_err(|e| e.to_string())?;
-    Ok(mode)
-}
-
-/// Load every component in `dir` that the trust rules admit and the
-/// policy permits. Returns the MODs by name and, per file, why it was not
-/// loaded.
-pub async fn load_modes(
-    host: &ModeHost,
-    dir: &Path,
-    policy: &Policy,
-    net: Arc<NetInfo>,
-) -> anyhow::Result<(
-    BTreeMap<String, Arc<crate::sandbox::Mode>>,
-    Vec<(String, String)>,
-)> {
-    let allow = read_allow_list(dir)?;
-    let mut modes = BTreeMap::new();
-    let mut errors = Vec::new();
-    for (label, f) in component_files(dir)? {
-        let loaded = match read_component(&f) {
-            Ok(bytes) => load_one(host, &bytes, &allow, policy, net.clone()).await,
-            Err(e) => Err(e),
-        };
-        match loaded {
-            Ok(m) if modes.contains_key(m.name()) => {
-                errors.push((label, format!("a second component for mode `{}`", m.name())));
-            }
-            Ok(m) => {
-                modes.insert(m.name().to_string(), Arc::new(m));
-            }
-            Err(e) => errors.push((label, e)),
-        }
-    }
-    Ok((modes, errors))
 }
 
 impl Broker {
@@ -297,14 +195,14 @@ pub async fn start(opts: &DaemonOptions) -> anyhow::Result<Arc<Broker>> {
     )
     .map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let net = Arc::new(NetInfo::read());
-    let (modes, load_errors) = load_modes(&host, &opts.modes_dir, &policy, net.clone()).await?;
+    let (modes, load_errors) = load_modes(&host, &opts.modes, &policy, net.clone()).await?;
     for (file, why) in &load_errors {
         tracing::warn!("{file}: not loaded: {why}");
     }
     if modes.is_empty() {
         bail!(
             "no MOD could be loaded from {} (each needs an allow-list entry and a policy entry)",
-            opts.modes_dir.display()
+            opts.modes.describe()
         );
     }
     let (events, _) = broadcast::channel(EVENT_BUFFER);
@@ -327,7 +225,7 @@ pub async fn start(opts: &DaemonOptions) -> anyhow::Result<Arc<Broker>> {
         wake: Notify::new(),
         started: Instant::now(),
         policy_source: Mutex::new(policy_source),
-        modes_dir: opts.modes_dir.clone(),
+        modes: opts.modes.clone(),
         state_dir: opts.state_dir.clone(),
         trust: Mutex::new(trust),
     });

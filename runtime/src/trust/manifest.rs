@@ -16,10 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::gate::{Grant, Target};
 use crate::sandbox::limits::Limits;
 
-use super::wasmsig::put_leb;
-
-/// Custom section name.
-pub const MANIFEST_SECTION: &str = "p2pbroker-manifest";
+pub use crate::build::MANIFEST_SECTION;
 /// Largest manifest read (a manifest is a few hundred bytes).
 pub const MANIFEST_MAX: usize = 64 * 1024;
 
@@ -115,15 +112,7 @@ pub fn read(bin: &[u8]) -> Result<Option<Manifest>, ManifestError> {
 /// `bin` with `m` appended as its manifest section.
 pub fn append(bin: &[u8], m: &Manifest) -> Vec<u8> {
     let json = serde_json::to_vec(m).expect("manifests serialise");
-    let mut payload = Vec::new();
-    put_leb(&mut payload, MANIFEST_SECTION.len() as u32);
-    payload.extend_from_slice(MANIFEST_SECTION.as_bytes());
-    payload.extend_from_slice(&json);
-    let mut out = bin.to_vec();
-    out.push(0);
-    put_leb(&mut out, payload.len() as u32);
-    out.extend_from_slice(&payload);
-    out
+    crate::build::append_section(bin, MANIFEST_SECTION, &json)
 }
 
 fn target_covers(policy: &Target, asked: &Target) -> bool {

@@ -87,18 +87,7 @@ fn leb_u32(b: &[u8], pos: &mut usize) -> Option<u32> {
     None
 }
 
-/// Append `v` as unsigned LEB128.
-pub(crate) fn put_leb(out: &mut Vec<u8>, mut v: u32) {
-    loop {
-        let byte = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
-}
+pub(crate) use crate::build::put_leb;
 
 fn put_slice(out: &mut Vec<u8>, s: &[u8]) {
     put_leb(out, s.len() as u32);

@@ -1,11 +1,8 @@
-//! The MOD build pipeline behind `p2pb mode build`: compile a mode crate to
-//! a wasm core module, then turn it into a component with wit-component.
-//!
-//! Toolchain, in order: the rustup toolchain with `wasm32-unknown-unknown`
-//! already installed; else `rustup target add wasm32-unknown-unknown`; else
-//! Debian's `rustc-web`/`cargo-web` building std from source
-//! (`-Zbuild-std`). Guests target wasm32-unknown-unknown and reach the
-//! outside only through the WIT imports, so no WASI adapter is needed.
+//! The part of the MOD build pipeline that the runtime's own build script
+//! shares (it is included there with `#[path]`, so it uses only std,
+//! anyhow, serde, serde_json and wit-component, never `crate::`): find a
+//! toolchain, compile a mode crate to a wasm core module, turn it into a
+//! component, and read the crate's manifest table.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,6 +13,8 @@ use anyhow::{Context, bail};
 pub const TARGET: &str = "wasm32-unknown-unknown";
 /// Debian's cargo for the fallback (rustup's comes first on PATH).
 const DEBIAN_CARGO: &str = "/usr/bin/cargo";
+/// Custom section that carries a MOD's manifest.
+pub const MANIFEST_SECTION: &str = "p2pbroker-manifest";
 
 /// How the wasm target is provided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,32 +32,6 @@ impl std::fmt::Display for Toolchain {
             Toolchain::DebianBuildStd => "debian-build-std",
         })
     }
-}
-
-/// Options for one build.
-#[derive(Debug, Clone, Default)]
-pub struct BuildOptions {
-    /// Where cargo puts intermediate files (default: the crate's own).
-    pub target_dir: Option<PathBuf>,
-    /// Where the component goes (default: `<target-dir>/modes`).
-    pub out_dir: Option<PathBuf>,
-    /// Show cargo's progress on stderr.
-    pub verbose: bool,
-}
-
-/// A built component.
-#[derive(Debug, Clone)]
-pub struct Built {
-    /// Crate name.
-    pub package: String,
-    /// Path of the component file.
-    pub path: PathBuf,
-    /// Size in bytes.
-    pub size: usize,
-    /// Hex sha256.
-    pub sha256: String,
-    /// Toolchain used.
-    pub toolchain: Toolchain,
 }
 
 /// Find (or install) a toolchain that can build for [`TARGET`].
@@ -113,8 +86,28 @@ struct Target {
     kind: Vec<String>,
 }
 
-/// Build the mode crate at `crate_dir` into a component.
-pub fn build_mode(crate_dir: &Path, opts: &BuildOptions) -> anyhow::Result<Built> {
+/// A mode crate compiled to a component, before its manifest goes in.
+pub struct Compiled {
+    /// Crate name.
+    pub package: String,
+    /// The component, without a manifest section.
+    pub component: Vec<u8>,
+    /// `[package.metadata.p2pbroker]` with `name` filled in (the package's
+    /// name without the `p2pbroker-mode-` prefix unless it names one).
+    pub manifest: Option<serde_json::Value>,
+    /// Toolchain used.
+    pub toolchain: Toolchain,
+    /// cargo's target folder used.
+    pub target_dir: PathBuf,
+}
+
+/// Compile the mode crate at `crate_dir` (cargo's intermediate files in
+/// `target_dir`, default the crate's own) and componentize it.
+pub fn compile(
+    crate_dir: &Path,
+    target_dir: Option<&Path>,
+    verbose: bool,
+) -> anyhow::Result<Compiled> {
     let manifest = crate_dir.join("Cargo.toml");
     let manifest = manifest
         .canonicalize()
@@ -135,58 +128,36 @@ pub fn build_mode(crate_dir: &Path, opts: &BuildOptions) -> anyhow::Result<Built
         })
         .with_context(|| format!("{} has no library target (src/lib.rs)", pkg.name))?;
     let toolchain = ensure_toolchain()?;
-    let target_dir = opts
-        .target_dir
-        .clone()
-        .unwrap_or_else(|| meta.target_directory.clone());
-    run_cargo(&manifest, &target_dir, &toolchain, opts.verbose)?;
+    let target_dir = target_dir.map_or_else(|| meta.target_directory.clone(), Path::to_path_buf);
+    run_cargo(&manifest, &target_dir, &toolchain, verbose)?;
     let core = target_dir
         .join(TARGET)
         .join("release")
         .join(format!("{}.wasm", lib.name.replace('-', "_")));
     let module = std::fs::read(&core).with_context(|| format!("reading {}", core.display()))?;
-    let mut component = componentize(&module)?;
-    // The manifest goes in before any signature, so signatures cover it.
-    if let Some(m) = pkg.metadata.as_ref().and_then(|m| m.get("p2pbroker")) {
-        let mut manifest: crate::trust::manifest::Manifest = serde_json::from_value(m.clone())
-            .with_context(|| {
-                format!(
-                    "{}: [package.metadata.p2pbroker] is not a valid manifest",
-                    pkg.name
-                )
-            })?;
-        // The name defaults to the package's, without the usual prefix.
-        let name = manifest.name.take().unwrap_or_else(|| {
-            pkg.name
+    let mut manifest = pkg
+        .metadata
+        .as_ref()
+        .and_then(|m| m.get("p2pbroker"))
+        .cloned();
+    if let Some(m) = manifest.as_mut() {
+        let obj = m.as_object_mut().with_context(|| {
+            format!("{}: [package.metadata.p2pbroker] is not a table", pkg.name)
+        })?;
+        if !obj.contains_key("name") {
+            let name = pkg
+                .name
                 .strip_prefix("p2pbroker-mode-")
-                .unwrap_or(&pkg.name)
-                .to_string()
-        });
-        if !crate::sandbox::contract::valid_name(&name) {
-            anyhow::bail!(
-                "{}: MOD name `{name}` is not [a-z0-9-]{{1,32}}; set `name` in [package.metadata.p2pbroker]",
-                pkg.name
-            );
+                .unwrap_or(&pkg.name);
+            obj.insert("name".into(), name.into());
         }
-        manifest.name = Some(name);
-        manifest
-            .parsed_grants()
-            .with_context(|| format!("{}: [package.metadata.p2pbroker]", pkg.name))?;
-        component = crate::trust::manifest::append(&component, &manifest);
     }
-    let out_dir = opts
-        .out_dir
-        .clone()
-        .unwrap_or_else(|| target_dir.join("modes"));
-    std::fs::create_dir_all(&out_dir)?;
-    let path = out_dir.join(format!("{}.wasm", pkg.name));
-    std::fs::write(&path, &component)?;
-    Ok(Built {
+    Ok(Compiled {
         package: pkg.name.clone(),
-        size: component.len(),
-        sha256: hex::encode(crate::sandbox::sha256(&component)),
-        path,
+        component: componentize(&module)?,
+        manifest,
         toolchain,
+        target_dir,
     })
 }
 
@@ -199,6 +170,39 @@ pub fn componentize(module: &[u8]) -> anyhow::Result<Vec<u8>> {
         .validate(true)
         .encode()
         .context("encoding the component")
+}
+
+/// `bin` with `manifest` (JSON) appended as its manifest section.
+pub fn append_manifest(bin: &[u8], manifest: &serde_json::Value) -> Vec<u8> {
+    let json = serde_json::to_vec(manifest).expect("JSON values serialise");
+    append_section(bin, MANIFEST_SECTION, &json)
+}
+
+/// `bin` with a custom section `name` holding `payload` appended.
+pub fn append_section(bin: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(name.len() + payload.len() + 10);
+    put_leb(&mut body, name.len() as u32);
+    body.extend_from_slice(name.as_bytes());
+    body.extend_from_slice(payload);
+    let mut out = Vec::with_capacity(bin.len() + body.len() + 6);
+    out.extend_from_slice(bin);
+    out.push(0);
+    put_leb(&mut out, body.len() as u32);
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Append `v` as unsigned LEB128.
+pub fn put_leb(out: &mut Vec<u8>, mut v: u32) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
 }
 
 fn cargo_metadata(manifest: &Path) -> anyhow::Result<Metadata> {
@@ -221,7 +225,6 @@ fn cargo_metadata(manifest: &Path) -> anyhow::Result<Metadata> {
     }
     serde_json::from_slice(&out.stdout).context("parsing cargo metadata")
 }
-
 fn run_cargo(
     manifest: &Path,
     target_dir: &Path,
@@ -279,8 +282,20 @@ fn run_cargo(
     }
     // A host build's flags (e.g. coverage, sanitizers) must not leak into
     // the guest build.
-    cmd.env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    // Nor a wrapper: under `cargo clippy` (which runs the runtime's build
+    // script) clippy-driver and its `-D warnings` would lint the guests.
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CLIPPY_ARGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+    ] {
+        cmd.env_remove(var);
+    }
     let status = cmd.status().context("running cargo")?;
     if !status.success() {
         bail!("cargo build for {TARGET} failed ({status})");
