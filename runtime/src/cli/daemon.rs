@@ -34,6 +34,10 @@ pub struct Args {
     /// The root of trust that signs policies (root.toml).
     #[arg(long)]
     root: Option<PathBuf>,
+    /// Let only root and this group's members connect to the socket
+    /// (mode 0660) instead of every local user (0666).
+    #[arg(long, env = "P2PB_SOCKET_GROUP")]
+    socket_group: Option<String>,
     /// How often to poll for a new policy, in ms.
     #[arg(long, default_value_t = 300_000)]
     policy_interval_ms: u64,
@@ -66,8 +70,13 @@ pub async fn run(a: Args, socket: Option<PathBuf>) -> anyhow::Result<u8> {
         root: a.root.clone().expect("clap requires --root"),
         interval: std::time::Duration::from_millis(a.policy_interval_ms.max(100)),
     });
+    let socket_group = match &a.socket_group {
+        Some(g) => Some(p2pbroker::daemon::server::socket::group_id(g)?),
+        None => None,
+    };
     let opts = DaemonOptions {
         socket,
+        socket_group,
         modes: p2pbroker::daemon::ModeSources {
             dir: a.modes,
             builtin: !a.no_builtin_modes,

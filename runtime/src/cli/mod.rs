@@ -119,6 +119,13 @@ enum Command {
         #[command(subcommand)]
         command: trust::KeyCommand,
     },
+    /// Write the man pages (p2pb.1, p2pb-SUBCOMMAND.1) to DIR; for
+    /// packagers (`cargo xtask deb`).
+    #[command(hide = true)]
+    Man {
+        /// Folder to write them to.
+        dir: PathBuf,
+    },
     /// Work with MOD components: build, inspect, run one lifecycle call.
     Mode {
         #[command(subcommand)]
@@ -182,6 +189,7 @@ pub fn main() -> ExitCode {
         Command::Probe(a) => Ok(runtime().block_on(client::probe(a, &to))),
         Command::Connect(a) => Ok(runtime().block_on(connect::run(a, &to))),
         Command::Key { command } => trust::key(command),
+        Command::Man { dir } => man(&dir),
         Command::Policy { command } => trust::policy(command),
         Command::Mode { command } => match command {
             ModeCommand::Build {
@@ -204,6 +212,35 @@ pub fn main() -> ExitCode {
             ExitCode::from(EXIT_USAGE)
         }
     }
+}
+
+/// The man pages of `p2pb` and of each visible subcommand, from the same
+/// definitions as `--help`.
+fn man(dir: &std::path::Path) -> anyhow::Result<u8> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    let mut cmd = Cli::command();
+    cmd.build();
+    let write = |name: &str, c: &clap::Command| -> anyhow::Result<()> {
+        let path = dir.join(format!("{name}.1"));
+        let mut out = Vec::new();
+        // A one-off command: leaking each page's name is fine.
+        let title: &'static str = Box::leak(name.to_string().into_boxed_str());
+        clap_mangen::Man::new(c.clone().name(title))
+            .render(&mut out)
+            .map_err(|e| anyhow::anyhow!("rendering {name}.1: {e}"))?;
+        std::fs::write(&path, out)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+    };
+    write("p2pb", &cmd)?;
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
+        write(&format!("p2pb-{}", sub.get_name()), sub)?;
+    }
+    Ok(0)
 }
 
 fn runtime() -> tokio::runtime::Runtime {

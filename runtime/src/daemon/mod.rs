@@ -61,6 +61,8 @@ const EVENT_BUFFER: usize = 4096;
 pub struct DaemonOptions {
     /// The client API socket.
     pub socket: PathBuf,
+    /// With a gid, the socket is root's and that group's alone (0660).
+    pub socket_group: Option<u32>,
     /// The built-in MODs and/or a folder of components with its
     /// `allow.list`.
     pub modes: ModeSources,
@@ -249,7 +251,7 @@ pub async fn run(opts: DaemonOptions) -> anyhow::Result<()> {
     // starts (the socket itself is bound after the journal is replayed).
     server::socket::prepare(&opts.socket)?;
     let broker = start(&opts).await?;
-    let (listener, socket) = server::bind(&opts.socket)?;
+    let (listener, socket) = server::bind(&opts.socket, opts.socket_group)?;
     let limits = server::limits::Limits::new(server::limits::connection_budget(process::nofile()));
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;

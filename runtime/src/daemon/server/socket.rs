@@ -19,6 +19,8 @@ use tokio::net::UnixListener;
 /// The socket's mode: every local user may connect; the policy's access
 /// rules decide per uid what each may do.
 const SOCKET_MODE: u32 = 0o666;
+/// With `--socket-group`: root and that group's members only.
+const GROUP_SOCKET_MODE: u32 = 0o660;
 /// A folder the daemon creates as root: others must reach the socket in it.
 const SYSTEM_FOLDER_MODE: u32 = 0o755;
 /// A folder the daemon creates as a user: its broker is its own.
@@ -66,14 +68,81 @@ pub fn prepare(path: &Path) -> anyhow::Result<PathBuf> {
 
 /// Bind the API socket at `path`: check (or create) its folder, refuse if
 /// another broker answers on it, replace only a stale socket, and open it
-/// to every local user. Returns the listener and the path it is bound at
-/// (the folder's symbolic links resolved).
-pub fn bind(path: &Path) -> anyhow::Result<(UnixListener, PathBuf)> {
+/// to every local user, or with `group` to root and that group only.
+/// Returns the listener and the path it is bound at (the folder's
+/// symbolic links resolved).
+pub fn bind(path: &Path, group: Option<u32>) -> anyhow::Result<(UnixListener, PathBuf)> {
     let path = prepare(path)?;
     clear_stale(&path)?;
-    let l = UnixListener::bind(&path).with_context(|| format!("cannot bind {}", path.display()))?;
-    chmod_nofollow(&path, SOCKET_MODE)?;
-    Ok((l, path))
+    let Some(gid) = group else {
+        let l =
+            UnixListener::bind(&path).with_context(|| format!("cannot bind {}", path.display()))?;
+        chmod_nofollow(&path, SOCKET_MODE)?;
+        return Ok((l, path));
+    };
+    // Bound in a private folder and moved into place once its group and
+    // mode are set: no one outside the group can connect in between.
+    let staging = path.with_file_name(format!(".bind-{}", std::process::id()));
+    let _ = std::fs::remove_file(staging.join("s"));
+    let _ = std::fs::remove_dir(&staging);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&staging)
+        .with_context(|| format!("cannot create {}", staging.display()))?;
+    let tmp = staging.join("s");
+    let bound = (|| {
+        let l =
+            UnixListener::bind(&tmp).with_context(|| format!("cannot bind {}", tmp.display()))?;
+        chown_group_nofollow(&tmp, gid)?;
+        chmod_nofollow(&tmp, GROUP_SOCKET_MODE)?;
+        std::fs::rename(&tmp, &path)
+            .with_context(|| format!("cannot move the socket to {}", path.display()))?;
+        Ok((l, path))
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    let _ = std::fs::remove_dir(&staging);
+    bound
+}
+
+/// The gid of group `name`, for `--socket-group`.
+pub fn group_id(name: &str) -> anyhow::Result<u32> {
+    let c = CString::new(name).context("a group name has no NUL byte")?;
+    let mut grp: libc::group = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut out: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; `buf` outlives `grp`'s
+    // use, and only `gr_gid` (a plain integer) is read.
+    let rc =
+        unsafe { libc::getgrnam_r(c.as_ptr(), &mut grp, buf.as_mut_ptr(), buf.len(), &mut out) };
+    if rc != 0 || out.is_null() {
+        bail!(
+            "no group named `{}` on this host",
+            crate::text::escaped(name)
+        );
+    }
+    Ok(grp.gr_gid)
+}
+
+/// `chown :gid` that fails on a symbolic link instead of following it.
+fn chown_group_nofollow(path: &Path, gid: u32) -> anyhow::Result<()> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .with_context(|| format!("{} contains a NUL byte", path.display()))?;
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the
+    // call; uid -1 leaves the owner as it is.
+    let rc = unsafe {
+        libc::fchownat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            u32::MAX,
+            gid,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        bail!("cannot give {} to group {gid}: {e}", path.display());
+    }
+    Ok(())
 }
 
 /// Remove the socket at `path` if (and only if) a socket is there.
@@ -199,20 +268,41 @@ mod tests {
     #[tokio::test]
     async fn binds_in_a_private_folder_and_opens_the_socket_to_all() {
         let d = private();
-        let (_l, at) = bind(&d.path().join("b.sock")).unwrap();
+        let (_l, at) = bind(&d.path().join("b.sock"), None).unwrap();
         let m = std::fs::symlink_metadata(&at).unwrap();
         assert!(m.file_type().is_socket());
         assert_eq!(m.mode() & 0o777, SOCKET_MODE);
         // A second daemon is refused while the first listens.
-        let e = bind(&d.path().join("b.sock")).unwrap_err().to_string();
+        let e = bind(&d.path().join("b.sock"), None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("already listening"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn with_a_group_the_socket_is_that_groups_alone_and_answers() {
+        let d = private();
+        // SAFETY: getegid cannot fail.
+        let gid = unsafe { libc::getegid() };
+        let (l, at) = bind(&d.path().join("g.sock"), Some(gid)).unwrap();
+        let m = std::fs::symlink_metadata(&at).unwrap();
+        assert!(m.file_type().is_socket());
+        assert_eq!((m.mode() & 0o777, m.gid()), (GROUP_SOCKET_MODE, gid));
+        // The listener moved with it, and the staging folder is gone.
+        let _c = std::os::unix::net::UnixStream::connect(&at).unwrap();
+        assert!(l.accept().await.is_ok());
+        let left: Vec<_> = std::fs::read_dir(d.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert!(group_id("root").is_ok_and(|g| g == 0));
+        let e = group_id("no-such-group-p2pb").unwrap_err().to_string();
+        assert!(e.contains("no group named"), "{e}");
     }
 
     #[tokio::test]
     async fn a_missing_folder_is_created_with_a_safe_mode() {
         let d = private();
         let sock = d.path().join("p2pbroker/broker.sock");
-        let (_l, _) = bind(&sock).unwrap();
+        let (_l, _) = bind(&sock, None).unwrap();
         let m = std::fs::metadata(d.path().join("p2pbroker")).unwrap();
         let want = if effective_uid() == 0 {
             SYSTEM_FOLDER_MODE
@@ -229,7 +319,7 @@ mod tests {
         std::fs::create_dir(&open).unwrap();
         for mode in [0o777, 0o1777, 0o775] {
             set_mode(&open, mode);
-            let e = bind(&open.join("b.sock")).unwrap_err().to_string();
+            let e = bind(&open.join("b.sock"), None).unwrap_err().to_string();
             assert!(e.contains("other users may write there"), "{mode:o}: {e}");
         }
         assert!(std::fs::read_dir(&open).unwrap().next().is_none());
@@ -249,7 +339,7 @@ mod tests {
         };
         if effective_uid() == 0 {
             std::os::unix::fs::chown(&theirs, Some(other), None).unwrap();
-            let e = bind(&theirs.join("b.sock")).unwrap_err().to_string();
+            let e = bind(&theirs.join("b.sock"), None).unwrap_err().to_string();
             assert!(e.contains("belongs to uid 65534"), "{e}");
         } else {
             // Not root: the check itself, with this user as the stranger.
@@ -264,13 +354,13 @@ mod tests {
         let file = d.path().join("precious");
         std::fs::write(&file, b"keep me").unwrap();
         let mode = std::fs::metadata(&file).unwrap().mode();
-        let e = bind(&file).unwrap_err().to_string();
+        let e = bind(&file, None).unwrap_err().to_string();
         assert!(e.contains("not a socket"), "{e}");
         assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
         // A symbolic link at the path is neither followed nor removed.
         let link = d.path().join("link.sock");
         std::os::unix::fs::symlink(&file, &link).unwrap();
-        let e = bind(&link).unwrap_err().to_string();
+        let e = bind(&link, None).unwrap_err().to_string();
         assert!(e.contains("not a socket"), "{e}");
         assert!(
             std::fs::symlink_metadata(&link)
@@ -282,7 +372,7 @@ mod tests {
         // A stale socket (nobody listening) is replaced.
         let stale = d.path().join("stale.sock");
         drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
-        let (_l, at) = bind(&stale).unwrap();
+        let (_l, at) = bind(&stale, None).unwrap();
         assert!(std::os::unix::net::UnixStream::connect(&at).is_ok());
         unbind(&file);
         assert!(file.exists(), "unbind removes sockets only");
