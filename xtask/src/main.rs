@@ -3,6 +3,7 @@
 //! - `build-modes [--out DIR]`: build every MOD crate under `modes/` (all
 //!   but the SDK) into one folder, with `allow.list` holding their sha256s:
 //!   the folder the broker loads its built-in MODs from.
+//! - `deb [--dev]`: the Debian package, with cargo-deb (see deb.rs).
 //! - `demo`: build the built-in MODs and `p2pb`, bring up the NAT lab, and
 //!   show an application behind NAT made reachable through the broker
 //!   (root; see demo.rs).
@@ -12,9 +13,11 @@
 //!   corpora `fuzz/corpus/T` from the NAT lab's captures (root) and the
 //!   project's own files (see fuzz/seeds/mod.rs).
 //! - `test`: install what the suite needs on a fresh machine (the wasm
-//!   target; as root, the NAT lab's Debian packages), then run
+//!   target; as root, the NAT lab's Debian packages), build the Debian
+//!   package the install test installs (`deb --dev`), then run
 //!   `cargo test --workspace`.
 
+mod deb;
 mod demo;
 mod fuzz;
 
@@ -40,12 +43,13 @@ fn main() -> anyhow::Result<()> {
             build_modes(&out)?;
             Ok(())
         }
+        Some("deb") => deb::build(args.get(1).is_some_and(|a| a == "--dev")).map(drop),
         Some("demo") => demo(),
         Some("fuzz") => fuzz::run(&root(), &args[1..]),
         Some("fuzz-seeds") => fuzz::seeds::run(&root(), &args[1..]),
         Some("test") => test(&args[1..]),
         _ => bail!(
-            "usage: cargo xtask build-modes [--out DIR] | demo | fuzz [--minutes N] [--target T] \
+            "usage: cargo xtask build-modes [--out DIR] | deb [--dev] | demo | fuzz [--minutes N] [--target T] \
              [--runs N] [--fresh] | fuzz-seeds [--no-merge] [--target-dir DIR] | test [CARGO TEST ARGS]"
         ),
     }
@@ -187,9 +191,12 @@ fn ensure_lab_packages() -> anyhow::Result<()> {
 fn test(extra: &[String]) -> anyhow::Result<()> {
     ensure_lab_packages()?;
     p2pbroker::build::ensure_toolchain()?;
+    // tests/package_lab.rs installs it into a container-like root.
+    let deb = deb::build(true)?;
     let status =
         std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .args(["test", "--workspace"])
+            .env("P2PB_TEST_DEB", &deb)
             .args(extra)
             .current_dir(root())
             .status()?;
