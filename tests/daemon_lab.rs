@@ -78,6 +78,31 @@ fn map_reach_list_unmap_through_the_daemon() {
     d.json(&["unmap", &id, "--json"]);
     assert_eq!(lab.reach(true, &ext), "");
     assert_eq!(forwards(&lab), 0, "{}", lab.gateway_rules());
+    // The hole log: opened and closed, by whom, through which MOD.
+    let log = holes(&d, &["--port", "7001"]);
+    let acts: Vec<&str> = log
+        .iter()
+        .map(|v| v["activity_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(acts, ["mapped", "released"], "{log:?}");
+    let h = &log[0]["unmapped"]["hole"];
+    assert_eq!(
+        h["external"]["port"].as_u64(),
+        ext.rsplit(':').next().unwrap().parse().ok()
+    );
+    assert_eq!(h["mod"]["name"], "upnp-igd");
+    assert_eq!(h["mod"]["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(log[0]["actor"]["user"]["uid"], "0");
+    assert!(log[0]["actor"]["process"]["pid"].as_u64().is_some());
+    let table = String::from_utf8(
+        d.cli(&["audit", "--state-dir", d.state.to_str().unwrap()])
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        table.contains("mapped") && table.contains("upnp-igd"),
+        "{table}"
+    );
     assert!(d.json(&["list", "--json"]).as_array().unwrap().is_empty());
     // Human output is readable too.
     let out = d.cli(&["status"]);
@@ -303,6 +328,45 @@ fn a_forbidden_uid_is_refused() {
     // Root is still served.
     d.json(&["map", "tcp", "7010", "--detach", "--json"]);
     assert_eq!(forwards(&lab), 1);
+    // The hole log has the refusal, whose it was, and then root's hole.
+    let refused = holes(&d, &["--activity", "refused"]);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    let r = &refused[0];
+    assert_eq!(
+        (r["activity_id"].as_u64(), r["status"].as_str()),
+        (Some(5), Some("Failure"))
+    );
+    assert_eq!(r["actor"]["user"]["uid"], "65534");
+    assert_eq!(r["actor"]["process"]["name"], "p2pb");
+    assert_eq!(r["dst_endpoint"]["port"], 7010);
+    assert!(
+        r["status_detail"]
+            .as_str()
+            .unwrap()
+            .contains("unauthorized"),
+        "{r}"
+    );
+    let mapped = holes(&d, &["--uid", "0", "--port", "7010"]);
+    assert_eq!(mapped.len(), 1, "{mapped:?}");
+    assert_eq!(mapped[0]["activity_name"], "mapped");
+    assert_eq!(
+        holes(&d, &["--uid", "65534", "--activity", "mapped"]).len(),
+        0
+    );
+}
+
+/// `p2pb audit --json` with `filters`, over the daemon's hole log.
+fn holes(d: &Daemon, filters: &[&str]) -> Vec<Value> {
+    let state = d.state.to_str().unwrap();
+    let mut args = vec!["audit", "--json", "--state-dir", state];
+    args.extend_from_slice(filters);
+    let out = d.cli(&args);
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 #[test]

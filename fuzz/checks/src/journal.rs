@@ -137,6 +137,8 @@ fn record(id: u64, kind: u8, bytes: &[u8]) -> LeaseRecord {
             .take(3)
             .map(|b| u64::from(*b).wrapping_mul(v))
             .collect(),
+        owner_pid: (kind & 0x40 != 0).then_some(v as u32),
+        owner_process: (kind & 0x80 != 0).then(|| hex_prefix(bytes)),
     }
 }
 

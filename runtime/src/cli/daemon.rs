@@ -38,6 +38,13 @@ pub struct Args {
     /// (mode 0660) instead of every local user (0666).
     #[arg(long, env = "P2PB_SOCKET_GROUP")]
     socket_group: Option<String>,
+    /// Rotate the hole log (holes.jsonl in the state folder) at this size,
+    /// in bytes.
+    #[arg(long, default_value_t = p2pbroker::daemon::holelog::DEFAULT_MAX_BYTES)]
+    hole_log_max_bytes: u64,
+    /// Rotated hole-log files kept (holes.jsonl.1 the newest).
+    #[arg(long, default_value_t = p2pbroker::daemon::holelog::DEFAULT_KEEP)]
+    hole_log_keep: u32,
     /// How often to poll for a new policy, in ms.
     #[arg(long, default_value_t = 300_000)]
     policy_interval_ms: u64,
@@ -85,6 +92,7 @@ pub async fn run(a: Args, socket: Option<PathBuf>) -> anyhow::Result<u8> {
         policy_file: a.policy.clone(),
         state_dir: a.state_dir.unwrap_or_else(default_state_dir),
         fleet,
+        hole_log: (a.hole_log_max_bytes, a.hole_log_keep),
     };
     // Bad input is usage (2): a socket folder others could write, a policy
     // that does not parse.

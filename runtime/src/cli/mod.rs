@@ -27,6 +27,7 @@ macro_rules! errln {
     };
 }
 
+mod audit;
 mod builtin;
 mod client;
 mod connect;
@@ -104,6 +105,9 @@ enum Command {
     /// Open an outbound TCP connection by the route the broker's policy
     /// picks (direct, or a corporate proxy) and pipe stdin/stdout to it.
     Connect(connect::ConnectArgs),
+    /// The hole log: who opened which hole when, through which MOD (reads
+    /// the daemon's state folder; root).
+    Audit(audit::Args),
     /// Sharing the broker on the LAN: tokens.
     Lan {
         #[command(subcommand)]
@@ -182,6 +186,7 @@ pub fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Daemon(a) => runtime().block_on(daemon::run(a, socket)),
         Command::Lan { command } => lan::run(command),
+        Command::Audit(a) => audit::run(a),
         Command::Map(a) => Ok(runtime().block_on(client::map(a, &to))),
         Command::Unmap { lease, json } => Ok(runtime().block_on(client::unmap(&lease, json, &to))),
         Command::List(a) => Ok(runtime().block_on(client::list(a.json, &to))),

@@ -24,6 +24,7 @@ use p2pbroker_client::{
 };
 use tokio::sync::{Notify, broadcast};
 
+use super::holelog::{Activity, Hole, ModeRef, Who};
 use super::journal::{Intent, Journal, LeaseRecord};
 use super::leases::{Lease, LeaseTable, Requester, gate_transport};
 use super::proof::{Proof, handed_socket, owned};
@@ -83,6 +84,8 @@ pub struct Broker {
     pub state_dir: std::path::PathBuf,
     /// Root of trust and anti-rollback state, when fleet push is on.
     pub trust: Mutex<Option<super::fleet::TrustState>>,
+    /// Who opened which hole, when (see [`super::holelog`]).
+    pub holes: Mutex<super::holelog::HoleLog>,
 }
 
 /// Unix time in ms.
@@ -109,13 +112,74 @@ pub struct Target {
 }
 
 impl Broker {
-    /// Emit an event to subscribers (none listening is fine).
+    /// Write a lease event to the hole log and emit it to subscribers
+    /// (none listening is fine).
     pub fn emit(&self, kind: EventKind, lease: &Lease, reason: Option<String>) {
+        let view = views::lease(lease);
+        let rec = &lease.rec;
+        self.log_hole(Hole {
+            time_ms: now_ms(),
+            activity: Activity::of(kind),
+            who: Who {
+                uid: rec.owner_uid,
+                pid: rec.owner_pid,
+                process: rec.owner_process.clone(),
+                lan: rec.owner_lan.clone(),
+            },
+            transport: view.transport.to_string(),
+            internal: view.internal,
+            external: Some(view.external),
+            lifetime: Some(view.gateway_lifetime),
+            lease: Some(view.id),
+            mode: Some(self.mode_ref(&rec.mode, &rec.mode_sha256)),
+            policy_serial: None,
+            why: reason.clone(),
+        });
         let _ = self.events.send(Event {
             kind,
-            lease: views::lease(lease),
+            lease: view,
             reason,
         });
+    }
+
+    /// A MOD as the hole log names it: its signers if it is still loaded.
+    fn mode_ref(&self, name: &str, sha256: &str) -> ModeRef {
+        let signers = self
+            .shared
+            .lock()
+            .unwrap()
+            .modes
+            .get(name)
+            .filter(|m| m.sha256() == sha256)
+            .map(|m| m.signers().to_vec())
+            .unwrap_or_default();
+        ModeRef {
+            name: name.to_string(),
+            sha256: sha256.to_string(),
+            signers,
+        }
+    }
+
+    /// Append to the hole log, with the policy serial in force. A failed
+    /// write is logged; it does not undo what happened.
+    pub fn log_hole(&self, mut h: Hole) {
+        h.policy_serial = self.shared.lock().unwrap().policy.serial;
+        let mut log = self.holes.lock().unwrap();
+        // A local user can send refusals as fast as it likes: only so many
+        // are written a minute, so they cannot rotate real holes away.
+        if h.activity == Activity::Refused {
+            match log.admit_refusal(h.time_ms) {
+                Some(0) => {}
+                Some(n) => {
+                    let why = h.why.take().unwrap_or_default();
+                    h.why = Some(format!("{why} ({n} earlier refusals not logged)"));
+                }
+                None => return,
+            }
+        }
+        if let Err(e) = log.write(&super::holelog::record(&h)) {
+            tracing::error!("{e}");
+        }
     }
 
     /// Probe results no older than the policy's TTL, probing now if needed
@@ -157,11 +221,52 @@ impl Broker {
         self.shared.lock().unwrap().probed_at = None;
     }
 
-    /// Map for a client: authorize, prove ownership of the endpoint,
-    /// reserve, then map in a task of its own (see the module docs) and
-    /// answer when it is journaled. `passed` is the socket the client
-    /// handed over with the request, if any.
+    /// Map for a client (see [`Broker::map_checked`]); a refusal goes to
+    /// the hole log too.
     pub async fn map(
+        self: &Arc<Self>,
+        p: MapParams,
+        who: Requester,
+        passed: Option<OwnedFd>,
+    ) -> Result<LeaseView, ApiError> {
+        let asked = (p.transport, p.port, p.address, p.mode.clone());
+        let r = self.map_checked(p, who.clone(), passed).await;
+        if let Err(e) = &r {
+            let (transport, port, address, mode) = asked;
+            let lan = who.lan.as_ref();
+            let ip = address
+                .or(lan.map(|l| l.ip))
+                .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+            self.log_hole(Hole {
+                time_ms: now_ms(),
+                activity: Activity::Refused,
+                who: Who {
+                    uid: who.uid,
+                    pid: who.pid,
+                    process: who.pid.and_then(super::holelog::process_name),
+                    lan: lan.map(|l| l.id.clone()),
+                },
+                transport: transport.to_string(),
+                internal: SocketAddr::new(ip, port),
+                external: None,
+                lifetime: None,
+                lease: None,
+                mode: mode.map(|m| ModeRef {
+                    name: crate::text::escaped(&m),
+                    ..ModeRef::default()
+                }),
+                policy_serial: None,
+                why: Some(crate::text::escaped(&format!("{}: {}", e.code, e.message))),
+            });
+        }
+        r
+    }
+
+    /// Authorize, prove ownership of the endpoint, reserve, then map in a
+    /// task of its own (see the module docs) and answer when it is
+    /// journaled. `passed` is the socket the client handed over with the
+    /// request, if any.
+    async fn map_checked(
         self: &Arc<Self>,
         mut p: MapParams,
         who: Requester,
@@ -239,6 +344,8 @@ impl Broker {
             expires_at: t.expires_ms.map(|e| e.div_ceil(1000)),
             created_at: created / 1000,
             follows,
+            owner_pid: who.pid,
+            owner_process: who.pid.and_then(super::holelog::process_name),
         };
         let journaled = self.journal.lock().unwrap().put(&rec);
         if let Err(e) = journaled {

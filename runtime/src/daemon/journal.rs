@@ -64,6 +64,12 @@ pub struct LeaseRecord {
     /// Inodes of the sockets whose closing ends the lease (`until_closed`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub follows: Vec<u64>,
+    /// The local process that asked for it, for the hole log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_pid: Option<u32>,
+    /// That process's name (escaped), as it was then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_process: Option<String>,
 }
 
 impl LeaseRecord {
@@ -355,6 +361,8 @@ mod tests {
             expires_at: None,
             created_at: 1_000,
             follows: Vec::new(),
+            owner_pid: None,
+            owner_process: None,
         }
     }
 

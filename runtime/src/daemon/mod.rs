@@ -12,6 +12,7 @@ pub mod connect;
 pub mod expiry;
 pub mod fdpass;
 pub mod fleet;
+pub mod holelog;
 pub mod journal;
 pub mod leases;
 pub mod nat;
@@ -74,6 +75,9 @@ pub struct DaemonOptions {
     pub state_dir: PathBuf,
     /// Signed policy updates, if the fleet pushes them.
     pub fleet: Option<fleet::Fleet>,
+    /// The hole log's rotation size (bytes) and how many rotated files
+    /// it keeps.
+    pub hole_log: (u64, u32),
 }
 
 /// An error answer without per-MOD reasons.
@@ -186,6 +190,7 @@ pub async fn start(opts: &DaemonOptions) -> anyhow::Result<Arc<Broker>> {
         tracing::warn!("lease journal: {w}");
     }
     let audit: Arc<dyn AuditSink> = Arc::new(FileSink::open(&opts.state_dir.join("audit.jsonl"))?);
+    let holes = holelog::HoleLog::open(&opts.state_dir, opts.hole_log.0, opts.hole_log.1)?;
     let nofile = process::raise_nofile();
     let host = ModeHost::new(
         EngineConfig {
@@ -228,6 +233,7 @@ pub async fn start(opts: &DaemonOptions) -> anyhow::Result<Arc<Broker>> {
         started: Instant::now(),
         policy_source: Mutex::new(policy_source),
         modes: opts.modes.clone(),
+        holes: Mutex::new(holes),
         state_dir: opts.state_dir.clone(),
         trust: Mutex::new(trust),
     });

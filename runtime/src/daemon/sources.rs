@@ -171,7 +171,7 @@ pub async fn load_one(
     admitted
         .check_name(mode.name())
         .map_err(|e| e.to_string())?;
-    Ok(mode)
+    Ok(mode.with_signers(admitted.signers))
 }
 
 /// Load every component of `sources` that the trust rules admit and the

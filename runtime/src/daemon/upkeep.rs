@@ -210,6 +210,7 @@ impl Broker {
             uid: rec.owner_uid,
             conn: 0,
             lan,
+            pid: rec.owner_pid,
         }
     }
 

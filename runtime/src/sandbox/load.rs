@@ -172,6 +172,7 @@ impl ModeHost {
             name: "unnamed".into(),
             info: None,
             sha256: sha256.into(),
+            signers: Arc::from(Vec::<String>::new()),
             gate,
             net,
             config: Arc::new(spec.config.clone()),

@@ -47,6 +47,7 @@ pub struct Mode {
     pub(crate) name: Arc<str>,
     pub(crate) info: Option<Arc<ModeInfo>>,
     pub(crate) sha256: Arc<str>,
+    pub(crate) signers: Arc<[String]>,
     pub(crate) gate: Arc<Gate>,
     pub(crate) net: Arc<NetInfo>,
     pub(crate) spec: Arc<ModeSpec>,
@@ -71,6 +72,17 @@ impl Mode {
     /// Hex sha256 of the component bytes.
     pub fn sha256(&self) -> &str {
         &self.sha256
+    }
+
+    /// The trusted keys that signed it (set by the daemon's admission).
+    pub fn signers(&self) -> &[String] {
+        &self.signers
+    }
+
+    /// This MOD with its admitted signers recorded.
+    pub fn with_signers(mut self, signers: Vec<String>) -> Mode {
+        self.signers = signers.into();
+        self
     }
 
     /// Whether the MOD exports `discovery` (NAT behaviour, contract 0.1.1).

@@ -35,6 +35,8 @@ pub struct Requester {
     pub conn: u64,
     /// Set for a LAN client.
     pub lan: Option<LanPeer>,
+    /// The local process that asked (SO_PEERCRED), for the hole log.
+    pub pid: Option<u32>,
 }
 
 impl Requester {

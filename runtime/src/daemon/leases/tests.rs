@@ -18,6 +18,7 @@ fn local(uid: u32) -> Requester {
         uid,
         conn: u64::from(uid) + 100,
         lan: None,
+        pid: None,
     }
 }
 
@@ -30,6 +31,7 @@ fn lan(id: &str, ip: &str) -> Requester {
             third_party: false,
             id: id.into(),
         }),
+        pid: None,
     }
 }
 
@@ -56,6 +58,8 @@ fn record(id: u64, who: &Requester, internal: &str, external: &str) -> LeaseReco
         expires_at: Some(NOW / 1000 + 86_400),
         created_at: NOW / 1000,
         follows: Vec::new(),
+        owner_pid: None,
+        owner_process: None,
     }
 }
 

@@ -300,6 +300,7 @@ pub async fn serve_lan(
                     third_party: lan.third_party,
                     id: lan_identity(&digest),
                 }),
+                pid: None,
             };
             let conn = super::Conn {
                 broker,

@@ -95,6 +95,7 @@ pub async fn serve(broker: Arc<Broker>, listener: UnixListener, limits: Arc<Limi
             uid: cred.uid(),
             conn: next_conn(),
             lan: None,
+            pid: cred.pid().and_then(|p| u32::try_from(p).ok()),
         };
         let (rd, wr) = stream.into_split();
         let (rd, fds) = FdReader::new(rd);

@@ -236,6 +236,8 @@ pub(super) fn journals(seeds: &Collected) -> anyhow::Result<()> {
         expires_at: v6.then_some(1_795_601_923),
         created_at: 1_795_598_300,
         follows: if v6 { vec![35_644_248] } else { vec![] },
+        owner_pid: (!v6).then_some(4242),
+        owner_process: (!v6).then(|| "qbittorrent".into()),
     };
     let dir = tempfile::tempdir()?;
     let path = dir.path().join(JOURNAL_FILE);

@@ -1,0 +1,421 @@
+//! The hole log: one JSON line per lease event (mapped, renewed, lost,
+//! re-established, released, refused) saying who opened which hole, through
+//! which MOD, under which policy, and why — in the shape of OCSF's Network
+//! Activity class (4001) so a SIEM ingests it; the fields are documented in
+//! docs/operations.md. The record is built by a pure function
+//! ([`record`]); [`HoleLog`] only appends and rotates by size.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+/// The file in the state folder.
+pub const FILE: &str = "holes.jsonl";
+/// Default size at which the file is rotated.
+pub const DEFAULT_MAX_BYTES: u64 = 10 * 1024 * 1024;
+/// Default number of rotated files kept (`holes.jsonl.1` is the newest).
+pub const DEFAULT_KEEP: u32 = 5;
+
+/// What happened to a hole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activity {
+    /// A lease was created.
+    Mapped,
+    /// Renewed on its gateway.
+    Renewed,
+    /// Its mapping was lost.
+    Lost,
+    /// Mapped again after a loss.
+    ReEstablished,
+    /// Ended.
+    Released,
+    /// A map request was refused.
+    Refused,
+}
+
+impl Activity {
+    /// The name in `activity_name`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activity::Mapped => "mapped",
+            Activity::Renewed => "renewed",
+            Activity::Lost => "lost",
+            Activity::ReEstablished => "re-established",
+            Activity::Released => "released",
+            Activity::Refused => "refused",
+        }
+    }
+
+    /// OCSF Network Activity `activity_id`: Open 1, Close 2, Reset 3,
+    /// Refuse 5, Other 99.
+    fn ocsf_id(self) -> u32 {
+        match self {
+            Activity::Mapped | Activity::ReEstablished => 1,
+            Activity::Released => 2,
+            Activity::Lost => 3,
+            Activity::Refused => 5,
+            Activity::Renewed => 99,
+        }
+    }
+
+    /// From a lease event's kind.
+    pub fn of(kind: p2pbroker_client::EventKind) -> Activity {
+        use p2pbroker_client::EventKind as K;
+        match kind {
+            K::Mapped => Activity::Mapped,
+            K::Renewed => Activity::Renewed,
+            K::Lost => Activity::Lost,
+            K::ReEstablished => Activity::ReEstablished,
+            K::Released => Activity::Released,
+        }
+    }
+}
+
+/// Who asked for the hole.
+#[derive(Debug, Clone, Default)]
+pub struct Who {
+    /// The local uid (a LAN client's: the policy's uid for it).
+    pub uid: u32,
+    /// The requesting process, when local and known.
+    pub pid: Option<u32>,
+    /// Its name (`/proc/PID/comm`, escaped).
+    pub process: Option<String>,
+    /// A LAN client's identity.
+    pub lan: Option<String>,
+}
+
+/// The MOD that holds (or was to hold) the hole.
+#[derive(Debug, Clone, Default)]
+pub struct ModeRef {
+    /// Its name.
+    pub name: String,
+    /// Its component's sha256.
+    pub sha256: String,
+    /// The trusted keys that signed it.
+    pub signers: Vec<String>,
+}
+
+/// One hole-log entry's facts.
+#[derive(Debug, Clone)]
+pub struct Hole {
+    /// Unix ms.
+    pub time_ms: u64,
+    /// What happened.
+    pub activity: Activity,
+    /// Who.
+    pub who: Who,
+    /// `tcp` or `udp`.
+    pub transport: String,
+    /// The application's endpoint.
+    pub internal: SocketAddr,
+    /// Where peers reach it (none for a refusal).
+    pub external: Option<SocketAddr>,
+    /// Seconds the gateway granted (0 = permanent).
+    pub lifetime: Option<u32>,
+    /// The lease id.
+    pub lease: Option<u64>,
+    /// The MOD.
+    pub mode: Option<ModeRef>,
+    /// The policy's serial, when it is a signed one.
+    pub policy_serial: Option<u64>,
+    /// Why, when there is more to say.
+    pub why: Option<String>,
+}
+
+fn endpoint(a: SocketAddr) -> Value {
+    json!({"ip": a.ip().to_string(), "port": a.port()})
+}
+
+/// The JSON record of `h` (OCSF Network Activity, version 1.1 shape).
+pub fn record(h: &Hole) -> Value {
+    let a = h.activity;
+    let refused = a == Activity::Refused;
+    let mut actor = json!({"user": {"uid": h.who.uid.to_string()}});
+    if let Some(pid) = h.who.pid {
+        actor["process"] = json!({"pid": pid, "name": h.who.process});
+    }
+    if let Some(lan) = &h.who.lan {
+        actor["lan_client"] = json!(lan);
+    }
+    let mut v = json!({
+        "time": h.time_ms,
+        "class_uid": 4001,
+        "class_name": "Network Activity",
+        "category_uid": 4,
+        "category_name": "Network Activity",
+        "activity_id": a.ocsf_id(),
+        "activity_name": a.name(),
+        "type_uid": 400100 + a.ocsf_id(),
+        "severity_id": if refused || a == Activity::Lost { 3 } else { 1 },
+        "status": if refused { "Failure" } else { "Success" },
+        "metadata": {
+            "version": "1.1.0",
+            "product": {"name": "P2P Broker", "vendor_name": "P2P Broker", "version": env!("CARGO_PKG_VERSION")},
+        },
+        "actor": actor,
+        "connection_info": {"protocol_name": h.transport, "direction": "Inbound", "direction_id": 1},
+        "dst_endpoint": endpoint(h.internal),
+    });
+    if let Some(why) = &h.why {
+        v["status_detail"] = json!(why);
+    }
+    let mut hole = json!({});
+    if let Some(e) = h.external {
+        hole["external"] = endpoint(e);
+    }
+    if let Some(l) = h.lifetime {
+        hole["lifetime_s"] = json!(l);
+    }
+    if let Some(id) = h.lease {
+        hole["lease_id"] = json!(id);
+    }
+    if let Some(m) = &h.mode {
+        hole["mod"] = json!({"name": m.name, "sha256": m.sha256, "signers": m.signers});
+    }
+    hole["policy_serial"] = json!(h.policy_serial);
+    v["unmapped"] = json!({ "hole": hole });
+    v
+}
+
+/// The renames a rotation makes, oldest first: `FILE.keep-1 -> FILE.keep`
+/// ... `FILE -> FILE.1` (what was `FILE.keep` is overwritten, i.e. dropped).
+/// With `keep` 0 the file is just started afresh.
+pub fn rotation(keep: u32) -> Vec<(String, String)> {
+    let name = |n: u32| {
+        if n == 0 {
+            FILE.to_string()
+        } else {
+            format!("{FILE}.{n}")
+        }
+    };
+    (0..keep).rev().map(|n| (name(n), name(n + 1))).collect()
+}
+
+/// The files of a hole log in `dir`, oldest first (what `p2pb audit`
+/// reads): `holes.jsonl.N` down to `.1`, then `holes.jsonl`.
+pub fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut rotated: Vec<(u32, PathBuf)> = std::fs::read_dir(dir)
+        .map(|r| {
+            r.filter_map(|e| {
+                let e = e.ok()?;
+                let name = e.file_name();
+                let n = name.to_str()?.strip_prefix(FILE)?.strip_prefix('.')?;
+                Some((n.parse().ok()?, e.path()))
+            })
+            .collect()
+        })
+        .unwrap_or_default();
+    rotated.sort_by_key(|r| std::cmp::Reverse(r.0));
+    let mut out: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
+    out.push(dir.join(FILE));
+    out
+}
+
+/// Refusals written per minute at most (see [`HoleLog::admit_refusal`]).
+pub const REFUSALS_PER_MINUTE: u32 = 60;
+
+/// The appender.
+pub struct HoleLog {
+    dir: PathBuf,
+    file: Option<std::fs::File>,
+    size: u64,
+    max_bytes: u64,
+    keep: u32,
+    /// The current minute (unix ms / 60000), refusals written in it, and
+    /// those not written since the last one that was.
+    refusals: (u64, u32, u64),
+}
+
+impl HoleLog {
+    /// Open (or create, mode 0600) `dir/holes.jsonl` for appending.
+    pub fn open(dir: &Path, max_bytes: u64, keep: u32) -> anyhow::Result<HoleLog> {
+        let mut log = HoleLog {
+            dir: dir.to_path_buf(),
+            file: None,
+            size: 0,
+            max_bytes: max_bytes.max(4096),
+            keep,
+            refusals: (0, 0, 0),
+        };
+        log.reopen()?;
+        Ok(log)
+    }
+
+    fn reopen(&mut self) -> anyhow::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.dir.join(FILE);
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+        self.size = f.metadata().map(|m| m.len()).unwrap_or(0);
+        self.file = Some(f);
+        Ok(())
+    }
+
+    /// Whether a refusal at `now_ms` may be written: `Some(n)` with the
+    /// number of refusals dropped since the last one written, or `None`
+    /// (dropped and counted) past [`REFUSALS_PER_MINUTE`].
+    pub fn admit_refusal(&mut self, now_ms: u64) -> Option<u64> {
+        let minute = now_ms / 60_000;
+        if minute != self.refusals.0 {
+            self.refusals.0 = minute;
+            self.refusals.1 = 0;
+        }
+        if self.refusals.1 >= REFUSALS_PER_MINUTE {
+            self.refusals.2 += 1;
+            return None;
+        }
+        self.refusals.1 += 1;
+        Some(std::mem::take(&mut self.refusals.2))
+    }
+
+    /// Append `v` as one line, rotating first if it would pass the size.
+    pub fn write(&mut self, v: &Value) -> anyhow::Result<()> {
+        let mut line = v.to_string();
+        line.push('\n');
+        if self.size > 0 && self.size + line.len() as u64 > self.max_bytes {
+            self.file = None;
+            for (from, to) in rotation(self.keep) {
+                let _ = std::fs::rename(self.dir.join(from), self.dir.join(to));
+            }
+            if self.keep == 0 {
+                let _ = std::fs::remove_file(self.dir.join(FILE));
+            }
+            self.reopen()?;
+        }
+        let f = self.file.as_mut().expect("open");
+        f.write_all(line.as_bytes())
+            .map_err(|e| anyhow::anyhow!("writing the hole log: {e}"))?;
+        self.size += line.len() as u64;
+        Ok(())
+    }
+}
+
+/// The name of process `pid` (`/proc/PID/comm`), escaped for logs.
+pub fn process_name(pid: u32) -> Option<String> {
+    let raw = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    Some(crate::text::escaped(raw.trim_end_matches('\n')))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hole(activity: Activity) -> Hole {
+        Hole {
+            time_ms: 1_700_000_000_123,
+            activity,
+            who: Who {
+                uid: 1000,
+                pid: Some(42),
+                process: Some("qbittorrent".into()),
+                lan: None,
+            },
+            transport: "tcp".into(),
+            internal: "10.0.0.2:6881".parse().unwrap(),
+            external: Some("198.51.100.2:6881".parse().unwrap()),
+            lifetime: Some(3600),
+            lease: Some(7),
+            mode: Some(ModeRef {
+                name: "upnp-igd".into(),
+                sha256: "ab".repeat(32),
+                signers: vec!["security".into()],
+            }),
+            policy_serial: Some(12),
+            why: Some("via upnp-igd".into()),
+        }
+    }
+
+    #[test]
+    fn a_record_says_who_what_which_mod_which_policy_and_why() {
+        let v = record(&hole(Activity::Mapped));
+        assert_eq!(
+            (v["class_uid"].as_u64(), v["activity_id"].as_u64()),
+            (Some(4001), Some(1))
+        );
+        assert_eq!(v["type_uid"], 400101);
+        assert_eq!(v["activity_name"], "mapped");
+        assert_eq!(v["actor"]["user"]["uid"], "1000");
+        assert_eq!(v["actor"]["process"]["name"], "qbittorrent");
+        assert_eq!(v["dst_endpoint"]["port"], 6881);
+        assert_eq!(v["connection_info"]["protocol_name"], "tcp");
+        let h = &v["unmapped"]["hole"];
+        assert_eq!(h["external"]["ip"], "198.51.100.2");
+        assert_eq!(
+            (h["lifetime_s"].as_u64(), h["lease_id"].as_u64()),
+            (Some(3600), Some(7))
+        );
+        assert_eq!(h["mod"]["signers"][0], "security");
+        assert_eq!(h["policy_serial"], 12);
+        assert_eq!(v["status_detail"], "via upnp-igd");
+        let r = record(&Hole {
+            external: None,
+            ..hole(Activity::Refused)
+        });
+        assert_eq!(
+            (r["activity_id"].as_u64(), r["status"].as_str()),
+            (Some(5), Some("Failure"))
+        );
+        assert!(r["unmapped"]["hole"].get("external").is_none());
+    }
+
+    #[test]
+    fn refusals_are_capped_per_minute_and_the_dropped_ones_counted() {
+        let d = tempfile::tempdir().unwrap();
+        let mut log = HoleLog::open(d.path(), DEFAULT_MAX_BYTES, 1).unwrap();
+        let t = 120_000;
+        for _ in 0..REFUSALS_PER_MINUTE {
+            assert_eq!(log.admit_refusal(t), Some(0));
+        }
+        assert_eq!(log.admit_refusal(t + 1), None);
+        assert_eq!(log.admit_refusal(t + 2), None);
+        // The next minute writes again and says how many were dropped.
+        assert_eq!(log.admit_refusal(t + 60_000), Some(2));
+        assert_eq!(log.admit_refusal(t + 60_001), Some(0));
+    }
+
+    #[test]
+    fn rotation_shifts_oldest_first_and_drops_beyond_keep() {
+        assert_eq!(
+            rotation(2),
+            vec![
+                ("holes.jsonl.1".to_string(), "holes.jsonl.2".to_string()),
+                ("holes.jsonl".to_string(), "holes.jsonl.1".to_string()),
+            ]
+        );
+        assert!(rotation(0).is_empty());
+    }
+
+    #[test]
+    fn the_log_rotates_by_size_and_keeps_only_so_many_files() {
+        let d = tempfile::tempdir().unwrap();
+        let mut log = HoleLog::open(d.path(), 4096, 2).unwrap();
+        let v = record(&hole(Activity::Renewed));
+        let one = v.to_string().len() as u64 + 1;
+        let n = 4096 * 4 / one + 1;
+        for _ in 0..n {
+            log.write(&v).unwrap();
+        }
+        let names: Vec<String> = files(d.path())
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["holes.jsonl.2", "holes.jsonl.1", "holes.jsonl"]);
+        assert!(!d.path().join("holes.jsonl.3").exists());
+        for p in files(d.path()) {
+            let len = std::fs::metadata(&p).unwrap().len();
+            assert!(len <= 4096, "{} is {len} bytes", p.display());
+            let text = std::fs::read_to_string(&p).unwrap();
+            assert!(
+                text.lines()
+                    .all(|l| serde_json::from_str::<Value>(l).is_ok())
+            );
+        }
+    }
+}
