@@ -41,6 +41,27 @@ cp "$DEB" "$R/root/tmp/p2pbroker.deb"
 chroot "$R/root" dpkg -i /tmp/p2pbroker.deb
 EXEC=$(sed -n 's/^ExecStart=//p' "$R/root/usr/lib/systemd/system/p2pbroker.service")
 echo "ExecStart: $EXEC"
+# journald as systemd gives it: a datagram socket at its fixed path, and
+# JOURNAL_STREAM naming our standard error. The stand-in keeps every
+# datagram and ends with the daemon (this shell's PID, after the exec).
+mkdir -p "$R/root/run/systemd/journal"
+python3 - "$R/root/run/systemd/journal/socket" "$R/root/tmp/journal.bin" $$ <<'PY' &
+import os, socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1]); s.settimeout(1.0)
+out, pid, end = open(sys.argv[2], "ab", buffering=0), int(sys.argv[3]), time.time() + 300
+while time.time() < end:
+    try:
+        d = s.recv(1 << 20)
+        out.write(len(d).to_bytes(4, "little") + d)
+    except socket.timeout:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            break
+PY
+while [ ! -S "$R/root/run/systemd/journal/socket" ]; do sleep 0.1; done
+export JOURNAL_STREAM=$(stat -L -c '%d:%i' /proc/self/fd/2)
 exec chroot "$R/root" /bin/sh -c "exec $EXEC --log info"
 "#;
 
@@ -66,6 +87,45 @@ fn package() -> PathBuf {
             dir.display()
         ),
     }
+}
+
+/// journald's native protocol, as the stand-in kept it (each datagram
+/// after its 4-byte length): per entry, `KEY=value` lines or `KEY`, a
+/// 64-bit little-endian length and the value (the binary-safe form).
+fn journal_entries(bytes: &[u8]) -> Vec<Vec<(String, String)>> {
+    let mut entries = Vec::new();
+    let mut rest = bytes;
+    while rest.len() >= 4 {
+        let n = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+        let Some(mut d) = rest.get(4..4 + n) else {
+            break;
+        };
+        rest = &rest[4 + n..];
+        let mut fields = Vec::new();
+        while let Some(end) = d.iter().position(|&b| b == b'=' || b == b'\n') {
+            let key = String::from_utf8_lossy(&d[..end]).into_owned();
+            if d[end] == b'=' {
+                let stop = d[end..]
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(d.len(), |p| end + p);
+                fields.push((key, String::from_utf8_lossy(&d[end + 1..stop]).into_owned()));
+                d = d.get(stop + 1..).unwrap_or_default();
+            } else {
+                let Some(len) = d.get(end + 1..end + 9) else {
+                    break;
+                };
+                let len = u64::from_le_bytes(len.try_into().unwrap()) as usize;
+                let Some(value) = d.get(end + 9..end + 9 + len) else {
+                    break;
+                };
+                fields.push((key, String::from_utf8_lossy(value).into_owned()));
+                d = d.get(end + 10 + len..).unwrap_or_default();
+            }
+        }
+        entries.push(fields);
+    }
+    entries
 }
 
 /// Run `args` inside the installed container, as the daemon sees it.
@@ -112,6 +172,7 @@ fn the_package_installs_starts_on_its_unit_and_maps_for_its_group() {
     let l = log();
     assert!(l.contains("Setting up p2pbroker"), "{l}");
     assert!(l.contains("--socket-group p2pbroker"), "{l}");
+    let journal = || journal_entries(&inside(pid, &["cat", "/tmp/journal.bin"]).stdout);
 
     // What the package put in place.
     let gid = String::from_utf8(inside(pid, &["getent", "group", "p2pbroker"]).stdout).unwrap();
@@ -171,6 +232,32 @@ fn the_package_installs_starts_on_its_unit_and_maps_for_its_group() {
     let ext = lease["external"].as_str().unwrap().to_string();
     assert!(ext.starts_with(lab::WAN_IP), "{lease}");
     assert_eq!(lab.reach(true, &ext), "hello-from-host");
+    // Under systemd the hole reaches journald as fields, not only text.
+    let field =
+        |e: &[(String, String)], k: &str| e.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let mut hole = None;
+    eventually("the hole reaches the journal", 10, || {
+        hole = journal()
+            .into_iter()
+            .find(|e| field(e, "P2PB_HOLE_ACTIVITY").as_deref() == Some("mapped"));
+        hole.is_some()
+    });
+    let hole = hole.unwrap();
+    assert_eq!(
+        field(&hole, "P2PB_HOLE_UID").as_deref(),
+        Some("4243"),
+        "{hole:?}"
+    );
+    assert_eq!(
+        field(&hole, "P2PB_HOLE_MOD").as_deref(),
+        lease["mode"].as_str()
+    );
+    assert_eq!(field(&hole, "P2PB_HOLE_EXTERNAL"), Some(ext.clone()));
+    assert_eq!(field(&hole, "SYSLOG_IDENTIFIER").as_deref(), Some("p2pb"));
+    // ...and to the hole log, which `p2pb audit` reads.
+    let audit = inside(pid, &["p2pb", "audit", "--json", "--uid", "4243"]);
+    let audit = String::from_utf8_lossy(&audit.stdout);
+    assert!(audit.contains("\"activity_name\":\"mapped\""), "{audit}");
 
     // `systemctl stop`: SIGTERM releases the lease at the gateway.
     // SAFETY: signalling our own child (the daemon, after the execs).

@@ -12,15 +12,51 @@
 use std::io;
 
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
-/// Install the global subscriber: `filter` (e.g. `warn`, `info`), records
-/// to standard error through [`Escaping`].
+/// The target of hole-log records (see `daemon::holelog`): always on at
+/// `info`, whatever the filter, unless the filter names it.
+pub const HOLE_TARGET: &str = "p2pbroker::hole";
+
+/// Install the global subscriber: `filter` (e.g. `warn`, `info`). Under
+/// systemd (standard error is the journal's stream, as `JOURNAL_STREAM`
+/// says) records go to journald natively with their fields (prefixed
+/// `P2PB_`); otherwise to standard error through [`Escaping`].
 pub fn init(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::new(format!("{HOLE_TARGET}=info,{filter}"));
+    if stderr_is_journal()
+        && let Ok(journal) = tracing_journald::layer()
+    {
+        let journal = journal
+            .with_field_prefix(Some("P2PB".into()))
+            .with_syslog_identifier("p2pb".into());
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(journal)
+            .init();
+        return;
+    }
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_env_filter(filter)
         .with_ansi(false)
         .with_writer(Escaping(io::stderr))
         .init();
+}
+
+/// Whether standard error is the stream systemd connected to the journal:
+/// `JOURNAL_STREAM` is `DEVICE:INODE` of it (a child that inherited the
+/// variable but not the descriptor writes to stderr as usual).
+fn stderr_is_journal() -> bool {
+    let Some(v) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat on fd 2 into a valid stat buffer.
+    if unsafe { libc::fstat(2, &mut st) } != 0 {
+        return false;
+    }
+    v.to_str() == Some(&format!("{}:{}", st.st_dev, st.st_ino))
 }
 
 /// A [`MakeWriter`] whose writers escape each record (see the module docs).

@@ -180,6 +180,8 @@ impl Broker {
         if let Err(e) = log.write(&super::holelog::record(&h)) {
             tracing::error!("{e}");
         }
+        drop(log);
+        super::holelog::trace(&h);
     }
 
     /// Probe results no older than the policy's TTL, probing now if needed

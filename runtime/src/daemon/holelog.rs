@@ -297,6 +297,36 @@ impl HoleLog {
     }
 }
 
+/// The hole as a `tracing` record of target [`crate::logging::HOLE_TARGET`]:
+/// under systemd, journald gets each fact as a field (`P2PB_HOLE_UID`, ...).
+pub fn trace(h: &Hole) {
+    let external = h.external.map(|e| e.to_string());
+    let mode = h.mode.as_ref();
+    tracing::info!(
+        target: crate::logging::HOLE_TARGET,
+        hole_activity = h.activity.name(),
+        hole_uid = h.who.uid,
+        hole_pid = h.who.pid,
+        hole_process = h.who.process.as_deref(),
+        hole_lan_client = h.who.lan.as_deref(),
+        hole_transport = h.transport.as_str(),
+        hole_internal = %h.internal,
+        hole_external = external.as_deref(),
+        hole_lifetime = h.lifetime,
+        hole_lease = h.lease,
+        hole_mod = mode.map(|m| m.name.as_str()),
+        hole_mod_sha256 = mode.map(|m| m.sha256.as_str()),
+        hole_policy_serial = h.policy_serial,
+        hole_why = h.why.as_deref(),
+        "hole {} {} {} -> {} (uid {})",
+        h.activity.name(),
+        h.transport,
+        h.internal,
+        external.as_deref().unwrap_or("-"),
+        h.who.uid,
+    );
+}
+
 /// The name of process `pid` (`/proc/PID/comm`), escaped for logs.
 pub fn process_name(pid: u32) -> Option<String> {
     let raw = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
