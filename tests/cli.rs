@@ -630,3 +630,75 @@ fn policy_check_reports_every_problem_and_what_a_policy_grants() {
     assert_eq!(c["signers"][0], "security");
     assert_eq!(c["grants"][0], "tcp:connect@api:1-65535");
 }
+
+#[test]
+fn the_signing_commands_speak_json_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| -> serde_json::Value {
+        let o = p2pb().args(args).output().unwrap();
+        assert!(o.status.success(), "{args:?}: {o:?}");
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {o:?}"))
+    };
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let base = dir.path().join("team");
+    let k = run(&["key", "generate", "--json", "--out", &s(&base)]);
+    let id = k["key_id"].as_str().unwrap().to_string();
+    let show = run(&["key", "show", "--json", &s(&base.with_extension("pub"))]);
+    assert_eq!(
+        (&show["key_id"], &show["public"]),
+        (&k["key_id"], &k["public"])
+    );
+    // A built-in MOD, exported, signed and verified.
+    let modes = dir.path().join("modes");
+    let listed = run(&["mode", "builtin", "--json", "--export", &s(&modes)]);
+    let file = modes.join(listed[0]["file"].as_str().unwrap());
+    let key = s(&base.with_extension("key"));
+    let signed = run(&["mode", "sign", "--json", "--key", &key, &s(&file)]);
+    assert_eq!(
+        (signed["key_id"].as_str(), signed["signatures"].as_u64()),
+        (Some(id.as_str()), Some(1))
+    );
+    let v = run(&[
+        "mode",
+        "verify",
+        "--json",
+        &s(&file),
+        "--key",
+        &s(&base.with_extension("pub")),
+    ]);
+    assert_eq!(
+        (v["valid"].as_bool(), v["keys"][0]["signed"].as_bool()),
+        (Some(true), Some(true))
+    );
+    // A policy, signed and published.
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, p2pbroker::policy::DEFAULT_POLICY).unwrap();
+    let ps = run(&["policy", "sign", "--json", "--key", &key, &s(&policy)]);
+    assert!(
+        ps["signature_file"]
+            .as_str()
+            .unwrap()
+            .ends_with("policy.toml.sig"),
+        "{ps}"
+    );
+    let site = dir.path().join("site");
+    let pub_ = run(&[
+        "policy",
+        "publish",
+        "--json",
+        &s(&policy),
+        "--to",
+        &s(&site),
+    ]);
+    assert!(
+        pub_[0]["published"]
+            .as_str()
+            .unwrap()
+            .ends_with("policy.toml"),
+        "{pub_}"
+    );
+    assert!(site.join("policy.toml.sig").exists());
+    // The allow.list the export wrote lists every component by hash.
+    let allow = std::fs::read_to_string(modes.join("allow.list")).unwrap();
+    assert_eq!(allow.lines().count(), listed.as_array().unwrap().len());
+}

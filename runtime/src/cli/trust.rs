@@ -12,31 +12,54 @@ pub enum KeyCommand {
         /// Path without extension.
         #[arg(long)]
         out: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Print a key's public half and ID.
     Show {
         /// A .pub or .key file.
         file: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
+}
+
+/// Print `v` as one JSON line, or run `human`.
+fn report(json: bool, v: serde_json::Value, human: impl FnOnce()) {
+    if json {
+        println!("{}", p2pbroker::text::json_line(&v));
+    } else {
+        human();
+    }
 }
 
 /// Run a `p2pb key` command.
 pub fn key(cmd: KeyCommand) -> anyhow::Result<u8> {
     match cmd {
-        KeyCommand::Generate { out } => {
+        KeyCommand::Generate { out, json } => {
             let (pk, sk, pubf) = keys::generate(&out)?;
-            outln!("key id   {}", pk.id_hex());
-            outln!("public   {}", pk.hex());
-            outln!(
-                "secret   {} (owner-only; keep it off shared machines)",
-                sk.display()
-            );
-            outln!("pub file {}", pubf.display());
+            let v = serde_json::json!({
+                "key_id": pk.id_hex(), "public": pk.hex(), "secret_file": sk, "public_file": pubf,
+            });
+            report(json, v, || {
+                outln!("key id   {}", pk.id_hex());
+                outln!("public   {}", pk.hex());
+                outln!(
+                    "secret   {} (owner-only; keep it off shared machines)",
+                    sk.display()
+                );
+                outln!("pub file {}", pubf.display());
+            });
         }
-        KeyCommand::Show { file } => {
+        KeyCommand::Show { file, json } => {
             let pk = keys::read_public(&file)?;
-            outln!("key id   {}", pk.id_hex());
-            outln!("public   {}", pk.hex());
+            let v = serde_json::json!({"key_id": pk.id_hex(), "public": pk.hex()});
+            report(json, v, || {
+                outln!("key id   {}", pk.id_hex());
+                outln!("public   {}", pk.hex());
+            });
         }
     }
     Ok(0)
@@ -53,6 +76,9 @@ pub struct SignArgs {
     /// Write the signed component here instead.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Sign a component, keeping signatures already present.
@@ -63,18 +89,23 @@ pub fn sign(a: SignArgs) -> anyhow::Result<u8> {
     let out = a.out.unwrap_or_else(|| a.file.clone());
     write_atomically(&out, &signed)?;
     let n = trust::signers(&signed, &[])?.len();
-    outln!(
-        "signed {} with key {} ({n} signature(s) now)",
-        out.display(),
-        sk.public().id_hex()
-    );
+    let id = sk.public().id_hex();
+    let v = serde_json::json!({"file": out, "key_id": id, "signatures": n});
+    report(a.json, v, || {
+        outln!(
+            "signed {} with key {id} ({n} signature(s) now)",
+            out.display()
+        )
+    });
     Ok(0)
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let tmp = path.with_extension("signing");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)?;
+    std::fs::write(&tmp, bytes)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .map_err(|e| anyhow::anyhow!("cannot replace {}: {e}", path.display()))?;
     Ok(())
 }
 
@@ -86,6 +117,9 @@ pub struct VerifyArgs {
     /// Public keys that must each have signed it.
     #[arg(long = "key", required = true)]
     keys: Vec<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Exit 0 when every given key signed exactly these bytes, 1 otherwise.
@@ -98,17 +132,29 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<u8> {
         .collect::<Result<_, _>>()?;
     let found = trust::verify(&bytes, &trusted)?;
     let mut missing = 0;
+    let mut list = Vec::new();
     for (k, path) in trusted.iter().zip(&a.keys) {
-        if found.contains(k) {
+        let ok = found.contains(k);
+        missing += usize::from(!ok);
+        list.push(serde_json::json!({"key_id": k.id_hex(), "key_file": path, "signed": ok}));
+        if a.json {
+            continue;
+        }
+        if ok {
             outln!("ok       {} ({})", k.id_hex(), path.display());
         } else {
-            missing += 1;
             outln!(
                 "MISSING  {} ({}): no valid signature",
                 k.id_hex(),
                 path.display()
             );
         }
+    }
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"valid": missing == 0, "keys": list})
+        );
     }
     Ok(if missing == 0 { 0 } else { super::EXIT_FAILED })
 }
@@ -146,6 +192,9 @@ pub enum PolicyCommand {
         /// FILE is a root of trust (root.toml), not a policy.
         #[arg(long)]
         root: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Check a policy bundle (FILE + FILE.sig) against a root of trust.
     Verify {
@@ -154,6 +203,9 @@ pub enum PolicyCommand {
         /// The root of trust (root.toml).
         #[arg(long)]
         root: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Copy a signed policy (and the root, if given) into DIR for any
     /// static web server to serve; the broker polls it.
@@ -166,6 +218,9 @@ pub enum PolicyCommand {
         /// Also publish this root (root.toml + root.toml.sig).
         #[arg(long)]
         root: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -199,7 +254,12 @@ pub fn policy(cmd: PolicyCommand) -> anyhow::Result<u8> {
             no_builtin_modes,
             json,
         } => super::policy_check::run(&file, modes.as_deref(), !no_builtin_modes, json),
-        PolicyCommand::Sign { key, file, root } => {
+        PolicyCommand::Sign {
+            key,
+            file,
+            root,
+            json,
+        } => {
             let sk = keys::read_secret(&key)?;
             let doc = read_doc(&file)?;
             if root {
@@ -218,14 +278,17 @@ pub fn policy(cmd: PolicyCommand) -> anyhow::Result<u8> {
             }
             text.push_str(&bundle::sign_line(root, &doc, &sk));
             write_atomically(&sig, text.as_bytes())?;
-            outln!(
-                "signed {} with key {id} -> {}",
-                file.display(),
-                sig.display()
-            );
+            let v = serde_json::json!({"file": file, "key_id": id, "signature_file": sig});
+            report(json, v, || {
+                outln!(
+                    "signed {} with key {id} -> {}",
+                    file.display(),
+                    sig.display()
+                )
+            });
             Ok(0)
         }
-        PolicyCommand::Verify { file, root } => {
+        PolicyCommand::Verify { file, root, json } => {
             let r = bundle::Root::parse(&read_doc(&root)?)?;
             let doc = read_doc(&file)?;
             let sigs = read_doc(&sig_path(&file))?;
@@ -243,20 +306,31 @@ pub fn policy(cmd: PolicyCommand) -> anyhow::Result<u8> {
                     Ok(serial)
                 }) {
                 Ok(serial) => {
-                    outln!(
-                        "ok: serial {serial}, signed by the threshold of root v{}",
-                        r.version
-                    );
+                    let v = serde_json::json!({"valid": true, "serial": serial, "root_version": r.version});
+                    report(json, v, || {
+                        outln!(
+                            "ok: serial {serial}, signed by the threshold of root v{}",
+                            r.version
+                        )
+                    });
                     Ok(0)
                 }
                 Err(e) => {
-                    outln!("REFUSED: {e}");
+                    let v = serde_json::json!({"valid": false, "error": e.to_string()});
+                    report(json, v, || outln!("REFUSED: {e}"));
                     Ok(super::EXIT_FAILED)
                 }
             }
         }
-        PolicyCommand::Publish { file, to, root } => {
-            std::fs::create_dir_all(&to)?;
+        PolicyCommand::Publish {
+            file,
+            to,
+            root,
+            json,
+        } => {
+            std::fs::create_dir_all(&to)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", to.display()))?;
+            let mut done = Vec::new();
             let mut files = vec![(file.clone(), "policy.toml")];
             if let Some(r) = &root {
                 files.push((r.clone(), "root.toml"));
@@ -271,7 +345,13 @@ pub fn policy(cmd: PolicyCommand) -> anyhow::Result<u8> {
                 );
                 write_atomically(&to.join(name), &read_doc(&src)?)?;
                 write_atomically(&to.join(format!("{name}.sig")), &read_doc(&sig)?)?;
-                outln!("published {} -> {}", src.display(), to.join(name).display());
+                done.push(serde_json::json!({"file": src, "published": to.join(name)}));
+                if !json {
+                    outln!("published {} -> {}", src.display(), to.join(name).display());
+                }
+            }
+            if json {
+                println!("{}", serde_json::Value::Array(done));
             }
             Ok(0)
         }
