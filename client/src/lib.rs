@@ -10,7 +10,7 @@
 //! println!("reachable at {}", lease.external);
 //! let mut events = client.subscribe().await?;
 //! while let Some(e) = events.next().await {
-//!     println!("{:?}: now {}", e.kind, e.lease.external);
+//!     println!("{}: now {}", e.kind, e.lease.external);
 //! }
 //! # Ok(()) }
 //! ```
