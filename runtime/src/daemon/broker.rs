@@ -131,7 +131,11 @@ impl Broker {
             external: Some(view.external),
             lifetime: Some(view.gateway_lifetime),
             lease: Some(view.id),
-            mode: Some(self.mode_ref(&rec.mode, &rec.mode_sha256)),
+            mode: Some(ModeRef {
+                name: rec.mode.clone(),
+                sha256: rec.mode_sha256.clone(),
+                signers: Vec::new(),
+            }),
             policy_serial: None,
             why: reason.clone(),
         });
@@ -142,28 +146,19 @@ impl Broker {
         });
     }
 
-    /// A MOD as the hole log names it: its signers if it is still loaded.
-    fn mode_ref(&self, name: &str, sha256: &str) -> ModeRef {
-        let signers = self
-            .shared
-            .lock()
-            .unwrap()
-            .modes
-            .get(name)
-            .filter(|m| m.sha256() == sha256)
-            .map(|m| m.signers().to_vec())
-            .unwrap_or_default();
-        ModeRef {
-            name: name.to_string(),
-            sha256: sha256.to_string(),
-            signers,
-        }
-    }
-
-    /// Append to the hole log, with the policy serial in force. A failed
+    /// Append to the hole log, with the policy serial in force and the
+    /// MOD's signers if that very component is still loaded. A failed
     /// write is logged; it does not undo what happened.
     pub fn log_hole(&self, mut h: Hole) {
-        h.policy_serial = self.shared.lock().unwrap().policy.serial;
+        {
+            let s = self.shared.lock().unwrap();
+            h.policy_serial = s.policy.serial;
+            if let Some(m) = h.mode.as_mut()
+                && let Some(loaded) = s.modes.get(&m.name).filter(|l| l.sha256() == m.sha256)
+            {
+                m.signers = loaded.signers().to_vec();
+            }
+        }
         let mut log = self.holes.lock().unwrap();
         // A local user can send refusals as fast as it likes: only so many
         // are written a minute, so they cannot rotate real holes away.
@@ -176,6 +171,9 @@ impl Broker {
                 }
                 None => return,
             }
+            // Read only for a refusal that is written (a lease's is its
+            // record's, taken at map time: the pid may be another's now).
+            h.who.process = h.who.pid.and_then(super::holelog::process_name);
         }
         if let Err(e) = log.write(&super::holelog::record(&h)) {
             tracing::error!("{e}");
@@ -245,7 +243,7 @@ impl Broker {
                 who: Who {
                     uid: who.uid,
                     pid: who.pid,
-                    process: who.pid.and_then(super::holelog::process_name),
+                    process: None,
                     lan: lan.map(|l| l.id.clone()),
                 },
                 transport: transport.to_string(),
