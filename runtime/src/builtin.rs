@@ -35,9 +35,11 @@ impl Builtin {
     }
 }
 
-/// The built-in MODs' allow-list: their sha256 digests.
-pub fn allow_list() -> HashSet<String> {
-    ALL.iter().map(Builtin::sha256).collect()
+/// The built-in MODs' allow-list: their sha256 digests, hashed once per
+/// process (every policy reload asks again).
+pub fn allow_list() -> &'static HashSet<String> {
+    static LIST: std::sync::OnceLock<HashSet<String>> = std::sync::OnceLock::new();
+    LIST.get_or_init(|| ALL.iter().map(Builtin::sha256).collect())
 }
 
 #[cfg(test)]

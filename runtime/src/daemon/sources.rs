@@ -84,7 +84,7 @@ impl ModeSources {
             }
         }
         if self.builtin {
-            let allow = Arc::new(crate::builtin::allow_list());
+            let allow = Arc::new(crate::builtin::allow_list().clone());
             for b in crate::builtin::all() {
                 let name = b.name().unwrap_or_default();
                 if claimed.contains(&name) {
