@@ -60,7 +60,11 @@ while time.time() < end:
         except OSError:
             break
 PY
-while [ ! -S "$R/root/run/systemd/journal/socket" ]; do sleep 0.1; done
+i=0
+until [ -S "$R/root/run/systemd/journal/socket" ]; do
+    i=$((i + 1)); [ "$i" -le 300 ] || { echo "the journald stand-in never bound" >&2; exit 1; }
+    sleep 0.1
+done
 export JOURNAL_STREAM=$(stat -L -c '%d:%i' /proc/self/fd/2)
 exec chroot "$R/root" /bin/sh -c "exec $EXEC --log info"
 "#;
