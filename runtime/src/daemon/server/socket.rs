@@ -114,7 +114,11 @@ pub fn group_id(name: &str) -> anyhow::Result<u32> {
     // use, and only `gr_gid` (a plain integer) is read.
     let rc =
         unsafe { libc::getgrnam_r(c.as_ptr(), &mut grp, buf.as_mut_ptr(), buf.len(), &mut out) };
-    if rc != 0 || out.is_null() {
+    if rc != 0 {
+        let e = std::io::Error::from_raw_os_error(rc);
+        bail!("cannot look up group `{}`: {e}", crate::text::escaped(name));
+    }
+    if out.is_null() {
         bail!(
             "no group named `{}` on this host",
             crate::text::escaped(name)
