@@ -84,8 +84,12 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
         Some(s) => since_ms(s)?,
         None => 0,
     };
-    let mut found = Vec::new();
-    let mut unreadable = 0usize;
+    // Streamed: the log may hold tens of megabytes; only the table's
+    // rows (or nothing, with --json) are kept.
+    let mut t = Table::new(&[
+        "TIME", "ACTIVITY", "UID", "PROCESS", "PROTO", "INTERNAL", "EXTERNAL", "MOD", "WHY",
+    ]);
+    let (mut matched, mut unreadable) = (0usize, 0usize);
     for path in holelog::files(&dir) {
         let f = match std::fs::File::open(&path) {
             Ok(f) => f,
@@ -95,7 +99,14 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
         for line in std::io::BufReader::new(f).lines() {
             let line = line.map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
             match serde_json::from_str::<Value>(&line) {
-                Ok(v) if matches(&a, &v, since) => found.push(v),
+                Ok(v) if matches(&a, &v, since) => {
+                    matched += 1;
+                    if a.json {
+                        println!("{v}");
+                    } else {
+                        t.row(row(&v));
+                    }
+                }
                 Ok(_) => {}
                 Err(_) => unreadable += 1,
             }
@@ -105,43 +116,39 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
         errln!("p2pb audit: {unreadable} line(s) of the hole log are not JSON; skipped");
     }
     if a.json {
-        for v in &found {
-            println!("{v}");
-        }
         return Ok(0);
     }
-    if found.is_empty() {
+    if matched == 0 {
         outln!("no hole-log entries match (in {})", dir.display());
         return Ok(0);
     }
-    let mut t = Table::new(&[
-        "TIME", "ACTIVITY", "UID", "PROCESS", "PROTO", "INTERNAL", "EXTERNAL", "MOD", "WHY",
-    ]);
-    for v in &found {
-        let hole = &v["unmapped"]["hole"];
-        let time = std::time::UNIX_EPOCH
-            + std::time::Duration::from_millis(v["time"].as_u64().unwrap_or(0));
-        let ep = |e: &Value| match (e["ip"].as_str(), e["port"].as_u64()) {
-            (Some(ip), Some(p)) if ip.contains(':') => format!("[{ip}]:{p}"),
-            (Some(ip), Some(p)) => format!("{ip}:{p}"),
-            _ => "-".into(),
-        };
-        let text = |x: &Value| x.as_str().unwrap_or("-").to_string();
-        t.row(vec![
-            humantime::format_rfc3339_seconds(time).to_string(),
-            text(&v["activity_name"]),
-            text(&v["actor"]["user"]["uid"]),
-            match v["actor"]["process"]["pid"].as_u64() {
-                Some(pid) => format!("{} ({pid})", text(&v["actor"]["process"]["name"])),
-                None => text(&v["actor"]["lan_client"]),
-            },
-            text(&v["connection_info"]["protocol_name"]),
-            ep(&v["dst_endpoint"]),
-            ep(&hole["external"]),
-            text(&hole["mod"]["name"]),
-            text(&v["status_detail"]),
-        ]);
-    }
     print!("{t}");
     Ok(0)
+}
+
+/// One entry as a table row.
+fn row(v: &Value) -> Vec<String> {
+    let hole = &v["unmapped"]["hole"];
+    let time =
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(v["time"].as_u64().unwrap_or(0));
+    let ep = |e: &Value| match (e["ip"].as_str(), e["port"].as_u64()) {
+        (Some(ip), Some(p)) if ip.contains(':') => format!("[{ip}]:{p}"),
+        (Some(ip), Some(p)) => format!("{ip}:{p}"),
+        _ => "-".into(),
+    };
+    let text = |x: &Value| x.as_str().unwrap_or("-").to_string();
+    vec![
+        humantime::format_rfc3339_seconds(time).to_string(),
+        text(&v["activity_name"]),
+        text(&v["actor"]["user"]["uid"]),
+        match v["actor"]["process"]["pid"].as_u64() {
+            Some(pid) => format!("{} ({pid})", text(&v["actor"]["process"]["name"])),
+            None => text(&v["actor"]["lan_client"]),
+        },
+        text(&v["connection_info"]["protocol_name"]),
+        ep(&v["dst_endpoint"]),
+        ep(&hole["external"]),
+        text(&hole["mod"]["name"]),
+        text(&v["status_detail"]),
+    ]
 }
