@@ -187,10 +187,17 @@ fn restart_is_detected(rel: &str, port: u16) {
         ],
     );
     assert_eq!(m["ok"], true, "{m}");
-    // Epochs count seconds: let the gateway's grow well past the RFCs' 2 s
-    // allowance (and a slow restart's second or two) so a reset is
-    // distinguishable from clock skew.
-    std::thread::sleep(std::time::Duration::from_secs(6));
+    // Epochs count seconds: wait until the gateway's is well past the
+    // RFCs' 2 s allowance (and a slow restart's second or two) so a reset
+    // is distinguishable from clock skew.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while lab.gateway_epoch().is_none_or(|e| e < 6) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gateway's epoch never reached 6 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     lab.restart_gateway();
     let r = call(&lab, rel, "renew", &["--mapping", &m["result"].to_string()]);
     assert_eq!(r["ok"], false, "{r}");

@@ -372,6 +372,15 @@ impl Lab {
         self.wait_ready();
     }
 
+    /// The gateway's NAT-PMP epoch (seconds since its mappings were last
+    /// reset), as `natpmpc` prints it; `None` if it does not answer.
+    pub fn gateway_epoch(&self) -> Option<u32> {
+        let out = self.exec(Ns::Host, &["natpmpc", "-g", GW_LAN_IP]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("epoch = ")?.trim().parse().ok())
+    }
+
     /// Wait (bounded) until the gateway serves what it was configured for.
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
