@@ -10,6 +10,8 @@ mod daemon;
 mod harness;
 #[path = "lab/mod.rs"]
 mod lab;
+#[path = "daemon_lab/metrics.rs"]
+mod metrics;
 
 use daemon::{Daemon, Reaped, eventually};
 use lab::{GatewayOptions, Lab, NatKind, PUB_ALT_IP, PUB_IP};

@@ -180,6 +180,26 @@ pub trait AuditSink: Send + Sync {
     fn record(&self, decision: &Decision);
     /// Record one event.
     fn event(&self, event: &AuditEvent);
+    /// One lifecycle call finished (metrics; nothing is written by
+    /// default).
+    fn call(&self, _summary: &CallSummary) {}
+}
+
+/// What one lifecycle call cost, for metrics.
+#[derive(Debug, Clone)]
+pub struct CallSummary {
+    /// The MOD's name.
+    pub mode: Arc<str>,
+    /// The lifecycle call (`map`, `renew`, ...).
+    pub op: &'static str,
+    /// Wall time of the whole call.
+    pub elapsed: std::time::Duration,
+    /// Linear memory held at the end of the call: its peak, as a call's
+    /// memory only grows.
+    pub memory_peak: usize,
+    /// Socket uses the gate denied during the call (every one, whether or
+    /// not the audit log wrote it out).
+    pub denials: usize,
 }
 
 /// Discards decisions (benchmarks of the raw path only).
@@ -273,6 +293,12 @@ impl AuditSink for Tee {
     fn event(&self, event: &AuditEvent) {
         for s in &self.0 {
             s.event(event);
+        }
+    }
+
+    fn call(&self, summary: &CallSummary) {
+        for s in &self.0 {
+            s.call(summary);
         }
     }
 }

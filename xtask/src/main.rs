@@ -120,6 +120,9 @@ const LAB_PACKAGES: &[&str] = &[
     "tinyproxy",
     "dante-server",
     "curl",
+    // The Prometheus project's OpenMetrics parser, which the metrics test
+    // scrapes with (Debian's python3).
+    "python3-prometheus-client",
 ];
 
 fn installed(pkg: &str) -> bool {

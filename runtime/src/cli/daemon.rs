@@ -45,6 +45,11 @@ pub struct Args {
     /// Rotated hole-log files kept (holes.jsonl.1 the newest).
     #[arg(long, default_value_t = p2pbroker::daemon::holelog::DEFAULT_KEEP)]
     hole_log_keep: u32,
+    /// Serve Prometheus/OpenMetrics metrics at http://ADDR/metrics (off
+    /// by default; unauthenticated, so keep it on loopback or a management
+    /// network).
+    #[arg(long, value_name = "ADDR", env = "P2PB_METRICS")]
+    metrics: Option<std::net::SocketAddr>,
     /// How often to poll for a new policy, in ms.
     #[arg(long, default_value_t = 300_000)]
     policy_interval_ms: u64,
@@ -93,6 +98,7 @@ pub async fn run(a: Args, socket: Option<PathBuf>) -> anyhow::Result<u8> {
         state_dir: a.state_dir.unwrap_or_else(default_state_dir),
         fleet,
         hole_log: (a.hole_log_max_bytes, a.hole_log_keep),
+        metrics: a.metrics,
     };
     // Bad input is usage (2): a socket folder others could write, a policy
     // that does not parse.

@@ -86,6 +86,8 @@ pub struct Broker {
     pub trust: Mutex<Option<super::fleet::TrustState>>,
     /// Who opened which hole, when (see [`super::holelog`]).
     pub holes: Mutex<super::holelog::HoleLog>,
+    /// Counters and histograms (`--metrics`; fed whether served or not).
+    pub metrics: Arc<super::metrics::Metrics>,
 }
 
 /// Unix time in ms.
@@ -230,7 +232,12 @@ impl Broker {
         passed: Option<OwnedFd>,
     ) -> Result<LeaseView, ApiError> {
         let asked = (p.transport, p.port, p.address, p.mode.clone());
+        let began = Instant::now();
         let r = self.map_checked(p, who.clone(), passed).await;
+        match &r {
+            Ok(lease) => self.metrics.mapped(&lease.mode, began.elapsed()),
+            Err(e) => self.metrics.map_failed(e.code.as_str()),
+        }
         if let Err(e) = &r {
             let (transport, port, address, mode) = asked;
             let lan = who.lan.as_ref();
@@ -465,12 +472,16 @@ impl Broker {
             }
             match r.result {
                 Ok(Output::Mapping(m)) => return Ok((mode, m)),
-                Ok(_) => reasons.push((
-                    mode.name().to_string(),
-                    Failure::new("fault", "map returned no mapping"),
-                )),
+                Ok(_) => {
+                    self.metrics.mod_failed(mode.name(), "map", "fault");
+                    reasons.push((
+                        mode.name().to_string(),
+                        Failure::new("fault", "map returned no mapping"),
+                    ))
+                }
                 Err(e) => {
                     let f = selector::failure(&e);
+                    self.metrics.mod_failed(mode.name(), "map", &f.kind);
                     let conflict = f.kind == "conflict" && t.external_port.is_some();
                     reasons.push((mode.name().to_string(), f));
                     if conflict {

@@ -246,10 +246,24 @@ impl Broker {
             }
             Err(e) => Err(e.to_string()),
         };
+        use super::metrics::FleetResult;
         let outcome = match fetched {
-            Ok(None) => return,
-            Ok(Some(f)) => self.check_and_apply(fleet, f, started).await,
-            Err(e) => Err(format!("fetching from {}: {e}", fleet.source)),
+            Ok(None) => {
+                self.metrics.fleet_fetch(FleetResult::Unchanged);
+                return;
+            }
+            Ok(Some(f)) => {
+                let r = self.check_and_apply(fleet, f, started).await;
+                self.metrics.fleet_fetch(match r {
+                    Ok(()) => FleetResult::Applied,
+                    Err(_) => FleetResult::Refused,
+                });
+                r
+            }
+            Err(e) => {
+                self.metrics.fleet_fetch(FleetResult::FetchFailed);
+                Err(format!("fetching from {}: {e}", fleet.source))
+            }
         };
         let mut t = self.trust.lock().unwrap();
         if let Some(t) = t.as_mut() {

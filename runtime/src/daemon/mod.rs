@@ -13,8 +13,10 @@ pub mod expiry;
 pub mod fdpass;
 pub mod fleet;
 pub mod holelog;
+pub mod http;
 pub mod journal;
 pub mod leases;
+pub mod metrics;
 pub mod nat;
 pub mod netwatch;
 pub mod notify;
@@ -78,6 +80,8 @@ pub struct DaemonOptions {
     /// The hole log's rotation size (bytes) and how many rotated files
     /// it keeps.
     pub hole_log: (u64, u32),
+    /// Where to serve metrics, if anywhere (see [`metrics`]).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// An error answer without per-MOD reasons.
@@ -120,6 +124,34 @@ pub fn default_state_dir() -> PathBuf {
 }
 
 impl Broker {
+    /// The metrics endpoint: `GET /metrics`, with lease counts and the
+    /// policy read at each scrape.
+    pub fn metrics_handler(self: Arc<Self>) -> http::Handler {
+        Arc::new(move |req: &http::Request| {
+            if req.path != "/metrics" {
+                return http::Reply::text(404, "only /metrics is served here\n");
+            }
+            let snapshot = {
+                let s = self.shared.lock().unwrap();
+                metrics::Snapshot {
+                    leases: s
+                        .table
+                        .all()
+                        .map(|l| (l.rec.mode.clone(), l.state))
+                        .collect(),
+                    policy_serial: s.policy.serial,
+                    policy_expires_ms: s.policy.expires_ms(),
+                    modes_loaded: s.modes.len(),
+                }
+            };
+            http::Reply {
+                status: 200,
+                content_type: "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                body: self.metrics.encode(&snapshot).into_bytes(),
+            }
+        })
+    }
+
     /// SIGHUP: re-read the local policy file and apply it as a fleet push
     /// is applied (leases of MODs still permitted are kept), or, for a
     /// fleet-managed broker, fetch now. A policy that does not parse or
@@ -189,7 +221,11 @@ pub async fn start(opts: &DaemonOptions) -> anyhow::Result<Arc<Broker>> {
     for w in &replay.warnings {
         tracing::warn!("lease journal: {w}");
     }
-    let audit: Arc<dyn AuditSink> = Arc::new(FileSink::open(&opts.state_dir.join("audit.jsonl"))?);
+    let metrics = Arc::new(metrics::Metrics::new());
+    let audit: Arc<dyn AuditSink> = Arc::new(metrics::MeteredSink {
+        inner: Arc::new(FileSink::open(&opts.state_dir.join("audit.jsonl"))?),
+        metrics: metrics.clone(),
+    });
     let holes = holelog::HoleLog::open(&opts.state_dir, opts.hole_log.0, opts.hole_log.1)?;
     let nofile = process::raise_nofile();
     let host = ModeHost::new(
@@ -234,6 +270,7 @@ pub async fn start(opts: &DaemonOptions) -> anyhow::Result<Arc<Broker>> {
         policy_source: Mutex::new(policy_source),
         modes: opts.modes.clone(),
         holes: Mutex::new(holes),
+        metrics,
         state_dir: opts.state_dir.clone(),
         trust: Mutex::new(trust),
     });
@@ -258,6 +295,19 @@ pub async fn run(opts: DaemonOptions) -> anyhow::Result<()> {
     server::socket::prepare(&opts.socket)?;
     let broker = start(&opts).await?;
     let (listener, socket) = server::bind(&opts.socket, opts.socket_group)?;
+    let metrics = match opts.metrics {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for metrics"))?;
+            tracing::info!("metrics on http://{}/metrics", l.local_addr()?);
+            Some(tokio::spawn(http::serve(
+                l,
+                broker.clone().metrics_handler(),
+            )))
+        }
+        None => None,
+    };
     let limits = server::limits::Limits::new(server::limits::connection_budget(process::nofile()));
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -314,6 +364,9 @@ pub async fn run(opts: DaemonOptions) -> anyhow::Result<()> {
     }
     let _ = notify::notify("STOPPING=1");
     serve.abort();
+    if let Some(m) = metrics {
+        m.abort();
+    }
     if let Some(f) = fleet_task {
         f.abort();
     }

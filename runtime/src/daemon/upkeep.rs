@@ -141,7 +141,12 @@ impl Broker {
                     .await;
             }
         };
+        let began = std::time::Instant::now();
         let r = mode.call(Op::Renew(mapping, lifetime)).await;
+        if let Err(e) = &r.result {
+            let kind = super::selector::failure(e).kind;
+            self.metrics.mod_failed(mode.name(), "renew", &kind);
+        }
         match r.result {
             Ok(Output::Mapping(m)) => {
                 let mut rec = l.rec.clone();
@@ -157,6 +162,7 @@ impl Broker {
                 }
                 let reason = moved.then(|| "the external endpoint changed".to_string());
                 self.settled(rec, EventKind::Renewed, reason);
+                self.metrics.renewed(mode.name(), began.elapsed());
             }
             Ok(_) => self.retry_later(id),
             Err(CallError::ContractBreach { reason, mapping }) => {

@@ -20,7 +20,7 @@ use super::wit::tunnel::{TunnelIn, TunnelOut};
 use super::wit::{
     CallState, LogLine, MapRequest, Mapping, ModeError, ModeInfo, ModePre, ProbeReport,
 };
-use crate::audit::{AuditEvent, Decision, MemorySink, now_rfc3339};
+use crate::audit::{AuditEvent, CallSummary, Decision, MemorySink, now_rfc3339};
 
 /// Extra time the outer timeout gives over the epoch deadline, so a guest
 /// spinning in wasm is reported as `Timeout` (epoch) and only one stuck in a
@@ -159,6 +159,7 @@ pub(crate) async fn run(mode: &Mode, op: Op) -> CallReport {
     // The store (and any trapped instance in it) is dropped here, never
     // reused; its sockets are closed and given back to the host budget.
     let state = store.into_data();
+    let memory_peak = state.limiter.memory_total();
     let exhausted = state.budget.exhausted();
     let audit_suppressed = state.audit.suppressed();
     drop(state.wasi);
@@ -203,6 +204,13 @@ pub(crate) async fn run(mode: &Mode, op: Op) -> CallReport {
             dropped: audit_suppressed.1,
         });
     }
+    mode.audit.call(&CallSummary {
+        mode: mode.name.clone(),
+        op: call,
+        elapsed: start.elapsed(),
+        memory_peak,
+        denials: decisions.iter().filter(|d| d.denied()).count(),
+    });
     CallReport {
         result,
         decisions,

@@ -1,0 +1,257 @@
+//! A small HTTP/1.1 server for the daemon's opt-in read-only endpoints
+//! (`--metrics`): GET and HEAD only, one request per connection, no body.
+//! Requests are parsed by httparse; hyper would bring a second HTTP stack
+//! and its build time for what is a single GET.
+//!
+//! Anyone who can reach the address can hold what it costs, so it is
+//! bounded: [`MAX_CONNECTIONS`] at once (more are closed unanswered), a
+//! request head of at most [`MAX_HEAD`] bytes read within [`HEAD_TIMEOUT`],
+//! and an answer written within [`WRITE_TIMEOUT`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+/// Connections served at once.
+pub const MAX_CONNECTIONS: usize = 16;
+/// The largest request head read.
+pub const MAX_HEAD: usize = 8 * 1024;
+/// Time a client has to send its request head.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a client has to take the answer.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A parsed request: what the handler sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// `GET` or `HEAD`.
+    pub method: String,
+    /// The path, query string removed.
+    pub path: String,
+}
+
+/// An answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// Status code.
+    pub status: u16,
+    /// `Content-Type`.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// A plain-text answer.
+    pub fn text(status: u16, body: impl Into<String>) -> Reply {
+        Reply {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: body.into().into_bytes(),
+        }
+    }
+
+    /// The status line, headers and (unless `head_only`) the body.
+    pub fn to_bytes(&self, head_only: bool) -> Vec<u8> {
+        let mut out = format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\
+             Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n\
+             Connection: close\r\n\r\n",
+            self.status,
+            reason(self.status),
+            self.content_type,
+            self.body.len()
+        )
+        .into_bytes();
+        if !head_only {
+            out.extend_from_slice(&self.body);
+        }
+        out
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        431 => "Request Header Fields Too Large",
+        _ => "Error",
+    }
+}
+
+/// What the bytes read so far amount to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Head {
+    /// More is needed.
+    Partial,
+    /// A whole request head.
+    Done(Request),
+    /// Refused, with the answer to give.
+    Bad(Reply),
+}
+
+/// Parse a request head (sans-I/O).
+pub fn parse_head(buf: &[u8]) -> Head {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
+            Head::Bad(Reply::text(431, "request head too large\n"))
+        }
+        Ok(httparse::Status::Partial) => Head::Partial,
+        Err(httparse::Error::TooManyHeaders) => {
+            Head::Bad(Reply::text(431, "too many header fields\n"))
+        }
+        Err(e) => Head::Bad(Reply::text(400, format!("bad request: {e}\n"))),
+        Ok(httparse::Status::Complete(_)) => {
+            let method = req.method.unwrap_or_default();
+            if method != "GET" && method != "HEAD" {
+                return Head::Bad(Reply::text(405, "only GET and HEAD are served\n"));
+            }
+            let path = req.path.unwrap_or("/");
+            let path = path.split_once('?').map_or(path, |(p, _)| p);
+            Head::Done(Request {
+                method: method.to_string(),
+                path: path.to_string(),
+            })
+        }
+    }
+}
+
+/// The handler: a request to its answer.
+pub type Handler = Arc<dyn Fn(&Request) -> Reply + Send + Sync>;
+
+/// Serve `listener` until the task is aborted.
+pub async fn serve(listener: TcpListener, handler: Handler) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            // Out of descriptors, most likely: give them a moment back.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        // Over the cap the connection is closed at once, never queued.
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            continue;
+        };
+        let h = handler.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            one(stream, &h).await;
+        });
+    }
+}
+
+async fn one(mut stream: TcpStream, handler: &Handler) {
+    let mut buf = Vec::with_capacity(1024);
+    let head = tokio::time::timeout(HEAD_TIMEOUT, async {
+        let mut chunk = [0u8; 1024];
+        loop {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            match parse_head(&buf) {
+                Head::Partial => continue,
+                h => return Some(h),
+            }
+        }
+    })
+    .await;
+    let (reply, head_only) = match head {
+        Ok(Some(Head::Done(req))) => (handler(&req), req.method == "HEAD"),
+        Ok(Some(Head::Bad(reply))) => (reply, false),
+        // Closed, or too slow: nothing to answer.
+        _ => return,
+    };
+    let bytes = reply.to_bytes(head_only);
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
+        stream.write_all(&bytes).await?;
+        stream.shutdown().await
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_get_is_parsed_once_whole_and_its_query_dropped() {
+        assert_eq!(
+            parse_head(b"GET /metrics HTTP/1.1\r\nHost: x\r\n"),
+            Head::Partial
+        );
+        assert_eq!(
+            parse_head(b"GET /metrics?x=1 HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Head::Done(Request {
+                method: "GET".into(),
+                path: "/metrics".into()
+            })
+        );
+    }
+
+    #[test]
+    fn other_methods_garbage_and_oversized_heads_are_refused() {
+        let status = |b: &[u8]| match parse_head(b) {
+            Head::Bad(r) => r.status,
+            h => panic!("{h:?}"),
+        };
+        assert_eq!(status(b"POST /metrics HTTP/1.1\r\n\r\n"), 405);
+        assert_eq!(status(b"\x00\x01 garbage\r\n\r\n"), 400);
+        let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        big.resize(MAX_HEAD, b'a');
+        assert_eq!(status(&big), 431);
+        let many: String = (0..40).map(|i| format!("H{i}: v\r\n")).collect();
+        assert_eq!(
+            status(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes()),
+            431
+        );
+    }
+
+    #[test]
+    fn a_head_request_gets_the_headers_with_the_bodys_length_only() {
+        let r = Reply::text(200, "abc");
+        let full = String::from_utf8(r.to_bytes(false)).unwrap();
+        let head = String::from_utf8(r.to_bytes(true)).unwrap();
+        assert!(full.starts_with("HTTP/1.1 200 OK\r\n") && full.ends_with("\r\n\r\nabc"));
+        assert!(head.contains("Content-Length: 3\r\n") && head.ends_with("\r\n\r\n"));
+    }
+
+    #[tokio::test]
+    async fn the_server_answers_and_closes_connections_over_the_cap() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let h: Handler = Arc::new(|r: &Request| Reply::text(200, r.path.clone()));
+        let server = tokio::spawn(serve(l, h));
+        // Hold every slot with a client that sends nothing.
+        let mut idle = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
+        let mut extra = TcpStream::connect(addr).await.unwrap();
+        let mut got = Vec::new();
+        extra.read_to_end(&mut got).await.unwrap();
+        assert!(got.is_empty(), "over the cap: closed unanswered");
+        drop(idle);
+        // The slots come back once the idle clients are gone.
+        let mut answered = String::new();
+        for _ in 0..200 {
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            c.write_all(b"GET /x HTTP/1.1\r\n\r\n").await.unwrap();
+            answered.clear();
+            c.read_to_string(&mut answered).await.unwrap();
+            if !answered.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(answered.ends_with("\r\n\r\n/x"), "{answered}");
+        server.abort();
+    }
+}
