@@ -12,6 +12,8 @@ mod harness;
 mod lab;
 #[path = "daemon_lab/metrics.rs"]
 mod metrics;
+#[path = "daemon_lab/page.rs"]
+mod page;
 
 use daemon::{Daemon, Reaped, eventually};
 use lab::{GatewayOptions, Lab, NatKind, PUB_ALT_IP, PUB_IP};
@@ -50,6 +52,17 @@ fn all_modes() -> String {
 
 fn external(lease: &Value) -> String {
     lease["external"].as_str().unwrap().to_string()
+}
+
+/// The status code curl gets for `url` from the lab's host namespace.
+fn http_status(lab: &Lab, url: &str, headers: &[&str]) -> String {
+    let mut args = vec!["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}"];
+    for h in headers {
+        args.extend(["-H", h]);
+    }
+    args.push(url);
+    let out = lab.exec(lab::Ns::Host, &args);
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Number of forwards in the gateway's nftables NAT chain.

@@ -143,17 +143,5 @@ fn metrics_follow_maps_refusals_and_releases_and_parse_as_openmetrics() {
         Some(1.0)
     );
     // Anything but /metrics is not there.
-    let other = lab.exec(
-        Ns::Host,
-        &[
-            "curl",
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            &format!("http://{ADDR}/"),
-        ],
-    );
-    assert_eq!(String::from_utf8_lossy(&other.stdout), "404");
+    assert_eq!(http_status(&lab, &format!("http://{ADDR}/"), &[]), "404");
 }

@@ -123,6 +123,9 @@ const LAB_PACKAGES: &[&str] = &[
     // The Prometheus project's OpenMetrics parser, which the metrics test
     // scrapes with (Debian's python3).
     "python3-prometheus-client",
+    // The status page's test drives headless Chromium over WebDriver.
+    "chromium",
+    "chromium-driver",
 ];
 
 fn installed(pkg: &str) -> bool {

@@ -50,6 +50,10 @@ pub struct Args {
     /// network).
     #[arg(long, value_name = "ADDR", env = "P2PB_METRICS")]
     metrics: Option<std::net::SocketAddr>,
+    /// Serve the status page at http://ADDR/ (off by default; it shows
+    /// every lease to whoever reaches ADDR, so keep it on loopback).
+    #[arg(long, value_name = "ADDR", env = "P2PB_HTTP")]
+    http: Option<std::net::SocketAddr>,
     /// How often to poll for a new policy, in ms.
     #[arg(long, default_value_t = 300_000)]
     policy_interval_ms: u64,
@@ -99,6 +103,7 @@ pub async fn run(a: Args, socket: Option<PathBuf>) -> anyhow::Result<u8> {
         fleet,
         hole_log: (a.hole_log_max_bytes, a.hole_log_keep),
         metrics: a.metrics,
+        http: a.http,
     };
     // Bad input is usage (2): a socket folder others could write, a policy
     // that does not parse.

@@ -1,5 +1,6 @@
 //! A small HTTP/1.1 server for the daemon's opt-in read-only endpoints
-//! (`--metrics`): GET and HEAD only, one request per connection, no body.
+//! (`--metrics`, `--http`): GET and HEAD only, one request per connection,
+//! no request body; an answer is whole or a stream (server-sent events).
 //! Requests are parsed by httparse; hyper would bring a second HTTP stack
 //! and its build time for what is a single GET.
 //!
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 16;
@@ -31,45 +32,68 @@ pub struct Request {
     pub method: String,
     /// The path, query string removed.
     pub path: String,
+    /// The `Host` header, if one was sent and is text.
+    pub host: Option<String>,
+}
+
+/// An answer's body.
+#[derive(Debug)]
+pub enum Body {
+    /// Whole, with its length.
+    Bytes(Vec<u8>),
+    /// Chunks as they come, until the sender is dropped (the connection
+    /// is then closed: that ends the body).
+    Stream(mpsc::Receiver<Vec<u8>>),
 }
 
 /// An answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Reply {
     /// Status code.
     pub status: u16,
     /// `Content-Type`.
     pub content_type: &'static str,
+    /// Further headers (name, value).
+    pub headers: Vec<(&'static str, &'static str)>,
     /// The body.
-    pub body: Vec<u8>,
+    pub body: Body,
 }
 
 impl Reply {
-    /// A plain-text answer.
-    pub fn text(status: u16, body: impl Into<String>) -> Reply {
+    /// A whole answer.
+    pub fn bytes(status: u16, content_type: &'static str, body: impl Into<Vec<u8>>) -> Reply {
         Reply {
             status,
-            content_type: "text/plain; charset=utf-8",
-            body: body.into().into_bytes(),
+            content_type,
+            headers: Vec::new(),
+            body: Body::Bytes(body.into()),
         }
     }
 
-    /// The status line, headers and (unless `head_only`) the body.
-    pub fn to_bytes(&self, head_only: bool) -> Vec<u8> {
+    /// A plain-text answer.
+    pub fn text(status: u16, body: impl Into<String>) -> Reply {
+        Reply::bytes(status, "text/plain; charset=utf-8", body.into())
+    }
+
+    /// The status line and headers.
+    pub fn head(&self) -> Vec<u8> {
         let mut out = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\
-             Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n\
-             Connection: close\r\n\r\n",
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\n",
             self.status,
             reason(self.status),
-            self.content_type,
-            self.body.len()
-        )
-        .into_bytes();
-        if !head_only {
-            out.extend_from_slice(&self.body);
+            self.content_type
+        );
+        if let Body::Bytes(b) = &self.body {
+            out.push_str(&format!("Content-Length: {}\r\n", b.len()));
         }
-        out
+        for (k, v) in &self.headers {
+            out.push_str(&format!("{k}: {v}\r\n"));
+        }
+        out.push_str(
+            "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n\
+             Connection: close\r\n\r\n",
+        );
+        out.into_bytes()
     }
 }
 
@@ -77,15 +101,17 @@ fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
         _ => "Error",
     }
 }
 
 /// What the bytes read so far amount to.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Head {
     /// More is needed.
     Partial,
@@ -115,16 +141,36 @@ pub fn parse_head(buf: &[u8]) -> Head {
             }
             let path = req.path.unwrap_or("/");
             let path = path.split_once('?').map_or(path, |(p, _)| p);
+            let host = req
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("host"))
+                .and_then(|h| std::str::from_utf8(h.value).ok())
+                .map(str::to_string);
             Head::Done(Request {
                 method: method.to_string(),
                 path: path.to_string(),
+                host,
             })
         }
     }
 }
 
 /// The handler: a request to its answer.
-pub type Handler = Arc<dyn Fn(&Request) -> Reply + Send + Sync>;
+pub type Handler = Arc<
+    dyn Fn(Request) -> std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// A handler from a function that answers at once.
+pub fn sync_handler(f: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> Handler {
+    let f = Arc::new(f);
+    Arc::new(move |r: Request| {
+        let f = f.clone();
+        Box::pin(async move { f(&r) })
+    })
+}
 
 /// Serve `listener` until the task is aborted.
 pub async fn serve(listener: TcpListener, handler: Handler) {
@@ -164,17 +210,42 @@ async fn one(mut stream: TcpStream, handler: &Handler) {
     })
     .await;
     let (reply, head_only) = match head {
-        Ok(Some(Head::Done(req))) => (handler(&req), req.method == "HEAD"),
+        Ok(Some(Head::Done(req))) => {
+            let head_only = req.method == "HEAD";
+            (handler(req).await, head_only)
+        }
         Ok(Some(Head::Bad(reply))) => (reply, false),
         // Closed, or too slow: nothing to answer.
         _ => return,
     };
-    let bytes = reply.to_bytes(head_only);
-    let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
-        stream.write_all(&bytes).await?;
-        stream.shutdown().await
-    })
-    .await;
+    let mut first = reply.head();
+    let mut rest = match reply.body {
+        Body::Bytes(b) if !head_only => {
+            first.extend_from_slice(&b);
+            None
+        }
+        Body::Bytes(_) => None,
+        Body::Stream(_) if head_only => None,
+        Body::Stream(rx) => Some(rx),
+    };
+    if !matches!(
+        tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&first)).await,
+        Ok(Ok(()))
+    ) {
+        return;
+    }
+    // Each chunk must be taken within the write budget: a client that
+    // stops reading is cut off rather than held.
+    while let Some(chunk) = match rest.as_mut() {
+        Some(rx) => rx.recv().await,
+        None => None,
+    } {
+        match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&chunk)).await {
+            Ok(Ok(())) => {}
+            _ => return,
+        }
+    }
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.shutdown()).await;
 }
 
 #[cfg(test)]
@@ -183,17 +254,17 @@ mod tests {
 
     #[test]
     fn a_get_is_parsed_once_whole_and_its_query_dropped() {
-        assert_eq!(
-            parse_head(b"GET /metrics HTTP/1.1\r\nHost: x\r\n"),
-            Head::Partial
-        );
-        assert_eq!(
-            parse_head(b"GET /metrics?x=1 HTTP/1.1\r\nHost: x\r\n\r\n"),
-            Head::Done(Request {
-                method: "GET".into(),
-                path: "/metrics".into()
-            })
-        );
+        let partial = parse_head(b"GET /metrics HTTP/1.1\r\nHost: x\r\n");
+        assert!(matches!(partial, Head::Partial), "{partial:?}");
+        let Head::Done(r) = parse_head(b"GET /metrics?x=1 HTTP/1.1\r\nHOST: x:1\r\n\r\n") else {
+            panic!("a whole head")
+        };
+        let want = Request {
+            method: "GET".into(),
+            path: "/metrics".into(),
+            host: Some("x:1".into()),
+        };
+        assert_eq!(r, want);
     }
 
     #[test]
@@ -215,19 +286,23 @@ mod tests {
     }
 
     #[test]
-    fn a_head_request_gets_the_headers_with_the_bodys_length_only() {
-        let r = Reply::text(200, "abc");
-        let full = String::from_utf8(r.to_bytes(false)).unwrap();
-        let head = String::from_utf8(r.to_bytes(true)).unwrap();
-        assert!(full.starts_with("HTTP/1.1 200 OK\r\n") && full.ends_with("\r\n\r\nabc"));
+    fn a_whole_answer_has_its_length_and_a_stream_none() {
+        let head = String::from_utf8(Reply::text(200, "abc").head()).unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
         assert!(head.contains("Content-Length: 3\r\n") && head.ends_with("\r\n\r\n"));
+        let (_tx, rx) = mpsc::channel(1);
+        let mut r = Reply::bytes(200, "text/event-stream", Vec::new());
+        r.body = Body::Stream(rx);
+        r.headers.push(("X-A", "b"));
+        let head = String::from_utf8(r.head()).unwrap();
+        assert!(!head.contains("Content-Length") && head.contains("X-A: b\r\n"));
     }
 
     #[tokio::test]
     async fn the_server_answers_and_closes_connections_over_the_cap() {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
-        let h: Handler = Arc::new(|r: &Request| Reply::text(200, r.path.clone()));
+        let h = sync_handler(|r: &Request| Reply::text(200, r.path.clone()));
         let server = tokio::spawn(serve(l, h));
         // Hold every slot with a client that sends nothing.
         let mut idle = Vec::new();
@@ -252,6 +327,34 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert!(answered.ends_with("\r\n\r\n/x"), "{answered}");
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn a_stream_is_written_as_it_comes_and_ends_with_its_sender() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (tx, rx) = mpsc::channel(4);
+        let rx = std::sync::Mutex::new(Some(rx));
+        let h = sync_handler(move |_: &Request| {
+            let mut r = Reply::bytes(200, "text/event-stream", Vec::new());
+            r.body = Body::Stream(rx.lock().unwrap().take().unwrap());
+            r
+        });
+        let server = tokio::spawn(serve(l, h));
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"GET /e HTTP/1.1\r\n\r\n").await.unwrap();
+        tx.send(b"data: 1\n\n".to_vec()).await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 256];
+        while !String::from_utf8_lossy(&got).contains("data: 1") {
+            let n = c.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before the first chunk");
+            got.extend_from_slice(&buf[..n]);
+        }
+        drop(tx);
+        c.read_to_end(&mut got).await.unwrap();
+        assert!(String::from_utf8_lossy(&got).ends_with("data: 1\n\n"));
         server.abort();
     }
 }

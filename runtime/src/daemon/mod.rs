@@ -21,6 +21,7 @@ pub mod nat;
 pub mod netwatch;
 pub mod notify;
 pub mod ownership;
+pub mod page;
 pub mod process;
 pub mod proof;
 pub mod reconcile;
@@ -82,6 +83,8 @@ pub struct DaemonOptions {
     pub hole_log: (u64, u32),
     /// Where to serve metrics, if anywhere (see [`metrics`]).
     pub metrics: Option<std::net::SocketAddr>,
+    /// Where to serve the status page, if anywhere (see [`page`]).
+    pub http: Option<std::net::SocketAddr>,
 }
 
 /// An error answer without per-MOD reasons.
@@ -127,7 +130,7 @@ impl Broker {
     /// The metrics endpoint: `GET /metrics`, with lease counts and the
     /// policy read at each scrape.
     pub fn metrics_handler(self: Arc<Self>) -> http::Handler {
-        Arc::new(move |req: &http::Request| {
+        http::sync_handler(move |req: &http::Request| {
             if req.path != "/metrics" {
                 return http::Reply::text(404, "only /metrics is served here\n");
             }
@@ -144,11 +147,11 @@ impl Broker {
                     modes_loaded: s.modes.len(),
                 }
             };
-            http::Reply {
-                status: 200,
-                content_type: "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                body: self.metrics.encode(&snapshot).into_bytes(),
-            }
+            http::Reply::bytes(
+                200,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                self.metrics.encode(&snapshot),
+            )
         })
     }
 
@@ -286,6 +289,31 @@ pub async fn start(opts: &DaemonOptions) -> anyhow::Result<Arc<Broker>> {
     Ok(broker)
 }
 
+/// Bind and serve the opt-in HTTP endpoints: metrics and the status page.
+async fn serve_web(
+    opts: &DaemonOptions,
+    broker: &Arc<Broker>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let mut web = Vec::new();
+    let wanted = [
+        (opts.metrics, "metrics", "/metrics"),
+        (opts.http, "the status page", "/"),
+    ];
+    for (addr, what, path) in wanted {
+        let Some(addr) = addr else { continue };
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} for {what}"))?;
+        tracing::info!("{what} on http://{}{path}", l.local_addr()?);
+        let handler = match path {
+            "/metrics" => broker.clone().metrics_handler(),
+            _ => page::handler(broker.clone()),
+        };
+        web.push(tokio::spawn(http::serve(l, handler)));
+    }
+    Ok(web)
+}
+
 /// Run the daemon until SIGTERM or SIGINT, then release every lease.
 pub async fn run(opts: DaemonOptions) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
@@ -295,19 +323,7 @@ pub async fn run(opts: DaemonOptions) -> anyhow::Result<()> {
     server::socket::prepare(&opts.socket)?;
     let broker = start(&opts).await?;
     let (listener, socket) = server::bind(&opts.socket, opts.socket_group)?;
-    let metrics = match opts.metrics {
-        Some(addr) => {
-            let l = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr} for metrics"))?;
-            tracing::info!("metrics on http://{}/metrics", l.local_addr()?);
-            Some(tokio::spawn(http::serve(
-                l,
-                broker.clone().metrics_handler(),
-            )))
-        }
-        None => None,
-    };
+    let web = serve_web(&opts, &broker).await?;
     let limits = server::limits::Limits::new(server::limits::connection_budget(process::nofile()));
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -364,8 +380,8 @@ pub async fn run(opts: DaemonOptions) -> anyhow::Result<()> {
     }
     let _ = notify::notify("STOPPING=1");
     serve.abort();
-    if let Some(m) = metrics {
-        m.abort();
+    for w in web {
+        w.abort();
     }
     if let Some(f) = fleet_task {
         f.abort();

@@ -1,0 +1,186 @@
+//! The status page (`p2pb daemon --http ADDR`): what `p2pb status` and
+//! `p2pb probe` know, a picture of the detected topology, and live updates
+//! from the event stream as server-sent events. The page is three static
+//! files built into the binary; it renders with plain DOM calls and
+//! `textContent` only, so nothing a lease carries (a process name, a LAN
+//! client's id) is ever parsed as markup.
+//!
+//! It shows every lease, as root sees them: anyone who can reach ADDR
+//! can read it, so it is off by default. A request whose `Host` is a name
+//! other than `localhost` is refused, so a web page the operator visits
+//! cannot read it through DNS rebinding.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, broadcast, mpsc};
+
+use super::broker::Broker;
+use super::http::{Body, Handler, Reply, Request};
+use super::leases::Requester;
+
+/// Event streams served at once (each holds a connection slot for as long
+/// as the page is open).
+pub const MAX_STREAMS: usize = 8;
+/// A comment line this often keeps proxies from timing a quiet stream out
+/// and finds clients that are gone.
+const KEEPALIVE: Duration = Duration::from_secs(15);
+
+const INDEX: &str = include_str!("index.html");
+const APP: &str = include_str!("app.js");
+const STYLE: &str = include_str!("style.css");
+
+/// Only this origin's own files: no inline script, nothing from elsewhere.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+                   connect-src 'self'; img-src 'self'; frame-ancestors 'none'";
+
+/// Whether `host` (a `Host` header) names the server by address or as
+/// localhost, which no DNS rebinding can produce.
+pub fn host_allowed(host: Option<&str>) -> bool {
+    let Some(h) = host else { return false };
+    let name = match h.strip_prefix('[') {
+        // [v6]:port
+        Some(rest) => match rest.split_once(']') {
+            Some((v6, _)) => return v6.parse::<std::net::Ipv6Addr>().is_ok(),
+            None => return false,
+        },
+        None => h.rsplit_once(':').map_or(h, |(n, _)| n),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok()
+}
+
+/// The page's handler.
+pub fn handler(broker: Arc<Broker>) -> Handler {
+    let streams = Arc::new(Semaphore::new(MAX_STREAMS));
+    Arc::new(move |req: Request| {
+        let b = broker.clone();
+        let streams = streams.clone();
+        Box::pin(async move { answer(&b, &streams, req).await })
+    })
+}
+
+async fn answer(b: &Arc<Broker>, streams: &Arc<Semaphore>, req: Request) -> Reply {
+    if !host_allowed(req.host.as_deref()) {
+        return Reply::text(403, "use the address the broker listens on, or localhost\n");
+    }
+    let file = |ctype: &'static str, body: &'static str| {
+        let mut r = Reply::bytes(200, ctype, body);
+        r.headers.push(("Content-Security-Policy", CSP));
+        r
+    };
+    match req.path.as_str() {
+        "/" | "/index.html" => file("text/html; charset=utf-8", INDEX),
+        "/app.js" => file("text/javascript; charset=utf-8", APP),
+        "/style.css" => file("text/css; charset=utf-8", STYLE),
+        "/api/status" => json(&super::server::status(b, &root())),
+        // Cached probes (within the policy's TTL): a page left open must
+        // not make the broker probe the gateway on every refresh.
+        "/api/probe" => json(&super::server::probe(b, false).await),
+        "/api/events" => match streams.clone().try_acquire_owned() {
+            Ok(slot) => events(b, slot),
+            Err(_) => Reply::text(503, "too many event streams open\n"),
+        },
+        _ => Reply::text(404, "not found\n"),
+    }
+}
+
+/// What the page sees: every lease, as local root would.
+fn root() -> Requester {
+    Requester {
+        uid: 0,
+        conn: 0,
+        lan: None,
+        pid: None,
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Reply {
+    match serde_json::to_vec(v) {
+        Ok(body) => Reply::bytes(200, "application/json", body),
+        Err(e) => Reply::text(500, format!("cannot encode: {e}\n")),
+    }
+}
+
+/// One server-sent event in its wire form.
+pub fn sse(event: &str, data: &str) -> Vec<u8> {
+    // `data` is one line of JSON: no newline can split the event.
+    format!("event: {event}\ndata: {data}\n\n").into_bytes()
+}
+
+fn events(b: &Arc<Broker>, slot: tokio::sync::OwnedSemaphorePermit) -> Reply {
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(16);
+    let mut sub = b.events.subscribe();
+    tokio::spawn(async move {
+        let _slot = slot;
+        if tx.send(sse("hello", "{}")).await.is_err() {
+            return;
+        }
+        loop {
+            let chunk = tokio::select! {
+                e = sub.recv() => match e {
+                    Ok(e) => sse("lease", &p2pbroker_client::encode_event(&e)),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        sse("lagged", &format!("{{\"missed\":{n}}}"))
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = tokio::time::sleep(KEEPALIVE) => b": keepalive\n\n".to_vec(),
+            };
+            // The connection is gone (its writer dropped the receiver).
+            if tx.send(chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut r = Reply::bytes(200, "text/event-stream", Vec::new());
+    r.body = Body::Stream(rx);
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_addresses_and_localhost_are_accepted_as_host() {
+        for ok in [
+            "127.0.0.1:8080",
+            "127.0.0.1",
+            "localhost:1",
+            "LOCALHOST",
+            "[::1]:8080",
+            "10.1.2.3:9",
+        ] {
+            assert!(host_allowed(Some(ok)), "{ok}");
+        }
+        for bad in [
+            "evil.example:8080",
+            "127.0.0.1.evil.example",
+            "[::1",
+            "[evil]:1",
+            "",
+        ] {
+            assert!(!host_allowed(Some(bad)), "{bad}");
+        }
+        assert!(!host_allowed(None), "HTTP/1.1 requires Host");
+    }
+
+    #[test]
+    fn an_event_is_one_frame() {
+        assert_eq!(
+            sse("lease", "{\"a\":1}"),
+            b"event: lease\ndata: {\"a\":1}\n\n"
+        );
+    }
+
+    #[test]
+    fn the_page_loads_no_script_or_style_from_anywhere_else() {
+        assert!(!INDEX.contains("<script>") && !INDEX.contains("style="));
+        assert!(INDEX.contains("src=\"/app.js\"") && INDEX.contains("href=\"/style.css\""));
+        assert!(
+            !APP.contains("innerHTML"),
+            "text only: lease fields come from outside"
+        );
+    }
+}

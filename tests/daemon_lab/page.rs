@@ -1,0 +1,258 @@
+//! `p2pb daemon --http`: the status page in headless Chromium (driven over
+//! WebDriver by Debian's chromedriver, both in the lab's host namespace),
+//! checked against what the API says: the leases and the topology it
+//! draws, the pixels of each lease's bar in a screenshot, and live updates
+//! from the event stream with no reload.
+
+use super::*;
+use lab::Ns;
+
+const PAGE: &str = "127.0.0.1:8088";
+const DRIVER: &str = "http://127.0.0.1:9515";
+
+/// A chromedriver and one browser session; both ended on drop.
+struct Browser<'a> {
+    lab: &'a Lab,
+    driver: Option<std::process::Child>,
+    session: String,
+}
+
+impl<'a> Browser<'a> {
+    fn start(lab: &'a Lab) -> Browser<'a> {
+        let driver = lab.spawn(
+            Ns::Host,
+            "chromedriver",
+            &["/usr/bin/chromedriver", "--port=9515"],
+        );
+        let mut b = Browser {
+            lab,
+            driver: Some(driver),
+            session: String::new(),
+        };
+        eventually("chromedriver answers", 30, || {
+            b.request("GET", "/status", None)["value"]["ready"] == true
+        });
+        let profile = lab.path("chromium-profile");
+        let caps = serde_json::json!({"capabilities": {"alwaysMatch": {
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+                    "--force-device-scale-factor=1", "--window-size=1300,1100",
+                    format!("--user-data-dir={}", profile.display()),
+                ]
+            }
+        }}});
+        let v = b.request("POST", "/session", Some(caps));
+        b.session = v["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {v}"))
+            .to_string();
+        b
+    }
+
+    /// One WebDriver call with curl in the lab's host namespace.
+    fn request(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{DRIVER}{path}");
+        let body = body.map(|b| b.to_string());
+        let mut args = vec!["curl", "-s", "--max-time", "60", "-X", method, &url];
+        if let Some(b) = &body {
+            args.extend(["-H", "Content-Type: application/json", "--data-binary", b]);
+        }
+        let out = self.lab.exec(Ns::Host, &args);
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    }
+
+    fn session(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let p = format!("/session/{}{path}", self.session);
+        let v = self.request(method, &p, body);
+        assert!(v["value"]["error"].is_null(), "{method} {path}: {v}");
+        v["value"].clone()
+    }
+
+    fn script(&self, js: &str) -> Value {
+        self.session(
+            "POST",
+            "/execute/sync",
+            Some(serde_json::json!({"script": js, "args": []})),
+        )
+    }
+
+    /// The viewport as (width, bytes per pixel, pixels).
+    fn screenshot(&self) -> (u32, usize, Vec<u8>) {
+        use base64::Engine;
+        let b64 = self.session("GET", "/screenshot", None);
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(b64.as_str().unwrap())
+            .unwrap();
+        let mut reader = png::Decoder::new(std::io::Cursor::new(png))
+            .read_info()
+            .unwrap();
+        let mut buf = vec![0; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        let bpp = match info.color_type {
+            png::ColorType::Rgba => 4,
+            png::ColorType::Rgb => 3,
+            other => panic!("a screenshot in {other:?}"),
+        };
+        assert_eq!(info.bit_depth, png::BitDepth::Eight);
+        buf.truncate(info.buffer_size());
+        (info.width, bpp, buf)
+    }
+}
+
+impl Drop for Browser<'_> {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let _ = self.request("DELETE", &format!("/session/{}", self.session), None);
+        }
+        if let Some(mut d) = self.driver.take() {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        // Whatever Chromium left in our lab namespace (a failed test).
+        let pids = self
+            .lab
+            .exec(Ns::Host, &["ip", "netns", "pids", &self.lab.ns(Ns::Host)]);
+        for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.starts_with("chrom") {
+                let _ = std::process::Command::new("kill")
+                    .args(["-9", pid])
+                    .status();
+            }
+        }
+    }
+}
+
+/// `rgb(r, g, b)` as three bytes.
+fn rgb(css: &str) -> [u8; 3] {
+    let inner = css.trim_start_matches("rgb(").trim_end_matches(')');
+    let v: Vec<u8> = inner
+        .split(',')
+        .map(|x| x.trim().parse().unwrap())
+        .collect();
+    [v[0], v[1], v[2]]
+}
+
+/// Wait (bounded) until `js` returns true; on failure, say what the page
+/// shows.
+fn wait_page(b: &Browser, what: &str, js: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        if b.script(js) == true {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let shown = b.script("return document.body.innerText");
+    panic!("not within 20 s: {what}; the page shows: {shown}");
+}
+
+#[test]
+fn the_status_page_shows_what_the_api_says_and_follows_events_live() {
+    let lab = Lab::up(GatewayOptions::default());
+    let d = Daemon::start_with(
+        &lab.ns(Ns::Host),
+        &lab.path(""),
+        "broker",
+        &all_modes(),
+        daemon::modes_dir(),
+        &["--http", PAGE],
+    );
+    let _app = Reaped(lab.listen(true, 7030, 120));
+    let first = d.json(&["map", "tcp", "7030", "--detach", "--json"]);
+    let b = Browser::start(&lab);
+    b.session(
+        "POST",
+        "/url",
+        Some(serde_json::json!({"url": format!("http://{PAGE}/")})),
+    );
+    wait_page(
+        &b,
+        "the page draws the lease",
+        "return document.querySelectorAll('#leases tbody tr').length === 1",
+    );
+
+    // What the page shows is what the API says.
+    let status = d.json(&["status", "--json"]);
+    let probe = d.json(&["probe", "--json"]);
+    let row = b.script(&format!(
+        "return document.querySelector('tr[data-lease-id=\"{}\"]').textContent",
+        first["id"]
+    ));
+    let row = row.as_str().unwrap();
+    for field in ["internal", "external", "mode"] {
+        let want = status["leases"][0][field].as_str().unwrap();
+        assert!(row.contains(want), "{field} {want} not in {row}");
+    }
+    let topo = b.script("return document.getElementById('topology').textContent");
+    let topo = topo.as_str().unwrap();
+    let gw = status["network"]["gateways"][0].as_str().unwrap();
+    assert!(topo.contains(&format!("Gateway {gw}")), "{topo}");
+    let ext = probe["external_address"].as_str().unwrap();
+    assert!(topo.contains(&format!("External {ext}")), "{topo}");
+    assert!(topo.contains(&format!("via {}", first["mode"].as_str().unwrap())));
+
+    // The screenshot: the lease's bar is painted in its MOD's colour.
+    let bar = b.script(&format!(
+        "const e = document.querySelector('rect[data-lease=\"{}\"]'); \
+         const r = e.getBoundingClientRect(); \
+         return {{x: r.x + r.width / 2, y: r.y + r.height / 2, \
+                  fill: getComputedStyle(e).fill, mode: e.dataset.mode}}",
+        first["id"]
+    ));
+    assert_eq!(bar["mode"], first["mode"]);
+    let want = rgb(bar["fill"].as_str().unwrap());
+    assert_ne!(want, [255, 255, 255], "a colour, not the background");
+    let (width, bpp, pixels) = b.screenshot();
+    let (x, y) = (
+        bar["x"].as_f64().unwrap() as u32,
+        bar["y"].as_f64().unwrap() as u32,
+    );
+    let at = (y * width + x) as usize * bpp;
+    let got = &pixels[at..at + 3];
+    let close = got.iter().zip(want).all(|(g, w)| g.abs_diff(w) <= 3);
+    assert!(
+        close,
+        "pixel at ({x},{y}) is {got:?}, the page says {want:?}"
+    );
+
+    // Live: a lease mapped and released elsewhere appears and goes, with
+    // no reload, and both events are listed.
+    wait_page(
+        &b,
+        "the event stream is live",
+        "return document.getElementById('live').className === 'on'",
+    );
+    let _app2 = Reaped(lab.listen(true, 7031, 120));
+    let second = d.json(&["map", "tcp", "7031", "--detach", "--json"]);
+    let id = &second["id"];
+    wait_page(
+        &b,
+        "the new lease shows up live",
+        &format!("return document.querySelector('tr[data-lease-id=\"{id}\"]') !== null"),
+    );
+    d.json(&["unmap", &id.to_string(), "--json"]);
+    wait_page(
+        &b,
+        "the released lease goes away live",
+        &format!("return document.querySelector('tr[data-lease-id=\"{id}\"]') === null"),
+    );
+    let events = b.script("return document.getElementById('events').textContent");
+    let events = events.as_str().unwrap();
+    assert!(
+        events.contains(&format!("mapped #{id}")) && events.contains(&format!("released #{id}")),
+        "{events}"
+    );
+    assert_eq!(
+        b.script("return performance.getEntriesByType('navigation').length"),
+        1
+    );
+
+    // A name other than an address is refused (DNS rebinding).
+    let url = format!("http://{PAGE}/api/status");
+    assert_eq!(http_status(&lab, &url, &["Host: evil.example"]), "403");
+}
