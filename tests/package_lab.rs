@@ -39,8 +39,14 @@ mkdir -p "$R/root/var/lib/p2pbroker"
 mount -t tmpfs -o mode=0700 tmpfs "$R/root/var/lib/p2pbroker"
 cp "$DEB" "$R/root/tmp/p2pbroker.deb"
 chroot "$R/root" dpkg -i /tmp/p2pbroker.deb
-EXEC=$(sed -n 's/^ExecStart=//p' "$R/root/usr/lib/systemd/system/p2pbroker.service")
+UNIT="$R/root/usr/lib/systemd/system/p2pbroker.service"
+EXEC=$(sed -n 's/^ExecStart=//p' "$UNIT")
 echo "ExecStart: $EXEC"
+# The unit's capability bounding set and no-new-privileges, as systemd
+# applies them (CAP_CHOWN CAP_NET_BIND_SERVICE -> +chown,+net_bind_service).
+BOUND=$(sed -n 's/^CapabilityBoundingSet=//p' "$UNIT" | tr 'A-Z' 'a-z' | sed 's/cap_/+/g; s/ /,/g')
+[ -n "$BOUND" ] || { echo "the unit sets no CapabilityBoundingSet" >&2; exit 1; }
+grep -qx 'NoNewPrivileges=yes' "$UNIT" || { echo "the unit lacks NoNewPrivileges" >&2; exit 1; }
 # journald as systemd gives it: a datagram socket at its fixed path, and
 # JOURNAL_STREAM naming our standard error. The stand-in keeps every
 # datagram and ends with the daemon (this shell's PID, after the exec).
@@ -66,7 +72,7 @@ until [ -S "$R/root/run/systemd/journal/socket" ]; do
     sleep 0.1
 done
 export JOURNAL_STREAM=$(stat -L -c '%d:%i' /proc/self/fd/2)
-exec chroot "$R/root" /bin/sh -c "exec $EXEC --log info"
+exec chroot "$R/root" setpriv --no-new-privs --bounding-set=-all,$BOUND /bin/sh -c "exec $EXEC --log info"
 "#;
 
 fn package() -> PathBuf {
@@ -175,6 +181,20 @@ fn the_package_installs_starts_on_its_unit_and_maps_for_its_group() {
     });
     let l = log();
     assert!(l.contains("Setting up p2pbroker"), "{l}");
+    // It serves with the unit's bounding set only: CAP_CHOWN (bit 0) and
+    // CAP_NET_BIND_SERVICE (bit 10), and no way to gain more.
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    for (field, want) in [
+        ("CapBnd:", "0000000000000401"),
+        ("CapEff:", "0000000000000401"),
+        ("NoNewPrivs:", "1"),
+    ] {
+        let got = status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .map(str::trim);
+        assert_eq!(got, Some(want), "{field}");
+    }
     assert!(l.contains("--socket-group p2pbroker"), "{l}");
     let journal = || journal_entries(&inside(pid, &["cat", "/tmp/journal.bin"]).stdout);
 
