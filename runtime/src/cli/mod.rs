@@ -187,12 +187,14 @@ pub fn main() -> ExitCode {
         Command::Daemon(a) => runtime().block_on(daemon::run(a, socket)),
         Command::Lan { command } => lan::run(command),
         Command::Audit(a) => audit::run(a),
-        Command::Map(a) => Ok(runtime().block_on(client::map(a, &to))),
-        Command::Unmap { lease, json } => Ok(runtime().block_on(client::unmap(&lease, json, &to))),
-        Command::List(a) => Ok(runtime().block_on(client::list(a.json, &to))),
-        Command::Status(a) => Ok(runtime().block_on(status::status(a.json, &to))),
-        Command::Probe(a) => Ok(runtime().block_on(client::probe(a, &to))),
-        Command::Connect(a) => Ok(runtime().block_on(connect::run(a, &to))),
+        Command::Map(a) => Ok(client_runtime().block_on(client::map(a, &to))),
+        Command::Unmap { lease, json } => {
+            Ok(client_runtime().block_on(client::unmap(&lease, json, &to)))
+        }
+        Command::List(a) => Ok(client_runtime().block_on(client::list(a.json, &to))),
+        Command::Status(a) => Ok(client_runtime().block_on(status::status(a.json, &to))),
+        Command::Probe(a) => Ok(client_runtime().block_on(client::probe(a, &to))),
+        Command::Connect(a) => Ok(client_runtime().block_on(connect::run(a, &to))),
         Command::Key { command } => trust::key(command),
         Command::Man { dir } => man(&dir),
         Command::Policy { command } => trust::policy(command),
@@ -246,6 +248,16 @@ fn man(dir: &std::path::Path) -> anyhow::Result<u8> {
         write(&format!("p2pb-{}", sub.get_name()), sub)?;
     }
     Ok(0)
+}
+
+/// A client command talks to one socket at a time: one thread does, and
+/// a whole `p2pb map` neither starts worker threads nor waits for them to
+/// stop.
+fn client_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
 }
 
 fn runtime() -> tokio::runtime::Runtime {
