@@ -299,32 +299,49 @@ impl HoleLog {
 
 /// The hole as a `tracing` record of target [`crate::logging::HOLE_TARGET`]:
 /// under systemd, journald gets each fact as a field (`P2PB_HOLE_UID`, ...).
+/// A routine renewal (same external endpoint) is recorded at debug level:
+/// the hole log keeps every one, and 10,000 leases would otherwise fill
+/// journald with them (and cost each renewal a formatted record).
 pub fn trace(h: &Hole) {
     let external = h.external.map(|e| e.to_string());
     let mode = h.mode.as_ref();
-    tracing::info!(
-        target: crate::logging::HOLE_TARGET,
-        hole_activity = h.activity.name(),
-        hole_uid = h.who.uid,
-        hole_pid = h.who.pid,
-        hole_process = h.who.process.as_deref(),
-        hole_lan_client = h.who.lan.as_deref(),
-        hole_transport = h.transport.as_str(),
-        hole_internal = %h.internal,
-        hole_external = external.as_deref(),
-        hole_lifetime = h.lifetime,
-        hole_lease = h.lease,
-        hole_mod = mode.map(|m| m.name.as_str()),
-        hole_mod_sha256 = mode.map(|m| m.sha256.as_str()),
-        hole_policy_serial = h.policy_serial,
-        hole_why = h.why.as_deref(),
-        "hole {} {} {} -> {} (uid {})",
-        h.activity.name(),
-        h.transport,
-        h.internal,
-        external.as_deref().unwrap_or("-"),
-        h.who.uid,
-    );
+    macro_rules! hole_event {
+        ($level:ident) => {
+            tracing::$level!(
+                target: crate::logging::HOLE_TARGET,
+                hole_activity = h.activity.name(),
+                hole_uid = h.who.uid,
+                hole_pid = h.who.pid,
+                hole_process = h.who.process.as_deref(),
+                hole_lan_client = h.who.lan.as_deref(),
+                hole_transport = h.transport.as_str(),
+                hole_internal = %h.internal,
+                hole_external = external.as_deref(),
+                hole_lifetime = h.lifetime,
+                hole_lease = h.lease,
+                hole_mod = mode.map(|m| m.name.as_str()),
+                hole_mod_sha256 = mode.map(|m| m.sha256.as_str()),
+                hole_policy_serial = h.policy_serial,
+                hole_why = h.why.as_deref(),
+                "hole {} {} {} -> {} (uid {})",
+                h.activity.name(),
+                h.transport,
+                h.internal,
+                external.as_deref().unwrap_or("-"),
+                h.who.uid,
+            )
+        };
+    }
+    if routine(h) {
+        hole_event!(debug);
+    } else {
+        hole_event!(info);
+    }
+}
+
+/// A renewal that changed nothing a peer would notice.
+fn routine(h: &Hole) -> bool {
+    h.activity == Activity::Renewed && h.why.is_none()
 }
 
 /// The name of process `pid` (`/proc/PID/comm`), escaped for logs.
@@ -336,6 +353,23 @@ pub fn process_name(pid: u32) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_renewal_that_moved_nothing_is_routine() {
+        let mut h = hole(Activity::Renewed);
+        h.why = None;
+        assert!(routine(&h));
+        h.why = Some("the external endpoint changed".into());
+        assert!(!routine(&h), "a moved endpoint is news");
+        for a in [
+            Activity::Mapped,
+            Activity::Lost,
+            Activity::Released,
+            Activity::Refused,
+        ] {
+            assert!(!routine(&hole(a)), "{a:?}");
+        }
+    }
 
     fn hole(activity: Activity) -> Hole {
         Hole {
