@@ -5,6 +5,9 @@
 
 const SVG = 'http://www.w3.org/2000/svg';
 const state = { status: null, probe: null, events: [], renders: 0 };
+// A broker may hold 10,000 leases: the picture and the table stay usable.
+const MAX_BARS = 40;
+const MAX_ROWS = 500;
 let pending = null;
 
 function el(tag, attrs, ...children) {
@@ -94,13 +97,17 @@ function drawTopology() {
   y = Math.max(y, 90) + 10;
   g.append(sv('text', { x: 10, y: y, class: 'title' }, s.leases.length ? 'Leases' : 'No leases'));
   y += 10;
-  for (const l of s.leases) {
+  for (const l of s.leases.slice(0, MAX_BARS)) {
     g.append(sv('rect', {
       x: 10, y, width: 36, height: 18, rx: 3, fill: modeColor(l.mode),
       'data-lease': l.id, 'data-mode': l.mode,
     }));
     g.append(sv('text', { x: 56, y: y + 13 },
       `#${l.id} ${l.transport} ${l.internal} → ${l.external} via ${l.mode} (${l.state}, ${owner(l)})`));
+    y += 26;
+  }
+  if (s.leases.length > MAX_BARS) {
+    g.append(sv('text', { x: 10, y: y + 13 }, `… and ${s.leases.length - MAX_BARS} more (see the table)`));
     y += 26;
   }
   svg.setAttribute('width', nat ? 1190 : 940);
@@ -116,7 +123,8 @@ function drawTables() {
   document.getElementById('summary').textContent =
     `version ${s.broker_version} · up ${s.uptime_s} s · ${s.leases.length} lease(s) · ${s.modes.length} MOD(s)`;
   const lb = document.querySelector('#leases tbody');
-  lb.replaceChildren(...s.leases.map(l => {
+  const shown = s.leases.slice(0, MAX_ROWS);
+  lb.replaceChildren(...shown.map(l => {
     const tr = el('tr', { 'data-lease-id': l.id },
       el('td', {}, l.id), el('td', {}, l.transport), el('td', { class: 'mono' }, l.internal),
       el('td', { class: 'mono' }, l.external), el('td', {}, l.mode), el('td', {}, l.state),
@@ -124,6 +132,10 @@ function drawTables() {
     tr.children[4].style.color = modeColor(l.mode);
     return tr;
   }));
+  if (s.leases.length > shown.length) {
+    lb.append(el('tr', {}, el('td', { colspan: 8 },
+      `showing ${shown.length} of ${s.leases.length} leases; p2pb list --json has them all`)));
+  }
   const mb = document.querySelector('#mods tbody');
   mb.replaceChildren(...s.modes.map(m => {
     const pr = m.probe;

@@ -1,0 +1,227 @@
+//! `p2pb map` as a whole process, what a user or a script runs, against
+//! the peer tools a user would otherwise run, in the same lab (real
+//! miniupnpd), pair by pair in alternating order:
+//!
+//! - `p2pb map tcp P --mode nat-pmp --detach` against `natpmpc -g GW -a P P
+//!   tcp 600`;
+//! - `p2pb map tcp P --mode upnp-igd --detach` against `upnpc -u URL -a
+//!   HOST P P tcp`.
+//!
+//! The daemon runs as installed (built-in MODs and policy) and is warm
+//! (probed once); each process is started from a thread already in the
+//! lab's namespace, so neither pays for `ip netns exec`, and without the
+//! `LD_LIBRARY_PATH` cargo sets for benches (a user's shell has none).
+//! Every mapping is removed after its round, untimed.
+//!
+//! Where the milliseconds go: process start (`p2pb --version` against
+//! `natpmpc -h`), a round trip to the daemon (`p2pb list`), and, from the
+//! daemon's own metrics (it serves `--metrics`; the counters are fed
+//! whether or not they are served), its map time against the MOD call
+//! inside it.
+//!
+//! `cargo bench -p p2pbroker --bench cli` prints a Markdown table.
+
+#[path = "../../tests/daemon/mod.rs"]
+mod daemon;
+#[path = "../../tests/harness/mod.rs"]
+mod harness;
+#[path = "../../tests/lab/mod.rs"]
+mod lab;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ROUNDS: u16 = 30;
+const FIRST_PORT: u16 = 21_000;
+const METRICS: &str = "127.0.0.1:9464";
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Run `args` to completion from the namespace `ns`; its wall time. It
+/// must succeed.
+fn timed(ns: &str, args: Vec<String>) -> Duration {
+    run(ns, args, true)
+}
+
+/// [`timed`] for a command whose exit status says nothing (a usage text).
+fn timed_any(ns: &str, args: Vec<String>) -> Duration {
+    run(ns, args, false)
+}
+
+fn run(ns: &str, args: Vec<String>, check: bool) -> Duration {
+    lab::in_netns(ns, move || {
+        let t = Instant::now();
+        let out = Command::new(&args[0])
+            .args(&args[1..])
+            .env_remove("LD_LIBRARY_PATH")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        let took = t.elapsed();
+        assert!(
+            !check || out.status.success(),
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        took
+    })
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+fn main() {
+    let lab = lab::Lab::up(lab::GatewayOptions::default());
+    let ns = lab.ns(lab::Ns::Host);
+    let extra: &[&str] = &["--metrics", METRICS];
+    let dir = lab.path("");
+    let d = daemon::Daemon::start_with(
+        &ns,
+        &dir,
+        "bench",
+        p2pbroker::policy::DEFAULT_POLICY,
+        daemon::modes_dir(),
+        extra,
+    );
+    // The applications whose ports are mapped (proof of ownership).
+    let ports: Vec<u16> = (0..ROUNDS * 2 + 1).map(|i| FIRST_PORT + i).collect();
+    let held = {
+        let ports = ports.clone();
+        lab::in_netns(&ns, move || {
+            ports
+                .iter()
+                .map(|p| std::net::TcpListener::bind(("0.0.0.0", *p)).unwrap())
+                .collect::<Vec<_>>()
+        })
+    };
+    let p2pb = env!("CARGO_BIN_EXE_p2pb");
+    let sock = d.socket.to_str().unwrap().to_string();
+    let map = |mode: &str, port: u16| {
+        let p = port.to_string();
+        strings(&[
+            p2pb, "--socket", &sock, "map", "tcp", &p, "--mode", mode, "--detach",
+        ])
+    };
+    let unmap = |port: u16| {
+        let p = port.to_string();
+        strings(&[p2pb, "--socket", &sock, "unmap", "tcp", &p])
+    };
+    // Warm: probed, compiled, the gateway's description fetched.
+    timed(&ns, map("nat-pmp", ports[ports.len() - 1]));
+    timed(&ns, unmap(ports[ports.len() - 1]));
+    let url = lab.upnp_url();
+    let mut rows = Vec::new();
+    for (mode, peer_name) in [("nat-pmp", "natpmpc -a"), ("upnp-igd", "upnpc -u URL -a")] {
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for i in 0..ROUNDS {
+            let port = ports[(i * 2) as usize];
+            let peer_port = ports[(i * 2 + 1) as usize].to_string();
+            let (peer, peer_undo) = match mode {
+                "nat-pmp" => {
+                    // Lifetime 0 removes the mapping (RFC 6886 §3.4).
+                    let natpmpc = |lifetime: &str| {
+                        let p = peer_port.as_str();
+                        strings(&["natpmpc", "-g", lab::GW_LAN_IP, "-a", p, p, "tcp", lifetime])
+                    };
+                    (natpmpc("600"), natpmpc("0"))
+                }
+                _ => (
+                    strings(&[
+                        "upnpc",
+                        "-u",
+                        &url,
+                        "-a",
+                        lab::HOST_IP,
+                        &peer_port,
+                        &peer_port,
+                        "tcp",
+                    ]),
+                    strings(&["upnpc", "-u", &url, "-d", &peer_port, "tcp"]),
+                ),
+            };
+            if i % 2 == 0 {
+                ours.push(timed(&ns, map(mode, port)));
+                theirs.push(timed(&ns, peer));
+            } else {
+                theirs.push(timed(&ns, peer));
+                ours.push(timed(&ns, map(mode, port)));
+            }
+            timed(&ns, unmap(port));
+            timed(&ns, peer_undo);
+        }
+        let (a, b) = (median(ours), median(theirs));
+        rows.push(format!(
+            "| `p2pb map tcp P --mode {mode} --detach` (process) | {:.2} ms | `{peer_name}` {:.2} ms | {:.2}× |",
+            ms(a),
+            ms(b),
+            ms(a) / ms(b)
+        ));
+    }
+    drop(held);
+    rows.extend(breakdown(&lab, &ns, &sock));
+    println!("| what (median of {ROUNDS}, pairs alternated) | p2pb | peer (process) | ratio |");
+    println!("|---|---|---|---|");
+    for r in rows {
+        println!("{r}");
+    }
+}
+
+/// Where a whole `p2pb map`'s time goes.
+fn breakdown(lab: &lab::Lab, ns: &str, sock: &str) -> Vec<String> {
+    let p2pb = env!("CARGO_BIN_EXE_p2pb");
+    let (mut start, mut peer_start, mut list) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        start.push(timed(ns, strings(&[p2pb, "--version"])));
+        peer_start.push(timed_any(ns, strings(&["natpmpc", "-h"])));
+        list.push(timed(ns, strings(&[p2pb, "--socket", sock, "list"])));
+    }
+    let (start, peer_start) = (median(start), median(peer_start));
+    let scrape = lab.exec(
+        lab::Ns::Host,
+        &["curl", "-s", &format!("http://{METRICS}/metrics")],
+    );
+    let text = String::from_utf8_lossy(&scrape.stdout).into_owned();
+    // The mean of a histogram series: its _sum over its _count.
+    let mean = |name: &str, labels: &str| {
+        let v = |suffix: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}_{suffix}{labels} ")))
+                .and_then(|l| l.trim().parse::<f64>().ok())
+                .unwrap_or(f64::NAN)
+        };
+        v("sum") / v("count") * 1e3
+    };
+    let mut rows = vec![
+        format!(
+            "| process start (`p2pb --version` / `natpmpc -h`) | {:.2} ms | {:.2} ms | {:.2}× |",
+            ms(start),
+            ms(peer_start),
+            ms(start) / ms(peer_start)
+        ),
+        format!(
+            "| `p2pb list` (start, connect, one request, exit) | {:.2} ms | — | — |",
+            ms(median(list))
+        ),
+    ];
+    for mode in ["nat-pmp", "upnp-igd"] {
+        let whole = mean("p2pb_map_duration_seconds", &format!("{{mode=\"{mode}\"}}"));
+        let call = mean(
+            "p2pb_mod_call_duration_seconds",
+            &format!("{{mode=\"{mode}\",op=\"map\"}}"),
+        );
+        rows.push(format!(
+            "| {mode}: the daemon's map (mean) / the MOD call in it | {whole:.2} ms | {call:.2} ms | {:.2} ms outside the MOD |",
+            whole - call
+        ));
+    }
+    rows
+}
