@@ -4,6 +4,8 @@
 //! conflicts, and access rules. Every check reads the gateway's own rule
 //! table or reaches the application from the public peer.
 
+#[path = "daemon/browser.rs"]
+mod browser;
 #[path = "daemon/mod.rs"]
 mod daemon;
 #[path = "harness/mod.rs"]

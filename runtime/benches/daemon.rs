@@ -8,7 +8,9 @@
 //! 2. In a namespace of its own with a scripted NAT-PMP gateway that answers
 //!    at once: 10,000 live leases — daemon RSS, CPU over two renewal cycles,
 //!    CPU per renewal, extrapolated to the default 3600 s lifetime.
-//! 3. Same daemon: 1,000 concurrent API clients asking `status`.
+//! 3. Same daemon: 1,000 concurrent API clients asking `status`; with the
+//!    10,000 leases held, the status page's JSON, the page itself in
+//!    headless Chromium, and a metrics scrape.
 //! 4. In the lab, with a hostile MOD spinning in two calls at once: how
 //!    long `p2pb status` (a whole process) takes, against the same command
 //!    with the MOD idle.
@@ -18,6 +20,8 @@
 //!
 //! `cargo bench -p p2pbroker --bench daemon` prints a Markdown table.
 
+#[path = "../../tests/daemon/browser.rs"]
+mod browser;
 #[path = "../../tests/daemon/mod.rs"]
 mod daemon;
 #[path = "../../tests/harness/mod.rs"]
@@ -36,6 +40,9 @@ use p2pbroker_client::{Client, EventKind, MapOptions};
 const ROUNDS: usize = 10;
 const LEASES: u16 = 10_000;
 const CLIENTS: usize = 1_000;
+/// The status page and metrics of the 10,000-lease daemon.
+const PAGE: &str = "127.0.0.1:8088";
+const METRICS: &str = "127.0.0.1:9464";
 /// The leases' ports: clear of the fake gateway's 5351 and of the
 /// ephemeral range the daemon's own sockets use.
 const FIRST_PORT: u16 = 20_000;
@@ -338,6 +345,10 @@ config = { gateway = "10.99.0.1" }
             root.to_str().unwrap(),
             "--policy-interval-ms",
             "100",
+            "--http",
+            PAGE,
+            "--metrics",
+            METRICS,
         ],
         &dir.path().join("broker.log"),
     ));
@@ -442,6 +453,7 @@ config = { gateway = "10.99.0.1" }
         ]
     });
     rows.extend(query_rows);
+    rows.extend(page_at_scale(&ns.0, dir.path()));
     // SAFETY: signalling our own child.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -450,6 +462,73 @@ config = { gateway = "10.99.0.1" }
     }
     drop((broker, gw));
     rows
+}
+
+/// The status page and the metrics with the 10,000 leases held: the JSON
+/// the page fetches, a scrape, and the page itself in headless Chromium
+/// (navigation start to the first full picture, as the page records it).
+fn page_at_scale(ns: &str, dir: &std::path::Path) -> Vec<String> {
+    let fetch = |url: String| {
+        let t = Instant::now();
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{size_download}",
+                &url,
+            ])
+            .output()
+            .unwrap();
+        let took = t.elapsed();
+        let bytes: u64 = String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0);
+        assert!(bytes > 0, "{url} answered nothing");
+        (took, bytes)
+    };
+    let status: Vec<_> = (0..5)
+        .map(|_| fetch(format!("http://{PAGE}/api/status")))
+        .collect();
+    let scrape: Vec<_> = (0..5)
+        .map(|_| fetch(format!("http://{METRICS}/metrics")))
+        .collect();
+    let status_bytes = status[0].1;
+    let b = browser::Browser::start(ns, dir);
+    let mut loads = Vec::new();
+    for _ in 0..3 {
+        b.session(
+            "POST",
+            "/url",
+            Some(serde_json::json!({"url": format!("http://{PAGE}/")})),
+        );
+        b.wait(
+            "the page draws 10,000 leases",
+            "return Number(document.body.dataset.renders) >= 1",
+        );
+        let drawn = b.script("return document.querySelectorAll('#leases tbody tr').length");
+        assert_eq!(drawn, 501, "500 rows and the count of the rest");
+        let t = b.script("return Number(document.body.dataset.firstRenderMs)");
+        loads.push(Duration::from_millis(t.as_u64().unwrap()));
+    }
+    vec![
+        format!(
+            "| status page with 10,000 leases: `/api/status` ({:.1} MiB of JSON) | {:.1} ms | — | — | — |",
+            status_bytes as f64 / (1 << 20) as f64,
+            ms(median(status.into_iter().map(|s| s.0).collect()))
+        ),
+        format!(
+            "| status page with 10,000 leases: headless Chromium, navigation to the first full picture | {:.0} ms | — | — | — |",
+            ms(median(loads))
+        ),
+        format!(
+            "| `/metrics` scrape with 10,000 leases | {:.1} ms | — | — | — |",
+            ms(median(scrape.into_iter().map(|s| s.0).collect()))
+        ),
+    ]
 }
 
 /// What proving ownership costs with 10,000 UDP sockets in the namespace:

@@ -5,128 +5,10 @@
 //! from the event stream with no reload.
 
 use super::*;
+use browser::Browser;
 use lab::Ns;
 
 const PAGE: &str = "127.0.0.1:8088";
-const DRIVER: &str = "http://127.0.0.1:9515";
-
-/// A chromedriver and one browser session; both ended on drop.
-struct Browser<'a> {
-    lab: &'a Lab,
-    driver: Option<std::process::Child>,
-    session: String,
-}
-
-impl<'a> Browser<'a> {
-    fn start(lab: &'a Lab) -> Browser<'a> {
-        let driver = lab.spawn(
-            Ns::Host,
-            "chromedriver",
-            &["/usr/bin/chromedriver", "--port=9515"],
-        );
-        let mut b = Browser {
-            lab,
-            driver: Some(driver),
-            session: String::new(),
-        };
-        eventually("chromedriver answers", 30, || {
-            b.request("GET", "/status", None)["value"]["ready"] == true
-        });
-        let profile = lab.path("chromium-profile");
-        let caps = serde_json::json!({"capabilities": {"alwaysMatch": {
-            "goog:chromeOptions": {
-                "binary": "/usr/bin/chromium",
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--hide-scrollbars",
-                    "--force-device-scale-factor=1", "--window-size=1300,1100",
-                    format!("--user-data-dir={}", profile.display()),
-                ]
-            }
-        }}});
-        let v = b.request("POST", "/session", Some(caps));
-        b.session = v["value"]["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no session: {v}"))
-            .to_string();
-        b
-    }
-
-    /// One WebDriver call with curl in the lab's host namespace.
-    fn request(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let url = format!("{DRIVER}{path}");
-        let body = body.map(|b| b.to_string());
-        let mut args = vec!["curl", "-s", "--max-time", "60", "-X", method, &url];
-        if let Some(b) = &body {
-            args.extend(["-H", "Content-Type: application/json", "--data-binary", b]);
-        }
-        let out = self.lab.exec(Ns::Host, &args);
-        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
-    }
-
-    fn session(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let p = format!("/session/{}{path}", self.session);
-        let v = self.request(method, &p, body);
-        assert!(v["value"]["error"].is_null(), "{method} {path}: {v}");
-        v["value"].clone()
-    }
-
-    fn script(&self, js: &str) -> Value {
-        self.session(
-            "POST",
-            "/execute/sync",
-            Some(serde_json::json!({"script": js, "args": []})),
-        )
-    }
-
-    /// The viewport as (width, bytes per pixel, pixels).
-    fn screenshot(&self) -> (u32, usize, Vec<u8>) {
-        use base64::Engine;
-        let b64 = self.session("GET", "/screenshot", None);
-        let png = base64::engine::general_purpose::STANDARD
-            .decode(b64.as_str().unwrap())
-            .unwrap();
-        let mut reader = png::Decoder::new(std::io::Cursor::new(png))
-            .read_info()
-            .unwrap();
-        let mut buf = vec![0; reader.output_buffer_size()];
-        let info = reader.next_frame(&mut buf).unwrap();
-        let bpp = match info.color_type {
-            png::ColorType::Rgba => 4,
-            png::ColorType::Rgb => 3,
-            other => panic!("a screenshot in {other:?}"),
-        };
-        assert_eq!(info.bit_depth, png::BitDepth::Eight);
-        buf.truncate(info.buffer_size());
-        (info.width, bpp, buf)
-    }
-}
-
-impl Drop for Browser<'_> {
-    fn drop(&mut self) {
-        if !self.session.is_empty() {
-            let _ = self.request("DELETE", &format!("/session/{}", self.session), None);
-        }
-        if let Some(mut d) = self.driver.take() {
-            let _ = d.kill();
-            let _ = d.wait();
-        }
-        // Whatever Chromium left in our lab namespace (a failed test).
-        let pids = self
-            .lab
-            .exec(Ns::Host, &["ip", "netns", "pids", &self.lab.ns(Ns::Host)]);
-        for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            if comm.starts_with("chrom") {
-                let _ = std::process::Command::new("kill")
-                    .args(["-9", pid])
-                    .status();
-            }
-        }
-    }
-}
-
 /// `rgb(r, g, b)` as three bytes.
 fn rgb(css: &str) -> [u8; 3] {
     let inner = css.trim_start_matches("rgb(").trim_end_matches(')');
@@ -137,18 +19,8 @@ fn rgb(css: &str) -> [u8; 3] {
     [v[0], v[1], v[2]]
 }
 
-/// Wait (bounded) until `js` returns true; on failure, say what the page
-/// shows.
 fn wait_page(b: &Browser, what: &str, js: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::time::Instant::now() < deadline {
-        if b.script(js) == true {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    let shown = b.script("return document.body.innerText");
-    panic!("not within 20 s: {what}; the page shows: {shown}");
+    b.wait(what, js);
 }
 
 #[test]
@@ -164,7 +36,7 @@ fn the_status_page_shows_what_the_api_says_and_follows_events_live() {
     );
     let _app = Reaped(lab.listen(true, 7030, 120));
     let first = d.json(&["map", "tcp", "7030", "--detach", "--json"]);
-    let b = Browser::start(&lab);
+    let b = Browser::start(&lab.ns(Ns::Host), &lab.path(""));
     b.session(
         "POST",
         "/url",
