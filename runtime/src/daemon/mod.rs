@@ -305,6 +305,12 @@ async fn serve_web(
             .await
             .with_context(|| format!("cannot listen on {addr} for {what}"))?;
         tracing::info!("{what} on http://{}{path}", l.local_addr()?);
+        if !addr.ip().is_loopback() {
+            // Neither endpoint has a login: say so where the operator looks.
+            tracing::warn!(
+                "{what} on {addr} is reachable beyond this host and has no authentication"
+            );
+        }
         let handler = match path {
             "/metrics" => broker.clone().metrics_handler(),
             _ => page::handler(broker.clone()),
