@@ -137,11 +137,9 @@ impl Broker {
             let snapshot = {
                 let s = self.shared.lock().unwrap();
                 metrics::Snapshot {
-                    leases: s
-                        .table
-                        .all()
-                        .map(|l| (l.rec.mode.clone(), l.state))
-                        .collect(),
+                    leases: metrics::Snapshot::count(
+                        s.table.all().map(|l| (l.rec.mode.as_str(), l.state)),
+                    ),
                     policy_serial: s.policy.serial,
                     policy_expires_ms: s.policy.expires_ms(),
                     modes_loaded: s.modes.len(),
