@@ -95,6 +95,7 @@ fn main() {
             elapsed: Duration::from_micros(800),
             memory_peak: 1 << 20,
             denials: 0,
+            failed: None,
         });
     });
     let all = us(write) + us(trace) + us(metered);

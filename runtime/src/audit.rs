@@ -200,6 +200,9 @@ pub struct CallSummary {
     /// Socket uses the gate denied during the call (every one, whether or
     /// not the audit log wrote it out).
     pub denials: usize,
+    /// The call's failure kind ([`crate::sandbox::CallError::failure_kind`]),
+    /// `None` when it succeeded: every call site is counted the same way.
+    pub failed: Option<&'static str>,
 }
 
 /// Discards decisions (benchmarks of the raw path only).

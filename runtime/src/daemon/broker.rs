@@ -473,7 +473,7 @@ impl Broker {
             match r.result {
                 Ok(Output::Mapping(m)) => return Ok((mode, m)),
                 Ok(_) => {
-                    self.metrics.mod_failed(mode.name(), "map", "fault");
+                    // validate() refuses this; kept so a refusal is never lost.
                     reasons.push((
                         mode.name().to_string(),
                         Failure::new("fault", "map returned no mapping"),
@@ -481,7 +481,6 @@ impl Broker {
                 }
                 Err(e) => {
                     let f = selector::failure(&e);
-                    self.metrics.mod_failed(mode.name(), "map", &f.kind);
                     let conflict = f.kind == "conflict" && t.external_port.is_some();
                     reasons.push((mode.name().to_string(), f));
                     if conflict {

@@ -264,7 +264,10 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// A MOD call failed with `kind` (see `selector::failure`).
+    /// A MOD call failed with `kind` ([`CallError::failure_kind`]); fed by
+    /// [`Metrics::call`], so every call site counts.
+    ///
+    /// [`CallError::failure_kind`]: crate::sandbox::CallError::failure_kind
     pub fn mod_failed(&self, mode: &str, op: &str, kind: &str) {
         self.failures
             .get_or_create(&FailureLabels {
@@ -300,6 +303,9 @@ impl Metrics {
             .fetch_max(peak, std::sync::atomic::Ordering::Relaxed);
         if c.denials > 0 {
             self.denials.get_or_create(&mode).inc_by(c.denials as u64);
+        }
+        if let Some(kind) = c.failed {
+            self.mod_failed(&c.mode, c.op, kind);
         }
     }
 
@@ -373,6 +379,7 @@ mod tests {
             elapsed: Duration::from_millis(3),
             memory_peak,
             denials,
+            failed: None,
         }
     }
 
@@ -430,9 +437,11 @@ mod tests {
         sink.call(&summary("pcp", "map", 2 << 20, 0));
         sink.call(&summary("pcp", "map", 1 << 20, 2));
         sink.call(&summary("pcp", "probe", 0, 1));
+        let mut renew = summary("pcp", "renew", 0, 0);
+        renew.failed = Some("timeout");
+        sink.call(&renew);
         m.mapped("pcp", Duration::from_millis(12));
         m.map_failed("no-mode");
-        m.mod_failed("pcp", "renew", "timeout");
         m.fleet_fetch(FleetResult::Refused);
         let t = m.encode(&Snapshot::default());
         assert!(
@@ -451,6 +460,10 @@ mod tests {
         assert!(t.contains("p2pb_map_errors_total{code=\"no-mode\"} 1"));
         assert!(
             t.contains("p2pb_mod_failures_total{mode=\"pcp\",op=\"renew\",kind=\"timeout\"} 1")
+        );
+        assert!(
+            !t.contains("p2pb_mod_failures_total{mode=\"pcp\",op=\"map\""),
+            "a call that succeeded is no failure: {t}"
         );
         assert!(t.contains("p2pb_fleet_fetches_total{result=\"refused\"} 1"));
         assert!(t.contains("p2pb_build_info{version=\""));

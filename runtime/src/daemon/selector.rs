@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::json::{class_name, ip, mode_error_kind};
+use crate::json::{class_name, ip};
 use crate::sandbox::error::{CallError, mode_error_message};
 use crate::sandbox::{Mode, Op, Output};
 
@@ -69,11 +69,8 @@ impl Failure {
 /// A call error as a [`Failure`].
 pub fn failure(e: &CallError) -> Failure {
     match e {
-        CallError::Mode(m) => Failure::new(mode_error_kind(m), mode_error_message(m)),
-        CallError::Denied { .. } => Failure::new("denied", e.to_string()),
-        CallError::Timeout(_) | CallError::Blocked(_) => Failure::new("timeout", e.to_string()),
-        CallError::ContractBreach { .. } => Failure::new("contract-breach", e.to_string()),
-        _ => Failure::new("fault", e.to_string()),
+        CallError::Mode(m) => Failure::new(e.failure_kind(), mode_error_message(m)),
+        _ => Failure::new(e.failure_kind(), e.to_string()),
     }
 }
 

@@ -143,10 +143,6 @@ impl Broker {
         };
         let began = std::time::Instant::now();
         let r = mode.call(Op::Renew(mapping, lifetime)).await;
-        if let Err(e) = &r.result {
-            let kind = super::selector::failure(e).kind;
-            self.metrics.mod_failed(mode.name(), "renew", &kind);
-        }
         match r.result {
             Ok(Output::Mapping(m)) => {
                 let mut rec = l.rec.clone();

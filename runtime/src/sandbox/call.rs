@@ -210,6 +210,7 @@ pub(crate) async fn run(mode: &Mode, op: Op) -> CallReport {
         elapsed: start.elapsed(),
         memory_peak,
         denials: decisions.iter().filter(|d| d.denied()).count(),
+        failed: result.as_ref().err().map(CallError::failure_kind),
     });
     CallReport {
         result,
@@ -356,6 +357,7 @@ fn validate(r: Result<Output, ModeError>, asked: &Asked) -> Result<Output, CallE
             Ok(())
         }
         (Ok(Output::Mapping(_)), Asked::Other) => Err("a mapping where none was asked".into()),
+        (Ok(_), Asked::Map(_) | Asked::Renew(..)) => Err("no mapping where one was asked".into()),
         (Ok(Output::Unmapped), _) => Ok(()),
         (Ok(Output::Nat(n)), _) => contract::nat(n),
         (Ok(Output::Tunnel), _) => Ok(()),
@@ -449,4 +451,40 @@ fn classify(
         message.push_str(&said);
     }
     CallError::Trap { kind, message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::wit::Transport;
+
+    fn mapping() -> Mapping {
+        crate::sandbox::contract::tests::mapping_to("198.51.100.2:4000")
+    }
+
+    /// A map or renew must answer with a mapping, and only they may: a
+    /// host that took "no mapping" for success would report a hole that
+    /// does not exist.
+    #[test]
+    fn a_mapping_answers_exactly_map_and_renew() {
+        let asked_map = Asked::Map(MapRequest {
+            transport: Transport::Udp,
+            internal: mapping().internal,
+            external_port: None,
+            lifetime: 600,
+            permanent_allowed: false,
+            probe_state: vec![],
+        });
+        for (asked, what) in [(asked_map, "map"), (Asked::Renew(mapping(), 600), "renew")] {
+            let e = validate(Ok(Output::Unmapped), &asked).unwrap_err();
+            assert!(
+                matches!(&e, CallError::InvalidResult(r) if r.contains("no mapping")),
+                "{what}: {e}"
+            );
+            assert_eq!(e.failure_kind(), "fault");
+        }
+        let e = validate(Ok(Output::Mapping(mapping())), &Asked::Other).unwrap_err();
+        assert!(matches!(e, CallError::InvalidResult(_)), "{e}");
+        assert!(validate(Ok(Output::Unmapped), &Asked::Other).is_ok());
+    }
 }

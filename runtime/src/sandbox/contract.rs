@@ -191,11 +191,12 @@ pub fn clean_error(e: ModeError) -> ModeError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::sandbox::wit::Transport;
 
-    fn mapping_to(external: &str) -> Mapping {
+    /// A UDP mapping of 10.0.0.2:4000 to `external` (other modules' tests).
+    pub(crate) fn mapping_to(external: &str) -> Mapping {
         Mapping {
             transport: Transport::Udp,
             internal: "10.0.0.2:4000"

@@ -139,7 +139,7 @@ pub enum CallError {
     #[error("guest blocked in a host call past its deadline of {0:?}")]
     Blocked(Duration),
     /// A resource limit was hit.
-    #[error("guest hit a limit: {0:?}")]
+    #[error("guest hit a limit: {0}")]
     Limit(Limit),
     /// The fuel budget ran out.
     #[error("guest ran out of fuel")]
@@ -185,6 +185,20 @@ impl CallError {
             CallError::Instantiate(_) => "instantiate",
         }
     }
+
+    /// The failure kind the selector, the lease events and the
+    /// `mod_failures` metric use: the MOD's own error kind, `denied`,
+    /// `timeout`, `contract-breach`, or `fault` for everything the sandbox
+    /// stopped.
+    pub fn failure_kind(&self) -> &'static str {
+        match self {
+            CallError::Mode(m) => crate::json::mode_error_kind(m),
+            CallError::Denied { .. } => "denied",
+            CallError::Timeout(_) | CallError::Blocked(_) => "timeout",
+            CallError::ContractBreach { .. } => "contract-breach",
+            _ => "fault",
+        }
+    }
 }
 
 /// The message carried by any [`ModeError`] case.
@@ -223,6 +237,11 @@ mod tests {
             use_: Use::Send,
         };
         assert_eq!(e.to_string(), "capability denied: udp send 192.0.2.1:5351");
+        let e = CallError::Limit(Limit::Memory(33_554_432));
+        assert_eq!(
+            e.to_string(),
+            "guest hit a limit: memory (at most 33554432 bytes)"
+        );
         for text in [
             e.to_string(),
             TrapKind::StackOverflow.to_string(),

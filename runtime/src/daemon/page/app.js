@@ -9,6 +9,12 @@ const state = { status: null, probe: null, events: [], renders: 0 };
 const MAX_BARS = 40;
 const MAX_ROWS = 500;
 let pending = null;
+// Fetches start at least this far apart: with 10,000 leases a status is
+// 2 MB of JSON, and a burst of events must not turn into a burst of them.
+const MIN_GAP_MS = 1000;
+// Without events, times shown ("in 540 s") are brought up to date this often.
+const IDLE_REFRESH_MS = 30000;
+let lastFetch = -Infinity;
 
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
@@ -164,6 +170,7 @@ function drawEvents() {
 
 async function refresh() {
   pending = null;
+  lastFetch = performance.now();
   try {
     const [s, p] = await Promise.all(['/api/status', '/api/probe'].map(u =>
       fetch(u, { cache: 'no-store' }).then(r => r.ok ? r.json() : Promise.reject(new Error(`${u}: ${r.status}`)))));
@@ -184,9 +191,18 @@ async function refresh() {
 }
 
 // Events come in bursts (a gateway restart loses every lease at once):
-// one refresh per burst.
+// one refresh per burst, and never two within MIN_GAP_MS.
 function soon() {
-  if (!pending) pending = setTimeout(refresh, 200);
+  if (pending) return;
+  const wait = Math.max(200, lastFetch + MIN_GAP_MS - performance.now());
+  pending = setTimeout(refresh, wait);
+}
+
+// A routine renewal changes no row but its times: it is listed, not fetched.
+function changesRows(e) {
+  if (e.event !== 'renewed' || !state.status) return true;
+  const l = state.status.leases.find(x => x.id === e.lease.id);
+  return !l || l.external !== e.lease.external;
 }
 
 function follow() {
@@ -199,7 +215,7 @@ function follow() {
     state.events.unshift(e);
     state.events.length = Math.min(state.events.length, 50);
     drawEvents();
-    soon();
+    if (changesRows(e)) soon();
   });
   es.addEventListener('lagged', soon);
   es.onerror = () => { live.textContent = 'reconnecting'; live.className = 'off'; };
@@ -207,3 +223,4 @@ function follow() {
 
 refresh();
 follow();
+setInterval(soon, IDLE_REFRESH_MS);

@@ -11,8 +11,9 @@
 //! cannot read it through DNS rebinding.
 
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, broadcast, mpsc};
 
@@ -26,6 +27,10 @@ pub const MAX_STREAMS: usize = 8;
 /// A comment line this often keeps proxies from timing a quiet stream out
 /// and finds clients that are gone.
 const KEEPALIVE: Duration = Duration::from_secs(15);
+/// How long one `/api/status` answer is served again while no lease event
+/// came: with 10,000 leases it takes ~50 ms to build, and any number of
+/// open pages (or a loop of requests) then costs one build a second.
+const STATUS_TTL: Duration = Duration::from_secs(1);
 
 const INDEX: &str = include_str!("index.html");
 const APP: &str = include_str!("app.js");
@@ -50,17 +55,64 @@ pub fn host_allowed(host: Option<&str>) -> bool {
     name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok()
 }
 
+/// The last `/api/status` body, reused within [`STATUS_TTL`] until a lease
+/// event bumps the generation.
+#[derive(Default)]
+pub struct StatusCache {
+    generation: AtomicU64,
+    last: Mutex<Option<(u64, Instant, Arc<Vec<u8>>)>>,
+}
+
+impl StatusCache {
+    /// Something the status shows changed: the next request builds afresh.
+    pub fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The body for a request at `now`: the cached one if it is of this
+    /// generation and younger than [`STATUS_TTL`], else `build()`'s (one
+    /// build at a time; requests that wait for it take its result).
+    pub fn get(&self, now: Instant, build: impl FnOnce() -> Vec<u8>) -> Arc<Vec<u8>> {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let generation = self.generation.load(Ordering::Relaxed);
+        if let Some((g, at, body)) = &*last
+            && *g == generation
+            && now.saturating_duration_since(*at) < STATUS_TTL
+        {
+            return body.clone();
+        }
+        let body = Arc::new(build());
+        *last = Some((generation, now, body.clone()));
+        body
+    }
+}
+
 /// The page's handler.
 pub fn handler(broker: Arc<Broker>) -> Handler {
     let streams = Arc::new(Semaphore::new(MAX_STREAMS));
+    let cache = Arc::new(StatusCache::default());
+    let mut sub = broker.events.subscribe();
+    let watched = cache.clone();
+    tokio::spawn(async move {
+        // Every lease event (and a lag, which hides some) invalidates.
+        while !matches!(sub.recv().await, Err(broadcast::error::RecvError::Closed)) {
+            watched.invalidate();
+        }
+    });
     Arc::new(move |req: Request| {
         let b = broker.clone();
         let streams = streams.clone();
-        Box::pin(async move { answer(&b, &streams, req).await })
+        let cache = cache.clone();
+        Box::pin(async move { answer(&b, &streams, &cache, req).await })
     })
 }
 
-async fn answer(b: &Arc<Broker>, streams: &Arc<Semaphore>, req: Request) -> Reply {
+async fn answer(
+    b: &Arc<Broker>,
+    streams: &Arc<Semaphore>,
+    cache: &StatusCache,
+    req: Request,
+) -> Reply {
     if !host_allowed(req.host.as_deref()) {
         return Reply::text(403, "use the address the broker listens on, or localhost\n");
     }
@@ -73,7 +125,16 @@ async fn answer(b: &Arc<Broker>, streams: &Arc<Semaphore>, req: Request) -> Repl
         "/" | "/index.html" => file("text/html; charset=utf-8", INDEX),
         "/app.js" => file("text/javascript; charset=utf-8", APP),
         "/style.css" => file("text/css; charset=utf-8", STYLE),
-        "/api/status" => json(&super::server::status(b, &root())),
+        "/api/status" => {
+            let body = cache.get(Instant::now(), || {
+                serde_json::to_vec(&super::server::status(b, &root())).unwrap_or_else(|e| {
+                    serde_json::json!({ "error": format!("cannot encode: {e}") })
+                        .to_string()
+                        .into_bytes()
+                })
+            });
+            Reply::bytes(200, "application/json", body.as_slice())
+        }
         // Cached probes (within the policy's TTL): a page left open must
         // not make the broker probe the gateway on every refresh.
         "/api/probe" => json(&super::server::probe(b, false).await),
@@ -164,6 +225,30 @@ mod tests {
             assert!(!host_allowed(Some(bad)), "{bad}");
         }
         assert!(!host_allowed(None), "HTTP/1.1 requires Host");
+    }
+
+    #[test]
+    fn the_status_is_rebuilt_after_a_lease_event_or_a_second() {
+        let cache = StatusCache::default();
+        let t0 = Instant::now();
+        let mut builds = 0;
+        let mut get = |at: Instant| {
+            cache
+                .get(at, || {
+                    builds += 1;
+                    builds.to_string().into_bytes()
+                })
+                .to_vec()
+        };
+        assert_eq!(get(t0), b"1");
+        assert_eq!(get(t0 + Duration::from_millis(900)), b"1", "cached");
+        assert_eq!(get(t0 + STATUS_TTL), b"2", "aged out");
+        cache.invalidate();
+        assert_eq!(
+            get(t0 + STATUS_TTL + Duration::from_millis(1)),
+            b"3",
+            "a lease event shows at once"
+        );
     }
 
     #[test]
