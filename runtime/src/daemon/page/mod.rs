@@ -60,7 +60,14 @@ pub fn host_allowed(host: Option<&str>) -> bool {
 #[derive(Default)]
 pub struct StatusCache {
     generation: AtomicU64,
-    last: Mutex<Option<(u64, Instant, Arc<Vec<u8>>)>>,
+    last: Mutex<Option<Built>>,
+}
+
+/// One built body: of which generation, when.
+struct Built {
+    generation: u64,
+    at: Instant,
+    body: Arc<Vec<u8>>,
 }
 
 impl StatusCache {
@@ -75,14 +82,18 @@ impl StatusCache {
     pub fn get(&self, now: Instant, build: impl FnOnce() -> Vec<u8>) -> Arc<Vec<u8>> {
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         let generation = self.generation.load(Ordering::Relaxed);
-        if let Some((g, at, body)) = &*last
-            && *g == generation
-            && now.saturating_duration_since(*at) < STATUS_TTL
+        if let Some(b) = &*last
+            && b.generation == generation
+            && now.saturating_duration_since(b.at) < STATUS_TTL
         {
-            return body.clone();
+            return b.body.clone();
         }
         let body = Arc::new(build());
-        *last = Some((generation, now, body.clone()));
+        *last = Some(Built {
+            generation,
+            at: now,
+            body: body.clone(),
+        });
         body
     }
 }
