@@ -702,3 +702,66 @@ fn the_signing_commands_speak_json_too() {
     let allow = std::fs::read_to_string(modes.join("allow.list")).unwrap();
     assert_eq!(allow.lines().count(), listed.as_array().unwrap().len());
 }
+
+/// `p2pb` runs the client commands and hands every other one to `p2pbd`
+/// from its own folder; without `p2pbd` beside it, it says so.
+#[test]
+fn p2pb_hands_the_other_commands_to_p2pbd_beside_it() {
+    let p2pb = std::path::Path::new(env!("CARGO_BIN_EXE_p2pb"));
+    let dir = tempfile::tempdir().unwrap();
+    let alone = dir.path().join("p2pb");
+    std::fs::copy(p2pb, &alone).unwrap();
+    let o = Command::new(&alone)
+        .args(["mode", "builtin", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "bad usage/input exit code");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("p2pbd") && err.contains("cannot be started"),
+        "{err}"
+    );
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_p2pbd"), dir.path().join("p2pbd")).unwrap();
+    let o = Command::new(&alone)
+        .args(["mode", "builtin", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v.as_array().unwrap().iter().any(|m| m["mode"] == "nat-pmp"),
+        "{v}"
+    );
+    // A client command runs in p2pb itself: with no broker it exits 3.
+    let o = Command::new(&alone)
+        .args(["--socket"])
+        .arg(dir.path().join("none.sock"))
+        .arg("list")
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// The client carries no WebAssembly engine: what makes `p2pbd` big and
+/// slow to start is not linked into the command every script runs.
+#[test]
+fn p2pb_does_not_carry_the_engine() {
+    let has = |path: &str, what: &[u8]| {
+        let bytes = std::fs::read(path).unwrap();
+        bytes.windows(what.len()).any(|w| w == what)
+    };
+    let (client, full) = (env!("CARGO_BIN_EXE_p2pb"), env!("CARGO_BIN_EXE_p2pbd"));
+    // The code generator (its panic locations name its crate) and the
+    // built-in MODs (their file names): in p2pbd, so the test looks for
+    // the right things; not in p2pb.
+    for what in [&b"cranelift-codegen"[..], b"p2pbroker-mode-nat-pmp"] {
+        let name = String::from_utf8_lossy(what);
+        assert!(has(full, what), "p2pbd has {name}");
+        assert!(!has(client, what), "p2pb has {name}");
+    }
+}

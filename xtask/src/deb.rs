@@ -55,17 +55,9 @@ pub fn build(dev: bool) -> anyhow::Result<PathBuf> {
     let profile = if dev { "dev" } else { "release" };
     run(
         cargo()
-            .args([
-                "build",
-                "--profile",
-                profile,
-                "-p",
-                "p2pbroker",
-                "--bin",
-                "p2pb",
-            ])
+            .args(["build", "--profile", profile, "-p", "p2pbroker", "--bins"])
             .current_dir(&root),
-        "building p2pb",
+        "building p2pb and p2pbd",
     )?;
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)

@@ -94,7 +94,8 @@ fn demo() -> anyhow::Result<()> {
     build_modes(&out)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let ok = std::process::Command::new(cargo)
-        .args(["build", "--quiet", "-p", "p2pbroker", "--bin", "p2pb"])
+        // p2pb and p2pbd, to which p2pb hands the daemon.
+        .args(["build", "--quiet", "-p", "p2pbroker", "--bins"])
         .current_dir(root())
         .status()?
         .success();

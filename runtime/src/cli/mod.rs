@@ -173,8 +173,18 @@ enum ModeCommand {
     Verify(trust::VerifyArgs),
 }
 
-/// Parse arguments, run, and map the outcome to an exit code.
-pub fn main() -> ExitCode {
+/// The binary that runs every command (the daemon, MOD and policy tools);
+/// `p2pb` hands it whatever is not a client command.
+pub const FULL_BINARY: &str = "p2pbd";
+
+/// Parse arguments, run, and map the outcome to an exit code. `CLIENT`:
+/// this is `p2pb`, which runs the client commands itself and hands every
+/// other one to [`FULL_BINARY`] beside it (exec: same process, same
+/// arguments). What only the other commands use (wasmtime, the built-in
+/// MODs) is then not in `p2pb` at all, and a `p2pb map` starts in a
+/// fraction of the time: a position-independent binary pays at every
+/// start for every relocation in it.
+pub fn main<const CLIENT: bool>() -> ExitCode {
     let cli = Cli::parse();
     p2pbroker::logging::init(&cli.log);
     // An empty P2PB_SOCKET counts as unset, as in the client library.
@@ -184,9 +194,6 @@ pub fn main() -> ExitCode {
         lan: cli.lan.clone(),
     };
     let outcome = match cli.command {
-        Command::Daemon(a) => runtime().block_on(daemon::run(a, socket)),
-        Command::Lan { command } => lan::run(command),
-        Command::Audit(a) => audit::run(a),
         Command::Map(a) => Ok(client_runtime().block_on(client::map(a, &to))),
         Command::Unmap { lease, json } => {
             Ok(client_runtime().block_on(client::unmap(&lease, json, &to)))
@@ -195,6 +202,26 @@ pub fn main() -> ExitCode {
         Command::Status(a) => Ok(client_runtime().block_on(status::status(a.json, &to))),
         Command::Probe(a) => Ok(client_runtime().block_on(client::probe(a, &to))),
         Command::Connect(a) => Ok(client_runtime().block_on(connect::run(a, &to))),
+        // A constant condition: in `p2pb` the arm below is dead code, and
+        // nothing only it reaches is linked in.
+        _ if CLIENT => return hand_over(),
+        other => full(other, socket),
+    };
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            errln!("p2pb: {e:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+/// The commands only [`FULL_BINARY`] runs.
+fn full(command: Command, socket: Option<PathBuf>) -> anyhow::Result<u8> {
+    match command {
+        Command::Daemon(a) => runtime().block_on(daemon::run(a, socket)),
+        Command::Lan { command } => lan::run(command),
+        Command::Audit(a) => audit::run(a),
         Command::Key { command } => trust::key(command),
         Command::Man { dir } => man(&dir),
         Command::Policy { command } => trust::policy(command),
@@ -211,14 +238,32 @@ pub fn main() -> ExitCode {
             ModeCommand::Sign(a) => trust::sign(a),
             ModeCommand::Verify(a) => trust::verify(a),
         },
-    };
-    match outcome {
-        Ok(code) => ExitCode::from(code),
-        Err(e) => {
-            errln!("p2pb: {e:#}");
-            ExitCode::from(EXIT_USAGE)
-        }
+        // Run in `main`.
+        Command::Map(_)
+        | Command::Unmap { .. }
+        | Command::List(_)
+        | Command::Status(_)
+        | Command::Probe(_)
+        | Command::Connect(_) => unreachable!("client commands run in main"),
     }
+}
+
+/// Replace this process with [`FULL_BINARY`] from this binary's folder,
+/// with the same arguments and environment (a systemd unit's
+/// `NOTIFY_SOCKET` included; the PID stays).
+fn hand_over() -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    let full = std::env::current_exe()
+        .map(|p| p.with_file_name(FULL_BINARY))
+        .unwrap_or_else(|_| PathBuf::from(FULL_BINARY));
+    let e = std::process::Command::new(&full)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    errln!(
+        "p2pb: this command runs in {} (installed beside p2pb), which cannot be started: {e}",
+        full.display()
+    );
+    ExitCode::from(EXIT_USAGE)
 }
 
 /// The man pages of `p2pb` and of each visible subcommand, from the same
