@@ -50,7 +50,11 @@ fn prebuilt(dir: &Path) -> Vec<(String, PathBuf)> {
 
 /// Build every mode crate into `out/modes`.
 fn build_all(out: &Path) -> Vec<(String, PathBuf)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // Read when the script runs, not baked in when it was compiled: cargo
+    // reuses a compiled script for a checkout elsewhere that shares the
+    // target folder (a git worktree), whose modes/ the baked path is not.
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let root = Path::new(&manifest).join("..");
     for watched in ["modes", "wit", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
