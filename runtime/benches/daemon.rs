@@ -372,6 +372,11 @@ config = { gateway = "10.99.0.1" }
         let rps = status_load(&socket).await;
         let rss_after_status = proc_stat(pid).1;
         eprintln!("RSS idle {rss_idle} KiB, after status load {rss_after_status} KiB");
+        // The daemon hands a burst's freed heap back once its last
+        // connection is gone (server/limits.rs): give it a moment.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let rss_settled = proc_stat(pid).1;
+        eprintln!("RSS 2 s after the status load {rss_settled} KiB");
         let made = Instant::now();
         let count = Arc::new(AtomicU64::new(0));
         let mut tasks = Vec::new();
