@@ -28,9 +28,13 @@ pub const MAX_STREAMS: usize = 8;
 /// and finds clients that are gone.
 const KEEPALIVE: Duration = Duration::from_secs(15);
 /// How long one `/api/status` answer is served again while no lease event
-/// came: with 10,000 leases it takes ~50 ms to build, and any number of
-/// open pages (or a loop of requests) then costs one build a second.
+/// came: with 10,000 leases it takes ~50 ms to build.
 const STATUS_TTL: Duration = Duration::from_secs(1);
+/// The least time between two builds even while lease events come: 10,000
+/// leases renewing make hundreds of events a second, and any number of
+/// open pages (or a loop of requests) must still cost a bounded number of
+/// builds.
+const STATUS_MIN_AGE: Duration = Duration::from_millis(200);
 
 const INDEX: &str = include_str!("index.html");
 const APP: &str = include_str!("app.js");
@@ -76,17 +80,19 @@ impl StatusCache {
         self.generation.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The body for a request at `now`: the cached one if it is of this
-    /// generation and younger than [`STATUS_TTL`], else `build()`'s (one
-    /// build at a time; requests that wait for it take its result).
+    /// The body for a request at `now`: the cached one if it is younger
+    /// than [`STATUS_MIN_AGE`], or of this generation and younger than
+    /// [`STATUS_TTL`]; else `build()`'s (one build at a time; requests that
+    /// wait for it take its result). At most one build per
+    /// [`STATUS_MIN_AGE`], however many events or requests come.
     pub fn get(&self, now: Instant, build: impl FnOnce() -> Vec<u8>) -> Arc<Vec<u8>> {
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         let generation = self.generation.load(Ordering::Relaxed);
-        if let Some(b) = &*last
-            && b.generation == generation
-            && now.saturating_duration_since(b.at) < STATUS_TTL
-        {
-            return b.body.clone();
+        if let Some(b) = &*last {
+            let age = now.saturating_duration_since(b.at);
+            if age < STATUS_MIN_AGE || (b.generation == generation && age < STATUS_TTL) {
+                return b.body.clone();
+            }
         }
         let body = Arc::new(build());
         *last = Some(Built {
@@ -239,7 +245,7 @@ mod tests {
     }
 
     #[test]
-    fn the_status_is_rebuilt_after_a_lease_event_or_a_second() {
+    fn the_status_is_rebuilt_after_a_lease_event_or_a_second_but_not_faster() {
         let cache = StatusCache::default();
         let t0 = Instant::now();
         let mut builds = 0;
@@ -254,11 +260,17 @@ mod tests {
         assert_eq!(get(t0), b"1");
         assert_eq!(get(t0 + Duration::from_millis(900)), b"1", "cached");
         assert_eq!(get(t0 + STATUS_TTL), b"2", "aged out");
+        let t2 = t0 + STATUS_TTL;
         cache.invalidate();
         assert_eq!(
-            get(t0 + STATUS_TTL + Duration::from_millis(1)),
+            get(t2 + STATUS_MIN_AGE - Duration::from_millis(1)),
+            b"2",
+            "events in a stream cost at most one build per STATUS_MIN_AGE"
+        );
+        assert_eq!(
+            get(t2 + STATUS_MIN_AGE),
             b"3",
-            "a lease event shows at once"
+            "a lease event shows once the body is STATUS_MIN_AGE old"
         );
     }
 
