@@ -18,7 +18,7 @@ mod metrics;
 mod page;
 
 use daemon::{Daemon, Reaped, eventually};
-use lab::{GatewayOptions, Lab, NatKind, PUB_ALT_IP, PUB_IP};
+use lab::{GatewayOptions, Lab, NatKind, Ns, PUB_ALT_IP, PUB_IP};
 use serde_json::Value;
 
 /// The built-in MODs with the grants of the default policy.
@@ -787,6 +787,50 @@ fn sighup_reloads_the_policy_keeping_leases_and_the_last_good_policy() {
     eventually("the lease of the dropped MOD is released", 20, || {
         ids(&d).is_empty() && forwards(&lab) == 0
     });
+}
+
+/// A stop that arrives while a map is under way waits for it and then
+/// releases what it mapped: the gateway has made the rule but its answer
+/// is held back (dropped at the gateway) until the stop has begun, so the
+/// map lands in the table only after SIGTERM.
+#[test]
+fn a_stop_during_a_map_releases_the_mapping_it_made() {
+    let lab = Lab::up(GatewayOptions::default());
+    let mut d = Daemon::start(&lab, "broker", &policy(&["pcp"], "", ""));
+    let _app = Reaped(lab.listen(true, 7043, 120));
+    // Probed before the answers are held back.
+    let probe = d.json(&["probe", "--json"]);
+    assert_eq!(probe["chosen"], "pcp", "{probe}");
+    lab.must(Ns::Gw, &["nft", "add", "table", "inet", "hold"]);
+    lab.must(
+        Ns::Gw,
+        &[
+            "nft",
+            "add",
+            "chain",
+            "inet",
+            "hold",
+            "out",
+            "{ type filter hook output priority 0 ; }",
+        ],
+    );
+    lab.must(
+        Ns::Gw,
+        &[
+            "nft", "add", "rule", "inet", "hold", "out", "udp", "sport", "5351", "drop",
+        ],
+    );
+    let mut holder = d.hold("holder", &["tcp", "7043"]);
+    eventually("the gateway made the rule", 20, || forwards(&lab) == 1);
+    d.terminate();
+    eventually("the stop has begun", 20, || d.log().contains("SIGTERM"));
+    // The MOD's retransmission now gets its answer.
+    lab.must(Ns::Gw, &["nft", "delete", "table", "inet", "hold"]);
+    d.stop();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(forwards(&lab), 0, "{}\n{}", lab.gateway_rules(), d.log());
+    assert!(!d.log().contains("could not be unmapped"), "{}", d.log());
 }
 
 /// With `broker.keep_leases_on_stop`, a clean stop keeps persistent leases

@@ -265,6 +265,14 @@ impl Daemon {
         }
     }
 
+    /// Send SIGTERM and return at once (the stop goes on; `stop` waits).
+    pub fn terminate(&self) {
+        if let Some(c) = &self.child {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        }
+    }
+
     /// SIGTERM and wait (bounded) for a clean exit.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -88,6 +88,8 @@ pub struct Broker {
     pub holes: Mutex<super::holelog::HoleLog>,
     /// Counters and histograms (`--metrics`; fed whether served or not).
     pub metrics: Arc<super::metrics::Metrics>,
+    /// Maps and renewals under way, which a stop waits for.
+    pub work: Arc<super::inflight::InFlight>,
 }
 
 /// Unix time in ms.
@@ -298,6 +300,9 @@ impl Broker {
                 .await
                 .map_err(|e| api(ErrorCode::NotOwner, e.to_string()))?,
         };
+        let Some(work) = self.work.enter() else {
+            return Err(api(ErrorCode::ShuttingDown, "the broker is shutting down"));
+        };
         let id = self.shared.lock().unwrap().table.reserve(
             transport,
             auth.internal,
@@ -313,7 +318,11 @@ impl Broker {
             expires_ms: Some(auth.expires_ms),
         };
         let b = self.clone();
-        let task = tokio::spawn(async move { b.map_reserved(target, &p, &who, follows).await });
+        let task = tokio::spawn(async move {
+            let r = b.map_reserved(target, &p, &who, follows).await;
+            drop(work);
+            r
+        });
         match task.await {
             Ok(r) => r,
             Err(e) => {

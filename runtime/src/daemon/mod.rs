@@ -14,6 +14,7 @@ pub mod fdpass;
 pub mod fleet;
 pub mod holelog;
 pub mod http;
+pub mod inflight;
 pub mod journal;
 pub mod leases;
 pub mod metrics;
@@ -263,6 +264,7 @@ pub async fn start(opts: &DaemonOptions) -> anyhow::Result<Arc<Broker>> {
             table: leases::LeaseTable::new(replay.max_id),
         }),
         journal: Mutex::new(journal),
+        work: Default::default(),
         events,
         probing: tokio::sync::Mutex::new(()),
         discovering: tokio::sync::Mutex::new(()),
@@ -398,6 +400,15 @@ pub async fn run(opts: DaemonOptions) -> anyhow::Result<()> {
     expiry.abort();
     upkeep.abort();
     server::unbind(&socket);
+    // Maps and renewals under way land in the table first, so the release
+    // below sees every mapping they made.
+    if !broker.work.close_and_settle(SHUTDOWN_CAP).await {
+        tracing::warn!(
+            "{} map(s) or renewal(s) still running after {} s; the journal's intents cover them",
+            broker.work.count(),
+            SHUTDOWN_CAP.as_secs()
+        );
+    }
     broker.release_all(SHUTDOWN_CAP).await;
     let left = {
         let s = broker.shared.lock().unwrap();

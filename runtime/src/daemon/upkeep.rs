@@ -40,9 +40,13 @@ impl Broker {
             for (id, what) in due {
                 let b = self.clone();
                 let permit = permits.clone().acquire_owned().await.expect("never closed");
+                let Some(work) = self.work.enter() else {
+                    // Shutting down: the release of every lease follows.
+                    return;
+                };
                 tokio::spawn(async move {
                     b.upkeep_one(id, what).await;
-                    drop(permit);
+                    drop((permit, work));
                     b.wake.notify_one();
                 });
             }
