@@ -431,6 +431,16 @@ impl Client {
         self.call(Op::Unmap { lease }).await
     }
 
+    /// Let `peers` reach relayed lease `lease` (a TURN relay admits only
+    /// permitted peers); returns the lease with its peers.
+    pub async fn permit(
+        &self,
+        lease: u64,
+        peers: Vec<std::net::SocketAddr>,
+    ) -> Result<Lease, ClientError> {
+        self.call(Op::Permit { lease, peers }).await
+    }
+
     /// This user's leases (root: all).
     pub async fn list(&self) -> Result<Vec<Lease>, ClientError> {
         self.call::<LeaseList>(Op::List).await.map(|l| l.leases)

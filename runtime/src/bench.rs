@@ -9,7 +9,7 @@ use crate::sandbox::Mode;
 
 /// Time to create a store (WASI context, gate, limits) and instantiate.
 pub async fn instantiate(mode: &Mode) -> Duration {
-    let mut store = mode.new_store(Arc::new(MemorySink::default()));
+    let mut store = mode.new_store(Arc::new(MemorySink::default()), Default::default());
     let start = Instant::now();
     let instance = mode
         .pre
@@ -24,7 +24,7 @@ pub async fn instantiate(mode: &Mode) -> Duration {
 /// Per-call time of `n` `info` calls on one live instance (the smallest
 /// lifecycle call: no arguments, three short strings back).
 pub async fn info_calls(mode: &Mode, n: u32) -> Duration {
-    let mut store = mode.new_store(Arc::new(MemorySink::default()));
+    let mut store = mode.new_store(Arc::new(MemorySink::default()), Default::default());
     let instance = mode
         .pre
         .instantiate_async(&mut store)

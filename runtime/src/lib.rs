@@ -27,6 +27,7 @@ pub mod json;
 pub mod logging;
 pub mod netinfo;
 pub mod policy;
+pub mod relay;
 pub mod sandbox;
 pub mod text;
 pub mod trust;

@@ -21,7 +21,7 @@ mod tests;
 
 pub use event::{Event, EventKind, encode_event};
 pub use records::{
-    Connection, Lease, LeaseList, LeaseState, ModeStatus, NatView, NetworkView, PolicyStatus,
+    Connection, Lease, LeaseList, LeaseState, Relay, RelayPeer, ModeStatus, NatView, NetworkView, PolicyStatus,
     ProbeSummary, ProbeView, RefusedMod, Status,
 };
 pub use request::{

@@ -90,6 +90,29 @@ pub struct Lease {
     pub persist: bool,
     /// Unix seconds of creation.
     pub created_at: u64,
+    /// For a lease served through a TURN relay: where it is relayed and
+    /// which peers may reach it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<Relay>,
+}
+
+/// How a relayed lease is carried (`external` is the relayed address).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Relay {
+    /// The TURN server.
+    pub server: SocketAddr,
+    /// The peers permitted to reach the application (`permit`), each with
+    /// the local address the application sees its datagrams come from.
+    pub peers: Vec<RelayPeer>,
+}
+
+/// A permitted peer of a relayed lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayPeer {
+    /// The peer, as the relay sees it.
+    pub peer: SocketAddr,
+    /// Where its datagrams come from on this host (the broker's stand-in).
+    pub local: SocketAddr,
 }
 
 /// One MOD's latest probe.

@@ -31,6 +31,13 @@ pub enum Op {
         /// The lease id.
         lease: u64,
     },
+    /// Let peers reach a relayed lease (TURN admits only permitted peers).
+    Permit {
+        /// The lease id.
+        lease: u64,
+        /// Peer addresses (`IP:PORT`), 1 to 64.
+        peers: Vec<std::net::SocketAddr>,
+    },
     /// The caller's leases (root: all).
     List,
     /// MODs, probe results, leases, network, policy.
@@ -140,6 +147,13 @@ fn is_false(b: &bool) -> bool {
 #[serde(deny_unknown_fields)]
 struct UnmapFields {
     lease: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PermitFields {
+    lease: u64,
+    peers: Vec<std::net::SocketAddr>,
 }
 
 #[derive(Deserialize)]
@@ -255,6 +269,20 @@ pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
             let f: UnmapFields = serde_json::from_value(fields).map_err(bad)?;
             Op::Unmap { lease: f.lease }
         }
+        "permit" => {
+            let f: PermitFields = serde_json::from_value(fields).map_err(bad)?;
+            if f.peers.is_empty() || f.peers.len() > 64 {
+                return Err(err(
+                    Some(id),
+                    BadRequest,
+                    "op `permit`: `peers` holds 1 to 64 addresses",
+                ));
+            }
+            Op::Permit {
+                lease: f.lease,
+                peers: f.peers,
+            }
+        }
         "probe" => {
             let f: ProbeFields = serde_json::from_value(fields).map_err(bad)?;
             Op::Probe { fresh: f.fresh }
@@ -279,7 +307,7 @@ pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
                 Some(id),
                 UnknownOp,
                 format!(
-                    "unknown op `{name}` (map, unmap, list, status, probe, subscribe, connect)"
+                    "unknown op `{name}` (map, unmap, permit, list, status, probe, subscribe, connect)"
                 ),
             ));
         }
@@ -353,6 +381,10 @@ pub fn encode_request(r: &Request) -> String {
             serde_json::to_string(p).expect("map fields serialise: plain values"),
         ),
         Op::Unmap { lease } => ("unmap", format!(r#"{{"lease":{lease}}}"#)),
+        Op::Permit { lease, peers } => (
+            "permit",
+            serde_json::json!({ "lease": lease, "peers": peers }).to_string(),
+        ),
         Op::List => ("list", String::new()),
         Op::Status => ("status", String::new()),
         Op::Probe { fresh } => ("probe", format!(r#"{{"fresh":{fresh}}}"#)),

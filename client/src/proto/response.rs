@@ -36,7 +36,9 @@ impl ResultBody {
     /// response's id.
     pub fn decode(op: &Op, result: Value) -> Result<ResultBody, serde_json::Error> {
         Ok(match op {
-            Op::Map(_) | Op::Unmap { .. } => ResultBody::Lease(serde_json::from_value(result)?),
+            Op::Map(_) | Op::Unmap { .. } | Op::Permit { .. } => {
+                ResultBody::Lease(serde_json::from_value(result)?)
+            }
             Op::List => ResultBody::Leases(serde_json::from_value::<LeaseList>(result)?.leases),
             Op::Status => ResultBody::Status(Box::new(serde_json::from_value(result)?)),
             Op::Probe { .. } => ResultBody::Probe(Box::new(serde_json::from_value(result)?)),

@@ -312,6 +312,27 @@ pub async fn unmap(args: &[String], json: bool, to: &Target) -> u8 {
     }
 }
 
+pub async fn permit(id: u64, peers: Vec<std::net::SocketAddr>, json: bool, to: &Target) -> u8 {
+    let client = match connect(to).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match client.permit(id, peers).await {
+        Ok(l) if json => {
+            json_line(&l);
+            0
+        }
+        Ok(l) => {
+            outln!("lease {} relayed at {} admits:", l.id, l.external);
+            for p in l.relay.iter().flat_map(|r| &r.peers) {
+                outln!("  {} (reaches the application from {})", p.peer, p.local);
+            }
+            0
+        }
+        Err(e) => failed(e),
+    }
+}
+
 pub(super) fn lease_table(leases: &[Lease]) -> Table {
     let mut t = Table::new(&[
         "LEASE", "PROTO", "INTERNAL", "EXTERNAL", "MOD", "STATE", "RENEW", "ENDS", "UID",

@@ -95,6 +95,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Let peers reach a relayed lease: a TURN relay forwards only what
+    /// permitted peers send (`p2pb permit 3 203.0.113.7:5000`).
+    Permit {
+        /// The lease id (from `p2pb list`).
+        lease: u64,
+        /// Peer addresses, `IP:PORT`.
+        #[arg(num_args = 1..=64, required = true)]
+        peers: Vec<std::net::SocketAddr>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// List leases (yours; root sees all).
     List(client::JsonArg),
     /// The broker's MODs, their probe results, and leases.
@@ -198,6 +210,9 @@ pub fn main<const CLIENT: bool>() -> ExitCode {
         Command::Unmap { lease, json } => {
             Ok(client_runtime().block_on(client::unmap(&lease, json, &to)))
         }
+        Command::Permit { lease, peers, json } => {
+            Ok(client_runtime().block_on(client::permit(lease, peers, json, &to)))
+        }
         Command::List(a) => Ok(client_runtime().block_on(client::list(a.json, &to))),
         Command::Status(a) => Ok(client_runtime().block_on(status::status(a.json, &to))),
         Command::Probe(a) => Ok(client_runtime().block_on(client::probe(a, &to))),
@@ -241,6 +256,7 @@ fn full(command: Command, socket: Option<PathBuf>) -> anyhow::Result<u8> {
         // Run in `main`.
         Command::Map(_)
         | Command::Unmap { .. }
+        | Command::Permit { .. }
         | Command::List(_)
         | Command::Status(_)
         | Command::Probe(_)

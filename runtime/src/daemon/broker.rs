@@ -34,6 +34,7 @@ use crate::gate::Transport;
 use crate::json::{MappingJson, wit_transport};
 use crate::netinfo::NetInfo;
 use crate::policy::Policy;
+use crate::sandbox::wit::relay::LeaseRelay;
 use crate::sandbox::wit::{MapRequest, Mapping};
 use crate::sandbox::{CallError, Mode, ModeHost, Op, Output};
 
@@ -90,6 +91,9 @@ pub struct Broker {
     pub metrics: Arc<super::metrics::Metrics>,
     /// Maps and renewals under way, which a stop waits for.
     pub work: Arc<super::inflight::InFlight>,
+    /// Held across a MOD call on a relayed lease: two calls on one relay
+    /// channel would take each other's answers.
+    pub relay_calls: tokio::sync::Mutex<()>,
 }
 
 /// Unix time in ms.
@@ -340,7 +344,7 @@ impl Broker {
         follows: Vec<u64>,
     ) -> Result<LeaseView, ApiError> {
         let created = now_ms();
-        let (mode, mapping) = match self.establish(&t, p.mode.as_deref(), None).await {
+        let (mode, mapping, relay) = match self.establish(&t, p.mode.as_deref(), None).await {
             Ok(x) => x,
             Err(e) => {
                 self.shared.lock().unwrap().table.cancel(t.id);
@@ -366,7 +370,12 @@ impl Broker {
         let journaled = self.journal.lock().unwrap().put(&rec);
         if let Err(e) = journaled {
             // Not durable: undo rather than hand out a mapping we could leak.
-            let _ = mode.call(Op::Unmap(mapping)).await;
+            let lease = LeaseRelay {
+                kept: relay.clone(),
+                internal: Some(t.internal),
+            };
+            let _ = mode.call_for(Op::Unmap(mapping), lease).await;
+            self.close_relay(&relay);
             self.shared.lock().unwrap().table.cancel(t.id);
             self.forget_intent(t.id);
             return Err(api(ErrorCode::Internal, e.to_string()));
@@ -377,6 +386,17 @@ impl Broker {
             now_ms(),
             crate::daemon::random_u32(),
         );
+        if !relay.is_empty() {
+            self.record_relay(t.id, relay);
+        }
+        let lease = self
+            .shared
+            .lock()
+            .unwrap()
+            .table
+            .get(t.id)
+            .cloned()
+            .unwrap_or(lease);
         let view = views::lease(&lease);
         self.emit(
             EventKind::Mapped,
@@ -406,7 +426,7 @@ impl Broker {
         t: &Target,
         forced: Option<&str>,
         prefer: Option<&str>,
-    ) -> Result<(Arc<Mode>, Mapping), ApiError> {
+    ) -> Result<(Arc<Mode>, Mapping, Vec<u32>), ApiError> {
         let probes = self.probes(false).await;
         let (candidates, mut reasons, policy) = {
             let s = self.shared.lock().unwrap();
@@ -469,7 +489,11 @@ impl Broker {
                 permanent_allowed: policy.broker.permanent_allowed,
                 probe_state,
             };
-            let r = mode.call(Op::Map(req)).await;
+            let lease = LeaseRelay {
+                kept: Vec::new(),
+                internal: Some(t.internal),
+            };
+            let r = mode.call_for(Op::Map(req), lease).await;
             if let Err(CallError::ContractBreach {
                 mapping: Some(forged),
                 ..
@@ -480,7 +504,7 @@ impl Broker {
                 let _ = mode.call(Op::Unmap((**forged).clone())).await;
             }
             match r.result {
-                Ok(Output::Mapping(m)) => return Ok((mode, m)),
+                Ok(Output::Mapping(m)) => return Ok((mode, m, r.relay.kept)),
                 Ok(_) => {
                     // validate() refuses this; kept so a refusal is never lost.
                     reasons.push((

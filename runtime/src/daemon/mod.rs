@@ -26,6 +26,7 @@ pub mod page;
 pub mod process;
 pub mod proof;
 pub mod reconcile;
+pub mod relayed;
 pub mod selector;
 pub mod server;
 pub mod sockdiag;
@@ -230,7 +231,7 @@ pub async fn start(opts: &DaemonOptions) -> anyhow::Result<Arc<Broker>> {
     });
     let holes = holelog::HoleLog::open(&opts.state_dir, opts.hole_log.0, opts.hole_log.1)?;
     let nofile = process::raise_nofile();
-    let host = ModeHost::new(
+    let mut host = ModeHost::new(
         EngineConfig {
             cache_dir: Some(opts.state_dir.join("cache")),
             max_mod_sockets: process::mod_socket_budget(nofile),
@@ -239,6 +240,8 @@ pub async fn start(opts: &DaemonOptions) -> anyhow::Result<Arc<Broker>> {
         audit,
     )
     .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    // TURN MODs keep relay channels whose data path runs on this runtime.
+    host.enable_relay(tokio::runtime::Handle::current());
     let net = Arc::new(NetInfo::read());
     let (modes, load_errors) = load_modes(&host, &opts.modes, &policy, net.clone()).await?;
     for (file, why) in &load_errors {
@@ -265,6 +268,7 @@ pub async fn start(opts: &DaemonOptions) -> anyhow::Result<Arc<Broker>> {
         }),
         journal: Mutex::new(journal),
         work: Default::default(),
+        relay_calls: Default::default(),
         events,
         probing: tokio::sync::Mutex::new(()),
         discovering: tokio::sync::Mutex::new(()),

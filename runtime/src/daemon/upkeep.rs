@@ -80,7 +80,7 @@ impl Broker {
         self.shared.lock().unwrap().table.done(id);
     }
 
-    fn snapshot(&self, id: u64) -> Option<super::leases::Lease> {
+    pub(super) fn snapshot(&self, id: u64) -> Option<super::leases::Lease> {
         self.shared.lock().unwrap().table.get(id).cloned()
     }
 
@@ -91,7 +91,7 @@ impl Broker {
 
     /// Journal an updated record; false if the journal failed (the lease
     /// then stays as it was, and upkeep retries).
-    fn commit(&self, rec: &LeaseRecord) -> bool {
+    pub(super) fn commit(&self, rec: &LeaseRecord) -> bool {
         match self.journal.lock().unwrap().put(rec) {
             Ok(()) => true,
             Err(e) => {
@@ -106,7 +106,7 @@ impl Broker {
     }
 
     /// Install a journaled record and tell subscribers.
-    fn settled(&self, rec: LeaseRecord, kind: EventKind, reason: Option<String>) {
+    pub(super) fn settled(&self, rec: LeaseRecord, kind: EventKind, reason: Option<String>) {
         let lease =
             self.shared
                 .lock()
@@ -146,7 +146,16 @@ impl Broker {
             }
         };
         let began = std::time::Instant::now();
-        let r = mode.call(Op::Renew(mapping, lifetime)).await;
+        let relayed = !l.relay.channels.is_empty();
+        let _one_at_a_time = match relayed {
+            true => Some(self.relay_calls.lock().await),
+            false => None,
+        };
+        let lease = self.lease_relay(id, l.rec.mapping.internal);
+        let r = mode.call_for(Op::Renew(mapping, lifetime), lease).await;
+        if relayed {
+            self.record_relay(id, r.relay.kept.clone());
+        }
         match r.result {
             Ok(Output::Mapping(m)) => {
                 let mut rec = l.rec.clone();
@@ -283,6 +292,9 @@ impl Broker {
                 return;
             }
         }
+        // The old allocation's channels are of no more use.
+        self.close_relay(&l.relay.channels);
+        self.record_relay(id, Vec::new());
         let m = &l.rec.mapping;
         let prefer = prefer.unwrap_or_else(|| l.rec.mode.clone());
         let mut t = Target {
@@ -299,7 +311,7 @@ impl Broker {
             r = self.establish(&t, None, Some(&prefer)).await;
         }
         match r {
-            Ok((mode, mapping)) => {
+            Ok((mode, mapping, relay)) => {
                 let mut rec = l.rec.clone();
                 rec.mode = mode.name().to_string();
                 rec.mode_sha256 = mode.sha256().to_string();
@@ -307,8 +319,13 @@ impl Broker {
                 rec.granted_at = now_ms() / 1000;
                 let releasing = self.shared.lock().unwrap().table.is_releasing(id);
                 if releasing || !self.commit(&rec) {
-                    let _ = mode.call(Op::Unmap(mapping)).await;
+                    let lease = super::relayed::lease_of(&relay, m.internal);
+                    let _ = mode.call_for(Op::Unmap(mapping), lease).await;
+                    self.close_relay(&relay);
                     return self.retry_later(id);
+                }
+                if !relay.is_empty() {
+                    self.record_relay(id, relay);
                 }
                 let reason = Some(format!("via {}", rec.mode));
                 self.settled(rec, EventKind::ReEstablished, reason);
@@ -346,7 +363,11 @@ impl Broker {
         };
         let mode = via.or_else(|| self.mode_named(&l.rec.mode));
         let outcome = match (mode, Mapping::try_from(l.rec.mapping.clone())) {
-            (Some(mode), Ok(m)) => match mode.call(Op::Unmap(m)).await.result {
+            (Some(mode), Ok(m)) => match mode
+                .call_for(Op::Unmap(m), self.lease_relay(id, l.rec.mapping.internal))
+                .await
+                .result
+            {
                 Ok(_) => Ok(()),
                 Err(e) => {
                     let f = super::selector::failure(&e);
@@ -383,6 +404,7 @@ impl Broker {
         if let Err(e) = self.journal.lock().unwrap().del(id) {
             tracing::error!("{e}");
         }
+        self.close_relay(&l.relay.channels);
         self.shared.lock().unwrap().table.remove(id);
         if first {
             self.emit(EventKind::Released, &l, Some(why.to_string()));

@@ -6,7 +6,7 @@
 //! TRANSPORT := "udp" | "tcp"
 //! USES      := USE ("," USE)*
 //! USE       := "bind" | "connect" | "send" | "receive" | "listen" | "accept"
-//! TARGET    := "gateway" | "ssdp" | "lan" | "local" | "stun" | "proxy" | "api" | CIDR | IP
+//! TARGET    := "gateway" | "ssdp" | "lan" | "local" | "stun" | "turn" | "proxy" | "api" | CIDR | IP
 //!            | "[" IPV6 "]"
 //! PORTS     := PORT | PORT "-" PORT          (PORT 0 only for "bind")
 //! ```
@@ -137,6 +137,9 @@ pub enum Target {
     /// The addresses of the policy's STUN servers (`[services] stun`, IP
     /// literals), on the grant's ports.
     Stun,
+    /// The addresses of the policy's TURN relays (`[services] turn`, as
+    /// the MOD's config `turn_servers`; IP literals), on the grant's ports.
+    Turn,
     /// The address of the MOD's proxy (its config `proxy`, `IP:PORT`), on
     /// the grant's ports: what the broker connects to for a connector MOD.
     Proxy,
@@ -278,6 +281,7 @@ fn parse_target(s: &str) -> Result<Target, String> {
         "lan" => Target::Lan,
         "local" => Target::Local,
         "stun" => Target::Stun,
+        "turn" => Target::Turn,
         "proxy" => Target::Proxy,
         "api" => Target::Api,
         _ => {
@@ -287,7 +291,7 @@ fn parse_target(s: &str) -> Result<Target, String> {
                 Target::Net(IpNet::from(ip))
             } else {
                 return Err(format!(
-                    "unknown target `{s}` (gateway, ssdp, lan, local, stun, proxy, api, an address or a CIDR)"
+                    "unknown target `{s}` (gateway, ssdp, lan, local, stun, turn, proxy, api, an address or a CIDR)"
                 ));
             }
         }
@@ -333,6 +337,7 @@ impl fmt::Display for Grant {
                     Target::Lan => f.write_str("lan")?,
                     Target::Local => f.write_str("local")?,
                     Target::Stun => f.write_str("stun")?,
+                    Target::Turn => f.write_str("turn")?,
                     Target::Proxy => f.write_str("proxy")?,
                     Target::Api => f.write_str("api")?,
                     Target::Net(IpNet::V6(n)) if n.prefix_len() == 128 => {

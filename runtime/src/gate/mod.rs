@@ -167,6 +167,9 @@ pub struct Services {
     /// `stun_servers` (comma-separated `IP:PORT`, as the policy's
     /// `[services] stun` hands them on).
     pub stun: Vec<IpAddr>,
+    /// `turn_servers` (comma-separated `turn:IP:PORT` or `turns:IP:PORT`
+    /// URLs, as the policy's `[services] turn` hands them on).
+    pub turn: Vec<IpAddr>,
     /// `proxy` (`IP:PORT`).
     pub proxy: Vec<IpAddr>,
     /// `api` (`IP:PORT`): a management API, address and port.
@@ -190,6 +193,21 @@ impl Services {
         };
         Services {
             stun: addrs("stun_servers"),
+            turn: config
+                .get("turn_servers")
+                .map(|list| {
+                    list.split(',')
+                        .filter_map(|u| {
+                            let u = u.trim();
+                            let rest = u.strip_prefix("turns:").or_else(|| u.strip_prefix("turn:"))?;
+                            // RFC 7065 allows `?transport=udp|tcp` after the port.
+                            let hostport = rest.split('?').next()?;
+                            hostport.parse::<SocketAddr>().ok()
+                        })
+                        .map(|a| a.ip().to_canonical())
+                        .collect()
+                })
+                .unwrap_or_default(),
             proxy: addrs("proxy").into_iter().take(1).collect(),
             api: config
                 .get("api")
@@ -204,6 +222,7 @@ impl Services {
 fn resolve(target: &Target, net: &NetInfo, services: &Services) -> Vec<IpNet> {
     match target {
         Target::Stun => services.stun.iter().copied().map(host_net).collect(),
+        Target::Turn => services.turn.iter().copied().map(host_net).collect(),
         Target::Proxy => services.proxy.iter().copied().map(host_net).collect(),
         Target::Api => services.api.iter().map(|a| host_net(a.ip())).collect(),
         Target::Gateway => net.gateways.iter().copied().map(host_net).collect(),

@@ -210,7 +210,12 @@ pub fn summary(p: &Policy) -> Value {
         "default_access": p.access.is_empty(),
         "connect": connect,
         "proxies": p.services.proxies.iter().map(|x| json!({"mode": x.mode, "address": x.address})).collect::<Vec<_>>(),
-        "offered_to_every_mod": p.services.config().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+        "offered_to_every_mod": p
+            .services
+            .config()
+            .into_iter()
+            .map(|(k, v)| (k, if secret(k) { "(set)".to_string() } else { v }))
+            .collect::<std::collections::BTreeMap<_, _>>(),
         "lan": p.lan.as_ref().map(|l| json!({"listen": l.listen, "uid": l.uid, "third_party": l.third_party})),
     })
 }

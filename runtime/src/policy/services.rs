@@ -58,6 +58,11 @@ pub struct Turn {
     /// Long-term credential.
     #[serde(default)]
     pub credential: Option<String>,
+    /// Shared secret for time-limited credentials (the "TURN REST API"
+    /// scheme coturn's `use-auth-secret` implements), instead of
+    /// `credential`.
+    #[serde(default)]
+    pub secret: Option<String>,
 }
 
 fn host_port(s: &str) -> bool {
@@ -85,9 +90,14 @@ impl Services {
                     t.url
                 ));
             }
-            if t.username.is_some() != t.credential.is_some() {
+            if t.credential.is_some() && t.secret.is_some() {
                 return Err(format!(
-                    "services.turn[{i}]: username and credential go together"
+                    "services.turn[{i}]: credential or secret, not both"
+                ));
+            }
+            if t.username.is_some() != (t.credential.is_some() || t.secret.is_some()) {
+                return Err(format!(
+                    "services.turn[{i}]: username and credential (or secret) go together"
                 ));
             }
         }
@@ -136,6 +146,12 @@ impl Services {
         if !self.turn.is_empty() {
             let urls: Vec<&str> = self.turn.iter().map(|t| t.url.as_str()).collect();
             out.push(("turn_servers", urls.join(",")));
+            // The credentials of the first relay that has them.
+            if let Some(t) = self.turn.iter().find(|t| t.username.is_some()) {
+                out.extend(t.username.clone().map(|u| ("turn_username", u)));
+                out.extend(t.credential.clone().map(|c| ("turn_credential", c)));
+                out.extend(t.secret.clone().map(|s| ("turn_secret", s)));
+            }
         }
         if let Some(p) = &self.http_proxy {
             out.push(("http_proxy", p.clone()));
@@ -173,13 +189,19 @@ mod tests {
         let c = ok.config();
         assert_eq!(c[0], ("stun_servers", "198.51.100.1:3478".to_string()));
         assert_eq!(c[1].0, "turn_servers");
-        assert_eq!(c[2], ("http_proxy", "http://proxy.corp:3128".to_string()));
+        assert_eq!(c[2], ("turn_username", "u".to_string()));
+        assert_eq!(c[3], ("turn_credential", "c".to_string()));
+        assert_eq!(c[4], ("http_proxy", "http://proxy.corp:3128".to_string()));
         for (bad, named) in [
             ("stun = [\"nohost\"]", "services.stun[0]"),
             ("[[turn]]\nurl = \"http://x:1\"", "services.turn[0].url"),
             (
                 "[[turn]]\nurl = \"turn:x:1\"\nusername = \"u\"",
                 "username and credential",
+            ),
+            (
+                "[[turn]]\nurl = \"turn:x:1\"\nusername = \"u\"\ncredential = \"c\"\nsecret = \"s\"",
+                "not both",
             ),
             ("http_proxy = \"proxy:3128\"", "services.http_proxy"),
             (

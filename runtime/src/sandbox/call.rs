@@ -16,6 +16,8 @@ use super::mode::Mode;
 use super::wit::connector::{Destination, GuestIndices as ConnectorIndices};
 use super::wit::discovery::{GuestIndices, NatReport};
 use super::wit::sockets::Exhausted;
+use super::wit::relay::{LeaseRelay, RelayOutcome};
+use super::wit::relay_bindings::GuestIndices as RelayControlIndices;
 use super::wit::tunnel::{TunnelIn, TunnelOut};
 use super::wit::{
     CallState, LogLine, MapRequest, Mapping, ModeError, ModeInfo, ModePre, ProbeReport,
@@ -45,6 +47,8 @@ pub enum Op {
     /// `connector.handshake` (0.1.2): make the broker's connection to a
     /// proxy a tunnel to the destination.
     Handshake(Destination, Arc<tokio::net::TcpStream>),
+    /// `relay-control.permit` (0.1.4): let peers reach a relayed lease.
+    Permit(Mapping, Vec<std::net::SocketAddr>),
 }
 
 impl Op {
@@ -58,6 +62,7 @@ impl Op {
             Op::Unmap(_) => "unmap",
             Op::Discover => "discover",
             Op::Handshake(..) => "handshake",
+            Op::Permit(..) => "permit",
         }
     }
 }
@@ -95,6 +100,8 @@ pub struct CallReport {
     pub audit_suppressed: (u64, u64),
     /// Wall time of the whole call (store creation to result).
     pub elapsed: Duration,
+    /// The relay channels kept and closed (contract 0.1.4 `relay`).
+    pub relay: RelayOutcome,
 }
 
 /// The outer budget for a call whose wasm deadline is `timeout`.
@@ -112,7 +119,7 @@ enum Asked {
     Other,
 }
 
-pub(crate) async fn run(mode: &Mode, op: Op) -> CallReport {
+pub(crate) async fn run(mode: &Mode, op: Op, lease: LeaseRelay) -> CallReport {
     let start = std::time::Instant::now();
     let checked = match &op {
         Op::Map(r) => contract::request(r),
@@ -128,17 +135,20 @@ pub(crate) async fn run(mode: &Mode, op: Op) -> CallReport {
             logs_dropped: 0,
             audit_suppressed: (0, 0),
             elapsed: start.elapsed(),
+            relay: RelayOutcome::default(),
         };
     }
     let call = op.name();
     let asked = match &op {
         Op::Map(r) => Asked::Map(r.clone()),
         Op::Renew(m, l) => Asked::Renew(m.clone(), *l),
+        // Permitting peers may not change what the lease forwards.
+        Op::Permit(m, _) => Asked::Renew(m.clone(), m.lifetime.max(1)),
         _ => Asked::Other,
     };
     let timeout = mode.spec.limits.timeout();
     let collector = Arc::new(MemorySink::default());
-    let mut store = mode.new_store(collector.clone());
+    let mut store = mode.new_store(collector.clone(), lease);
     let raw: Raw = match tokio::time::timeout(
         outer_budget(timeout),
         invoke(&mode.pre, &mode.exports, &mut store, op),
@@ -166,6 +176,7 @@ pub(crate) async fn run(mode: &Mode, op: Op) -> CallReport {
     drop(state.table);
     let decisions = collector.take();
     let mut result = raw.and_then(|r| validate(r, &asked));
+    let relay = state.relay.settle(result.is_ok());
     let explains = matches!(
         result,
         Err(CallError::Mode(_) | CallError::Timeout(_) | CallError::Blocked(_))
@@ -219,6 +230,7 @@ pub(crate) async fn run(mode: &Mode, op: Op) -> CallReport {
         logs_dropped: state.broker.logs_dropped,
         audit_suppressed,
         elapsed: start.elapsed(),
+        relay,
     }
 }
 
@@ -229,6 +241,8 @@ pub(crate) struct Exports {
     pub discovery: Option<GuestIndices>,
     /// `connector` (0.1.2).
     pub connector: Option<ConnectorIndices>,
+    /// `relay-control` (0.1.4).
+    pub relay_control: Option<RelayControlIndices>,
 }
 
 impl Exports {
@@ -237,6 +251,7 @@ impl Exports {
         Exports {
             discovery: GuestIndices::new(pre.instance_pre()).ok(),
             connector: ConnectorIndices::new(pre.instance_pre()).ok(),
+            relay_control: RelayControlIndices::new(pre.instance_pre()).ok(),
         }
     }
 }
@@ -270,6 +285,21 @@ async fn invoke(
                 .call_handshake(&mut *store, &to, streams.0, streams.1)
                 .await
                 .map(|r| r.map(|()| Output::Tunnel))
+                .map_err(|e| (Phase::Call, e))
+        }
+        Op::Permit(current, peers) => {
+            let Some(indices) = &exports.relay_control else {
+                return Ok(Err(missing("relay-control (contract 0.1.4)")));
+            };
+            let instance = instantiate(pre, store).await?;
+            let guest = indices
+                .load(&mut *store, &instance)
+                .map_err(|e| (Phase::Instantiate, e))?;
+            let peers: Vec<_> = peers.into_iter().map(Into::into).collect();
+            guest
+                .call_permit(&mut *store, &current, &peers)
+                .await
+                .map(|r| r.map(Output::Mapping))
                 .map_err(|e| (Phase::Call, e))
         }
         Op::Discover => {
@@ -340,7 +370,7 @@ async fn call(
             .call_unmap(&mut *store, &m)
             .await?
             .map(|()| Output::Unmapped),
-        Op::Discover | Op::Handshake(..) => unreachable!("handled by invoke"),
+        Op::Discover | Op::Handshake(..) | Op::Permit(..) => unreachable!("handled by invoke"),
     })
 }
 

@@ -18,6 +18,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use super::cache::Cache;
 use super::error::LoadError;
 use super::wit::sockets::{HasCapped, HostSockets, capped};
+use super::wit::relay::{HasRelay, relay_view};
 use super::wit::tls::{HasTls, tls_view};
 use super::wit::{self as bindings, BrokerCtx, CallState, ModePre};
 use crate::audit::AuditSink;
@@ -91,6 +92,7 @@ pub struct ModeHost {
     pub(crate) config: EngineConfig,
     audit: Arc<dyn AuditSink>,
     pub(crate) host_sockets: Arc<HostSockets>,
+    pub(crate) relay: Option<Arc<crate::relay::RelayHub>>,
     _ticker: EpochTicker,
 }
 
@@ -129,6 +131,7 @@ impl ModeHost {
         std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut hasher);
         Ok(ModeHost {
             host_sockets: HostSockets::new(config.max_mod_sockets),
+            relay: None,
             compat: hasher.digest(),
             _ticker: EpochTicker::start(engine.clone()),
             engine,
@@ -138,6 +141,21 @@ impl ModeHost {
             config,
             audit,
         })
+    }
+
+    /// Keep relay channels for MODs loaded from now on (contract 0.1.4
+    /// `relay`), their data path running on `runtime`. Without it, `relay`
+    /// refuses every call (a one-shot `p2pb mode run` has no lease to
+    /// keep one for).
+    pub fn enable_relay(&mut self, runtime: tokio::runtime::Handle) -> Arc<crate::relay::RelayHub> {
+        self.relay
+            .get_or_insert_with(|| crate::relay::RelayHub::new(runtime))
+            .clone()
+    }
+
+    /// The relay hub, once [`ModeHost::enable_relay`] made one.
+    pub fn relay_hub(&self) -> Option<&Arc<crate::relay::RelayHub>> {
+        self.relay.as_ref()
     }
 
     /// The engine (for loaders and benchmarks).
@@ -183,6 +201,8 @@ pub const CONTRACT_VERSIONS: [&str; 5] = ["0.1.0", "0.1.1", "0.1.2", "0.1.3", "0
 
 /// The first contract version with the `tls` import.
 const TLS_SINCE: &str = "0.1.3";
+/// The first contract version with the `relay` import.
+const RELAY_SINCE: &str = "0.1.4";
 
 /// Every interface the linker provides: what a MOD may import.
 pub fn provided_interfaces() -> Vec<String> {
@@ -211,6 +231,9 @@ pub fn provided_interfaces() -> Vec<String> {
     }
     for version in CONTRACT_VERSIONS.iter().skip_while(|v| **v != TLS_SINCE) {
         v.push(format!("p2pbroker:mode/tls@{version}"));
+    }
+    for version in CONTRACT_VERSIONS.iter().skip_while(|v| **v != RELAY_SINCE) {
+        v.push(format!("p2pbroker:mode/relay@{version}"));
     }
     v
 }
@@ -252,6 +275,9 @@ fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
     )?;
     super::wit::tls_bindings::p2pbroker::mode::tls::add_to_linker::<CallState, HasTls>(
         &mut l, tls_view,
+    )?;
+    super::wit::relay_bindings::p2pbroker::mode::relay::add_to_linker::<CallState, HasRelay>(
+        &mut l, relay_view,
     )?;
     Ok(l)
 }

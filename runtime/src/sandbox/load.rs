@@ -181,6 +181,7 @@ impl ModeHost {
             engine: self.engine.clone(),
             fuel: self.config.fuel,
             host_sockets: self.host_sockets.clone(),
+            relay: self.relay.clone(),
         };
         match mode.call(Op::Info).await.result {
             Ok(Output::Info(info)) => {

@@ -19,6 +19,7 @@ use super::engine::ModeHost;
 use super::error::LoadError;
 use super::limits::{Limiter, Limits};
 use super::wit::sockets::{Budget, HostSockets};
+use super::wit::relay::{LeaseRelay, RelayCtx};
 use super::wit::tls::TlsCtx;
 use super::wit::{BrokerCtx, CallState, ModeInfo, ModePre};
 use crate::audit::{AuditSink, CallAudit, Decision, MemorySink, Tee, now_rfc3339};
@@ -56,6 +57,7 @@ pub struct Mode {
     pub(crate) engine: Engine,
     pub(crate) fuel: bool,
     pub(crate) host_sockets: Arc<HostSockets>,
+    pub(crate) relay: Option<Arc<crate::relay::RelayHub>>,
 }
 
 impl Mode {
@@ -90,6 +92,12 @@ impl Mode {
         self.exports.discovery.is_some()
     }
 
+    /// Whether the MOD exports `relay-control` (relayed leases' peers,
+    /// contract 0.1.4).
+    pub fn relays(&self) -> bool {
+        self.exports.relay_control.is_some()
+    }
+
     /// Whether the MOD exports `connector` (proxy handshakes, contract
     /// 0.1.2).
     pub fn connects(&self) -> bool {
@@ -107,13 +115,21 @@ impl Mode {
     }
 
     /// A fresh store for one call, recording decisions into `collector`.
-    pub(crate) fn new_store(&self, collector: Arc<MemorySink>) -> Store<CallState> {
+    pub(crate) fn new_store(
+        &self,
+        collector: Arc<MemorySink>,
+        lease: LeaseRelay,
+    ) -> Store<CallState> {
         let limits = self.spec.limits;
         let budget = Budget::new(&limits, self.host_sockets.clone());
         let audit = Arc::new(CallAudit::new(limits.audit_lines));
         let check: Arc<dyn Fn(SocketAddr, Transport, Use) -> bool + Send + Sync> =
             Arc::new(self.socket_check(collector, budget.clone(), audit.clone()));
         let wasi = self.wasi_ctx(check.clone());
+        let udp_check = check.clone();
+        let relay_check = move |addr| {
+            udp_check(addr, Transport::Udp, Use::Send) && udp_check(addr, Transport::Udp, Use::Receive)
+        };
         let tls_check = move |addr| check(addr, Transport::Tcp, Use::Connect);
         let mut table = ResourceTable::new();
         table.set_max_capacity(limits.table_entries as usize);
@@ -134,6 +150,7 @@ impl Mode {
                 self.config.get("tls_pin").map(String::as_str),
                 Arc::new(tls_check),
             ),
+            relay: RelayCtx::new(self.relay.clone(), Arc::new(relay_check), lease),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -214,8 +231,14 @@ impl Mode {
     /// Run one lifecycle call in a fresh instance, on the guest runtime
     /// (see [`super::guests`]).
     pub async fn call(&self, op: Op) -> CallReport {
+        self.call_for(op, LeaseRelay::default()).await
+    }
+
+    /// [`Mode::call`] for a lease: `lease` carries the relay channels it
+    /// kept and its application's endpoint (contract 0.1.4 `relay`).
+    pub async fn call_for(&self, op: Op, lease: LeaseRelay) -> CallReport {
         let mode = self.clone();
-        super::guests::run(async move { super::call::run(&mode, op).await }).await
+        super::guests::run(async move { super::call::run(&mode, op, lease).await }).await
     }
 }
 

@@ -36,6 +36,18 @@ pub struct Lease {
     /// Being released (unmap in flight or failed and retried): hidden from
     /// clients, kept in the journal until the gateway has forgotten it.
     pub releasing: bool,
+    /// The relay channels it holds (a TURN MOD's; gone with the process,
+    /// so never journaled) and what they carry.
+    pub relay: Relay,
+}
+
+/// A relayed lease's channels (contract 0.1.4 `relay`).
+#[derive(Debug, Clone, Default)]
+pub struct Relay {
+    /// Channel ids, oldest first.
+    pub channels: Vec<u32>,
+    /// What the first carries.
+    pub carrying: Option<crate::relay::Carrying>,
 }
 
 impl Lease {
@@ -226,6 +238,7 @@ impl LeaseTable {
             failures: 0,
             busy: false,
             releasing: false,
+            relay: Relay::default(),
         };
         self.leases.insert(lease.rec.id, lease.clone());
         (lease, orphaned)
@@ -365,6 +378,13 @@ impl LeaseTable {
         }
     }
 
+    /// Record the relay channels lease `id` holds now.
+    pub fn set_relay(&mut self, id: u64, relay: Relay) {
+        if let Some(l) = self.leases.get_mut(&id) {
+            l.relay = relay;
+        }
+    }
+
     /// Forget lease `id` (its mapping is gone and its `del` journaled).
     pub fn remove(&mut self, id: u64) -> Option<Lease> {
         self.leases.remove(&id)
@@ -388,6 +408,7 @@ impl LeaseTable {
                     failures: 0,
                     busy: false,
                     releasing: !keep,
+                    relay: Relay::default(),
                 },
             );
         }

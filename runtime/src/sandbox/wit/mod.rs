@@ -6,6 +6,7 @@
 #![allow(missing_docs)]
 
 mod broker;
+pub mod relay;
 pub mod sockets;
 pub mod tls;
 pub mod tunnel;
@@ -74,6 +75,26 @@ pub mod tls_bindings {
     });
 }
 
+/// Bindings of the `relay-mode` world (0.1.4): its `relay` import (the
+/// host side is [`relay`]) and its `relay-control` export.
+pub mod relay_bindings {
+    wasmtime::component::bindgen!({
+        world: "relay-mode",
+        path: "../wit",
+        exports: { default: async },
+        imports: {
+            "p2pbroker:mode/relay.send": async,
+            "p2pbroker:mode/relay.receive": async,
+        },
+        with: {
+            "wasi": wasmtime_wasi::p2::bindings,
+            "p2pbroker:mode/types": super::p2pbroker::mode::types,
+            "p2pbroker:mode/broker": super::p2pbroker::mode::broker,
+        },
+    });
+    pub use self::exports::p2pbroker::mode::relay_control::GuestIndices;
+}
+
 pub use self::exports::p2pbroker::mode::lifecycle::{
     MapRequest, Mapping, ModeError, ModeInfo, ProbeReport,
 };
@@ -89,6 +110,7 @@ pub struct CallState {
     pub(crate) audit: std::sync::Arc<crate::audit::CallAudit>,
     pub(crate) broker: BrokerCtx,
     pub(crate) tls: tls::TlsCtx,
+    pub(crate) relay: relay::RelayCtx,
 }
 
 impl WasiView for CallState {

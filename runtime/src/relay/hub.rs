@@ -1,0 +1,385 @@
+//! The relay channels the broker keeps for TURN MODs (contract 0.1.4
+//! `relay`), and the native data path of each.
+//!
+//! A channel is a UDP socket connected to one relay server. Its reader
+//! task sorts what the server sends: ChannelData goes straight to the
+//! application through the peer's stand-in socket; a STUN message waits in
+//! a small queue for the MOD's next `receive`. Each permitted peer gets a
+//! stand-in: a UDP socket connected to the application's endpoint, so the
+//! application sees one source address per peer and answers it, and the
+//! kernel drops anything the application's endpoint did not send. Both
+//! directions reuse one buffer per task: nothing is allocated per packet.
+//!
+//! Caps bound what MODs and peers can make the broker hold: channels (one
+//! socket each) and stand-ins (one socket each) across all leases, and the
+//! queue of STUN messages per channel.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+
+use super::frame::{self, Frame};
+
+/// Channels all leases together may hold.
+pub const CHANNELS_MAX: usize = 64;
+/// Stand-in sockets (permitted peers) all leases together may hold.
+pub const STANDINS_MAX: usize = 512;
+/// Peers one channel carries.
+pub const PEERS_MAX: usize = 256;
+/// STUN messages queued for a MOD per channel; older ones are dropped.
+const QUEUE_MAX: usize = 32;
+/// The largest datagram read: a UDP payload.
+const DATAGRAM_MAX: usize = 65_535;
+
+/// One peer the data path carries, as a MOD keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerChannel {
+    /// The peer's address (as the relay sees it).
+    pub peer: SocketAddr,
+    /// The channel number the server bound for it.
+    pub number: u16,
+}
+
+/// Packets and bytes the data path moved, for status and benchmarks.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// ChannelData frames from the server delivered to the application.
+    pub to_app: AtomicU64,
+    /// Datagrams from the application sent to the server.
+    pub to_relay: AtomicU64,
+    /// Frames dropped: unknown channel number, malformed, queue full.
+    pub dropped: AtomicU64,
+}
+
+struct Peer {
+    channel: PeerChannel,
+    standin: Arc<UdpSocket>,
+    task: AbortHandle,
+}
+
+#[derive(Default)]
+struct Carried {
+    internal: Option<SocketAddr>,
+    relayed: Option<SocketAddr>,
+    peers: BTreeMap<u16, Peer>,
+}
+
+/// A channel to one relay server.
+pub struct Channel {
+    server: SocketAddr,
+    socket: Arc<UdpSocket>,
+    queue: Mutex<VecDeque<Vec<u8>>>,
+    queued: Notify,
+    carried: Mutex<Carried>,
+    reader: Mutex<Option<AbortHandle>>,
+    /// What the data path moved.
+    pub counters: Counters,
+}
+
+/// What a kept channel carries, for views.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Carrying {
+    /// The relay server.
+    pub server: SocketAddr,
+    /// The allocation's relayed address.
+    pub relayed: Option<SocketAddr>,
+    /// Each peer and the local address the application sees it as.
+    pub peers: Vec<(SocketAddr, SocketAddr)>,
+}
+
+/// Every channel, by id.
+pub struct RelayHub {
+    channels: Mutex<HashMap<u32, Arc<Channel>>>,
+    next: Mutex<u32>,
+    standins: std::sync::atomic::AtomicUsize,
+    runtime: tokio::runtime::Handle,
+}
+
+impl RelayHub {
+    /// A hub whose data path runs on `runtime` (the daemon's).
+    pub fn new(runtime: tokio::runtime::Handle) -> Arc<RelayHub> {
+        Arc::new(RelayHub {
+            channels: Mutex::new(HashMap::new()),
+            next: Mutex::new(1),
+            standins: Default::default(),
+            runtime,
+        })
+    }
+
+    /// Channels open now.
+    pub fn len(&self) -> usize {
+        self.channels.lock().unwrap().len()
+    }
+
+    /// Whether no channel is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The channel `id`, if open.
+    pub fn get(&self, id: u32) -> Option<Arc<Channel>> {
+        self.channels.lock().unwrap().get(&id).cloned()
+    }
+
+    /// Open a channel to `server` and start reading it.
+    pub fn open(&self, server: SocketAddr) -> Result<u32, String> {
+        if self.len() >= CHANNELS_MAX {
+            return Err(format!(
+                "the broker holds {CHANNELS_MAX} relay channels already"
+            ));
+        }
+        let socket = bound_to(server).map_err(|e| format!("cannot open a socket to {server}: {e}"))?;
+        let channel = Arc::new(Channel {
+            server,
+            socket: Arc::new(socket),
+            queue: Mutex::new(VecDeque::new()),
+            queued: Notify::new(),
+            carried: Mutex::new(Carried::default()),
+            reader: Mutex::new(None),
+            counters: Counters::default(),
+        });
+        let task = self.runtime.spawn(read_server(channel.clone()));
+        *channel.reader.lock().unwrap() = Some(task.abort_handle());
+        let id = {
+            let mut next = self.next.lock().unwrap();
+            let id = *next;
+            *next = next.wrapping_add(1).max(1);
+            id
+        };
+        self.channels.lock().unwrap().insert(id, channel);
+        Ok(id)
+    }
+
+    /// Close channel `id`: its reader, its stand-ins and its socket.
+    pub fn close(&self, id: u32) {
+        let Some(c) = self.channels.lock().unwrap().remove(&id) else {
+            return;
+        };
+        if let Some(r) = c.reader.lock().unwrap().take() {
+            r.abort();
+        }
+        let peers = std::mem::take(&mut c.carried.lock().unwrap().peers);
+        self.standins.fetch_sub(peers.len(), Ordering::AcqRel);
+        for p in peers.values() {
+            p.task.abort();
+        }
+    }
+
+    /// Carry data between `internal` (the application) and exactly
+    /// `peers` on channel `id`; `relayed` is the allocation's address.
+    pub fn keep(
+        &self,
+        id: u32,
+        internal: SocketAddr,
+        relayed: SocketAddr,
+        peers: &[PeerChannel],
+    ) -> Result<(), String> {
+        let c = self.get(id).ok_or_else(|| format!("no relay channel {id}"))?;
+        check_peers(peers)?;
+        let mut carried = c.carried.lock().unwrap();
+        if carried.internal.is_some_and(|i| i != internal) {
+            return Err(format!("relay channel {id} carries another endpoint"));
+        }
+        carried.internal = Some(internal);
+        carried.relayed = Some(relayed);
+        // Drop peers no longer listed (or rebound to another number).
+        let stale: Vec<u16> = carried
+            .peers
+            .iter()
+            .filter(|(_, p)| !peers.contains(&p.channel))
+            .map(|(n, _)| *n)
+            .collect();
+        for n in stale {
+            if let Some(p) = carried.peers.remove(&n) {
+                p.task.abort();
+                self.standins.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        for pc in peers {
+            if carried.peers.contains_key(&pc.number) {
+                continue;
+            }
+            let taken = self
+                .standins
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < STANDINS_MAX).then_some(n + 1)
+                })
+                .is_ok();
+            if !taken {
+                return Err(format!(
+                    "the broker carries {STANDINS_MAX} relay peers already"
+                ));
+            }
+            let standin = match bound_to(internal) {
+                Ok(s) => Arc::new(s),
+                Err(e) => {
+                    self.standins.fetch_sub(1, Ordering::AcqRel);
+                    return Err(format!("cannot open a stand-in socket for {}: {e}", pc.peer));
+                }
+            };
+            let task = self
+                .runtime
+                .spawn(read_app(c.clone(), standin.clone(), pc.number))
+                .abort_handle();
+            carried.peers.insert(
+                pc.number,
+                Peer {
+                    channel: *pc,
+                    standin,
+                    task,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// What channel `id` carries.
+    pub fn carrying(&self, id: u32) -> Option<Carrying> {
+        let c = self.get(id)?;
+        let carried = c.carried.lock().unwrap();
+        Some(Carrying {
+            server: c.server,
+            relayed: carried.relayed,
+            peers: carried
+                .peers
+                .values()
+                .filter_map(|p| Some((p.channel.peer, p.standin.local_addr().ok()?)))
+                .collect(),
+        })
+    }
+}
+
+impl Channel {
+    /// Send one STUN message to the server.
+    pub async fn send(&self, message: &[u8]) -> std::io::Result<()> {
+        self.socket.send(message).await.map(|_| ())
+    }
+
+    /// The next STUN message the server sent, waiting up to `wait`.
+    pub async fn receive(&self, wait: Duration) -> Option<Vec<u8>> {
+        let _ = tokio::time::timeout(wait, async {
+            loop {
+                let ready = self.queued.notified();
+                tokio::pin!(ready);
+                ready.as_mut().enable();
+                if !self.queue.lock().unwrap().is_empty() {
+                    return;
+                }
+                ready.await;
+            }
+        })
+        .await;
+        self.queue.lock().unwrap().pop_front()
+    }
+
+    /// The relay server.
+    pub fn server(&self) -> SocketAddr {
+        self.server
+    }
+}
+
+fn check_peers(peers: &[PeerChannel]) -> Result<(), String> {
+    if peers.len() > PEERS_MAX {
+        return Err(format!("more than {PEERS_MAX} peers on one channel"));
+    }
+    let mut numbers = std::collections::BTreeSet::new();
+    for p in peers {
+        if !(frame::CHANNEL_MIN..=frame::CHANNEL_MAX).contains(&p.number) {
+            return Err(format!(
+                "channel number {:#06x} for {} is outside 0x4000-0x4fff",
+                p.number, p.peer
+            ));
+        }
+        if !numbers.insert(p.number) {
+            return Err(format!("channel number {:#06x} is given twice", p.number));
+        }
+    }
+    Ok(())
+}
+
+/// A non-blocking UDP socket on an ephemeral port, connected to `to`.
+fn bound_to(to: SocketAddr) -> std::io::Result<UdpSocket> {
+    let any: IpAddr = match to {
+        SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+        SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+    };
+    let s = std::net::UdpSocket::bind(SocketAddr::new(any, 0))?;
+    s.connect(to)?;
+    s.set_nonblocking(true)?;
+    UdpSocket::from_std(s)
+}
+
+/// Server → application (ChannelData) or → the MOD's queue (STUN).
+async fn read_server(c: Arc<Channel>) {
+    let mut buf = vec![0u8; DATAGRAM_MAX];
+    // Bounded: ends with the socket (an error) or when the task is aborted.
+    loop {
+        let n = match c.socket.recv(&mut buf).await {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
+            Err(_) => return,
+        };
+        match frame::parse(&buf[..n]) {
+            Frame::Channel { number, data } => {
+                let standin = c
+                    .carried
+                    .lock()
+                    .unwrap()
+                    .peers
+                    .get(&number)
+                    .map(|p| p.standin.clone());
+                match standin {
+                    Some(s) if s.try_send(data).is_ok() => {
+                        c.counters.to_app.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {
+                        c.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            Frame::Stun => {
+                let mut q = c.queue.lock().unwrap();
+                if q.len() >= QUEUE_MAX {
+                    q.pop_front();
+                    c.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                q.push_back(buf[..n].to_vec());
+                drop(q);
+                c.queued.notify_waiters();
+            }
+            Frame::Invalid => {
+                c.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Application → server, framed as ChannelData on `number`.
+async fn read_app(c: Arc<Channel>, standin: Arc<UdpSocket>, number: u16) {
+    let mut buf = vec![0u8; frame::HEADER + DATAGRAM_MAX];
+    loop {
+        let n = match standin.recv(&mut buf[frame::HEADER..]).await {
+            Ok(n) => n,
+            // The application's port is closed for now: wait for it.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
+            Err(_) => return,
+        };
+        let Some(h) = frame::header(number, n) else {
+            continue;
+        };
+        buf[..frame::HEADER].copy_from_slice(&h);
+        // UDP needs no padding (RFC 8656 section 12.5).
+        if c.socket.send(&buf[..frame::HEADER + n]).await.is_ok() {
+            c.counters.to_relay.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
