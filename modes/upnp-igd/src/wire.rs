@@ -108,7 +108,19 @@ pub fn discover(deadline: Deadline) -> Result<Vec<HttpUrl>, ModeError> {
 pub fn discover_v6(deadline: Deadline) -> Result<Vec<HttpUrl>, ModeError> {
     let group: SocketAddr = ssdp::SSDP_ADDR_V6.parse().expect("literal");
     let requests = ssdp::SEARCH_TARGETS_V6.map(ssdp::build_msearch_v6);
-    search(group, &requests, deadline)?.urls_or(
+    let heard = match search(group, &requests, deadline) {
+        // No usable IPv6 source on the link (none at all, or its
+        // link-local address still tentative): no IPv6 here, as when no
+        // IGD answers.
+        Err(e @ (NetError::Unreachable | NetError::Other(_))) => {
+            return Err(ModeError::Unsupported(format!(
+                "cannot send an IPv6 SSDP search on [ff02::c]:1900 ({e}): this host has no \
+                 usable IPv6 on the gateway's link"
+            )));
+        }
+        other => other?,
+    };
+    heard.urls_or(
         "no IGD answered an IPv6 SSDP search on [ff02::c]:1900 with a LOCATION on an IPv6 \
          default gateway; UPnP opens IPv6 pinholes only for requests made over IPv6 from the \
          host's own address",
