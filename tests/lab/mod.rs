@@ -34,6 +34,12 @@ use std::time::{Duration, Instant};
 pub const PUB_IP: &str = "198.51.100.1";
 /// Second public address (coturn's RFC 5780 alternate address).
 pub const PUB_ALT_IP: &str = "198.51.100.3";
+/// The lab TURN relay's realm and long-term credentials (coturn on PUB_IP).
+pub const TURN_REALM: &str = "lab.invalid";
+/// The TURN user.
+pub const TURN_USER: &str = "alice";
+/// Its password.
+pub const TURN_PASSWORD: &str = "wonderland";
 /// The gateway's WAN address.
 pub const WAN_IP: &str = "198.51.100.2";
 /// The gateway's LAN address.
@@ -309,15 +315,28 @@ impl Lab {
     fn start_coturn(&mut self) {
         // STUN for miniupnpd: it refuses to forward on a reserved WAN address
         // unless STUN (RFC 5780, hence two addresses) shows no NAT in front.
+        // Also the "internet's" TURN relay (long-term credentials), relaying
+        // on PUB_IP; a Binding request needs no credentials.
         let db = self.path("turndb");
         let pid = self.path("turn.pid");
+        let user = format!("{TURN_USER}:{TURN_PASSWORD}");
         let args = [
             "turnserver",
             "-n",
             "--no-cli",
             "--no-tls",
             "--no-dtls",
-            "--stun-only",
+            "--lt-cred-mech",
+            "--realm",
+            TURN_REALM,
+            "--user",
+            &user,
+            "--relay-ip",
+            PUB_IP,
+            "--min-port",
+            "49152",
+            "--max-port",
+            "49407",
             "--listening-ip",
             PUB_IP,
             "--listening-ip",

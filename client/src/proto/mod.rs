@@ -21,8 +21,8 @@ mod tests;
 
 pub use event::{Event, EventKind, encode_event};
 pub use records::{
-    Connection, Lease, LeaseList, LeaseState, Relay, RelayPeer, ModeStatus, NatView, NetworkView, PolicyStatus,
-    ProbeSummary, ProbeView, RefusedMod, Status,
+    Connection, Lease, LeaseList, LeaseState, ModeStatus, NatView, NetworkView, PolicyStatus,
+    ProbeSummary, ProbeView, RefusedMod, Relay, RelayPeer, Status,
 };
 pub use request::{
     ConnectParams, MAX_HOST, MapParams, Op, Request, RequestError, encode_request, parse_request,

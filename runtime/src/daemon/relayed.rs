@@ -109,8 +109,12 @@ impl Broker {
                 ),
             ));
         };
-        let current = Mapping::try_from(l.rec.mapping.clone())
-            .map_err(|e| api(ErrorCode::Internal, format!("journaled state unusable: {e}")))?;
+        let current = Mapping::try_from(l.rec.mapping.clone()).map_err(|e| {
+            api(
+                ErrorCode::Internal,
+                format!("journaled state unusable: {e}"),
+            )
+        })?;
         let lease = self.lease_relay(id, l.rec.mapping.internal);
         let _one_at_a_time = self.relay_calls.lock().await;
         let r = mode.call_for(Op::Permit(current, peers), lease).await;
@@ -129,7 +133,10 @@ impl Broker {
         let mut rec = l.rec.clone();
         rec.mapping = MappingJson::from(&m);
         if !self.commit(&rec) {
-            return Err(api(ErrorCode::Internal, "the journal failed; peers not recorded"));
+            return Err(api(
+                ErrorCode::Internal,
+                "the journal failed; peers not recorded",
+            ));
         }
         self.settled(rec, EventKind::Renewed, Some("peers permitted".into()));
         let l = self

@@ -199,7 +199,9 @@ impl Services {
                     list.split(',')
                         .filter_map(|u| {
                             let u = u.trim();
-                            let rest = u.strip_prefix("turns:").or_else(|| u.strip_prefix("turn:"))?;
+                            let rest = u
+                                .strip_prefix("turns:")
+                                .or_else(|| u.strip_prefix("turn:"))?;
                             // RFC 7065 allows `?transport=udp|tcp` after the port.
                             let hostport = rest.split('?').next()?;
                             hostport.parse::<SocketAddr>().ok()

@@ -134,7 +134,8 @@ impl RelayHub {
                 "the broker holds {CHANNELS_MAX} relay channels already"
             ));
         }
-        let socket = bound_to(server).map_err(|e| format!("cannot open a socket to {server}: {e}"))?;
+        let socket =
+            bound_to(server).map_err(|e| format!("cannot open a socket to {server}: {e}"))?;
         let channel = Arc::new(Channel {
             server,
             socket: Arc::new(socket),
@@ -180,7 +181,9 @@ impl RelayHub {
         relayed: SocketAddr,
         peers: &[PeerChannel],
     ) -> Result<(), String> {
-        let c = self.get(id).ok_or_else(|| format!("no relay channel {id}"))?;
+        let c = self
+            .get(id)
+            .ok_or_else(|| format!("no relay channel {id}"))?;
         check_peers(peers)?;
         let mut carried = c.carried.lock().unwrap();
         if carried.internal.is_some_and(|i| i != internal) {
@@ -220,7 +223,10 @@ impl RelayHub {
                 Ok(s) => Arc::new(s),
                 Err(e) => {
                     self.standins.fetch_sub(1, Ordering::AcqRel);
-                    return Err(format!("cannot open a stand-in socket for {}: {e}", pc.peer));
+                    return Err(format!(
+                        "cannot open a stand-in socket for {}: {e}",
+                        pc.peer
+                    ));
                 }
             };
             let task = self

@@ -15,9 +15,9 @@ use super::error::{CallError, Limit, LimitHit, TrapKind};
 use super::mode::Mode;
 use super::wit::connector::{Destination, GuestIndices as ConnectorIndices};
 use super::wit::discovery::{GuestIndices, NatReport};
-use super::wit::sockets::Exhausted;
 use super::wit::relay::{LeaseRelay, RelayOutcome};
 use super::wit::relay_bindings::GuestIndices as RelayControlIndices;
+use super::wit::sockets::Exhausted;
 use super::wit::tunnel::{TunnelIn, TunnelOut};
 use super::wit::{
     CallState, LogLine, MapRequest, Mapping, ModeError, ModeInfo, ModePre, ProbeReport,

@@ -17,8 +17,8 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use super::cache::Cache;
 use super::error::LoadError;
-use super::wit::sockets::{HasCapped, HostSockets, capped};
 use super::wit::relay::{HasRelay, relay_view};
+use super::wit::sockets::{HasCapped, HostSockets, capped};
 use super::wit::tls::{HasTls, tls_view};
 use super::wit::{self as bindings, BrokerCtx, CallState, ModePre};
 use crate::audit::AuditSink;

@@ -18,8 +18,8 @@ use super::call::{CallReport, Op};
 use super::engine::ModeHost;
 use super::error::LoadError;
 use super::limits::{Limiter, Limits};
-use super::wit::sockets::{Budget, HostSockets};
 use super::wit::relay::{LeaseRelay, RelayCtx};
+use super::wit::sockets::{Budget, HostSockets};
 use super::wit::tls::TlsCtx;
 use super::wit::{BrokerCtx, CallState, ModeInfo, ModePre};
 use crate::audit::{AuditSink, CallAudit, Decision, MemorySink, Tee, now_rfc3339};
@@ -128,7 +128,8 @@ impl Mode {
         let wasi = self.wasi_ctx(check.clone());
         let udp_check = check.clone();
         let relay_check = move |addr| {
-            udp_check(addr, Transport::Udp, Use::Send) && udp_check(addr, Transport::Udp, Use::Receive)
+            udp_check(addr, Transport::Udp, Use::Send)
+                && udp_check(addr, Transport::Udp, Use::Receive)
         };
         let tls_check = move |addr| check(addr, Transport::Tcp, Use::Connect);
         let mut table = ResourceTable::new();

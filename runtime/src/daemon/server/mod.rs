@@ -319,10 +319,7 @@ pub async fn dispatch(
     match op {
         Op::Map(p) => b.map(p, owner.clone(), passed).await.map(ResultBody::Lease),
         Op::Unmap { lease } => b.unmap(lease, owner).await.map(ResultBody::Lease),
-        Op::Permit { lease, peers } => b
-            .permit(lease, peers, owner)
-            .await
-            .map(ResultBody::Lease),
+        Op::Permit { lease, peers } => b.permit(lease, peers, owner).await.map(ResultBody::Lease),
         Op::List => Ok(ResultBody::Leases(b.list(owner))),
         Op::Status => Ok(ResultBody::Status(Box::new(status(b, owner)))),
         Op::Probe { fresh } => Ok(ResultBody::Probe(Box::new(probe(b, fresh).await))),

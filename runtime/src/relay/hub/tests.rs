@@ -98,12 +98,17 @@ async fn only_the_applications_endpoint_reaches_the_relay() {
         peer,
         number: 0x4000,
     }];
-    hub.keep(id, app.local_addr().unwrap(), relayed, &pc).unwrap();
+    hub.keep(id, app.local_addr().unwrap(), relayed, &pc)
+        .unwrap();
     let standin = hub.carrying(id).unwrap().peers[0].1;
     stranger.send_to(b"inject", standin).await.unwrap();
     app.send_to(b"real", standin).await.unwrap();
     let (got, _) = recv_from(&server).await;
-    assert_eq!(got, channel_data(0x4000, b"real"), "the stranger's datagram never went out");
+    assert_eq!(
+        got,
+        channel_data(0x4000, b"real"),
+        "the stranger's datagram never went out"
+    );
     // Another endpoint cannot take the channel over.
     let e = hub
         .keep(id, stranger.local_addr().unwrap(), relayed, &pc)
@@ -123,10 +128,20 @@ async fn peers_are_checked_reconciled_and_capped() {
         number: 0x4000 + i,
     };
     let e = hub
-        .keep(id, internal, relayed, &[PeerChannel { number: 0x3fff, ..pc(0) }])
+        .keep(
+            id,
+            internal,
+            relayed,
+            &[PeerChannel {
+                number: 0x3fff,
+                ..pc(0)
+            }],
+        )
         .unwrap_err();
     assert!(e.contains("outside 0x4000-0x4fff"), "{e}");
-    let e = hub.keep(id, internal, relayed, &[pc(1), pc(1)]).unwrap_err();
+    let e = hub
+        .keep(id, internal, relayed, &[pc(1), pc(1)])
+        .unwrap_err();
     assert!(e.contains("given twice"), "{e}");
     let many: Vec<PeerChannel> = (0..=PEERS_MAX as u16).map(pc).collect();
     assert!(hub.keep(id, internal, relayed, &many).is_err());
@@ -157,8 +172,7 @@ async fn channels_are_capped_and_the_queue_is_bounded() {
     }
     // The newest QUEUE_MAX are kept, oldest first.
     let deadline = tokio::time::Instant::now() + WAIT;
-    while c.counters.dropped.load(Ordering::Relaxed) < 8 && tokio::time::Instant::now() < deadline
-    {
+    while c.counters.dropped.load(Ordering::Relaxed) < 8 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert_eq!(c.receive(WAIT).await, Some(stun(8)));

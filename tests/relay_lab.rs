@@ -1,0 +1,131 @@
+//! Relay fallback in the lab (contract 0.1.4 `relay`): behind a symmetric
+//! NAT with no UPnP, NAT-PMP or PCP, the turn-relay MOD allocates on the
+//! lab's real coturn and the broker carries ChannelData between the relay
+//! and a UDP application, which a permitted public peer then reaches.
+//! Wrong credentials are a specific error; an unpermitted peer's datagrams
+//! never reach the application; an unmap ends the data path.
+
+#[path = "daemon/mod.rs"]
+mod daemon;
+#[path = "harness/mod.rs"]
+mod harness;
+#[path = "lab/mod.rs"]
+mod lab;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use daemon::{Daemon, Reaped};
+use lab::{GatewayOptions, Lab, NatKind, Ns, PUB_ALT_IP, PUB_IP, TURN_PASSWORD, TURN_USER};
+
+fn policy(password: &str) -> String {
+    format!(
+        "version = 1\norder = [\"turn-relay\"]\n\
+         [[services.turn]]\nurl = \"turn:{PUB_IP}:3478\"\nusername = \"{TURN_USER}\"\n\
+         credential = \"{password}\"\n\
+         [modes.turn-relay]\ngrants = [\"udp:send,receive@turn:1-65535\"]\n"
+    )
+}
+
+fn symmetric_lab() -> Lab {
+    Lab::up(GatewayOptions {
+        upnp: false,
+        natpmp: false,
+        nat: NatKind::Symmetric,
+    })
+}
+
+fn start(lab: &Lab, name: &str, password: &str) -> Daemon {
+    let modes = daemon::modes_folder(&lab.path(&format!("{name}-modes")), &["modes/turn-relay"]);
+    Daemon::start_with(
+        &lab.ns(Ns::Host),
+        &lab.path(""),
+        name,
+        &policy(password),
+        &modes,
+        &[],
+    )
+}
+
+/// From the public peer at `from`, send to `to` and return what comes back
+/// within 3 s (`None`: nothing).
+fn exchange(lab: &Lab, from: &str, to: SocketAddr) -> Option<(String, SocketAddr)> {
+    let from: SocketAddr = from.parse().unwrap();
+    lab.in_ns(Ns::Pub, move || {
+        let s = UdpSocket::bind(from).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        s.send_to(b"hi", to).unwrap();
+        let mut buf = [0u8; 256];
+        let (n, src) = s.recv_from(&mut buf).ok()?;
+        Some((String::from_utf8_lossy(&buf[..n]).into_owned(), src))
+    })
+}
+
+#[test]
+fn a_udp_application_behind_a_symmetric_nat_is_reached_through_coturn() {
+    let lab = symmetric_lab();
+    let d = start(&lab, "relay", TURN_PASSWORD);
+    let _app = Reaped(lab.listen(false, 7050, 120));
+    let lease = d.json(&[
+        "map",
+        "udp",
+        "7050",
+        "--mode",
+        "turn-relay",
+        "--detach",
+        "--json",
+    ]);
+    assert_eq!(lease["mode"], "turn-relay", "{lease}");
+    let relayed: SocketAddr = lease["external"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        relayed.ip().to_string(),
+        PUB_IP,
+        "relayed on coturn's address: {lease}"
+    );
+    assert_eq!(
+        lease["relay"]["server"],
+        format!("{PUB_IP}:3478"),
+        "{lease}"
+    );
+    assert_eq!(lease["relay"]["peers"].as_array().unwrap().len(), 0);
+
+    // TURN admits only permitted peers.
+    let peer = format!("{PUB_ALT_IP}:6000");
+    assert_eq!(exchange(&lab, &peer, relayed), None, "not yet permitted");
+    let id = lease["id"].to_string();
+    let permitted = d.json(&["permit", &id, &peer, "--json"]);
+    let peers = permitted["relay"]["peers"].as_array().unwrap();
+    assert_eq!(peers.len(), 1, "{permitted}");
+    assert_eq!(peers[0]["peer"], peer.as_str());
+
+    let (answer, from) = exchange(&lab, &peer, relayed).expect("the application answers");
+    assert_eq!(answer, "hello-from-host");
+    assert_eq!(from, relayed, "the answer comes back through the relay");
+
+    // Another port of another address was not permitted.
+    assert_eq!(exchange(&lab, &format!("{PUB_IP}:6001"), relayed), None);
+
+    // The lease is listed as relayed; unmapping ends the data path.
+    let list = d.json(&["list", "--json"]);
+    assert_eq!(
+        list[0]["relay"]["peers"][0]["peer"],
+        peer.as_str(),
+        "{list}"
+    );
+    d.json(&["unmap", &id, "--json"]);
+    assert_eq!(exchange(&lab, &peer, relayed), None, "released");
+}
+
+#[test]
+fn wrong_credentials_are_named_and_leave_no_lease() {
+    let lab = symmetric_lab();
+    let d = start(&lab, "badpw", "not-the-password");
+    let _app = Reaped(lab.listen(false, 7051, 60));
+    let out = d.cli(&["map", "udp", "7051", "--mode", "turn-relay", "--detach"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("credentials"), "{err}");
+    assert!(err.contains(TURN_USER), "{err}");
+    let list = d.json(&["list", "--json"]);
+    assert_eq!(list.as_array().unwrap().len(), 0, "{list}");
+}
