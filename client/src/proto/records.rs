@@ -93,7 +93,7 @@ pub struct Lease {
     /// For a lease served through a TURN relay: where it is relayed and
     /// which peers may reach it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub relay: Option<Relay>,
+    pub relay: Option<Box<Relay>>,
 }
 
 /// How a relayed lease is carried (`external` is the relayed address).

@@ -13,6 +13,7 @@
 
 pub mod api_framing;
 pub mod api_request;
+pub mod channeldata;
 pub mod http_response;
 pub mod journal;
 pub mod manifest;
@@ -39,6 +40,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("api_framing", api_framing::run),
     ("api_request", api_request::run),
     ("http_response", http_response::run),
+    ("channeldata", channeldata::run),
     ("journal", journal::run),
     ("manifest", manifest::run),
     ("natpmp", natpmp::run),

@@ -228,6 +228,28 @@ macro_rules! world_bindings {
     };
 }
 
+/// getrandom's source on the guest (its `custom` backend): wasi:random, as
+/// every other random number of a MOD. For a MOD whose dependencies link
+/// getrandom 0.3 (`p2pb mode build` sets `getrandom_backend="custom"`);
+/// expands in the MOD crate, which depends on `getrandom`.
+#[macro_export]
+macro_rules! getrandom_from_wasi {
+    () => {
+        #[cfg(target_arch = "wasm32")]
+        #[unsafe(no_mangle)]
+        unsafe extern "Rust" fn __getrandom_v03_custom(
+            dest: *mut u8,
+            len: usize,
+        ) -> Result<(), getrandom::Error> {
+            let bytes = $crate::host::random_bytes(len as u64);
+            // SAFETY: getrandom hands a writable buffer of `len` bytes;
+            // wasi:random returns exactly `len` bytes.
+            unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), dest, len.min(bytes.len())) };
+            Ok(())
+        }
+    };
+}
+
 /// Route panic messages to the broker log (level error) before the trap,
 /// so the host can say why a MOD died. Called by [`export_mode!`].
 #[doc(hidden)]

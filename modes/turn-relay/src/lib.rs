@@ -290,21 +290,9 @@ impl relay_control::Guest for TurnRelay {
     }
 }
 
-/// getrandom's source on the guest (its `custom` backend): wasi:random.
-/// stun-types links getrandom even though this MOD makes its own
-/// transaction ids.
-#[cfg(target_arch = "wasm32")]
-#[unsafe(no_mangle)]
-unsafe extern "Rust" fn __getrandom_v03_custom(
-    dest: *mut u8,
-    len: usize,
-) -> Result<(), getrandom::Error> {
-    let bytes = host::random_bytes(len as u64);
-    // SAFETY: getrandom hands a writable buffer of `len` bytes; wasi:random
-    // returns exactly `len` bytes.
-    unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), dest, len.min(bytes.len())) };
-    Ok(())
-}
+// stun-types links getrandom even though this MOD makes its own
+// transaction ids.
+p2pbroker_mode_sdk::getrandom_from_wasi!();
 
 // Only a component exports (host builds link no exports).
 #[cfg(target_arch = "wasm32")]

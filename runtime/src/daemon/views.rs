@@ -30,16 +30,18 @@ pub fn lease(l: &Lease) -> LeaseView {
         lan_client: l.rec.owner_lan.clone(),
         persist: l.rec.persist,
         created_at: l.rec.created_at,
-        relay: l.relay.carrying.as_ref().map(|c| p2pbroker_client::Relay {
-            server: c.server,
-            peers: c
-                .peers
-                .iter()
-                .map(|(peer, local)| p2pbroker_client::RelayPeer {
-                    peer: *peer,
-                    local: *local,
-                })
-                .collect(),
+        relay: l.relay.carrying.as_ref().map(|c| {
+            Box::new(p2pbroker_client::Relay {
+                server: c.server,
+                peers: c
+                    .peers
+                    .iter()
+                    .map(|(peer, local)| p2pbroker_client::RelayPeer {
+                        peer: *peer,
+                        local: *local,
+                    })
+                    .collect(),
+            })
         }),
     }
 }

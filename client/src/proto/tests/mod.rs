@@ -23,6 +23,7 @@ fn lease() -> Lease {
         lan_client: None,
         persist: false,
         created_at: 1795598323,
+        relay: None,
     }
 }
 

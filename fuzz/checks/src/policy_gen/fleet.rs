@@ -112,6 +112,19 @@ impl Fleet {
         if !services.turn.is_empty() {
             let urls: Vec<&str> = services.turn.iter().map(|t| t.url.as_str()).collect();
             service_config.push(("turn_servers".into(), urls.join(",")));
+            // The first relay with a user name hands on its credentials.
+            if let Some(t) = services.turn.iter().find(|t| t.username.is_some()) {
+                let keys = [
+                    ("turn_username", &t.username),
+                    ("turn_credential", &t.credential),
+                    ("turn_secret", &t.secret),
+                ];
+                for (k, v) in keys {
+                    if let Some(v) = v {
+                        service_config.push((k.into(), v.clone()));
+                    }
+                }
+            }
         }
         if let Some(p) = &services.http_proxy {
             service_config.push(("http_proxy".into(), p.clone()));

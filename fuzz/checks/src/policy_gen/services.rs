@@ -71,6 +71,7 @@ impl ServicesModel {
                 url,
                 username,
                 credential,
+                secret: None,
             });
         }
         let good = [
