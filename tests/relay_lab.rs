@@ -19,8 +19,12 @@ use daemon::{Daemon, Reaped};
 use lab::{GatewayOptions, Lab, NatKind, Ns, PUB_ALT_IP, PUB_IP, TURN_PASSWORD, TURN_USER};
 
 fn policy(password: &str) -> String {
+    policy_with(password, "")
+}
+
+fn policy_with(password: &str, broker: &str) -> String {
     format!(
-        "version = 1\norder = [\"turn-relay\"]\n\
+        "version = 1\norder = [\"turn-relay\"]\n[broker]\n{broker}\n\
          [[services.turn]]\nurl = \"turn:{PUB_IP}:3478\"\nusername = \"{TURN_USER}\"\n\
          credential = \"{password}\"\n\
          [modes.turn-relay]\ngrants = [\"udp:send,receive@turn:1-65535\"]\n"
@@ -36,15 +40,12 @@ fn symmetric_lab() -> Lab {
 }
 
 fn start(lab: &Lab, name: &str, password: &str) -> Daemon {
+    start_policy(lab, name, &policy(password))
+}
+
+fn start_policy(lab: &Lab, name: &str, policy: &str) -> Daemon {
     let modes = daemon::modes_folder(&lab.path(&format!("{name}-modes")), &["modes/turn-relay"]);
-    Daemon::start_with(
-        &lab.ns(Ns::Host),
-        &lab.path(""),
-        name,
-        &policy(password),
-        &modes,
-        &[],
-    )
+    Daemon::start_with(&lab.ns(Ns::Host), &lab.path(""), name, policy, &modes, &[])
 }
 
 /// From the public peer at `from`, send to `to` and return what comes back
@@ -128,4 +129,58 @@ fn wrong_credentials_are_named_and_leave_no_lease() {
     assert!(err.contains(TURN_USER), "{err}");
     let list = d.json(&["list", "--json"]);
     assert_eq!(list.as_array().unwrap().len(), 0, "{list}");
+}
+
+/// With a 10 s lifetime asked, the broker refreshes the allocation (and
+/// its peers' permissions) past that lifetime; when coturn restarts and
+/// forgets the allocation, the lease is `lost`, relayed anew on a new
+/// allocation with its peers permitted again, and reachable again.
+#[test]
+fn the_relay_refreshes_and_a_relay_restart_is_lost_then_re_established() {
+    let mut lab = symmetric_lab();
+    let d = start_policy(
+        &lab,
+        "refresh",
+        &policy_with(TURN_PASSWORD, "mapping_lifetime = 10"),
+    );
+    let _app = Reaped(lab.listen(false, 7052, 180));
+    let lease = d.json(&[
+        "map",
+        "udp",
+        "7052",
+        "--mode",
+        "turn-relay",
+        "--detach",
+        "--json",
+    ]);
+    assert_eq!(lease["gateway_lifetime"], 10, "{lease}");
+    let id = lease["id"].to_string();
+    let peer = format!("{PUB_ALT_IP}:6002");
+    d.json(&["permit", &id, &peer, "--json"]);
+    let relayed = |d: &Daemon| -> SocketAddr {
+        d.json(&["list", "--json"])[0]["external"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let renew_at = |d: &Daemon| d.json(&["list", "--json"])[0]["renew_at"].as_u64();
+    let first = renew_at(&d).expect("scheduled");
+    // Two renewals: more than the 10 s lifetime has passed since the map.
+    daemon::eventually("renewed twice", 40, || {
+        renew_at(&d).is_some_and(|r| r >= first + 6)
+    });
+    let (answer, _) = exchange(&lab, &peer, relayed(&d)).expect("still relayed");
+    assert_eq!(answer, "hello-from-host");
+
+    lab.restart_relay();
+    daemon::eventually("lost, then relayed anew with its peer", 40, || {
+        let list = d.json(&["list", "--json"]);
+        d.log().contains("lost")
+            && list[0]["state"] == "active"
+            && list[0]["relay"]["peers"][0]["peer"] == peer.as_str()
+    });
+    let (answer, from) = exchange(&lab, &peer, relayed(&d)).expect("reachable again");
+    assert_eq!(answer, "hello-from-host");
+    assert_eq!(from, relayed(&d));
 }

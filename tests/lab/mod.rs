@@ -454,6 +454,16 @@ impl Lab {
         self.start_miniupnpd();
     }
 
+    /// Restart coturn: every allocation on it is gone.
+    pub fn restart_relay(&mut self) {
+        if let Some(mut c) = self.coturn.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.start_coturn();
+        self.wait_coturn();
+    }
+
     /// The gateway's port-forward rules as nftables prints them.
     pub fn gateway_rules(&self) -> String {
         let out = self.must(

@@ -177,8 +177,9 @@ fn map(req: MapRequest) -> Result<Mapping, ModeError> {
         a.relayed, a.lifetime, a.mapped
     ));
     // The mapping claims no more than a permission lasts (see
-    // PERMISSION_LIFETIME): the broker's renewal refreshes both.
-    let lifetime = a.lifetime.min(PERMISSION_LIFETIME);
+    // PERMISSION_LIFETIME), nor than the broker asked for (a server never
+    // grants under 600 s): the broker's renewal refreshes both in time.
+    let lifetime = a.lifetime.min(PERMISSION_LIFETIME).min(req.lifetime);
     Ok(mapping(req.internal, a.relayed, lifetime, &st))
 }
 
@@ -193,7 +194,7 @@ fn renew(current: Mapping, lifetime: u32) -> Result<Mapping, ModeError> {
     st.lifetime = r.lifetime;
     let relayed = r.relayed.unwrap_or_else(|| to_socket(&current.external));
     relay::keep(c, from_socket(relayed), &wit_peers(&st.peers))?;
-    let lifetime = r.lifetime.min(PERMISSION_LIFETIME);
+    let lifetime = r.lifetime.min(PERMISSION_LIFETIME).min(lifetime);
     Ok(mapping(current.internal, relayed, lifetime, &st))
 }
 

@@ -109,6 +109,30 @@ impl Broker {
                 ),
             ));
         };
+        self.apply_permit(&l, &mode, peers, "peers permitted").await
+    }
+
+    /// After a relayed lease was relayed anew (a new allocation), admit
+    /// the peers its old allocation admitted.
+    pub async fn permit_again(self: &Arc<Self>, id: u64, peers: Vec<SocketAddr>) {
+        let Some(l) = self.snapshot(id) else { return };
+        let Some(mode) = self.mode_named(&l.rec.mode).filter(|m| m.relays()) else {
+            return;
+        };
+        let why = "peers permitted again on the new allocation";
+        if let Err(e) = self.apply_permit(&l, &mode, peers, why).await {
+            tracing::warn!("lease {id}: {}", crate::text::escape(&e.message));
+        }
+    }
+
+    async fn apply_permit(
+        self: &Arc<Self>,
+        l: &super::leases::Lease,
+        mode: &Arc<crate::sandbox::Mode>,
+        peers: Vec<SocketAddr>,
+        why: &str,
+    ) -> Result<LeaseView, ApiError> {
+        let id = l.rec.id;
         let current = Mapping::try_from(l.rec.mapping.clone()).map_err(|e| {
             api(
                 ErrorCode::Internal,
@@ -138,7 +162,7 @@ impl Broker {
                 "the journal failed; peers not recorded",
             ));
         }
-        self.settled(rec, EventKind::Renewed, Some("peers permitted".into()));
+        self.settled(rec, EventKind::Renewed, Some(why.into()));
         let l = self
             .snapshot(id)
             .ok_or_else(|| api(ErrorCode::NotFound, format!("no lease {id}")))?;

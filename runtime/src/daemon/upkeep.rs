@@ -147,12 +147,16 @@ impl Broker {
         };
         let began = std::time::Instant::now();
         let relayed = !l.relay.channels.is_empty();
-        let _one_at_a_time = match relayed {
-            true => Some(self.relay_calls.lock().await),
-            false => None,
+        let r = {
+            // Only for the call: a loss below re-establishes, which
+            // permits again under the same lock.
+            let _one_at_a_time = match relayed {
+                true => Some(self.relay_calls.lock().await),
+                false => None,
+            };
+            let lease = self.lease_relay(id, l.rec.mapping.internal);
+            mode.call_for(Op::Renew(mapping, lifetime), lease).await
         };
-        let lease = self.lease_relay(id, l.rec.mapping.internal);
-        let r = mode.call_for(Op::Renew(mapping, lifetime), lease).await;
         if relayed {
             self.record_relay(id, r.relay.kept.clone());
         }
@@ -292,7 +296,14 @@ impl Broker {
                 return;
             }
         }
-        // The old allocation's channels are of no more use.
+        // The old allocation's channels are of no more use; its peers are
+        // admitted again on the new one.
+        let peers: Vec<std::net::SocketAddr> = l
+            .relay
+            .carrying
+            .iter()
+            .flat_map(|c| c.peers.iter().map(|(peer, _)| *peer))
+            .collect();
         self.close_relay(&l.relay.channels);
         self.record_relay(id, Vec::new());
         let m = &l.rec.mapping;
@@ -328,7 +339,11 @@ impl Broker {
                     self.record_relay(id, relay);
                 }
                 let reason = Some(format!("via {}", rec.mode));
+                let relayed = mode.relays() && !peers.is_empty();
                 self.settled(rec, EventKind::ReEstablished, reason);
+                if relayed {
+                    self.permit_again(id, peers).await;
+                }
             }
             Err(e) => {
                 tracing::warn!("lease {id}: cannot re-establish yet: {}", e.message);
