@@ -89,6 +89,11 @@ fn a_udp_application_behind_a_symmetric_nat_is_reached_through_coturn() {
         "{lease}"
     );
     assert_eq!(lease["relay"]["peers"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        lab.relay_allocations(),
+        vec![relayed.port()],
+        "coturn's own view"
+    );
 
     // TURN admits only permitted peers.
     let peer = format!("{PUB_ALT_IP}:6000");
@@ -115,6 +120,56 @@ fn a_udp_application_behind_a_symmetric_nat_is_reached_through_coturn() {
     );
     d.json(&["unmap", &id, "--json"]);
     assert_eq!(exchange(&lab, &peer, relayed), None, "released");
+    assert_eq!(
+        lab.relay_allocations(),
+        Vec::<u16>::new(),
+        "deleted on coturn"
+    );
+}
+
+/// coturn allows the lab user one allocation: a second lease is refused
+/// as a quota error, the first stays, and nothing leaks on either side.
+#[test]
+fn a_full_quota_is_named_and_the_first_lease_stays() {
+    let lab = symmetric_lab();
+    let d = start(&lab, "quota", TURN_PASSWORD);
+    let _apps = [7053, 7054].map(|p| Reaped(lab.listen(false, p, 60)));
+    let first = d.json(&[
+        "map",
+        "udp",
+        "7053",
+        "--mode",
+        "turn-relay",
+        "--detach",
+        "--json",
+    ]);
+    let out = d.cli(&["map", "udp", "7054", "--mode", "turn-relay", "--detach"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("486") && err.contains("quota"), "{err}");
+    let list = d.json(&["list", "--json"]);
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["id"], first["id"]);
+    assert_eq!(lab.relay_allocations().len(), 1);
+}
+
+/// A relay that does not answer is a timeout within the MOD's budget, not
+/// a hang, and leaves no lease.
+#[test]
+fn a_relay_that_is_gone_is_a_timeout_not_a_hang() {
+    let lab = symmetric_lab();
+    let gone = policy(TURN_PASSWORD).replace(":3478", ":3490");
+    let d = start_policy(&lab, "gone", &gone);
+    let _app = Reaped(lab.listen(false, 7055, 60));
+    let began = std::time::Instant::now();
+    let out = d.cli(&["map", "udp", "7055", "--mode", "turn-relay", "--detach"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("timeout"), "{err}");
+    // The MOD's own budget (timeout_ms, 3 s) bounds it; 30 s is only a
+    // guard against a hang, not a speed check.
+    assert!(began.elapsed() < Duration::from_secs(30));
+    assert_eq!(d.json(&["list", "--json"]).as_array().unwrap().len(), 0);
 }
 
 #[test]

@@ -333,6 +333,9 @@ impl Lab {
             &user,
             "--relay-ip",
             PUB_IP,
+            // One allocation per user at a time: the quota test's limit.
+            "--user-quota",
+            "1",
             "--min-port",
             "49152",
             "--max-port",
@@ -452,6 +455,18 @@ impl Lab {
         let _ = std::fs::remove_file(self.path("leases"));
         let _ = std::fs::remove_file(self.path("leases6"));
         self.start_miniupnpd();
+    }
+
+    /// The relayed ports coturn holds now (one UDP socket per allocation
+    /// on PUB_IP, from 49152): its own record of live allocations.
+    pub fn relay_allocations(&self) -> Vec<u16> {
+        let out = self.must(Ns::Pub, &["ss", "-Hlun"]);
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|w| w.strip_prefix(&format!("{PUB_IP}:")))
+            .filter_map(|p| p.parse::<u16>().ok())
+            .filter(|p| *p >= 49152)
+            .collect()
     }
 
     /// Restart coturn: every allocation on it is gone.
