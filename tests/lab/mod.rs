@@ -40,6 +40,10 @@ pub const TURN_REALM: &str = "lab.invalid";
 pub const TURN_USER: &str = "alice";
 /// Its password.
 pub const TURN_PASSWORD: &str = "wonderland";
+/// A second TURN user (its own quota), for coturn's own client.
+pub const TURN_USER2: &str = "bob";
+/// Its password.
+pub const TURN_PASSWORD2: &str = "builder";
 /// The gateway's WAN address.
 pub const WAN_IP: &str = "198.51.100.2";
 /// The gateway's LAN address.
@@ -320,6 +324,7 @@ impl Lab {
         let db = self.path("turndb");
         let pid = self.path("turn.pid");
         let user = format!("{TURN_USER}:{TURN_PASSWORD}");
+        let user2 = format!("{TURN_USER2}:{TURN_PASSWORD2}");
         let args = [
             "turnserver",
             "-n",
@@ -331,11 +336,14 @@ impl Lab {
             TURN_REALM,
             "--user",
             &user,
+            "--user",
+            &user2,
             "--relay-ip",
             PUB_IP,
-            // One allocation per user at a time: the quota test's limit.
+            // Two allocations per user at a time: the quota test's limit
+            // (turnutils_uclient needs two).
             "--user-quota",
-            "1",
+            "2",
             "--min-port",
             "49152",
             "--max-port",

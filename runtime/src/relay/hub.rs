@@ -134,8 +134,8 @@ impl RelayHub {
                 "the broker holds {CHANNELS_MAX} relay channels already"
             ));
         }
-        let socket =
-            bound_to(server).map_err(|e| format!("cannot open a socket to {server}: {e}"))?;
+        let socket = bound_to(server, &self.runtime)
+            .map_err(|e| format!("cannot open a socket to {server}: {e}"))?;
         let channel = Arc::new(Channel {
             server,
             socket: Arc::new(socket),
@@ -219,7 +219,7 @@ impl RelayHub {
                     "the broker carries {STANDINS_MAX} relay peers already"
                 ));
             }
-            let standin = match bound_to(internal) {
+            let standin = match bound_to(internal, &self.runtime) {
                 Ok(s) => Arc::new(s),
                 Err(e) => {
                     self.standins.fetch_sub(1, Ordering::AcqRel);
@@ -310,7 +310,7 @@ fn check_peers(peers: &[PeerChannel]) -> Result<(), String> {
 }
 
 /// A non-blocking UDP socket on an ephemeral port, connected to `to`.
-fn bound_to(to: SocketAddr) -> std::io::Result<UdpSocket> {
+fn bound_to(to: SocketAddr, runtime: &tokio::runtime::Handle) -> std::io::Result<UdpSocket> {
     let any: IpAddr = match to {
         SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
         SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
@@ -318,6 +318,8 @@ fn bound_to(to: SocketAddr) -> std::io::Result<UdpSocket> {
     let s = std::net::UdpSocket::bind(SocketAddr::new(any, 0))?;
     s.connect(to)?;
     s.set_nonblocking(true)?;
+    // Registered with the data path's runtime, whichever thread asks.
+    let _in = runtime.enter();
     UdpSocket::from_std(s)
 }
 
