@@ -378,11 +378,15 @@ impl Broker {
         };
         let mode = via.or_else(|| self.mode_named(&l.rec.mode));
         let outcome = match (mode, Mapping::try_from(l.rec.mapping.clone())) {
-            (Some(mode), Ok(m)) => match mode
-                .call_for(Op::Unmap(m), self.lease_relay(id, l.rec.mapping.internal))
-                .await
-                .result
-            {
+            (Some(mode), Ok(m)) => match {
+                // A relay channel answers one call at a time.
+                let _one_at_a_time = match l.relay.channels.is_empty() {
+                    false => Some(self.relay_calls.lock().await),
+                    true => None,
+                };
+                let lease = self.lease_relay(id, l.rec.mapping.internal);
+                mode.call_for(Op::Unmap(m), lease).await.result
+            } {
                 Ok(_) => Ok(()),
                 Err(e) => {
                     let f = super::selector::failure(&e);
@@ -456,7 +460,9 @@ impl Broker {
 /// Whether a clean stop keeps `lease` mapped and journaled (with
 /// `broker.keep_leases_on_stop`): a persistent lease with a finite gateway
 /// lifetime, which the next start adopts; a permanent mapping never, as
-/// nothing would end it if the broker did not come back.
+/// nothing would end it if the broker did not come back; a relayed one
+/// never, as its allocation belongs to a socket that dies with the process
+/// (the next start would only find it lost and allocate anew).
 pub(crate) fn kept_on_stop(keep: bool, lease: &super::leases::Lease) -> bool {
-    keep && lease.rec.persist && lease.rec.mapping.lifetime > 0
+    keep && lease.rec.persist && lease.rec.mapping.lifetime > 0 && lease.relay.channels.is_empty()
 }

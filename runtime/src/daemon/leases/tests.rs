@@ -389,3 +389,25 @@ fn re_authorising_an_existing_lease_does_not_count_it_twice() {
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::Unauthorized);
 }
+
+/// A clean stop with `keep_leases_on_stop` keeps a persistent, finite
+/// lease, but never a relayed one: its allocation dies with the process.
+#[test]
+fn a_stop_keeps_persistent_leases_but_not_relayed_ones() {
+    let me = local(1000);
+    let mut rec = record(1, &me, "10.0.0.2:9000", "198.51.100.2:9000");
+    rec.persist = true;
+    let mut t = LeaseTable::new(0);
+    t.adopt([rec], NOW);
+    let kept = |t: &LeaseTable, keep| crate::daemon::upkeep::kept_on_stop(keep, t.get(1).unwrap());
+    assert!(kept(&t, true));
+    assert!(!kept(&t, false));
+    t.set_relay(
+        1,
+        Relay {
+            channels: vec![7],
+            carrying: None,
+        },
+    );
+    assert!(!kept(&t, true), "a relayed lease is released at a stop");
+}
