@@ -27,7 +27,7 @@ fn policy_with(password: &str, broker: &str) -> String {
         "version = 1\norder = [\"turn-relay\"]\n[broker]\n{broker}\n\
          [[services.turn]]\nurl = \"turn:{PUB_IP}:3478\"\nusername = \"{TURN_USER}\"\n\
          credential = \"{password}\"\n\
-         [modes.turn-relay]\ngrants = [\"udp:send,receive@turn:1-65535\"]\n"
+         [modes.turn-relay]\ngrants = [\"udp:send,receive@turn:1-65535\", \"tcp:connect@turn:1-65535\"]\n"
     )
 }
 
@@ -64,8 +64,26 @@ fn exchange(lab: &Lab, from: &str, to: SocketAddr) -> Option<(String, SocketAddr
 
 #[test]
 fn a_udp_application_behind_a_symmetric_nat_is_reached_through_coturn() {
+    reached_through_coturn("");
+}
+
+/// The same with the broker reaching coturn over TCP (RFC 8656 framing on
+/// the stream; the relayed leg stays UDP).
+#[test]
+fn the_relay_is_reached_over_tcp_as_well() {
+    reached_through_coturn("?transport=tcp");
+}
+
+fn reached_through_coturn(transport: &str) {
     let lab = symmetric_lab();
-    let d = start(&lab, "relay", TURN_PASSWORD);
+    let url = format!("turn:{PUB_IP}:3478");
+    let p = policy(TURN_PASSWORD).replace(&format!("\"{url}\""), &format!("\"{url}{transport}\""));
+    assert!(p.contains(transport));
+    let d = start_policy(&lab, "relay", &p);
+    if !transport.is_empty() {
+        let probe = d.json(&["probe", "--json"]);
+        assert!(probe.to_string().contains("over TCP"), "{probe}");
+    }
     let _app = Reaped(lab.listen(false, 7050, 120));
     let lease = d.json(&[
         "map",

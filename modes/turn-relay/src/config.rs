@@ -3,9 +3,10 @@
 //! - `turn_servers`: comma-separated RFC 7065 URLs, as the broker hands
 //!   them on from the policy's `[services] turn`. The first `turn:` URL
 //!   whose host is an IP literal is used (`turn:198.51.100.1:3478`,
-//!   `turn:[2001:db8::1]`, port 3478 by default, `?transport=udp`
-//!   allowed). `turns:` (TLS) and `?transport=tcp` are not carried; a host
-//!   name cannot be used because a relay channel opens to an address.
+//!   `turn:[2001:db8::1]`, port 3478 by default; `?transport=tcp` reaches
+//!   the relay over TCP, `?transport=udp` or none over UDP). `turns:` (TLS)
+//!   is not carried; a host name cannot be used because a relay channel
+//!   opens to an address.
 //! - `turn_username` with `turn_credential` (long-term credentials) or with
 //!   `turn_secret` (REST credentials; `turn_rest_ttl_s`, default 86400).
 //!   None: only a server that asks for no credentials works.
@@ -57,11 +58,16 @@ fn number(get: &impl Get, key: &str, default: u64) -> Result<u64, ModeError> {
 
 /// The server to use, from `turn_servers`.
 pub fn server(get: &impl Get) -> Result<SocketAddr, ModeError> {
+    server_leg(get).map(|(a, _)| a)
+}
+
+/// The server to use and whether over TCP (`?transport=tcp`).
+pub fn server_leg(get: &impl Get) -> Result<(SocketAddr, bool), ModeError> {
     let list = value(get, "turn_servers").unwrap_or_default();
     let mut first_refusal = None;
     for url in list.split(',').map(str::trim).filter(|u| !u.is_empty()) {
         match parse_url(url) {
-            Ok(a) => return Ok(a),
+            Ok(a) => return Ok((a, url.ends_with("?transport=tcp"))),
             Err(e) => {
                 first_refusal.get_or_insert(e);
             }
@@ -89,15 +95,10 @@ pub fn parse_url(url: &str) -> Result<SocketAddr, ModeError> {
     };
     let (hostport, query) = rest.split_once('?').unwrap_or((rest, ""));
     match query {
-        "" | "transport=udp" => {}
-        "transport=tcp" => {
-            return Err(ModeError::Unsupported(format!(
-                "TURN server {shown}: TURN over TCP is not carried; only UDP"
-            )));
-        }
+        "" | "transport=udp" | "transport=tcp" => {}
         _ => {
             return Err(ModeError::InvalidRequest(format!(
-                "config `turn_servers`: {shown} has an unknown query (only ?transport=udp)"
+                "config `turn_servers`: {shown} has an unknown query (?transport=udp or tcp)"
             )));
         }
     }
@@ -244,10 +245,10 @@ mod tests {
             panic!("a name is invalid")
         };
         assert!(why.contains("relay.example is a name"), "{why}");
-        assert!(matches!(
-            only("turn:198.51.100.1:3478?transport=tcp"),
-            ModeError::Unsupported(_)
-        ));
+        let tcp = table(&[("turn_servers", "turn:198.51.100.1:3478?transport=tcp")]);
+        assert_eq!(server_leg(&tcp).unwrap(), (sa("198.51.100.1:3478"), true));
+        let udp = table(&[("turn_servers", "turn:198.51.100.1:3478")]);
+        assert_eq!(server_leg(&udp).unwrap(), (sa("198.51.100.1:3478"), false));
         for bad in [
             "stun:198.51.100.1",
             "turn:198.51.100.1:",

@@ -129,10 +129,22 @@ fn mapping(internal: IpSocketAddress, relayed: SocketAddr, lifetime: u32, st: &S
     }
 }
 
+/// The relay channel's leg (`?transport=tcp` or UDP). Over TCP a request
+/// is answered before the first retransmission would go, in practice; a
+/// retransmitted request carries the same transaction id, which a server
+/// answers as the same request.
+fn leg(tcp: bool) -> relay::Leg {
+    if tcp {
+        relay::Leg::Tcp
+    } else {
+        relay::Leg::Udp
+    }
+}
+
 fn probe() -> Result<ProbeReport, ModeError> {
-    let server = config::server(&get)?;
+    let (server, tcp) = config::server_leg(&get)?;
     let budget = config::probe_timeout(&get)?;
-    let c = relay::open(from_socket(server), relay::Leg::Udp)?;
+    let c = relay::open(from_socket(server), leg(tcp))?;
     let mut link = Channel(c);
     let mapped = client::binding(&mut Session::new(&mut link, server, budget, None, None));
     relay::close(c);
@@ -143,7 +155,8 @@ fn probe() -> Result<ProbeReport, ModeError> {
         external_address: Some(from_ip(mapped.ip())),
         external_class: Some(class),
         detail: format!(
-            "TURN server {server}: reflexive {mapped} ({}); relays UDP",
+            "TURN server {server} over {}: reflexive {mapped} ({}); relays UDP",
+            if tcp { "TCP" } else { "UDP" },
             class_name(class)
         ),
         state: Vec::new(),
@@ -156,10 +169,10 @@ fn map(req: MapRequest) -> Result<Mapping, ModeError> {
             "TCP relays (RFC 6062) are not carried; the turn-relay MOD maps UDP only".into(),
         ));
     }
-    let server = config::server(&get)?;
+    let (server, tcp) = config::server_leg(&get)?;
     let creds = config::credentials(&get)?.fresh(unix_seconds());
     let budget = config::timeout(&get)?;
-    let c = relay::open(from_socket(server), relay::Leg::Udp)?;
+    let c = relay::open(from_socket(server), leg(tcp))?;
     let mut link = Channel(c);
     let mut s = Session::new(&mut link, server, budget, creds, None);
     let a = client::allocate(&mut s, req.lifetime)?;

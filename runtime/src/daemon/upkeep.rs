@@ -378,15 +378,7 @@ impl Broker {
         };
         let mode = via.or_else(|| self.mode_named(&l.rec.mode));
         let outcome = match (mode, Mapping::try_from(l.rec.mapping.clone())) {
-            (Some(mode), Ok(m)) => match {
-                // A relay channel answers one call at a time.
-                let _one_at_a_time = match l.relay.channels.is_empty() {
-                    false => Some(self.relay_calls.lock().await),
-                    true => None,
-                };
-                let lease = self.lease_relay(id, l.rec.mapping.internal);
-                mode.call_for(Op::Unmap(m), lease).await.result
-            } {
+            (Some(mode), Ok(m)) => match self.unmap_call(&mode, &l, m).await {
                 Ok(_) => Ok(()),
                 Err(e) => {
                     let f = super::selector::failure(&e);
@@ -429,6 +421,22 @@ impl Broker {
             self.emit(EventKind::Released, &l, Some(why.to_string()));
         }
         Ok(view)
+    }
+
+    /// The MOD's `unmap` for lease `l`, with its relay channels.
+    async fn unmap_call(
+        &self,
+        mode: &Mode,
+        l: &super::leases::Lease,
+        m: Mapping,
+    ) -> Result<Output, CallError> {
+        // A relay channel answers one call at a time.
+        let _one_at_a_time = match l.relay.channels.is_empty() {
+            false => Some(self.relay_calls.lock().await),
+            true => None,
+        };
+        let lease = self.lease_relay(l.rec.id, l.rec.mapping.internal);
+        mode.call_for(Op::Unmap(m), lease).await.result
     }
 
     /// Release every lease (daemon shutdown), all at once, within `cap`.

@@ -83,10 +83,17 @@ impl Services {
             let rest = t
                 .url
                 .strip_prefix("turns:")
-                .or_else(|| t.url.strip_prefix("turn:"));
+                .or_else(|| t.url.strip_prefix("turn:"))
+                // RFC 7065's transport choice.
+                .map(|r| {
+                    r.strip_suffix("?transport=udp")
+                        .or_else(|| r.strip_suffix("?transport=tcp"))
+                        .unwrap_or(r)
+                });
             if !rest.is_some_and(host_port) {
                 return Err(format!(
-                    "services.turn[{i}].url `{}` is not turn:host:port or turns:host:port",
+                    "services.turn[{i}].url `{}` is not turn:host:port or turns:host:port \
+                     (optionally ?transport=udp or tcp)",
                     t.url
                 ));
             }
@@ -182,7 +189,8 @@ mod tests {
     fn forms_are_checked_and_exposed_as_config() {
         let ok: Services = toml::from_str(
             "stun = [\"198.51.100.1:3478\"]\nhttp_proxy = \"http://proxy.corp:3128\"\n\
-             [[turn]]\nurl = \"turns:relay.example:5349\"\nusername = \"u\"\ncredential = \"c\"\n",
+             [[turn]]\nurl = \"turns:relay.example:5349\"\nusername = \"u\"\ncredential = \"c\"\n\
+             [[turn]]\nurl = \"turn:198.51.100.1:3478?transport=tcp\"\n",
         )
         .unwrap();
         ok.validate().unwrap();

@@ -1,7 +1,8 @@
 //! The relay channels the broker keeps for TURN MODs (contract 0.1.4
 //! `relay`), and the native data path of each.
 //!
-//! A channel is a UDP socket connected to one relay server. Its reader
+//! A channel is a UDP socket connected to one relay server, or a TCP
+//! connection to it (RFC 8656 framing: ChannelData padded to 4). Its reader
 //! task sorts what the server sends: ChannelData goes straight to the
 //! application through the peer's stand-in socket; a STUN message waits in
 //! a small queue for the MOD's next `receive`. Each permitted peer gets a
@@ -70,10 +71,21 @@ struct Carried {
     peers: BTreeMap<u16, Peer>,
 }
 
+/// How a channel reaches its relay.
+enum Link {
+    Udp(Arc<UdpSocket>),
+    /// Writes of whole frames, one at a time (the MOD's and the data
+    /// path's share the stream).
+    Tcp(tokio::sync::Mutex<tokio::net::tcp::OwnedWriteHalf>),
+}
+
+/// The longest a TCP connection to a relay may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A channel to one relay server.
 pub struct Channel {
     server: SocketAddr,
-    socket: Arc<UdpSocket>,
+    link: Link,
     queue: Mutex<VecDeque<Vec<u8>>>,
     queued: Notify,
     carried: Mutex<Carried>,
@@ -136,17 +148,39 @@ impl RelayHub {
         }
         let socket = bound_to(server, &self.runtime)
             .map_err(|e| format!("cannot open a socket to {server}: {e}"))?;
-        let channel = Arc::new(Channel {
-            server,
-            socket: Arc::new(socket),
-            queue: Mutex::new(VecDeque::new()),
-            queued: Notify::new(),
-            carried: Mutex::new(Carried::default()),
-            reader: Mutex::new(None),
-            counters: Counters::default(),
+        let socket = Arc::new(socket);
+        let channel = Channel::new(server, Link::Udp(socket.clone()));
+        let task = self.runtime.spawn(read_server(channel.clone(), socket));
+        Ok(self.insert(channel, task.abort_handle()))
+    }
+
+    /// Open a channel over TCP to `server` (connected on the data path's
+    /// runtime, within 5 s) and start reading it.
+    pub async fn open_tcp(&self, server: SocketAddr) -> Result<u32, String> {
+        if self.len() >= CHANNELS_MAX {
+            return Err(format!(
+                "the broker holds {CHANNELS_MAX} relay channels already"
+            ));
+        }
+        let connect = self.runtime.spawn(async move {
+            tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(server)).await
         });
-        let task = self.runtime.spawn(read_server(channel.clone()));
-        *channel.reader.lock().unwrap() = Some(task.abort_handle());
+        let stream = match connect.await {
+            Ok(Ok(Ok(s))) => s,
+            Ok(Ok(Err(e))) => return Err(format!("cannot connect to {server}: {e}")),
+            Ok(Err(_)) => return Err(format!("no TCP connection to {server} within 5 s")),
+            Err(e) => return Err(format!("connecting to {server}: {e}")),
+        };
+        // Small request/answer turns and datagrams: never wait to coalesce.
+        let _ = stream.set_nodelay(true);
+        let (read, write) = stream.into_split();
+        let channel = Channel::new(server, Link::Tcp(tokio::sync::Mutex::new(write)));
+        let task = self.runtime.spawn(read_stream(channel.clone(), read));
+        Ok(self.insert(channel, task.abort_handle()))
+    }
+
+    fn insert(&self, channel: Arc<Channel>, reader: AbortHandle) -> u32 {
+        *channel.reader.lock().unwrap() = Some(reader);
         let id = {
             let mut next = self.next.lock().unwrap();
             let id = *next;
@@ -154,7 +188,7 @@ impl RelayHub {
             id
         };
         self.channels.lock().unwrap().insert(id, channel);
-        Ok(id)
+        id
     }
 
     /// Close channel `id`: its reader, its stand-ins and its socket.
@@ -262,9 +296,42 @@ impl RelayHub {
 }
 
 impl Channel {
+    fn new(server: SocketAddr, link: Link) -> Arc<Channel> {
+        Arc::new(Channel {
+            server,
+            link,
+            queue: Mutex::new(VecDeque::new()),
+            queued: Notify::new(),
+            carried: Mutex::new(Carried::default()),
+            reader: Mutex::new(None),
+            counters: Counters::default(),
+        })
+    }
+
     /// Send one STUN message to the server.
     pub async fn send(&self, message: &[u8]) -> std::io::Result<()> {
-        self.socket.send(message).await.map(|_| ())
+        match &self.link {
+            Link::Udp(s) => s.send(message).await.map(|_| ()),
+            Link::Tcp(w) => {
+                use tokio::io::AsyncWriteExt;
+                w.lock().await.write_all(message).await
+            }
+        }
+    }
+
+    /// Send the ChannelData frame at the front of `buf` (header and `len`
+    /// bytes of data), padded to 4 on a stream; `buf` has room for it.
+    async fn forward(&self, buf: &mut [u8], len: usize) -> std::io::Result<()> {
+        match &self.link {
+            // UDP needs no padding (RFC 8656 section 12.5).
+            Link::Udp(s) => s.send(&buf[..frame::HEADER + len]).await.map(|_| ()),
+            Link::Tcp(w) => {
+                use tokio::io::AsyncWriteExt;
+                let padded = (frame::HEADER + len).next_multiple_of(4);
+                buf[frame::HEADER + len..padded].fill(0);
+                w.lock().await.write_all(&buf[..padded]).await
+            }
+        }
     }
 
     /// The next STUN message the server sent, waiting up to `wait`.
@@ -323,56 +390,106 @@ fn bound_to(to: SocketAddr, runtime: &tokio::runtime::Handle) -> std::io::Result
     UdpSocket::from_std(s)
 }
 
-/// Server → application (ChannelData) or → the MOD's queue (STUN).
-async fn read_server(c: Arc<Channel>) {
+/// Server → application (ChannelData) or → the MOD's queue (STUN), over
+/// UDP.
+async fn read_server(c: Arc<Channel>, socket: Arc<UdpSocket>) {
     let mut buf = vec![0u8; DATAGRAM_MAX];
     // Bounded: ends with the socket (an error) or when the task is aborted.
     loop {
-        let n = match c.socket.recv(&mut buf).await {
+        let n = match socket.recv(&mut buf).await {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
             Err(_) => return,
         };
-        match frame::parse(&buf[..n]) {
-            Frame::Channel { number, data } => {
-                let standin = c
-                    .carried
-                    .lock()
-                    .unwrap()
-                    .peers
-                    .get(&number)
-                    .map(|p| p.standin.clone());
-                match standin {
-                    Some(s) if s.try_send(data).is_ok() => {
-                        c.counters.to_app.fetch_add(1, Ordering::Relaxed);
-                    }
-                    _ => {
-                        c.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
+        deliver(&c, &buf[..n]);
+    }
+}
+
+/// The same over TCP: whole frames cut from the stream by their length.
+/// A frame that is neither kind means the stream is lost: the reader
+/// stops, and the MOD's next call finds nothing answering.
+async fn read_stream(c: Arc<Channel>, mut read: tokio::net::tcp::OwnedReadHalf) {
+    use tokio::io::AsyncReadExt;
+    // The largest frame: a STUN message of 20 + 65,535 bytes.
+    let mut buf = vec![0u8; 2 * (DATAGRAM_MAX + 20)];
+    let mut filled = 0;
+    loop {
+        match read.read(&mut buf[filled..]).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => filled += n,
+        }
+        let mut start = 0;
+        // Neither STUN (00) nor ChannelData (01): the stream is lost, even
+        // before the bytes a bogus length names arrive.
+        if buf[..filled].first().is_some_and(|b| b >> 6 > 1) {
+            c.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        while let Some(len) = frame::stream_frame_len(&buf[start..filled]) {
+            if start + len > filled {
+                break;
             }
-            Frame::Stun => {
-                let mut q = c.queue.lock().unwrap();
-                if q.len() >= QUEUE_MAX {
-                    q.pop_front();
+            if frame::parse(&buf[start..start + len]) == Frame::Invalid {
+                c.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            deliver(&c, &buf[start..start + len]);
+            start += len;
+            if buf[start..filled].first().is_some_and(|b| b >> 6 > 1) {
+                c.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        buf.copy_within(start..filled, 0);
+        filled -= start;
+    }
+}
+
+/// One frame from the server: to the application or to the MOD's queue.
+fn deliver(c: &Channel, bytes: &[u8]) {
+    match frame::parse(bytes) {
+        Frame::Channel { number, data } => {
+            let standin = c
+                .carried
+                .lock()
+                .unwrap()
+                .peers
+                .get(&number)
+                .map(|p| p.standin.clone());
+            match standin {
+                Some(s) if s.try_send(data).is_ok() => {
+                    c.counters.to_app.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {
                     c.counters.dropped.fetch_add(1, Ordering::Relaxed);
                 }
-                q.push_back(buf[..n].to_vec());
-                drop(q);
-                c.queued.notify_waiters();
             }
-            Frame::Invalid => {
+        }
+        Frame::Stun => {
+            let mut q = c.queue.lock().unwrap();
+            if q.len() >= QUEUE_MAX {
+                q.pop_front();
                 c.counters.dropped.fetch_add(1, Ordering::Relaxed);
             }
+            q.push_back(bytes.to_vec());
+            drop(q);
+            c.queued.notify_waiters();
+        }
+        Frame::Invalid => {
+            c.counters.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
 
 /// Application → server, framed as ChannelData on `number`.
 async fn read_app(c: Arc<Channel>, standin: Arc<UdpSocket>, number: u16) {
-    let mut buf = vec![0u8; frame::HEADER + DATAGRAM_MAX];
+    // Room for the header and a stream leg's padding around a datagram.
+    let mut buf = vec![0u8; frame::HEADER + DATAGRAM_MAX + 4];
     loop {
-        let n = match standin.recv(&mut buf[frame::HEADER..]).await {
+        let n = match standin
+            .recv(&mut buf[frame::HEADER..frame::HEADER + DATAGRAM_MAX])
+            .await
+        {
             Ok(n) => n,
             // The application's port is closed for now: wait for it.
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
@@ -382,8 +499,7 @@ async fn read_app(c: Arc<Channel>, standin: Arc<UdpSocket>, number: u16) {
             continue;
         };
         buf[..frame::HEADER].copy_from_slice(&h);
-        // UDP needs no padding (RFC 8656 section 12.5).
-        if c.socket.send(&buf[..frame::HEADER + n]).await.is_ok() {
+        if c.forward(&mut buf, n).await.is_ok() {
             c.counters.to_relay.fetch_add(1, Ordering::Relaxed);
         }
     }

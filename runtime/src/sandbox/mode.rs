@@ -131,6 +131,8 @@ impl Mode {
             udp_check(addr, Transport::Udp, Use::Send)
                 && udp_check(addr, Transport::Udp, Use::Receive)
         };
+        let tcp = check.clone();
+        let relay_tcp_check = move |addr| tcp(addr, Transport::Tcp, Use::Connect);
         let tls_check = move |addr| check(addr, Transport::Tcp, Use::Connect);
         let mut table = ResourceTable::new();
         table.set_max_capacity(limits.table_entries as usize);
@@ -151,7 +153,11 @@ impl Mode {
                 self.config.get("tls_pin").map(String::as_str),
                 Arc::new(tls_check),
             ),
-            relay: RelayCtx::new(self.relay.clone(), Arc::new(relay_check), lease),
+            relay: RelayCtx::new(
+                self.relay.clone(),
+                (Arc::new(relay_check), Arc::new(relay_tcp_check)),
+                lease,
+            ),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);

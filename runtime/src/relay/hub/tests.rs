@@ -181,3 +181,57 @@ async fn channels_are_capped_and_the_queue_is_bounded() {
     }
     assert!(hub.is_empty());
 }
+
+#[tokio::test]
+async fn over_tcp_frames_are_cut_from_the_stream_and_padded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let hub = RelayHub::new(tokio::runtime::Handle::current());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = udp().await;
+    let opening = hub.open_tcp(listener.local_addr().unwrap());
+    let (id, accepted) = tokio::join!(opening, listener.accept());
+    let (id, (mut server, _)) = (id.unwrap(), accepted.unwrap());
+    let peer = "192.0.2.7:5000".parse().unwrap();
+    let relayed = "192.0.2.1:49152".parse().unwrap();
+    let pc = [PeerChannel {
+        peer,
+        number: 0x4001,
+    }];
+    hub.keep(id, app.local_addr().unwrap(), relayed, &pc)
+        .unwrap();
+    let c = hub.get(id).unwrap();
+
+    // One write holding a padded ChannelData frame and a STUN message, the
+    // STUN message split across a second write.
+    let mut bytes = channel_data(0x4001, b"ping");
+    bytes.extend_from_slice(&[0, 0, 0, 0]);
+    bytes[3] = 5; // length 5: "ping" and one more byte, then 3 of padding
+    bytes.truncate(frame::HEADER + 8);
+    let stun_msg = stun(3);
+    bytes.extend_from_slice(&stun_msg[..10]);
+    server.write_all(&bytes).await.unwrap();
+    server.write_all(&stun_msg[10..]).await.unwrap();
+    let (got, standin) = recv_from(&app).await;
+    assert_eq!(got, b"ping\0");
+    assert_eq!(c.receive(WAIT).await, Some(stun_msg));
+
+    // Application → relay: padded to 4 on the stream.
+    app.send_to(b"pong!", standin).await.unwrap();
+    let mut framed = [0u8; 12];
+    tokio::time::timeout(WAIT, server.read_exact(&mut framed))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&framed[..9], &channel_data(0x4001, b"pong!")[..]);
+    assert_eq!(&framed[9..], &[0, 0, 0]);
+
+    // A frame that is neither kind ends the stream's reader.
+    server.write_all(&[0x80; 8]).await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while c.counters.dropped.load(Ordering::Relaxed) == 0 && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(c.counters.dropped.load(Ordering::Relaxed), 1);
+    hub.close(id);
+}

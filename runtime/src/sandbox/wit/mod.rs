@@ -83,6 +83,7 @@ pub mod relay_bindings {
         path: "../wit",
         exports: { default: async },
         imports: {
+            "p2pbroker:mode/relay.open": async,
             "p2pbroker:mode/relay.send": async,
             "p2pbroker:mode/relay.receive": async,
         },

@@ -26,8 +26,8 @@ const RECEIVE_MAX: Duration = Duration::from_secs(10);
 /// The largest STUN message a MOD may send.
 const MESSAGE_MAX: usize = 65_535;
 
-/// Decides whether the MOD may exchange UDP with an address (its gate,
-/// audited).
+/// Decides whether the MOD may exchange UDP with an address, or connect
+/// to it over TCP (its gate, audited).
 pub type UdpCheck = Arc<dyn Fn(SocketAddr) -> bool + Send + Sync>;
 
 /// What the lease a call serves brings to it.
@@ -54,6 +54,7 @@ pub struct RelayOutcome {
 pub struct RelayCtx {
     hub: Option<Arc<RelayHub>>,
     check: UdpCheck,
+    tcp_check: UdpCheck,
     lease: LeaseRelay,
     opened: Vec<u32>,
     kept: Vec<u32>,
@@ -63,10 +64,16 @@ pub struct RelayCtx {
 impl RelayCtx {
     /// The context of a call serving `lease`, on `hub` (none: every
     /// operation is refused, e.g. `p2pb mode run`).
-    pub fn new(hub: Option<Arc<RelayHub>>, check: UdpCheck, lease: LeaseRelay) -> RelayCtx {
+    pub fn new(
+        hub: Option<Arc<RelayHub>>,
+        checks: (UdpCheck, UdpCheck),
+        lease: LeaseRelay,
+    ) -> RelayCtx {
+        let (check, tcp_check) = checks;
         RelayCtx {
             hub,
             check,
+            tcp_check,
             kept: lease.kept.clone(),
             lease,
             opened: Vec::new(),
@@ -129,16 +136,15 @@ pub fn relay_view(s: &mut CallState) -> &mut RelayCtx {
 }
 
 impl Host for &mut RelayCtx {
-    fn open(&mut self, server: IpSocketAddress, leg: Leg) -> Result<u32, ModeError> {
+    async fn open(&mut self, server: IpSocketAddress, leg: Leg) -> Result<u32, ModeError> {
         let server: SocketAddr = server.into();
-        if leg != Leg::Udp {
-            return Err(ModeError::Unsupported(
-                "the broker carries relay channels over UDP only so far".into(),
-            ));
-        }
-        if !(self.check)(server) {
+        let (allowed, grant) = match leg {
+            Leg::Udp => ((self.check)(server), "udp:send,receive"),
+            Leg::Tcp => ((self.tcp_check)(server), "tcp:connect"),
+        };
+        if !allowed {
             return Err(ModeError::Denied(format!(
-                "the policy does not grant this MOD udp:send,receive to {server}"
+                "the policy does not grant this MOD {grant} to {server}"
             )));
         }
         if self.opened.len() >= OPENS_MAX {
@@ -146,7 +152,12 @@ impl Host for &mut RelayCtx {
                 "a call opens at most {OPENS_MAX} relay channels"
             )));
         }
-        let id = self.hub()?.open(server).map_err(ModeError::Unavailable)?;
+        let hub = self.hub()?.clone();
+        let id = match leg {
+            Leg::Udp => hub.open(server),
+            Leg::Tcp => hub.open_tcp(server).await,
+        }
+        .map_err(ModeError::Unavailable)?;
         self.opened.push(id);
         Ok(id)
     }
