@@ -35,6 +35,9 @@ pub const STANDINS_MAX: usize = 512;
 pub const PEERS_MAX: usize = 256;
 /// STUN messages queued for a MOD per channel; older ones are dropped.
 const QUEUE_MAX: usize = 32;
+/// Bytes queued for a MOD per channel: a hostile relay's large messages
+/// hold at most this much per channel (64 channels: 4 MiB in all).
+const QUEUE_BYTES_MAX: usize = 64 * 1024;
 /// The largest datagram read: a UDP payload.
 const DATAGRAM_MAX: usize = 65_535;
 
@@ -465,10 +468,14 @@ fn deliver(c: &Channel, bytes: &[u8]) {
                 }
             }
         }
+        Frame::Stun if bytes.len() > QUEUE_BYTES_MAX => {
+            c.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        }
         Frame::Stun => {
             let mut q = c.queue.lock().unwrap();
-            if q.len() >= QUEUE_MAX {
-                q.pop_front();
+            let mut held: usize = q.iter().map(Vec::len).sum();
+            while q.len() >= QUEUE_MAX || held + bytes.len() > QUEUE_BYTES_MAX {
+                held -= q.pop_front().map_or(0, |m| m.len());
                 c.counters.dropped.fetch_add(1, Ordering::Relaxed);
             }
             q.push_back(bytes.to_vec());

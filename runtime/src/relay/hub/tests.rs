@@ -176,6 +176,26 @@ async fn channels_are_capped_and_the_queue_is_bounded() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert_eq!(c.receive(WAIT).await, Some(stun(8)));
+    // Bytes are capped too: large messages push the older ones out.
+    while c.receive(Duration::from_millis(1)).await.is_some() {}
+    let mut big = stun(0);
+    big.resize(40 * 1024, 0);
+    let before = c.counters.dropped.load(Ordering::Relaxed);
+    for tag in [1u8, 2] {
+        big[19] = tag;
+        server.send_to(&big, broker).await.unwrap();
+    }
+    while c.counters.dropped.load(Ordering::Relaxed) == before
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let kept = c.receive(WAIT).await.unwrap();
+    assert_eq!(
+        (kept.len(), kept[19]),
+        (40 * 1024, 2),
+        "the older one dropped"
+    );
     for id in ids {
         hub.close(id);
     }
