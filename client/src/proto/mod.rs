@@ -25,7 +25,8 @@ pub use records::{
     ProbeSummary, ProbeView, RefusedMod, Relay, RelayPeer, Status,
 };
 pub use request::{
-    ConnectParams, MAX_HOST, MapParams, Op, Request, RequestError, encode_request, parse_request,
+    ConnectParams, MAX_HOST, MapParams, Op, PERMIT_MAX, Request, RequestError, encode_request,
+    parse_request,
 };
 /// Former name of [`parse_response_line`], kept so existing callers build.
 #[doc(hidden)]

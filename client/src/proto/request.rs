@@ -35,7 +35,7 @@ pub enum Op {
     Permit {
         /// The lease id.
         lease: u64,
-        /// Peer addresses (`IP:PORT`), 1 to 64.
+        /// Peer addresses (`IP:PORT`), 1 to [`PERMIT_MAX`].
         peers: Vec<std::net::SocketAddr>,
     },
     /// The caller's leases (root: all).
@@ -148,6 +148,9 @@ fn is_false(b: &bool) -> bool {
 struct UnmapFields {
     lease: u64,
 }
+
+/// Peers one `permit` request may name.
+pub const PERMIT_MAX: usize = 64;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -271,11 +274,11 @@ pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
         }
         "permit" => {
             let f: PermitFields = serde_json::from_value(fields).map_err(bad)?;
-            if f.peers.is_empty() || f.peers.len() > 64 {
+            if f.peers.is_empty() || f.peers.len() > PERMIT_MAX {
                 return Err(err(
                     Some(id),
                     BadRequest,
-                    "op `permit`: `peers` holds 1 to 64 addresses",
+                    format!("op `permit`: `peers` holds 1 to {PERMIT_MAX} addresses"),
                 ));
             }
             Op::Permit {

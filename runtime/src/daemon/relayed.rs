@@ -21,8 +21,7 @@ use crate::sandbox::wit::Mapping;
 use crate::sandbox::wit::relay::LeaseRelay;
 use crate::sandbox::{Op, Output};
 
-/// Peers one `permit` request may name.
-pub const PERMIT_MAX: usize = 64;
+use p2pbroker_client::proto::PERMIT_MAX;
 
 /// What a call brings to the `relay` import for channels `kept` serving
 /// `internal` (a lease not yet installed).
