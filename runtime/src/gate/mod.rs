@@ -161,6 +161,19 @@ fn host_net(ip: IpAddr) -> IpNet {
     IpNet::from(ip.to_canonical())
 }
 
+/// The `host:port` of a TURN URL (RFC 7065: `turn:` or `turns:`, then
+/// optionally `?transport=udp` or `?transport=tcp`), or `None`.
+pub fn turn_host_port(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("turns:")
+        .or_else(|| url.strip_prefix("turn:"))?;
+    Some(match rest.split_once('?') {
+        None => rest,
+        Some((hp, "transport=udp" | "transport=tcp")) => hp,
+        Some(_) => return None,
+    })
+}
+
 /// The servers a MOD's config names, for the `stun` and `proxy` targets.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Services {
@@ -197,15 +210,7 @@ impl Services {
                 .get("turn_servers")
                 .map(|list| {
                     list.split(',')
-                        .filter_map(|u| {
-                            let u = u.trim();
-                            let rest = u
-                                .strip_prefix("turns:")
-                                .or_else(|| u.strip_prefix("turn:"))?;
-                            // RFC 7065 allows `?transport=udp|tcp` after the port.
-                            let hostport = rest.split('?').next()?;
-                            hostport.parse::<SocketAddr>().ok()
-                        })
+                        .filter_map(|u| turn_host_port(u.trim())?.parse::<SocketAddr>().ok())
                         .map(|a| a.ip().to_canonical())
                         .collect()
                 })

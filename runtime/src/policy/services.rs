@@ -80,17 +80,7 @@ impl Services {
             }
         }
         for (i, t) in self.turn.iter().enumerate() {
-            let rest = t
-                .url
-                .strip_prefix("turns:")
-                .or_else(|| t.url.strip_prefix("turn:"))
-                // RFC 7065's transport choice.
-                .map(|r| {
-                    r.strip_suffix("?transport=udp")
-                        .or_else(|| r.strip_suffix("?transport=tcp"))
-                        .unwrap_or(r)
-                });
-            if !rest.is_some_and(host_port) {
+            if !crate::gate::turn_host_port(&t.url).is_some_and(host_port) {
                 return Err(format!(
                     "services.turn[{i}].url `{}` is not turn:host:port or turns:host:port \
                      (optionally ?transport=udp or tcp)",
@@ -203,6 +193,10 @@ mod tests {
         for (bad, named) in [
             ("stun = [\"nohost\"]", "services.stun[0]"),
             ("[[turn]]\nurl = \"http://x:1\"", "services.turn[0].url"),
+            (
+                "[[turn]]\nurl = \"turn:x:1?transport=sctp\"",
+                "services.turn[0].url",
+            ),
             (
                 "[[turn]]\nurl = \"turn:x:1\"\nusername = \"u\"",
                 "username and credential",
