@@ -380,23 +380,15 @@ impl Broker {
             self.forget_intent(t.id);
             return Err(api(ErrorCode::Internal, e.to_string()));
         }
-        let (lease, orphaned) = self.shared.lock().unwrap().table.install(
+        let (mut lease, orphaned) = self.shared.lock().unwrap().table.install(
             rec,
             (!p.persist).then_some(who.conn),
             now_ms(),
             crate::daemon::random_u32(),
         );
         if !relay.is_empty() {
-            self.record_relay(t.id, relay);
+            lease.relay = self.record_relay(t.id, relay);
         }
-        let lease = self
-            .shared
-            .lock()
-            .unwrap()
-            .table
-            .get(t.id)
-            .cloned()
-            .unwrap_or(lease);
         let view = views::lease(&lease);
         self.emit(
             EventKind::Mapped,

@@ -49,18 +49,22 @@ impl Broker {
         }
     }
 
-    /// Record the channels lease `id` holds after a call.
-    pub fn record_relay(&self, id: u64, kept: Vec<u32>) {
+    /// Record the channels lease `id` holds after a call; returns what
+    /// was recorded.
+    pub fn record_relay(&self, id: u64, kept: Vec<u32>) -> Relay {
         let carrying = kept
             .first()
             .and_then(|c| self.host.relay_hub()?.carrying(*c));
-        self.shared.lock().unwrap().table.set_relay(
-            id,
-            Relay {
-                channels: kept,
-                carrying,
-            },
-        );
+        let relay = Relay {
+            channels: kept,
+            carrying,
+        };
+        self.shared
+            .lock()
+            .unwrap()
+            .table
+            .set_relay(id, relay.clone());
+        relay
     }
 
     /// Close whatever channels `channels` names (a lease that ended or is
