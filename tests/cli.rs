@@ -65,10 +65,10 @@ fn build_then_inspect_shows_name_hash_and_capability_surface() {
         assert!(!opens, "{imports:?}");
     }
     assert!(
-        imports.contains(&"p2pbroker:mode/broker@0.1.4"),
+        imports.contains(&"p2pbroker:mode/broker@0.1.5"),
         "{imports:?}"
     );
-    assert_eq!(v["exports"][0], "p2pbroker:mode/lifecycle@0.1.4");
+    assert_eq!(v["exports"][0], "p2pbroker:mode/lifecycle@0.1.5");
 
     let human = p2pb()
         .args(["mode", "inspect"])

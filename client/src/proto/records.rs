@@ -101,6 +101,10 @@ pub struct Lease {
 pub struct Relay {
     /// The TURN server.
     pub server: SocketAddr,
+    /// How the broker reaches it: `udp`, `tcp`, `tls`, or a stream `via`
+    /// a proxy's connector MOD (`tls via http-connect`).
+    #[serde(default)]
+    pub leg: String,
     /// The peers permitted to reach the application (`permit`), each with
     /// the local address the application sees its datagrams come from.
     pub peers: Vec<RelayPeer>,

@@ -220,8 +220,8 @@ macro_rules! world_bindings {
                 "wasi:sockets/tcp@0.2.12": p2pbroker_mode_sdk::bindings::wasi::sockets::tcp,
                 "wasi:sockets/tcp-create-socket@0.2.12": p2pbroker_mode_sdk::bindings::wasi::sockets::tcp_create_socket,
                 "wasi:sockets/ip-name-lookup@0.2.12": p2pbroker_mode_sdk::bindings::wasi::sockets::ip_name_lookup,
-                "p2pbroker:mode/types@0.1.4": p2pbroker_mode_sdk::bindings::p2pbroker::mode::types,
-                "p2pbroker:mode/broker@0.1.4": p2pbroker_mode_sdk::bindings::p2pbroker::mode::broker,
+                "p2pbroker:mode/types@0.1.5": p2pbroker_mode_sdk::bindings::p2pbroker::mode::types,
+                "p2pbroker:mode/broker@0.1.5": p2pbroker_mode_sdk::bindings::p2pbroker::mode::broker,
             },
             export_macro_name: "export_world",
         });

@@ -4,9 +4,10 @@
 //!   them on from the policy's `[services] turn`. The first `turn:` URL
 //!   whose host is an IP literal is used (`turn:198.51.100.1:3478`,
 //!   `turn:[2001:db8::1]`, port 3478 by default; `?transport=tcp` reaches
-//!   the relay over TCP, `?transport=udp` or none over UDP). `turns:` (TLS)
-//!   is not carried; a host name cannot be used because a relay channel
-//!   opens to an address.
+//!   the relay over TCP, `?transport=udp` or none over UDP; `turns:` over
+//!   TLS, port 5349 by default, whose certificate the broker checks as the
+//!   policy says). `turns:` over UDP (DTLS) is not carried; a host name
+//!   cannot be used because a relay channel opens to an address.
 //! - `turn_username` with `turn_credential` (long-term credentials) or with
 //!   `turn_secret` (REST credentials; `turn_rest_ttl_s`, default 86400).
 //!   None: only a server that asks for no credentials works.
@@ -56,18 +57,50 @@ fn number(get: &impl Get, key: &str, default: u64) -> Result<u64, ModeError> {
     }
 }
 
+/// RFC 7065: TURN over TLS's default port.
+pub const DEFAULT_TLS_PORT: u16 = 5349;
+
+/// How the relay is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leg {
+    /// UDP (`turn:`, `?transport=udp`).
+    Udp,
+    /// TCP (`turn:...?transport=tcp`).
+    Tcp,
+    /// TLS over TCP (`turns:`).
+    Tls,
+}
+
+impl Leg {
+    /// As `p2pb probe` says it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Leg::Udp => "UDP",
+            Leg::Tcp => "TCP",
+            Leg::Tls => "TLS",
+        }
+    }
+}
+
 /// The server to use, from `turn_servers`.
 pub fn server(get: &impl Get) -> Result<SocketAddr, ModeError> {
     server_leg(get).map(|(a, _)| a)
 }
 
-/// The server to use and whether over TCP (`?transport=tcp`).
-pub fn server_leg(get: &impl Get) -> Result<(SocketAddr, bool), ModeError> {
+/// The server to use and how to reach it.
+pub fn server_leg(get: &impl Get) -> Result<(SocketAddr, Leg), ModeError> {
     let list = value(get, "turn_servers").unwrap_or_default();
     let mut first_refusal = None;
     for url in list.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+        let leg = if url.starts_with("turns:") {
+            Leg::Tls
+        } else if url.ends_with("?transport=tcp") {
+            Leg::Tcp
+        } else {
+            Leg::Udp
+        };
         match parse_url(url) {
-            Ok(a) => return Ok((a, url.ends_with("?transport=tcp"))),
+            Ok(a) => return Ok((a, leg)),
             Err(e) => {
                 first_refusal.get_or_insert(e);
             }
@@ -83,17 +116,24 @@ pub fn server_leg(get: &impl Get) -> Result<(SocketAddr, bool), ModeError> {
 /// One RFC 7065 URL as an address, or why it cannot be used.
 pub fn parse_url(url: &str) -> Result<SocketAddr, ModeError> {
     let shown = escape(url, 200);
-    if url.starts_with("turns:") {
-        return Err(ModeError::Unsupported(format!(
-            "TURN server {shown}: TURN over TLS (turns:) is not carried; give a turn: URL"
-        )));
-    }
-    let Some(rest) = url.strip_prefix("turn:") else {
-        return Err(ModeError::InvalidRequest(format!(
-            "config `turn_servers`: {shown} is not a turn: URL"
-        )));
+    let (rest, default_port) = match url.strip_prefix("turns:") {
+        Some(rest) => (rest, DEFAULT_TLS_PORT),
+        None => match url.strip_prefix("turn:") {
+            Some(rest) => (rest, DEFAULT_PORT),
+            None => {
+                return Err(ModeError::InvalidRequest(format!(
+                    "config `turn_servers`: {shown} is not a turn: or turns: URL"
+                )));
+            }
+        },
     };
     let (hostport, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if default_port == DEFAULT_TLS_PORT && query == "transport=udp" {
+        return Err(ModeError::Unsupported(format!(
+            "TURN server {shown}: TURN over DTLS (turns: on UDP) is not carried; give \
+             turns: over TCP"
+        )));
+    }
     match query {
         "" | "transport=udp" | "transport=tcp" => {}
         _ => {
@@ -102,7 +142,7 @@ pub fn parse_url(url: &str) -> Result<SocketAddr, ModeError> {
             )));
         }
     }
-    let (host, port) = split_host_port(hostport).ok_or_else(|| {
+    let (host, port) = split_host_port(hostport, default_port).ok_or_else(|| {
         ModeError::InvalidRequest(format!(
             "config `turn_servers`: {shown} is not turn:HOST[:PORT]"
         ))
@@ -122,8 +162,8 @@ pub fn parse_url(url: &str) -> Result<SocketAddr, ModeError> {
     Ok(SocketAddr::new(ip, port))
 }
 
-/// `host[:port]` or `[v6][:port]`; the port defaults to 3478.
-fn split_host_port(s: &str) -> Option<(&str, u16)> {
+/// `host[:port]` or `[v6][:port]`; the port defaults to `default_port`.
+fn split_host_port(s: &str, default_port: u16) -> Option<(&str, u16)> {
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
         let (host, after) = rest.split_once(']')?;
         let port = if after.is_empty() {
@@ -143,7 +183,7 @@ fn split_host_port(s: &str) -> Option<(&str, u16)> {
         return None;
     }
     let port = if port.is_empty() {
-        DEFAULT_PORT
+        default_port
     } else {
         port.parse().ok()?
     };
@@ -217,7 +257,7 @@ mod tests {
     fn the_first_usable_turn_url_wins() {
         let get = table(&[(
             "turn_servers",
-            "turns:198.51.100.9:5349, turn:relay.example:3478,turn:198.51.100.1:3479,turn:198.51.100.2",
+            "turns:198.51.100.9:5349?transport=udp, turn:relay.example:3478,turn:198.51.100.1:3479,turn:198.51.100.2",
         )]);
         assert_eq!(server(&get).unwrap(), sa("198.51.100.1:3479"));
         assert_eq!(
@@ -237,18 +277,34 @@ mod tests {
     #[test]
     fn unusable_urls_say_why() {
         let only = |url: &str| server(&table(&[("turn_servers", url)])).unwrap_err();
-        let ModeError::Unsupported(why) = only("turns:198.51.100.1:5349") else {
-            panic!("TLS is unsupported")
+        let ModeError::Unsupported(why) = only("turns:198.51.100.1:5349?transport=udp") else {
+            panic!("DTLS is unsupported")
         };
-        assert!(why.contains("turns:"), "{why}");
+        assert!(why.contains("DTLS"), "{why}");
+        let tls = table(&[("turn_servers", "turns:198.51.100.1")]);
+        assert_eq!(
+            server_leg(&tls).unwrap(),
+            (sa("198.51.100.1:5349"), Leg::Tls)
+        );
+        let tls = table(&[("turn_servers", "turns:198.51.100.1:443?transport=tcp")]);
+        assert_eq!(
+            server_leg(&tls).unwrap(),
+            (sa("198.51.100.1:443"), Leg::Tls)
+        );
         let ModeError::InvalidRequest(why) = only("turn:relay.example:3478") else {
             panic!("a name is invalid")
         };
         assert!(why.contains("relay.example is a name"), "{why}");
         let tcp = table(&[("turn_servers", "turn:198.51.100.1:3478?transport=tcp")]);
-        assert_eq!(server_leg(&tcp).unwrap(), (sa("198.51.100.1:3478"), true));
+        assert_eq!(
+            server_leg(&tcp).unwrap(),
+            (sa("198.51.100.1:3478"), Leg::Tcp)
+        );
         let udp = table(&[("turn_servers", "turn:198.51.100.1:3478")]);
-        assert_eq!(server_leg(&udp).unwrap(), (sa("198.51.100.1:3478"), false));
+        assert_eq!(
+            server_leg(&udp).unwrap(),
+            (sa("198.51.100.1:3478"), Leg::Udp)
+        );
         for bad in [
             "stun:198.51.100.1",
             "turn:198.51.100.1:",

@@ -39,6 +39,7 @@ use p2pbroker_mode_sdk::{
 };
 
 use client::PERMISSION_LIFETIME;
+use config::Leg;
 use exchange::{Link, Session};
 use proto::Tid;
 use state::{PERMIT_MAX, PeerChannel, State};
@@ -129,22 +130,23 @@ fn mapping(internal: IpSocketAddress, relayed: SocketAddr, lifetime: u32, st: &S
     }
 }
 
-/// The relay channel's leg (`?transport=tcp` or UDP). Over TCP a request
-/// is answered before the first retransmission would go, in practice; a
+/// Open the relay channel on its leg. Over TCP or TLS a request is
+/// answered before the first retransmission would go, in practice; a
 /// retransmitted request carries the same transaction id, which a server
-/// answers as the same request.
-fn leg(tcp: bool) -> relay::Leg {
-    if tcp {
-        relay::Leg::Tcp
-    } else {
-        relay::Leg::Udp
+/// answers as the same request. Which proxy carries a stream and whose
+/// certificate TLS accepts are the broker's to decide (the policy's).
+fn open(server: SocketAddr, leg: Leg) -> Result<u32, ModeError> {
+    match leg {
+        Leg::Udp => relay::open(from_socket(server), relay::Leg::Udp),
+        Leg::Tcp => relay::open(from_socket(server), relay::Leg::Tcp),
+        Leg::Tls => relay::open_tls(from_socket(server)),
     }
 }
 
 fn probe() -> Result<ProbeReport, ModeError> {
-    let (server, tcp) = config::server_leg(&get)?;
+    let (server, leg) = config::server_leg(&get)?;
     let budget = config::probe_timeout(&get)?;
-    let c = relay::open(from_socket(server), leg(tcp))?;
+    let c = open(server, leg)?;
     let mut link = Channel(c);
     let mapped = client::binding(&mut Session::new(&mut link, server, budget, None, None));
     relay::close(c);
@@ -156,7 +158,7 @@ fn probe() -> Result<ProbeReport, ModeError> {
         external_class: Some(class),
         detail: format!(
             "TURN server {server} over {}: reflexive {mapped} ({}); relays UDP",
-            if tcp { "TCP" } else { "UDP" },
+            leg.name(),
             class_name(class)
         ),
         state: Vec::new(),
@@ -169,10 +171,10 @@ fn map(req: MapRequest) -> Result<Mapping, ModeError> {
             "TCP relays (RFC 6062) are not carried; the turn-relay MOD maps UDP only".into(),
         ));
     }
-    let (server, tcp) = config::server_leg(&get)?;
+    let (server, leg) = config::server_leg(&get)?;
     let creds = config::credentials(&get)?.fresh(unix_seconds());
     let budget = config::timeout(&get)?;
-    let c = relay::open(from_socket(server), leg(tcp))?;
+    let c = open(server, leg)?;
     let mut link = Channel(c);
     let mut s = Session::new(&mut link, server, budget, creds, None);
     let a = client::allocate(&mut s, req.lifetime)?;

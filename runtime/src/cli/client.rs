@@ -138,8 +138,13 @@ pub(super) fn list_or_none(ips: &[IpAddr]) -> String {
 }
 
 fn describe(l: &Lease) -> String {
+    let relay = match &l.relay {
+        Some(r) if !r.leg.is_empty() => format!(", relay {} over {}", r.server, r.leg),
+        Some(r) => format!(", relay {}", r.server),
+        None => String::new(),
+    };
     format!(
-        "{} {} is reachable at {} (lease {}, via {})",
+        "{} {} is reachable at {} (lease {}, via {}{relay})",
         l.transport, l.internal, l.external, l.id, l.mode
     )
 }

@@ -244,7 +244,7 @@ fn summary(reasons: &[ModeReason]) -> String {
 
 /// Open one route: the connected socket (blocking mode) and, for a MOD's
 /// route, its proxy.
-async fn open(
+pub(crate) async fn open(
     route: &str,
     p: &ConnectParams,
     mode: Option<&Arc<Mode>>,

@@ -26,6 +26,7 @@ pub mod page;
 pub mod process;
 pub mod proof;
 pub mod reconcile;
+pub mod relay_routes;
 pub mod relayed;
 pub mod selector;
 pub mod server;
@@ -281,6 +282,9 @@ pub async fn start(opts: &DaemonOptions) -> anyhow::Result<Arc<Broker>> {
         state_dir: opts.state_dir.clone(),
         trust: Mutex::new(trust),
     });
+    if let Some(hub) = broker.host.relay_hub() {
+        hub.set_dialer(relay_routes::dialer(&broker));
+    }
     broker
         .shared
         .lock()

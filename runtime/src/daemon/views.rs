@@ -33,6 +33,7 @@ pub fn lease(l: &Lease) -> LeaseView {
         relay: l.relay.carrying.as_ref().map(|c| {
             Box::new(p2pbroker_client::Relay {
                 server: c.server,
+                leg: c.leg.clone(),
                 peers: c
                     .peers
                     .iter()

@@ -446,7 +446,11 @@ mod tests {
             corp.order_for(&office),
             (
                 "office".into(),
-                vec!["corp-firewall".to_string(), "static".to_string()]
+                vec![
+                    "corp-firewall".to_string(),
+                    "static".to_string(),
+                    "turn-relay".to_string()
+                ]
             )
         );
         let lock = Policy::parse(include_str!("../../../policies/lockdown.toml")).unwrap();

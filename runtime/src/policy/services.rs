@@ -63,6 +63,74 @@ pub struct Turn {
     /// `credential`.
     #[serde(default)]
     pub secret: Option<String>,
+    /// How the broker reaches it over a stream (`?transport=tcp` or
+    /// `turns:`): `direct` or connector MODs of `[[services.proxies]]`, in
+    /// order. Empty: direct.
+    #[serde(default)]
+    pub via: Vec<String>,
+    /// For `turns:`: the SHA-256 fingerprints of the certificates accepted
+    /// (as `tls_pin` of the `tls` import).
+    #[serde(default)]
+    pub tls_pin: Option<String>,
+    /// For `turns:`: a CA bundle (PEM file) the server's certificate must
+    /// chain to, for its IP address.
+    #[serde(default)]
+    pub tls_ca: Option<String>,
+}
+
+impl Turn {
+    /// Whether the broker reaches it over a stream (TCP or TLS).
+    pub fn stream(&self) -> bool {
+        self.url.starts_with("turns:") || self.url.ends_with("?transport=tcp")
+    }
+
+    /// Whether it is a `turns:` (TLS) server.
+    pub fn tls(&self) -> bool {
+        self.url.starts_with("turns:")
+    }
+
+    /// Check the stream options; the error names what is wrong.
+    fn validate_stream(&self, i: usize, proxies: &[Proxy]) -> Result<(), String> {
+        if self.url.starts_with("turns:") && self.url.ends_with("?transport=udp") {
+            return Err(format!(
+                "services.turn[{i}]: turns: over UDP is DTLS, which the broker does not carry \
+                 (drop ?transport=udp)"
+            ));
+        }
+        if !self.via.is_empty() && !self.stream() {
+            return Err(format!(
+                "services.turn[{i}]: via routes a stream; a UDP relay cannot go through a proxy \
+                 (use ?transport=tcp or turns:)"
+            ));
+        }
+        for v in &self.via {
+            if v != "direct" && !proxies.iter().any(|p| &p.mode == v) {
+                return Err(format!(
+                    "services.turn[{i}].via: `{v}` is neither `direct` nor the MOD of a \
+                     [[services.proxies]] entry"
+                ));
+            }
+        }
+        if (self.tls_pin.is_some() || self.tls_ca.is_some()) && !self.tls() {
+            return Err(format!(
+                "services.turn[{i}]: tls_pin and tls_ca are for turns: URLs"
+            ));
+        }
+        if self.tls_pin.is_some() && self.tls_ca.is_some() {
+            return Err(format!("services.turn[{i}]: tls_pin or tls_ca, not both"));
+        }
+        if self.tls() && self.tls_pin.is_none() && self.tls_ca.is_none() {
+            return Err(format!(
+                "services.turn[{i}]: a turns: relay needs tls_pin or tls_ca (whose certificate \
+                 the broker accepts)"
+            ));
+        }
+        if let Some(pin) = &self.tls_pin {
+            crate::sandbox::wit::tls::parse_pins(pin)
+                .map_err(|e| format!("services.turn[{i}].tls_pin: {e}"))?;
+        }
+        Ok(())
+    }
 }
 
 fn host_port(s: &str) -> bool {
@@ -95,6 +163,20 @@ impl Services {
             if t.username.is_some() != (t.credential.is_some() || t.secret.is_some()) {
                 return Err(format!(
                     "services.turn[{i}]: username and credential (or secret) go together"
+                ));
+            }
+            t.validate_stream(i, &self.proxies)?;
+            // A stream channel finds its entry (routes, trust) by address.
+            let here = crate::gate::turn_host_port(&t.url);
+            let twice = t.stream()
+                && self.turn[..i]
+                    .iter()
+                    .any(|u| u.stream() && crate::gate::turn_host_port(&u.url) == here);
+            if twice {
+                return Err(format!(
+                    "services.turn[{i}]: {} is a stream relay twice (TCP or TLS: one entry per \
+                     host:port)",
+                    here.unwrap_or_default()
                 ));
             }
         }
@@ -180,7 +262,9 @@ mod tests {
         let ok: Services = toml::from_str(
             "stun = [\"198.51.100.1:3478\"]\nhttp_proxy = \"http://proxy.corp:3128\"\n\
              [[turn]]\nurl = \"turns:relay.example:5349\"\nusername = \"u\"\ncredential = \"c\"\n\
-             [[turn]]\nurl = \"turn:198.51.100.1:3478?transport=tcp\"\n",
+             tls_ca = \"/etc/ssl/certs/ca-certificates.crt\"\n\
+             [[turn]]\nurl = \"turn:198.51.100.1:3478?transport=tcp\"\n\
+             [[turn]]\nurl = \"turn:198.51.100.1:3478\"\n",
         )
         .unwrap();
         ok.validate().unwrap();
@@ -206,6 +290,36 @@ mod tests {
                 "not both",
             ),
             ("http_proxy = \"proxy:3128\"", "services.http_proxy"),
+            ("[[turn]]\nurl = \"turns:x:443\"", "needs tls_pin or tls_ca"),
+            (
+                "[[turn]]\nurl = \"turns:x:443\"\ntls_pin = \"ab\"",
+                "services.turn[0].tls_pin",
+            ),
+            (
+                "[[turn]]\nurl = \"turns:x:443\"\ntls_pin = \"ab\"\ntls_ca = \"/c\"",
+                "not both",
+            ),
+            (
+                "[[turn]]\nurl = \"turns:x:443?transport=udp\"\ntls_ca = \"/c\"",
+                "DTLS",
+            ),
+            (
+                "[[turn]]\nurl = \"turn:x:1\"\ntls_ca = \"/c\"",
+                "for turns: URLs",
+            ),
+            (
+                "[[turn]]\nurl = \"turn:x:1\"\nvia = [\"direct\"]",
+                "cannot go through a proxy",
+            ),
+            (
+                "[[turn]]\nurl = \"turn:x:1?transport=tcp\"\nvia = [\"socks5\"]",
+                "services.turn[0].via",
+            ),
+            (
+                "[[turn]]\nurl = \"turn:x:1?transport=tcp\"\n\
+                 [[turn]]\nurl = \"turns:x:1\"\ntls_ca = \"/c\"",
+                "a stream relay twice",
+            ),
             (
                 "[[proxies]]\nmode = \"socks5\"\naddress = \"proxy.corp:1080\"",
                 "services.proxies[0].address",

@@ -1,8 +1,9 @@
 //! The relay channels the broker keeps for TURN MODs (contract 0.1.4
 //! `relay`), and the native data path of each.
 //!
-//! A channel is a UDP socket connected to one relay server, or a TCP
-//! connection to it (RFC 8656 framing: ChannelData padded to 4). Its reader
+//! A channel is a UDP socket connected to one relay server, or a stream to
+//! it: TCP or TLS, direct or through a proxy ([`super::stream`]; RFC 8656
+//! framing: ChannelData padded to 4). Its reader
 //! task sorts what the server sends: ChannelData goes straight to the
 //! application through the peer's stand-in socket; a STUN message waits in
 //! a small queue for the MOD's next `receive`. Each permitted peer gets a
@@ -26,6 +27,7 @@ use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
 use super::frame::{self, Frame};
+use super::stream::{DialError, Dialer, Io};
 
 /// Channels all leases together may hold.
 pub const CHANNELS_MAX: usize = 64;
@@ -74,20 +76,22 @@ struct Carried {
     peers: BTreeMap<u16, Peer>,
 }
 
+/// The write side of a stream to a relay.
+type StreamWrite = tokio::io::WriteHalf<Box<dyn Io>>;
+
 /// How a channel reaches its relay.
 enum Link {
     Udp(Arc<UdpSocket>),
     /// Writes of whole frames, one at a time (the MOD's and the data
     /// path's share the stream).
-    Tcp(tokio::sync::Mutex<tokio::net::tcp::OwnedWriteHalf>),
+    Stream(tokio::sync::Mutex<StreamWrite>),
 }
-
-/// The longest a TCP connection to a relay may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A channel to one relay server.
 pub struct Channel {
     server: SocketAddr,
+    /// How it reaches the server (`udp`, `tcp`, `tls via http-connect`).
+    leg: String,
     link: Link,
     queue: Mutex<VecDeque<Vec<u8>>>,
     queued: Notify,
@@ -102,6 +106,8 @@ pub struct Channel {
 pub struct Carrying {
     /// The relay server.
     pub server: SocketAddr,
+    /// How the channel reaches it (`udp`, `tcp`, `tls via http-connect`).
+    pub leg: String,
     /// The allocation's relayed address.
     pub relayed: Option<SocketAddr>,
     /// Each peer and the local address the application sees it as.
@@ -114,6 +120,7 @@ pub struct RelayHub {
     next: Mutex<u32>,
     standins: std::sync::atomic::AtomicUsize,
     runtime: tokio::runtime::Handle,
+    dialer: Mutex<Option<Arc<dyn Dialer>>>,
 }
 
 impl RelayHub {
@@ -124,7 +131,14 @@ impl RelayHub {
             next: Mutex::new(1),
             standins: Default::default(),
             runtime,
+            dialer: Mutex::new(None),
         })
+    }
+
+    /// Reach stream channels' servers by the routes and trust `dialer`
+    /// gives (the daemon's policy); without one, directly and never TLS.
+    pub fn set_dialer(&self, dialer: Arc<dyn Dialer>) {
+        *self.dialer.lock().unwrap() = Some(dialer);
     }
 
     /// Channels open now.
@@ -152,32 +166,35 @@ impl RelayHub {
         let socket = bound_to(server, &self.runtime)
             .map_err(|e| format!("cannot open a socket to {server}: {e}"))?;
         let socket = Arc::new(socket);
-        let channel = Channel::new(server, Link::Udp(socket.clone()));
+        let channel = Channel::new(server, "udp".into(), Link::Udp(socket.clone()));
         let task = self.runtime.spawn(read_server(channel.clone(), socket));
         Ok(self.insert(channel, task.abort_handle()))
     }
 
-    /// Open a channel over TCP to `server` (connected on the data path's
-    /// runtime, within 5 s) and start reading it.
-    pub async fn open_tcp(&self, server: SocketAddr) -> Result<u32, String> {
+    /// Open a channel over a stream to `server` (TLS when `tls`), made on
+    /// the data path's runtime as the dialer's routes say, and start
+    /// reading it.
+    pub async fn open_stream(&self, server: SocketAddr, tls: bool) -> Result<u32, DialError> {
         if self.len() >= CHANNELS_MAX {
-            return Err(format!(
+            return Err(DialError::Unavailable(format!(
                 "the broker holds {CHANNELS_MAX} relay channels already"
-            ));
+            )));
         }
-        let connect = self.runtime.spawn(async move {
-            tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(server)).await
-        });
-        let stream = match connect.await {
-            Ok(Ok(Ok(s))) => s,
-            Ok(Ok(Err(e))) => return Err(format!("cannot connect to {server}: {e}")),
-            Ok(Err(_)) => return Err(format!("no TCP connection to {server} within 5 s")),
-            Err(e) => return Err(format!("connecting to {server}: {e}")),
+        let dialer = self.dialer.lock().unwrap().clone();
+        let dialed = self
+            .runtime
+            .spawn(super::stream::dial(dialer, server, tls))
+            .await;
+        let (stream, leg) = match dialed {
+            Ok(r) => r?,
+            Err(e) => {
+                return Err(DialError::Unavailable(format!(
+                    "connecting to {server}: {e}"
+                )));
+            }
         };
-        // Small request/answer turns and datagrams: never wait to coalesce.
-        let _ = stream.set_nodelay(true);
-        let (read, write) = stream.into_split();
-        let channel = Channel::new(server, Link::Tcp(tokio::sync::Mutex::new(write)));
+        let (read, write) = tokio::io::split(stream);
+        let channel = Channel::new(server, leg, Link::Stream(tokio::sync::Mutex::new(write)));
         let task = self.runtime.spawn(read_stream(channel.clone(), read));
         Ok(self.insert(channel, task.abort_handle()))
     }
@@ -288,6 +305,7 @@ impl RelayHub {
         let carried = c.carried.lock().unwrap();
         Some(Carrying {
             server: c.server,
+            leg: c.leg.clone(),
             relayed: carried.relayed,
             peers: carried
                 .peers
@@ -299,9 +317,10 @@ impl RelayHub {
 }
 
 impl Channel {
-    fn new(server: SocketAddr, link: Link) -> Arc<Channel> {
+    fn new(server: SocketAddr, leg: String, link: Link) -> Arc<Channel> {
         Arc::new(Channel {
             server,
+            leg,
             link,
             queue: Mutex::new(VecDeque::new()),
             queued: Notify::new(),
@@ -315,9 +334,12 @@ impl Channel {
     pub async fn send(&self, message: &[u8]) -> std::io::Result<()> {
         match &self.link {
             Link::Udp(s) => s.send(message).await.map(|_| ()),
-            Link::Tcp(w) => {
+            Link::Stream(w) => {
                 use tokio::io::AsyncWriteExt;
-                w.lock().await.write_all(message).await
+                let mut w = w.lock().await;
+                w.write_all(message).await?;
+                // TLS holds records until flushed.
+                w.flush().await
             }
         }
     }
@@ -328,11 +350,13 @@ impl Channel {
         match &self.link {
             // UDP needs no padding (RFC 8656 section 12.5).
             Link::Udp(s) => s.send(&buf[..frame::HEADER + len]).await.map(|_| ()),
-            Link::Tcp(w) => {
+            Link::Stream(w) => {
                 use tokio::io::AsyncWriteExt;
                 let padded = (frame::HEADER + len).next_multiple_of(4);
                 buf[frame::HEADER + len..padded].fill(0);
-                w.lock().await.write_all(&buf[..padded]).await
+                let mut w = w.lock().await;
+                w.write_all(&buf[..padded]).await?;
+                w.flush().await
             }
         }
     }
@@ -411,7 +435,7 @@ async fn read_server(c: Arc<Channel>, socket: Arc<UdpSocket>) {
 /// The same over TCP: whole frames cut from the stream by their length.
 /// A frame that is neither kind means the stream is lost: the reader
 /// stops, and the MOD's next call finds nothing answering.
-async fn read_stream(c: Arc<Channel>, mut read: tokio::net::tcp::OwnedReadHalf) {
+async fn read_stream(c: Arc<Channel>, mut read: tokio::io::ReadHalf<Box<dyn Io>>) {
     use tokio::io::AsyncReadExt;
     // The largest frame: a STUN message of 20 + 65,535 bytes.
     let mut buf = vec![0u8; 2 * (DATAGRAM_MAX + 20)];

@@ -197,7 +197,7 @@ const WASI_VERSION: &str = "0.2.12";
 /// Versions of the `p2pbroker:mode` contract a MOD may be built against:
 /// each minor release only adds, so the linker serves them all (wasmtime
 /// matches semver-compatible names for imports and exports).
-pub const CONTRACT_VERSIONS: [&str; 5] = ["0.1.0", "0.1.1", "0.1.2", "0.1.3", "0.1.4"];
+pub const CONTRACT_VERSIONS: [&str; 6] = ["0.1.0", "0.1.1", "0.1.2", "0.1.3", "0.1.4", "0.1.5"];
 
 /// The first contract version with the `tls` import.
 const TLS_SINCE: &str = "0.1.3";

@@ -47,8 +47,20 @@ impl ServicesModel {
         ];
         let mut turn = Vec::new();
         let mut turn_tables = Vec::new();
+        let mut streams = Vec::new();
         for (url, auth) in self.turn.iter().take(ITEMS_MAX) {
             let url = pick(&good, &bad, *url, f, "services.turn").to_string();
+            // A turns: relay needs the certificate trust; a stream relay
+            // (TCP or TLS) is listed once per host:port.
+            let tls_ca = url
+                .starts_with("turns:")
+                .then(|| "/etc/ssl/certs/ca-certificates.crt".to_string());
+            if tls_ca.is_some() {
+                if streams.contains(&url) {
+                    f.must("services.turn");
+                }
+                streams.push(url.clone());
+            }
             // A user name and a credential go together.
             let (username, credential) = match fault(*auth, 2) {
                 Some(0) => (Some("u".to_string()), None),
@@ -61,7 +73,11 @@ impl ServicesModel {
             }
             let mut tt = Table::new();
             tt.insert("url".into(), Value::String(url.clone()));
-            for (k, v) in [("username", &username), ("credential", &credential)] {
+            for (k, v) in [
+                ("username", &username),
+                ("credential", &credential),
+                ("tls_ca", &tls_ca),
+            ] {
                 if let Some(v) = v {
                     tt.insert(k.into(), Value::String(v.clone()));
                 }
@@ -72,6 +88,9 @@ impl ServicesModel {
                 username,
                 credential,
                 secret: None,
+                via: Vec::new(),
+                tls_pin: None,
+                tls_ca,
             });
         }
         let good = [

@@ -208,7 +208,7 @@ async fn over_tcp_frames_are_cut_from_the_stream_and_padded() {
     let hub = RelayHub::new(tokio::runtime::Handle::current());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let app = udp().await;
-    let opening = hub.open_tcp(listener.local_addr().unwrap());
+    let opening = hub.open_stream(listener.local_addr().unwrap(), false);
     let (id, accepted) = tokio::join!(opening, listener.accept());
     let (id, (mut server, _)) = (id.unwrap(), accepted.unwrap());
     let peer = "192.0.2.7:5000".parse().unwrap();

@@ -86,6 +86,7 @@ pub mod relay_bindings {
             "p2pbroker:mode/relay.open": async,
             "p2pbroker:mode/relay.send": async,
             "p2pbroker:mode/relay.receive": async,
+            "p2pbroker:mode/relay.open-tls": async,
         },
         with: {
             "wasi": wasmtime_wasi::p2::bindings,

@@ -1,4 +1,4 @@
-//! The `relay` import (contract 0.1.4): relay channels the broker keeps
+//! The `relay` import (contract 0.1.4; `open-tls` since 0.1.5): relay channels the broker keeps
 //! for a lease across the fresh instances of its calls (see
 //! [`crate::relay`]).
 //!
@@ -17,6 +17,7 @@ use wasmtime_wasi::p2::bindings::sockets::network::IpSocketAddress;
 
 use super::relay_bindings::p2pbroker::mode::relay::{Host, Leg, PeerChannel};
 use super::{CallState, ModeError};
+use crate::relay::stream::DialError;
 use crate::relay::{RelayHub, hub};
 
 /// Channels one call may open.
@@ -135,8 +136,14 @@ pub fn relay_view(s: &mut CallState) -> &mut RelayCtx {
     &mut s.relay
 }
 
-impl Host for &mut RelayCtx {
-    async fn open(&mut self, server: IpSocketAddress, leg: Leg) -> Result<u32, ModeError> {
+impl RelayCtx {
+    /// Open a channel to `server` on `leg`, or over TLS when `tls`.
+    async fn open_leg(
+        &mut self,
+        server: IpSocketAddress,
+        leg: Leg,
+        tls: bool,
+    ) -> Result<u32, ModeError> {
         let server: SocketAddr = server.into();
         let (allowed, grant) = match leg {
             Leg::Udp => ((self.check)(server), "udp:send,receive"),
@@ -154,12 +161,25 @@ impl Host for &mut RelayCtx {
         }
         let hub = self.hub()?.clone();
         let id = match leg {
-            Leg::Udp => hub.open(server),
-            Leg::Tcp => hub.open_tcp(server).await,
-        }
-        .map_err(ModeError::Unavailable)?;
+            Leg::Udp => hub.open(server).map_err(ModeError::Unavailable)?,
+            Leg::Tcp => hub.open_stream(server, tls).await.map_err(|e| match e {
+                DialError::Denied(why) => ModeError::Denied(why),
+                DialError::Unavailable(why) => ModeError::Unavailable(why),
+                DialError::Timeout(why) => ModeError::Timeout(why),
+            })?,
+        };
         self.opened.push(id);
         Ok(id)
+    }
+}
+
+impl Host for &mut RelayCtx {
+    async fn open(&mut self, server: IpSocketAddress, leg: Leg) -> Result<u32, ModeError> {
+        self.open_leg(server, leg, false).await
+    }
+
+    async fn open_tls(&mut self, server: IpSocketAddress) -> Result<u32, ModeError> {
+        self.open_leg(server, Leg::Tcp, true).await
     }
 
     async fn send(&mut self, c: u32, message: Vec<u8>) -> Result<(), ModeError> {

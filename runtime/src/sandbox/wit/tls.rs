@@ -100,7 +100,7 @@ fn clip(s: &str, max: usize) -> String {
 /// Accepts exactly the pinned leaf certificates and checks that the server
 /// signed the handshake with the certificate's key.
 #[derive(Debug)]
-struct PinVerifier {
+pub(crate) struct PinVerifier {
     pins: Vec<[u8; 32]>,
     algorithms: WebPkiSupportedAlgorithms,
     /// The fingerprint of a certificate that matched no pin, for the error.
@@ -149,6 +149,33 @@ impl ServerCertVerifier for PinVerifier {
     }
 }
 
+impl PinVerifier {
+    /// The fingerprint of the last certificate that matched no pin.
+    pub(crate) fn refused(&self) -> Option<String> {
+        self.refused.lock().expect("not poisoned").take()
+    }
+}
+
+/// A client configuration that accepts exactly the `pins`, and its
+/// verifier (which names a refused certificate).
+pub(crate) fn pinned_config(
+    pins: Vec<[u8; 32]>,
+) -> Result<(Arc<rustls::ClientConfig>, Arc<PinVerifier>), String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(PinVerifier {
+        pins,
+        algorithms: provider.signature_verification_algorithms,
+        refused: Mutex::new(None),
+    });
+    let config = rustls::ClientConfig::builder_with_provider(provider as Arc<CryptoProvider>)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier.clone())
+        .with_no_client_auth();
+    Ok((Arc::new(config), verifier))
+}
+
 /// The store's view for the `tls` import.
 pub struct TlsView<'a> {
     table: &'a mut ResourceTable,
@@ -177,19 +204,8 @@ async fn open(
     server: SocketAddr,
     pins: Vec<[u8; 32]>,
 ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, ModeError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(PinVerifier {
-        pins,
-        algorithms: provider.signature_verification_algorithms,
-        refused: Mutex::new(None),
-    });
-    let config = rustls::ClientConfig::builder_with_provider(provider as Arc<CryptoProvider>)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ModeError::Unavailable(format!("TLS setup: {e}")))?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier.clone())
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let (config, verifier) = pinned_config(pins).map_err(ModeError::Unavailable)?;
+    let connector = tokio_rustls::TlsConnector::from(config);
     let attempt = async {
         let tcp = tokio::net::TcpStream::connect(server)
             .await
@@ -200,18 +216,16 @@ async fn open(
         connector
             .connect(ServerName::IpAddress(server.ip().into()), tcp)
             .await
-            .map_err(
-                |e| match verifier.refused.lock().expect("not poisoned").take() {
-                    Some(got) => ModeError::Denied(format!(
-                        "the certificate of {server} (sha256 {got}) matches no pin in config \
+            .map_err(|e| match verifier.refused() {
+                Some(got) => ModeError::Denied(format!(
+                    "the certificate of {server} (sha256 {got}) matches no pin in config \
                          `tls_pin`"
-                    )),
-                    None => ModeError::Unavailable(format!(
-                        "TLS handshake with {server} failed: {}",
-                        escape(&clip(&e.to_string(), 300))
-                    )),
-                },
-            )
+                )),
+                None => ModeError::Unavailable(format!(
+                    "TLS handshake with {server} failed: {}",
+                    escape(&clip(&e.to_string(), 300))
+                )),
+            })
     };
     tokio::time::timeout(HANDSHAKE_TIMEOUT, attempt)
         .await
