@@ -16,6 +16,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use daemon::{Daemon, Reaped};
+use lab::turn::TURN_TLS_PORT;
 use lab::{GatewayOptions, Lab, NatKind, Ns, PUB_ALT_IP, PUB_IP, TURN_PASSWORD, TURN_USER};
 
 fn policy(password: &str) -> String {
@@ -64,36 +65,75 @@ fn exchange(lab: &Lab, from: &str, to: SocketAddr) -> Option<(String, SocketAddr
 
 #[test]
 fn a_udp_application_behind_a_symmetric_nat_is_reached_through_coturn() {
-    reached_through_coturn("");
+    let lab = symmetric_lab();
+    reached_through_coturn(&lab, &policy(TURN_PASSWORD), 3478, "udp");
 }
 
 /// The same with the broker reaching coturn over TCP (RFC 8656 framing on
 /// the stream; the relayed leg stays UDP).
 #[test]
 fn the_relay_is_reached_over_tcp_as_well() {
-    reached_through_coturn("?transport=tcp");
-}
-
-fn reached_through_coturn(transport: &str) {
     let lab = symmetric_lab();
     let url = format!("turn:{PUB_IP}:3478");
-    let p = policy(TURN_PASSWORD).replace(&format!("\"{url}\""), &format!("\"{url}{transport}\""));
-    assert!(p.contains(transport));
-    let d = start_policy(&lab, "relay", &p);
-    if !transport.is_empty() {
-        let probe = d.json(&["probe", "--json"]);
-        assert!(probe.to_string().contains("over TCP"), "{probe}");
-    }
+    let p = policy(TURN_PASSWORD).replace(&url, &format!("{url}?transport=tcp"));
+    reached_through_coturn(&lab, &p, 3478, "tcp");
+}
+
+/// And over TLS on 443 (`turns:`), the certificate checked against the CA
+/// bundle the policy names (the lab's CA issued coturn's certificate for
+/// its address).
+#[test]
+fn the_relay_is_reached_over_tls_with_the_ca_the_policy_trusts() {
+    let lab = symmetric_lab();
+    let ca = lab.turn_cert().ca.display().to_string();
+    let p = tls_policy(&format!("tls_ca = \"{ca}\""));
+    reached_through_coturn(&lab, &p, TURN_TLS_PORT, "tls");
+}
+
+/// A `turns:` server whose certificate matches no pin is refused before a
+/// TURN byte is sent: `denied`, naming the certificate's fingerprint; no
+/// lease, no allocation.
+#[test]
+fn a_relay_certificate_the_policy_does_not_pin_is_refused_by_its_fingerprint() {
+    let lab = symmetric_lab();
+    let p = tls_policy(&format!("tls_pin = \"{}\"", "00".repeat(32)));
+    let d = start_policy(&lab, "badpin", &p);
+    let _app = Reaped(lab.listen(false, 7057, 60));
+    let out = d.cli(&["map", "udp", "7057", "--mode", "turn-relay", "--detach"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("denied"), "{err}");
+    assert!(
+        err.contains(&lab.turn_cert().sha256),
+        "names the certificate: {err}"
+    );
+    assert_eq!(d.json(&["list", "--json"]).as_array().unwrap().len(), 0);
+    assert_eq!(lab.relay_allocations(), Vec::<u16>::new());
+}
+
+/// The policy with coturn's TLS port as its relay, `trust` its tls_pin or
+/// tls_ca line.
+fn tls_policy(trust: &str) -> String {
+    let url = format!("turn:{PUB_IP}:3478");
+    policy(TURN_PASSWORD).replace(
+        &format!("url = \"{url}\"\n"),
+        &format!("url = \"turns:{PUB_IP}:{TURN_TLS_PORT}\"\n{trust}\n"),
+    )
+}
+
+/// Map a UDP application through the relay `p` names (on coturn's `port`,
+/// reached over `leg`), permit a peer, exchange, unmap: nothing is left.
+fn reached_through_coturn(lab: &Lab, p: &str, port: u16, leg: &str) {
+    let d = start_policy(lab, "relay", p);
+    let probe = d.json(&["probe", "--json"]);
+    assert!(
+        probe
+            .to_string()
+            .contains(&format!("over {}", leg.to_uppercase())),
+        "{probe}"
+    );
     let _app = Reaped(lab.listen(false, 7050, 120));
-    let lease = d.json(&[
-        "map",
-        "udp",
-        "7050",
-        "--mode",
-        "turn-relay",
-        "--detach",
-        "--json",
-    ]);
+    let lease = d.map_relayed(7050);
     assert_eq!(lease["mode"], "turn-relay", "{lease}");
     let relayed: SocketAddr = lease["external"].as_str().unwrap().parse().unwrap();
     assert_eq!(
@@ -103,9 +143,10 @@ fn reached_through_coturn(transport: &str) {
     );
     assert_eq!(
         lease["relay"]["server"],
-        format!("{PUB_IP}:3478"),
+        format!("{PUB_IP}:{port}"),
         "{lease}"
     );
+    assert_eq!(lease["relay"]["leg"], leg, "{lease}");
     assert_eq!(lease["relay"]["peers"].as_array().unwrap().len(), 0);
     assert_eq!(
         lab.relay_allocations(),
@@ -115,19 +156,19 @@ fn reached_through_coturn(transport: &str) {
 
     // TURN admits only permitted peers.
     let peer = format!("{PUB_ALT_IP}:6000");
-    assert_eq!(exchange(&lab, &peer, relayed), None, "not yet permitted");
+    assert_eq!(exchange(lab, &peer, relayed), None, "not yet permitted");
     let id = lease["id"].to_string();
     let permitted = d.json(&["permit", &id, &peer, "--json"]);
     let peers = permitted["relay"]["peers"].as_array().unwrap();
     assert_eq!(peers.len(), 1, "{permitted}");
     assert_eq!(peers[0]["peer"], peer.as_str());
 
-    let (answer, from) = exchange(&lab, &peer, relayed).expect("the application answers");
+    let (answer, from) = exchange(lab, &peer, relayed).expect("the application answers");
     assert_eq!(answer, "hello-from-host");
     assert_eq!(from, relayed, "the answer comes back through the relay");
 
     // Another port of another address was not permitted.
-    assert_eq!(exchange(&lab, &format!("{PUB_IP}:6001"), relayed), None);
+    assert_eq!(exchange(lab, &format!("{PUB_IP}:6001"), relayed), None);
 
     // The lease is listed as relayed; unmapping ends the data path.
     let list = d.json(&["list", "--json"]);
@@ -137,7 +178,7 @@ fn reached_through_coturn(transport: &str) {
         "{list}"
     );
     d.json(&["unmap", &id, "--json"]);
-    assert_eq!(exchange(&lab, &peer, relayed), None, "released");
+    assert_eq!(exchange(lab, &peer, relayed), None, "released");
     assert_eq!(
         lab.relay_allocations(),
         Vec::<u16>::new(),
@@ -152,18 +193,10 @@ fn a_full_quota_is_named_and_the_leases_before_it_stay() {
     let lab = symmetric_lab();
     let d = start(&lab, "quota", TURN_PASSWORD);
     let _apps = [7053, 7054, 7056].map(|p| Reaped(lab.listen(false, p, 60)));
-    let map = |p: &str| {
-        d.json(&[
-            "map",
-            "udp",
-            p,
-            "--mode",
-            "turn-relay",
-            "--detach",
-            "--json",
-        ])
-    };
-    let held = [map("7053")["id"].clone(), map("7054")["id"].clone()];
+    let held = [
+        d.map_relayed(7053)["id"].clone(),
+        d.map_relayed(7054)["id"].clone(),
+    ];
     let out = d.cli(&["map", "udp", "7056", "--mode", "turn-relay", "--detach"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -220,15 +253,7 @@ fn the_relay_refreshes_and_a_relay_restart_is_lost_then_re_established() {
         &policy_with(TURN_PASSWORD, "mapping_lifetime = 10"),
     );
     let _app = Reaped(lab.listen(false, 7052, 180));
-    let lease = d.json(&[
-        "map",
-        "udp",
-        "7052",
-        "--mode",
-        "turn-relay",
-        "--detach",
-        "--json",
-    ]);
+    let lease = d.map_relayed(7052);
     assert_eq!(lease["gateway_lifetime"], 10, "{lease}");
     let id = lease["id"].to_string();
     let peer = format!("{PUB_ALT_IP}:6002");

@@ -242,6 +242,21 @@ impl Daemon {
         })
     }
 
+    /// `p2pb map udp PORT --mode turn-relay --detach --json`: the relayed
+    /// lease.
+    pub fn map_relayed(&self, port: u16) -> Value {
+        let port = port.to_string();
+        self.json(&[
+            "map",
+            "udp",
+            &port,
+            "--mode",
+            "turn-relay",
+            "--detach",
+            "--json",
+        ])
+    }
+
     /// Start `p2pb map ... --json` holding its lease; its output goes to the
     /// lab log `log`.
     pub fn hold(&self, log: &str, args: &[&str]) -> Child {

@@ -25,7 +25,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{PUB_ALT_IP, PUB_IP, TCP_SERVER, require_root_and, run, wait_for_ready};
+use super::{
+    PUB_ALT_IP, PUB_IP, TCP_SERVER, UDP_SERVER, in_netns, require_root_and, run, wait_for_ready,
+};
 
 /// The edge's outside address.
 pub const EDGE_WAN_IP: &str = "198.51.100.2";
@@ -78,6 +80,7 @@ pub struct CorpLab {
     dir: tempfile::TempDir,
     children: Vec<(String, Child)>,
     namespaces: Vec<String>,
+    turn_cert: Option<super::turn::TurnCert>,
 }
 
 /// The edge: nothing forwarded but what the firewall API puts in its
@@ -159,6 +162,7 @@ impl CorpLab {
             "danted",
             "curl",
             "python3",
+            "openssl",
         ];
         require_root_and("corporate lab", &tools);
         static N: AtomicU32 = AtomicU32::new(0);
@@ -172,6 +176,7 @@ impl CorpLab {
             dir: tempfile::tempdir().expect("lab folder"),
             children: Vec::new(),
             namespaces: Vec::new(),
+            turn_cert: None,
         };
         lab.build_network();
         lab.start_daemons();
@@ -233,6 +238,39 @@ impl CorpLab {
     /// A file in the lab's folder.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
+    }
+
+    /// Run `f` on a thread inside `ns`.
+    pub fn in_ns<T: Send + 'static>(
+        &self,
+        ns: CorpNs,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> T {
+        in_netns(&self.ns(ns), f)
+    }
+
+    /// A UDP application on the host answering `hello-from-host` on
+    /// `port` for `secs`; returns once it is bound.
+    pub fn listen_udp(&mut self, port: u16, secs: u32) {
+        let name = format!("listen-{port}");
+        let (port, secs) = (port.to_string(), secs.to_string());
+        self.spawn(
+            CorpNs::Host,
+            &name,
+            &["python3", "-c", UDP_SERVER, &port, &secs],
+        );
+        wait_for_ready(&self.path(&format!("{name}.log")));
+    }
+
+    /// The relayed ports coturn holds.
+    pub fn relay_allocations(&self) -> Vec<u16> {
+        let out = self.must(CorpNs::Pub, &["ss", "-Hlun"]);
+        super::turn::allocations(&String::from_utf8_lossy(&out.stdout))
+    }
+
+    /// coturn's TLS certificate and the lab CA.
+    pub fn turn_cert(&self) -> &super::turn::TurnCert {
+        self.turn_cert.as_ref().expect("coturn started")
     }
 
     /// A daemon's log.
@@ -298,34 +336,13 @@ impl CorpLab {
 
     fn start_daemons(&mut self) {
         // The peer: coturn (two addresses, RFC 5780), HTTP, a TCP greeting.
-        let db = self.path("turndb");
-        let pid = self.path("turn.pid");
-        let (db, pid) = (
-            format!("--userdb={}", db.display()),
-            format!("--pidfile={}", pid.display()),
-        );
-        self.spawn(
-            CorpNs::Pub,
-            "coturn",
-            &[
-                "turnserver",
-                "-n",
-                "--no-cli",
-                "--no-tls",
-                "--no-dtls",
-                "--listening-ip",
-                PUB_IP,
-                "--listening-ip",
-                PUB_ALT_IP,
-                "--listening-port",
-                "3478",
-                "--log-file",
-                "stdout",
-                "--simple-log",
-                &db,
-                &pid,
-            ],
-        );
+        // Also the TURN relay of the relay tests, reached only through the
+        // edge's proxies.
+        let cert = super::turn::certificate(&self.path(""));
+        let args = super::turn::coturn_args(&self.path(""), &cert);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.spawn(CorpNs::Pub, "coturn", &args);
+        self.turn_cert = Some(cert);
         let www = self.path("www");
         std::fs::create_dir_all(&www).unwrap();
         std::fs::write(www.join("hello.txt"), "hello-over-http\n").unwrap();
@@ -397,6 +414,7 @@ impl CorpLab {
             &[
                 format!("{PUB_IP}:3478"),
                 format!("{PUB_ALT_IP}:3479"),
+                format!("{PUB_IP}:{}", super::turn::TURN_TLS_PORT),
                 format!("{PUB_IP}:{PEER_HTTP_PORT}"),
             ],
         );

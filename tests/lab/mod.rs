@@ -23,6 +23,7 @@ pub mod corp;
 pub mod fwapi;
 pub mod nat;
 pub mod site;
+pub mod turn;
 pub mod v6;
 
 use std::path::PathBuf;
@@ -112,6 +113,7 @@ pub struct Lab {
     opts: GatewayOptions,
     miniupnpd: Option<Child>,
     coturn: Option<Child>,
+    turn_cert: Option<turn::TurnCert>,
     namespaces: Vec<String>,
     dual_stack: bool,
 }
@@ -142,6 +144,7 @@ fn require_root_and_tools() {
         "nft",
         "miniupnpd",
         "turnserver",
+        "openssl",
         "natpmpc",
         "upnpc",
         "python3",
@@ -184,6 +187,7 @@ impl Lab {
             opts,
             miniupnpd: None,
             coturn: None,
+            turn_cert: None,
             namespaces: Vec::new(),
             dual_stack,
         };
@@ -204,10 +208,11 @@ impl Lab {
             format!("{PUB_ALT_IP}:3478"),
             format!("{PUB_ALT_IP}:3479"),
         ];
+        let tls = format!("{PUB_IP}:{}", turn::TURN_TLS_PORT);
         loop {
-            let out = self.must(Ns::Pub, &["ss", "-Hlun"]);
+            let out = self.must(Ns::Pub, &["ss", "-Hlunt"]);
             let text = String::from_utf8_lossy(&out.stdout);
-            if want.iter().all(|w| text.contains(w.as_str())) {
+            if want.iter().all(|w| text.contains(w.as_str())) && text.contains(&tls) {
                 return;
             }
             assert!(
@@ -321,46 +326,10 @@ impl Lab {
         // unless STUN (RFC 5780, hence two addresses) shows no NAT in front.
         // Also the "internet's" TURN relay (long-term credentials), relaying
         // on PUB_IP; a Binding request needs no credentials.
-        let db = self.path("turndb");
-        let pid = self.path("turn.pid");
-        let user = format!("{TURN_USER}:{TURN_PASSWORD}");
-        let user2 = format!("{TURN_USER2}:{TURN_PASSWORD2}");
-        let args = [
-            "turnserver",
-            "-n",
-            "--no-cli",
-            "--no-tls",
-            "--no-dtls",
-            "--lt-cred-mech",
-            "--realm",
-            TURN_REALM,
-            "--user",
-            &user,
-            "--user",
-            &user2,
-            "--relay-ip",
-            PUB_IP,
-            // Two allocations per user at a time: the quota test's limit
-            // (turnutils_uclient needs two).
-            "--user-quota",
-            "2",
-            "--min-port",
-            "49152",
-            "--max-port",
-            "49407",
-            "--listening-ip",
-            PUB_IP,
-            "--listening-ip",
-            PUB_ALT_IP,
-            "--listening-port",
-            "3478",
-            "--log-file",
-            "stdout",
-            "--simple-log",
-        ];
-        let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        v.push(format!("--userdb={}", db.display()));
-        v.push(format!("--pidfile={}", pid.display()));
+        if self.turn_cert.is_none() {
+            self.turn_cert = Some(turn::certificate(&self.path("")));
+        }
+        let v = turn::coturn_args(&self.path(""), self.turn_cert.as_ref().unwrap());
         let refs: Vec<&str> = v.iter().map(String::as_str).collect();
         self.coturn = Some(self.spawn(Ns::Pub, "coturn", &refs));
     }
@@ -469,12 +438,12 @@ impl Lab {
     /// on PUB_IP, from 49152): its own record of live allocations.
     pub fn relay_allocations(&self) -> Vec<u16> {
         let out = self.must(Ns::Pub, &["ss", "-Hlun"]);
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .filter_map(|w| w.strip_prefix(&format!("{PUB_IP}:")))
-            .filter_map(|p| p.parse::<u16>().ok())
-            .filter(|p| *p >= 49152)
-            .collect()
+        turn::allocations(&String::from_utf8_lossy(&out.stdout))
+    }
+
+    /// coturn's TLS certificate and the lab CA.
+    pub fn turn_cert(&self) -> &turn::TurnCert {
+        self.turn_cert.as_ref().expect("coturn started")
     }
 
     /// Restart coturn: every allocation on it is gone.
