@@ -8,6 +8,11 @@
 //!   back. Round-trip time per datagram (median, p99) and, with 64
 //!   datagrams in flight, packets/s and Mbit/s echoed, at 100 B and
 //!   1,200 B.
+//! - **baseline**: the same measurement with the broker taken out: an
+//!   application in the host namespace that speaks TURN itself (our
+//!   sans-I/O client run natively) and echoes ChannelData straight back.
+//!   Measured by the same peer with the same microsecond clock, so the
+//!   medians divide: the ratio is what the broker adds.
 //! - **theirs**: `turnutils_uclient` in the same host namespace, allocating
 //!   on the same coturn, echoing through `turnutils_peer` on the public
 //!   peer's address: the same relay legs without the broker. It reports
@@ -24,6 +29,8 @@ mod daemon;
 mod harness;
 #[path = "../../tests/lab/mod.rs"]
 mod lab;
+#[path = "support/relay_baseline.rs"]
+mod relay_baseline;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -281,11 +288,14 @@ fn main() {
     // shown as it reports it, not subtracted from ours.
     println!();
     println!(
-        "| size | ours median RTT | ours p99 | turnutils_uclient avg RTT (1 ms clock) | ours packets/s | ours Mbit/s |"
+        "| size | ours median RTT | ours p99 | baseline median RTT | baseline p99 | ratio (medians) | turnutils_uclient avg RTT (1 ms clock) | ours packets/s | baseline packets/s | ours Mbit/s |"
     );
-    println!("| --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    let relay: SocketAddr = format!("{PUB_IP}:3478").parse().unwrap();
+    let peer: SocketAddr = permit.parse().unwrap();
     for size in [100usize, 1200] {
         let (mut rtts, mut rates, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut base_rtts, mut base_rates) = (Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
             let lease = d.json(&[
                 "map",
@@ -303,17 +313,31 @@ fn main() {
             rates.push(burst(&lab, to, size));
             d.json(&["unmap", &id, "--json"]);
             // coturn frees a quota slot only when the session that held
-            // it times out: a fresh relay for each of coturn's own runs.
+            // it times out: a fresh relay for the baseline and for each of
+            // coturn's own runs.
+            lab.restart_relay();
+            {
+                let ns = lab.ns(Ns::Host);
+                let socket = lab::in_netns(&ns, || UdpSocket::bind((HOST_IP, 0)).unwrap());
+                let creds = (lab::TURN_USER2, lab::TURN_PASSWORD2);
+                let b = relay_baseline::start(socket, relay, creds, peer);
+                base_rtts.extend(pings(&lab, b.relayed, size));
+                base_rates.push(burst(&lab, b.relayed, size));
+            }
             lab.restart_relay();
             theirs.push(uclient(&lab, size));
         }
         theirs.sort_by(f64::total_cmp);
         rates.sort_by(f64::total_cmp);
+        base_rates.sort_by(f64::total_cmp);
         let (median, p99) = (pct(rtts.clone(), 50), pct(rtts, 99));
+        let (base, base_p99) = (pct(base_rtts.clone(), 50), pct(base_rtts, 99));
         let their = theirs[theirs.len() / 2];
         let rate = rates[rates.len() / 2];
+        let base_rate = base_rates[base_rates.len() / 2];
         println!(
-            "| {size} B | {median:.3} ms | {p99:.3} ms | {their:.3} ms | {rate:.0} | {:.1} |",
+            "| {size} B | {median:.3} ms | {p99:.3} ms | {base:.3} ms | {base_p99:.3} ms | {:.2}x | {their:.3} ms | {rate:.0} | {base_rate:.0} | {:.1} |",
+            median / base,
             rate * size as f64 * 8.0 / 1e6
         );
     }
