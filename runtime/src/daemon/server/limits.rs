@@ -215,9 +215,42 @@ impl Drop for Slot {
     }
 }
 
+/// The least time between two hand-backs: a local user who connects in
+/// bursts cannot make the broker walk its heap more often than this.
+const TRIM_EVERY_MS: u64 = 10_000;
+
+/// Monotonic milliseconds of the last hand-back (0: never).
+static LAST_TRIM_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Whether a hand-back may run at `now_ms` after one at `last_ms`.
+fn trim_due(last_ms: u64, now_ms: u64) -> bool {
+    last_ms == 0 || now_ms.saturating_sub(last_ms) >= TRIM_EVERY_MS
+}
+
+/// Milliseconds since the first call, from 1 (0 means never).
+fn monotonic_ms() -> u64 {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    ORIGIN
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+        + 1
+}
+
 /// Return the heap's free pages to the system, off the async threads (it
-/// walks every arena: a few ms after a large burst).
+/// walks every arena: a few ms after a large burst), at most once every
+/// [`TRIM_EVERY_MS`].
 fn hand_back_memory() {
+    use std::sync::atomic::Ordering;
+    let now = monotonic_ms();
+    let last = LAST_TRIM_MS.load(Ordering::Acquire);
+    let claimed = trim_due(last, now)
+        && LAST_TRIM_MS
+            .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+    if !claimed {
+        return;
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if let Ok(rt) = tokio::runtime::Handle::try_current() {
         rt.spawn_blocking(|| {
@@ -293,6 +326,14 @@ mod tests {
 
     const ALICE: Source = Source::Uid(1000);
     const BOB: Source = Source::Uid(1001);
+
+    #[test]
+    fn hand_backs_are_at_least_ten_seconds_apart() {
+        assert!(trim_due(0, 1), "the first one");
+        assert!(!trim_due(5_000, 5_001));
+        assert!(!trim_due(5_000, 14_999));
+        assert!(trim_due(5_000, 15_000));
+    }
 
     #[test]
     fn the_heap_is_handed_back_once_when_a_burst_has_gone() {
