@@ -127,7 +127,7 @@ pub fn handler(broker: Arc<Broker>) -> Handler {
 async fn answer(
     b: &Arc<Broker>,
     streams: &Arc<Semaphore>,
-    cache: &StatusCache,
+    cache: &Arc<StatusCache>,
     req: Request,
 ) -> Reply {
     if !host_allowed(req.host.as_deref()) {
@@ -143,14 +143,24 @@ async fn answer(
         "/app.js" => file("text/javascript; charset=utf-8", APP),
         "/style.css" => file("text/css; charset=utf-8", STYLE),
         "/api/status" => {
-            let body = cache.get(Instant::now(), || {
-                serde_json::to_vec(&super::server::status(b, &root())).unwrap_or_else(|e| {
-                    serde_json::json!({ "error": format!("cannot encode: {e}") })
-                        .to_string()
-                        .into_bytes()
+            // Built (and waited for) on a blocking thread: with 10,000
+            // leases it takes tens of ms under the broker's lock and the
+            // cache's, which must not stall an async worker.
+            let (b, cache) = (b.clone(), cache.clone());
+            let body = tokio::task::spawn_blocking(move || {
+                cache.get(Instant::now(), || {
+                    serde_json::to_vec(&super::server::status(&b, &root())).unwrap_or_else(|e| {
+                        serde_json::json!({ "error": format!("cannot encode: {e}") })
+                            .to_string()
+                            .into_bytes()
+                    })
                 })
-            });
-            Reply::bytes(200, "application/json", body.as_slice())
+            })
+            .await;
+            match body {
+                Ok(body) => Reply::bytes(200, "application/json", body.as_slice()),
+                Err(_) => Reply::text(500, "the status could not be built\n"),
+            }
         }
         // Cached probes (within the policy's TTL): a page left open must
         // not make the broker probe the gateway on every refresh.

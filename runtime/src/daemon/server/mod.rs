@@ -321,7 +321,15 @@ pub async fn dispatch(
         Op::Unmap { lease } => b.unmap(lease, owner).await.map(ResultBody::Lease),
         Op::Permit { lease, peers } => b.permit(lease, peers, owner).await.map(ResultBody::Lease),
         Op::List => Ok(ResultBody::Leases(b.list(owner))),
-        Op::Status => Ok(ResultBody::Status(Box::new(status(b, owner)))),
+        Op::Status => {
+            // Off the async workers: 10,000 leases take a while under the
+            // broker's lock.
+            let (b, owner) = (b.clone(), owner.clone());
+            tokio::task::spawn_blocking(move || status(&b, &owner))
+                .await
+                .map(|s| ResultBody::Status(Box::new(s)))
+                .map_err(|e| api(ErrorCode::Internal, format!("status failed: {e}")))
+        }
         Op::Probe { fresh } => Ok(ResultBody::Probe(Box::new(probe(b, fresh).await))),
         Op::Subscribe => Ok(ResultBody::Subscribed),
         // Answered in `read_requests` on a local connection, which can
