@@ -28,7 +28,7 @@ use super::holelog::{Activity, Hole, ModeRef, Who};
 use super::journal::{Intent, Journal, LeaseRecord};
 use super::leases::{Lease, LeaseTable, Requester, gate_transport};
 use super::proof::{Proof, handed_socket, owned};
-use super::selector::{self, Failure, Probe};
+use super::selector::{self, Probe};
 use super::{api, timing, views};
 use crate::gate::Transport;
 use crate::json::{MappingJson, wit_transport};
@@ -495,15 +495,8 @@ impl Broker {
                 // a hostile MOD may not; the breach is audited either way).
                 let _ = mode.call(Op::Unmap((**forged).clone())).await;
             }
-            match r.result {
-                Ok(Output::Mapping(m)) => return Ok((mode, m, r.relay.kept)),
-                Ok(_) => {
-                    // validate() refuses this; kept so a refusal is never lost.
-                    reasons.push((
-                        mode.name().to_string(),
-                        Failure::new("fault", "map returned no mapping"),
-                    ))
-                }
+            match Output::mapping(r.result) {
+                Ok(m) => return Ok((mode, m, r.relay.kept)),
                 Err(e) => {
                     let f = selector::failure(&e);
                     let conflict = f.kind == "conflict" && t.external_port.is_some();

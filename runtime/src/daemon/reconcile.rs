@@ -38,9 +38,8 @@ impl Broker {
                 permanent_allowed: false,
                 probe_state: Vec::new(),
             };
-            let outcome = match mode.call(Op::Map(req)).await.result {
-                Ok(Output::Mapping(m)) => mode.call(Op::Unmap(m)).await.result.map(|_| ()),
-                Ok(_) => Ok(()),
+            let outcome = match Output::mapping(mode.call(Op::Map(req)).await.result) {
+                Ok(m) => mode.call(Op::Unmap(m)).await.result.map(|_| ()),
                 Err(e) => Err(e),
             };
             match outcome {

@@ -146,9 +146,8 @@ impl Broker {
         let _one_at_a_time = self.relay_calls.lock().await;
         let r = mode.call_for(Op::Permit(current, peers), lease).await;
         self.record_relay(id, r.relay.kept);
-        let m = match r.result {
-            Ok(Output::Mapping(m)) => m,
-            Ok(_) => return Err(api(ErrorCode::Internal, "permit returned no mapping")),
+        let m = match Output::mapping(r.result) {
+            Ok(m) => m,
             Err(e) => {
                 let f = super::selector::failure(&e);
                 return Err(api(

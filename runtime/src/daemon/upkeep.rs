@@ -160,8 +160,8 @@ impl Broker {
         if relayed {
             self.record_relay(id, r.relay.kept.clone());
         }
-        match r.result {
-            Ok(Output::Mapping(m)) => {
+        match Output::mapping(r.result) {
+            Ok(m) => {
                 let mut rec = l.rec.clone();
                 let previous = rec.mapping.external;
                 rec.mapping = MappingJson::from(&m);
@@ -177,7 +177,6 @@ impl Broker {
                 self.settled(rec, EventKind::Renewed, reason);
                 self.metrics.renewed(mode.name(), began.elapsed());
             }
-            Ok(_) => self.retry_later(id),
             Err(CallError::ContractBreach { reason, mapping }) => {
                 // The gateway may now forward elsewhere: undo what the MOD
                 // says it did, and map the lease again from scratch.

@@ -84,6 +84,32 @@ pub enum Output {
     Tunnel,
 }
 
+impl Output {
+    /// The mapping of a `map`, `renew` or `permit` call's result. Any other
+    /// output is an invalid result (the call's checks refuse it before it
+    /// gets here; this keeps such a refusal typed rather than lost).
+    pub fn mapping(result: Result<Output, CallError>) -> Result<Mapping, CallError> {
+        match result? {
+            Output::Mapping(m) => Ok(m),
+            other => Err(CallError::InvalidResult(format!(
+                "expected a mapping, got {}",
+                other.name()
+            ))),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Output::Info(_) => "mode info",
+            Output::Probe(_) => "a probe report",
+            Output::Mapping(_) => "a mapping",
+            Output::Unmapped => "an unmap",
+            Output::Nat(_) => "a NAT report",
+            Output::Tunnel => "a tunnel",
+        }
+    }
+}
+
 /// Everything one call produced.
 #[derive(Debug)]
 pub struct CallReport {
@@ -487,6 +513,23 @@ fn classify(
 mod tests {
     use super::*;
     use crate::sandbox::wit::Transport;
+
+    #[test]
+    fn only_a_mapping_is_a_mapping_and_anything_else_a_typed_error() {
+        let m = mapping();
+        let got = Output::mapping(Ok(Output::Mapping(m.clone()))).unwrap();
+        assert_eq!(got.state, m.state);
+        assert_eq!(got.lifetime, m.lifetime);
+        let Err(CallError::InvalidResult(why)) = Output::mapping(Ok(Output::Unmapped)) else {
+            panic!("an invalid result")
+        };
+        assert_eq!(why, "expected a mapping, got an unmap");
+        let timeout = Err(CallError::Timeout(Duration::from_secs(5)));
+        assert!(matches!(
+            Output::mapping(timeout),
+            Err(CallError::Timeout(_))
+        ));
+    }
 
     fn mapping() -> Mapping {
         crate::sandbox::contract::tests::mapping_to("198.51.100.2:4000")
