@@ -11,17 +11,25 @@
 //! the intent, and the next start reconciles it. A later `put` or `del` of
 //! the same id resolves it.
 //!
-//! A torn last line (a crash mid-write) is ignored with a warning. When the
-//! file holds many more lines than live leases it is compacted: the live set
-//! is written to a temporary file, synced, renamed over the journal, and the
-//! folder synced, so at every instant one complete journal exists.
+//! The file grows in chunks of zeros written (and synced) ahead of the
+//! lines: a line then overwrites bytes already on disk, so its `fdatasync`
+//! flushes that data alone, with no file-system metadata commit. On ext4 a
+//! commit would also write back every other file's pending appends (the
+//! audit and hole logs'), on the path of every map. Replay ignores the
+//! zeros after the last line.
+//!
+//! A torn last line (a crash mid-write: cut short, or with zeros where
+//! sectors never landed) is ignored with a warning. When the file holds
+//! many more lines than live leases it is compacted: the live set is written
+//! to a temporary file, synced, renamed over the journal, and the folder
+//! synced, so at every instant one complete journal exists.
 //!
 //! Replay is a pure function over bytes ([`replay`]), unit-tested and fuzzable.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -35,6 +43,9 @@ pub const JOURNAL_FILE: &str = "leases.journal";
 const COMPACT_FACTOR: usize = 4;
 /// Below this many lines the journal is never compacted.
 const COMPACT_MIN_LINES: usize = 256;
+/// The journal grows by at least this many bytes of zeros at a time
+/// (about 800 lines of a lease).
+const CHUNK: u64 = 256 * 1024;
 
 /// One lease as journaled: enough to renew it or delete it after a crash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,7 +145,7 @@ pub struct Replay {
 /// never fatal (a broker that refused to start would leak every mapping).
 pub fn replay(bytes: &[u8]) -> Replay {
     let mut r = Replay::default();
-    let text = String::from_utf8_lossy(bytes);
+    let text = String::from_utf8_lossy(written(bytes));
     let complete = text.ends_with('\n');
     let all: Vec<&str> = text.split_terminator('\n').collect();
     for (i, line) in all.iter().enumerate() {
@@ -158,7 +169,9 @@ pub fn replay(bytes: &[u8]) -> Replay {
                 r.intents.insert(intent.id, intent);
             }
             Ok(Line::Floor { id }) => r.max_id = r.max_id.max(id),
-            Err(_) if i + 1 == all.len() && !complete => {
+            // The last line, cut short or with zeros where sectors of the
+            // write never landed.
+            Err(_) if i + 1 == all.len() && (!complete || line.contains('\0')) => {
                 r.warnings.push(format!(
                     "line {}: torn by a crash mid-write, ignored",
                     i + 1
@@ -170,10 +183,20 @@ pub fn replay(bytes: &[u8]) -> Replay {
     r
 }
 
+/// The bytes of `file` up to the zeros written ahead of the lines.
+pub fn written(file: &[u8]) -> &[u8] {
+    let end = file.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+    &file[..end]
+}
+
 /// The open journal.
 pub struct Journal {
     path: PathBuf,
     file: File,
+    /// Where the next line goes.
+    end: u64,
+    /// The file's length: zeros from `end` on.
+    allocated: u64,
     lines: usize,
     live: BTreeMap<u64, LeaseRecord>,
     intents: BTreeMap<u64, Intent>,
@@ -204,23 +227,32 @@ impl Journal {
             Err(e) => return Err(err(e)),
         };
         let replay = replay(&bytes);
+        let text = written(&bytes);
         let file = OpenOptions::new()
             .create(true)
-            .append(true)
+            .read(true)
+            .write(true)
             .mode(0o600)
             .open(&path)
             .map_err(err)?;
         let mut j = Journal {
             path: path.clone(),
             file,
+            end: text.len() as u64,
+            allocated: bytes.len() as u64,
             lines: replay.lines,
             live: replay.leases.clone(),
             intents: replay.intents.clone(),
             max_id: replay.max_id,
         };
         // A torn tail would glue itself to the next line: start clean.
-        if !bytes.is_empty() && !bytes.ends_with(b"\n") {
+        let torn = replay.warnings.last().is_some_and(|w| w.contains("torn"));
+        if (!text.is_empty() && !text.ends_with(b"\n")) || torn {
             j.compact()?;
+        }
+        // Room ahead now, so no map pays for it soon.
+        if j.allocated < j.end + CHUNK / 4 {
+            j.grow(j.end + 1).map_err(|e| j.err(e))?;
         }
         Ok((j, replay))
     }
@@ -275,12 +307,27 @@ impl Journal {
     fn append(&mut self, line: &Line) -> Result<(), JournalError> {
         let mut text = serde_json::to_string(line).expect("records serialise");
         text.push('\n');
-        // One write per line: O_APPEND makes it land whole at the end.
+        let len = text.len() as u64;
+        if self.end + len > self.allocated {
+            self.grow(self.end + len).map_err(|e| self.err(e))?;
+        }
         self.file
-            .write_all(text.as_bytes())
+            .write_all_at(text.as_bytes(), self.end)
             .and_then(|()| self.file.sync_data())
             .map_err(|e| self.err(e))?;
+        self.end += len;
         self.lines += 1;
+        Ok(())
+    }
+
+    /// Write (and sync, size included) zeros so that at least `need` bytes
+    /// are on disk ahead of the lines.
+    fn grow(&mut self, need: u64) -> std::io::Result<()> {
+        let to = need.next_multiple_of(CHUNK).max(self.allocated + CHUNK);
+        let zeros = vec![0u8; (to - self.allocated) as usize];
+        self.file.write_all_at(&zeros, self.allocated)?;
+        self.file.sync_all()?;
+        self.allocated = to;
         Ok(())
     }
 
@@ -297,7 +344,7 @@ impl Journal {
     pub fn compact(&mut self) -> Result<(), JournalError> {
         let tmp = self.path.with_extension("compact");
         let text = compacted(&self.live, &self.intents, self.max_id);
-        let write = || -> std::io::Result<File> {
+        let write = || -> std::io::Result<(File, u64)> {
             let mut f = OpenOptions::new()
                 .create(true)
                 .write(true)
@@ -305,14 +352,21 @@ impl Journal {
                 .mode(0o600)
                 .open(&tmp)?;
             f.write_all(text.as_bytes())?;
+            // Room for the next lines, written ahead like `grow`'s.
+            let allocated = (text.len() as u64 + 1).next_multiple_of(CHUNK);
+            f.write_all(&vec![0u8; allocated as usize - text.len()])?;
             f.sync_all()?;
             std::fs::rename(&tmp, &self.path)?;
             if let Some(dir) = self.path.parent() {
                 File::open(dir)?.sync_all()?;
             }
-            OpenOptions::new().append(true).open(&self.path)
+            let f = OpenOptions::new().read(true).write(true).open(&self.path)?;
+            Ok((f, allocated))
         };
-        self.file = write().map_err(|e| self.err(e))?;
+        let (file, allocated) = write().map_err(|e| self.err(e))?;
+        self.file = file;
+        self.end = text.len() as u64;
+        self.allocated = allocated;
         self.lines = 1 + self.live.len() + self.intents.len();
         Ok(())
     }
@@ -387,21 +441,54 @@ mod tests {
 
     #[test]
     fn a_torn_tail_is_ignored_and_cleaned() {
+        // A crash mid-write: the line cut short, or with zeros where some
+        // of its sectors never landed.
+        let tails: [&[u8]; 2] = [
+            br#"{"op":"put","lease":{"id":8,"mo"#,
+            b"{\"op\":\"put\",\0\0\0\0\"id\":8}\n",
+        ];
+        for tail in tails {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut j, _) = Journal::open(dir.path()).unwrap();
+            j.put(&rec(7)).unwrap();
+            drop(j);
+            let path = dir.path().join(JOURNAL_FILE);
+            let mut bytes = std::fs::read(&path).unwrap();
+            let end = written(&bytes).len();
+            bytes[end..end + tail.len()].copy_from_slice(tail);
+            std::fs::write(&path, &bytes).unwrap();
+            let (mut j, r) = Journal::open(dir.path()).unwrap();
+            assert_eq!(r.leases.keys().copied().collect::<Vec<_>>(), vec![7]);
+            assert!(r.warnings[0].contains("torn"), "{:?}", r.warnings);
+            j.put(&rec(9)).unwrap();
+            drop(j);
+            let (_, r) = Journal::open(dir.path()).unwrap();
+            assert_eq!(r.leases.keys().copied().collect::<Vec<_>>(), vec![7, 9]);
+            assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        }
+    }
+
+    #[test]
+    fn lines_overwrite_zeros_written_ahead_and_growth_keeps_every_line() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut j, _) = Journal::open(dir.path()).unwrap();
-        j.put(&rec(7)).unwrap();
-        drop(j);
         let path = dir.path().join(JOURNAL_FILE);
-        let mut bytes = std::fs::read(&path).unwrap();
-        bytes.extend_from_slice(br#"{"op":"put","lease":{"id":8,"mo"#);
-        std::fs::write(&path, &bytes).unwrap();
-        let (mut j, r) = Journal::open(dir.path()).unwrap();
-        assert_eq!(r.leases.keys().copied().collect::<Vec<_>>(), vec![7]);
-        assert!(r.warnings[0].contains("torn"), "{:?}", r.warnings);
-        j.put(&rec(9)).unwrap();
+        let (mut j, _) = Journal::open(dir.path()).unwrap();
+        let ahead = std::fs::metadata(&path).unwrap().len();
+        assert!(ahead >= CHUNK, "zeros ahead from the start: {ahead}");
+        j.put(&rec(1)).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), ahead, "no growth");
+        // Past the first chunk: the file grows, every line stays.
+        let mut n = 1;
+        while std::fs::metadata(&path).unwrap().len() == ahead {
+            n += 1;
+            j.put(&rec(n)).unwrap();
+            assert!(n < 10_000, "bounded");
+        }
         drop(j);
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.len() as u64 % CHUNK, 0);
         let (_, r) = Journal::open(dir.path()).unwrap();
-        assert_eq!(r.leases.keys().copied().collect::<Vec<_>>(), vec![7, 9]);
+        assert_eq!(r.leases.len() as u64, n);
         assert!(r.warnings.is_empty(), "{:?}", r.warnings);
     }
 
@@ -423,9 +510,7 @@ mod tests {
             j.put(&rec(round + 2)).unwrap();
             j.del(round + 2).unwrap();
         }
-        let size = std::fs::metadata(dir.path().join(JOURNAL_FILE))
-            .unwrap()
-            .len();
+        let size = written(&std::fs::read(dir.path().join(JOURNAL_FILE)).unwrap()).len();
         drop(j);
         let (_, r) = Journal::open(dir.path()).unwrap();
         assert_eq!(r.leases.len(), 1);

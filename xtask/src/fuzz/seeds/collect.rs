@@ -203,7 +203,7 @@ pub(super) fn client_api(root: &Path, seeds: &Collected) -> anyhow::Result<()> {
 /// Journals written by the journal itself: puts, an intent, a delete, a
 /// torn tail, and a compacted one.
 pub(super) fn journals(seeds: &Collected) -> anyhow::Result<()> {
-    use p2pbroker::daemon::journal::{Intent, JOURNAL_FILE, Journal, LeaseRecord};
+    use p2pbroker::daemon::journal::{Intent, JOURNAL_FILE, Journal, LeaseRecord, written};
     use p2pbroker::gate::Transport;
     use p2pbroker::json::MappingJson;
     let lease = |id: u64, v6: bool| LeaseRecord {
@@ -259,14 +259,19 @@ pub(super) fn journals(seeds: &Collected) -> anyhow::Result<()> {
         external_port: None,
     })?;
     j.del(1)?;
-    let text = std::fs::read(&path)?;
+    // The lines, without the zeros the journal writes ahead of them.
+    let text = written(&std::fs::read(&path)?).to_vec();
     seeds.keep("journal", "intent-put-put-intent-del", &text)?;
+    // As on disk: the lines, then zeros.
+    let mut ahead = text.clone();
+    ahead.extend_from_slice(&[0; 64]);
+    seeds.keep("journal", "zeros-ahead", &ahead)?;
     // A crash mid-write: the last line cut short.
     let mut torn = text.clone();
     torn.truncate(text.len() - 20);
     seeds.keep("journal", "torn-tail", &torn)?;
     j.compact()?;
-    seeds.keep("journal", "compacted", &std::fs::read(&path)?)?;
+    seeds.keep("journal", "compacted", written(&std::fs::read(&path)?))?;
     Ok(())
 }
 
