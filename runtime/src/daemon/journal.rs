@@ -232,6 +232,9 @@ impl Journal {
             .create(true)
             .read(true)
             .write(true)
+            // Its lines were read above and stay: new ones overwrite the
+            // zeros after them.
+            .truncate(false)
             .mode(0o600)
             .open(&path)
             .map_err(err)?;
