@@ -273,6 +273,11 @@ fn the_relay_refreshes_and_a_relay_restart_is_lost_then_re_established() {
     });
     let (answer, _) = exchange(&lab, &peer, relayed(&d)).expect("still relayed");
     assert_eq!(answer, "hello-from-host");
+    // Renewals after the first refresh the permission alone with
+    // CreatePermission (the channel is young); a refusal by coturn would
+    // have failed the renewal.
+    let log = d.log();
+    assert!(!log.contains("renew failed"), "{log}");
 
     lab.restart_relay();
     daemon::eventually("lost, then relayed anew with its peer", 40, || {

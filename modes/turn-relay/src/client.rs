@@ -8,7 +8,7 @@ use core::net::SocketAddr;
 use p2pbroker_mode_sdk::{ModeError, escape};
 
 use crate::exchange::{Link, Session};
-use crate::proto::{Outcome, Request, Success};
+use crate::proto::{Outcome, PERMISSION_PEERS_MAX, PeerSet, Request, Success};
 use crate::state::PeerChannel;
 
 /// The shortest allocation lifetime asked for: less would have the broker
@@ -83,6 +83,16 @@ fn refusal<L: Link>(s: &Session<'_, L>, req: &Request, outcome: &Outcome) -> Mod
         Outcome::Forbidden(reason) => ModeError::Denied(match req {
             Request::ChannelBind { peer, .. } => format!(
                 "the TURN server refused to relay to peer {peer} (403: {})",
+                quoted(reason)
+            ),
+            Request::CreatePermission { peers } => format!(
+                "the TURN server refused a permission for one of {} (403: {})",
+                peers
+                    .as_slice()
+                    .iter()
+                    .map(|p| p.ip().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 quoted(reason)
             ),
             _ => format!(
@@ -208,6 +218,40 @@ pub fn channel_binds(peers: &[PeerChannel]) -> Vec<Request> {
             channel: p.channel,
         })
         .collect()
+}
+
+/// The CreatePermission requests that refresh the permissions of `peers`:
+/// one address per peer IP (a permission is per IP), as few requests as
+/// they fit in.
+pub fn create_permissions(peers: &[PeerChannel]) -> Vec<Request> {
+    let mut ips: Vec<SocketAddr> = Vec::new();
+    for p in peers {
+        if !ips.iter().any(|a| a.ip() == p.peer.ip()) {
+            ips.push(p.peer);
+        }
+    }
+    ips.chunks(PERMISSION_PEERS_MAX)
+        .filter_map(PeerSet::new)
+        .map(|peers| Request::CreatePermission { peers })
+        .collect()
+}
+
+/// Refresh every peer's permission with CreatePermission, all in one
+/// exchange, leaving the channels as they are; the first refusal is the
+/// error.
+pub fn refresh_permissions<L: Link>(
+    s: &mut Session<'_, L>,
+    peers: &[PeerChannel],
+) -> Result<(), ModeError> {
+    let reqs = create_permissions(peers);
+    if reqs.is_empty() {
+        return Ok(());
+    }
+    let outcomes = s.run(&reqs)?;
+    for (req, outcome) in reqs.iter().zip(outcomes) {
+        success(s, req, outcome)?;
+    }
+    Ok(())
 }
 
 /// Bind (or rebind, which refreshes) each peer's channel, all in one

@@ -198,13 +198,27 @@ fn map(req: MapRequest) -> Result<Mapping, ModeError> {
     Ok(mapping(req.internal, a.relayed, lifetime, &st))
 }
 
+/// Channels last 600 s (RFC 8656 §12), permissions 300 s (§9). A renewal
+/// binds every channel again once the last binding is this old, and
+/// otherwise refreshes only the permissions: one CreatePermission per
+/// eight peer IPs instead of one ChannelBind per peer. Renewals come at
+/// most 300 s apart (no mapping claims more), so a channel bound at T is
+/// bound again before T + 240 + 300 < T + 600.
+const REBIND_AFTER_S: u64 = 240;
+
 fn renew(current: Mapping, lifetime: u32) -> Result<Mapping, ModeError> {
     let mut st = read_state(&current)?;
     let c = kept().ok_or_else(lost_channel)?;
     let mut link = Channel(c);
     let mut s = resume(&mut link, &st)?;
     let r = client::refresh(&mut s, lifetime)?;
-    client::bind(&mut s, &st.peers)?;
+    let now = unix_seconds();
+    if now.saturating_sub(st.channels_at) >= REBIND_AFTER_S {
+        client::bind(&mut s, &st.peers)?;
+        st.channels_at = now;
+    } else {
+        client::refresh_permissions(&mut s, &st.peers)?;
+    }
     st.set_challenge(s.challenge());
     st.lifetime = r.lifetime;
     let relayed = r.relayed.unwrap_or_else(|| to_socket(&current.external));

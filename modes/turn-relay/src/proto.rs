@@ -26,7 +26,7 @@ use stun_types::prelude::AttributeStaticType;
 use turn_types::attribute::{
     ChannelNumber, Lifetime, RequestedTransport, XorPeerAddress, XorRelayedAddress,
 };
-use turn_types::message::{ALLOCATE, CHANNEL_BIND, REFRESH};
+use turn_types::message::{ALLOCATE, CHANNEL_BIND, CREATE_PERMISSION, REFRESH};
 
 /// A STUN transaction id: 96 random bits (RFC 8489 §5).
 pub type Tid = [u8; 12];
@@ -47,7 +47,42 @@ pub mod code {
     pub const INSUFFICIENT_CAPACITY: u16 = 508;
 }
 
+/// Peers one CreatePermission carries (one XOR-PEER-ADDRESS each).
+pub const PERMISSION_PEERS_MAX: usize = 8;
+
+/// One to [`PERMISSION_PEERS_MAX`] peer addresses, by value (so a
+/// [`Request`] stays `Copy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerSet {
+    addrs: [SocketAddr; PERMISSION_PEERS_MAX],
+    len: u8,
+}
+
+impl PeerSet {
+    /// `peers`, if there are 1 to [`PERMISSION_PEERS_MAX`] of them.
+    pub fn new(peers: &[SocketAddr]) -> Option<PeerSet> {
+        let first = *peers.first()?;
+        if peers.len() > PERMISSION_PEERS_MAX {
+            return None;
+        }
+        let mut addrs = [first; PERMISSION_PEERS_MAX];
+        addrs[..peers.len()].copy_from_slice(peers);
+        Some(PeerSet {
+            addrs,
+            len: peers.len() as u8,
+        })
+    }
+
+    /// The addresses.
+    pub fn as_slice(&self) -> &[SocketAddr] {
+        &self.addrs[..usize::from(self.len)]
+    }
+}
+
 /// A request this MOD sends.
+// CreatePermission's peers travel by value so that a request stays `Copy`,
+// as the exchange code takes it; a request lives for one transaction.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Request {
     /// STUN Binding: what address the server sees (probe).
@@ -70,6 +105,12 @@ pub enum Request {
         /// 0x4000–0x4FFF.
         channel: u16,
     },
+    /// Install or refresh the permissions of `peers` (per IP address; the
+    /// ports are ignored) without touching their channels (§9.1).
+    CreatePermission {
+        /// The peers.
+        peers: PeerSet,
+    },
 }
 
 impl Request {
@@ -80,6 +121,7 @@ impl Request {
             Request::Allocate { .. } => ALLOCATE,
             Request::Refresh { .. } => REFRESH,
             Request::ChannelBind { .. } => CHANNEL_BIND,
+            Request::CreatePermission { .. } => CREATE_PERMISSION,
         }
     }
 
@@ -90,6 +132,7 @@ impl Request {
             Request::Allocate { .. } => "Allocate",
             Request::Refresh { .. } => "Refresh",
             Request::ChannelBind { .. } => "ChannelBind",
+            Request::CreatePermission { .. } => "CreatePermission",
         }
     }
 }
@@ -180,6 +223,12 @@ pub fn build_request(req: &Request, tid: Tid, auth: Option<&Auth>) -> Result<Vec
                 .map_err(fail)?;
             msg.add_attribute(&XorPeerAddress::new(peer, id))
                 .map_err(fail)?;
+        }
+        Request::CreatePermission { peers } => {
+            for peer in peers.as_slice() {
+                msg.add_attribute(&XorPeerAddress::new(*peer, id))
+                    .map_err(fail)?;
+            }
         }
     }
     if let Some(a) = auth {

@@ -4,7 +4,7 @@
 //! ```json
 //! {"v":1,"server":"198.51.100.1:3478","realm":"example.org","nonce":"…",
 //!  "username":"1700086400:alice","peers":[{"peer":"203.0.113.5:4000",
-//!  "channel":16384}],"next_channel":16385,"lifetime":600}
+//!  "channel":16384}],"next_channel":16385,"lifetime":600,"channels_at":1700000000}
 //! ```
 //!
 //! It holds no password and no key: those are derived from config at each
@@ -65,6 +65,10 @@ pub struct State {
     pub next_channel: u16,
     /// The allocation's lifetime as the server last granted it, seconds.
     pub lifetime: u32,
+    /// Unix seconds when every peer's channel was last bound (0: never,
+    /// as in a state written before this field: the next renewal binds).
+    #[serde(default)]
+    pub channels_at: u64,
 }
 
 impl State {
@@ -84,6 +88,7 @@ impl State {
             peers: Vec::new(),
             next_channel: CHANNEL_FIRST,
             lifetime,
+            channels_at: 0,
         };
         s.set_challenge(challenge);
         s
@@ -233,9 +238,12 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.ends_with("\"next_channel\":16386,\"lifetime\":600}"),
+            text.ends_with("\"next_channel\":16386,\"lifetime\":600,\"channels_at\":0}"),
             "{text}"
         );
+        // A state written before `channels_at`: its next renewal binds.
+        let old = text.replace(",\"channels_at\":0", "");
+        assert_eq!(State::from_bytes(old.as_bytes()).unwrap().channels_at, 0);
         assert_eq!(s.challenge().unwrap().nonce, "n0nce");
     }
 

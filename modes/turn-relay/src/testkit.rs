@@ -12,7 +12,7 @@ use stun_types::message::{
     MessageWrite, MessageWriteExt, MessageWriteVec,
 };
 use turn_types::attribute::{ChannelNumber, Lifetime, XorPeerAddress, XorRelayedAddress};
-use turn_types::message::{ALLOCATE, CHANNEL_BIND, REFRESH};
+use turn_types::message::{ALLOCATE, CHANNEL_BIND, CREATE_PERMISSION, REFRESH};
 
 use crate::creds::Credentials;
 use crate::exchange::Link;
@@ -151,6 +151,8 @@ pub struct Fake {
     pub rtt: Duration,
     /// Every message sent, with when.
     pub sent: Vec<(Duration, Vec<u8>)>,
+    /// Every peer IP a CreatePermission named, in order.
+    pub permitted: Vec<core::net::IpAddr>,
     /// Extra messages delivered before each answer (strays, forgeries).
     pub noise: Vec<Vec<u8>>,
     inbox: VecDeque<(Duration, Vec<u8>)>,
@@ -169,6 +171,7 @@ impl Fake {
             now: Duration::ZERO,
             rtt: Duration::from_millis(20),
             sent: Vec::new(),
+            permitted: Vec::new(),
             noise: Vec::new(),
             inbox: VecDeque::new(),
             tids: 0,
@@ -252,6 +255,24 @@ impl Fake {
                 assert!((0x4000..=0x4fff).contains(&channel));
                 if self.script.refused_peers.contains(&peer) {
                     error(req, 403, "Forbidden\r\nFAKE LOG LINE", None, None)
+                } else {
+                    success(req, None, None, None, sign)
+                }
+            }
+            m if m == CREATE_PERMISSION => {
+                let id = msg.transaction_id();
+                // Bounded: a request carries a handful of peers.
+                let peers: Vec<SocketAddr> = (0..32)
+                    .map_while(|n| msg.nth_attribute::<XorPeerAddress>(n).ok())
+                    .map(|p| p.addr(id))
+                    .collect();
+                assert!(!peers.is_empty(), "a CreatePermission names a peer");
+                self.permitted.extend(peers.iter().map(|p| p.ip()));
+                let refused = peers
+                    .iter()
+                    .any(|p| self.script.refused_peers.iter().any(|r| r.ip() == p.ip()));
+                if refused {
+                    error(req, 403, "Forbidden", None, None)
                 } else {
                     success(req, None, None, None, sign)
                 }

@@ -196,6 +196,45 @@ fn a_refused_peer_is_denied_with_the_reason_escaped() {
 }
 
 #[test]
+fn permissions_are_refreshed_per_ip_eight_to_a_request() {
+    // 20 peers on 10 IPs (two ports each): 10 addresses, two requests.
+    let peers: Vec<PeerChannel> = (0..20u16)
+        .map(|i| PeerChannel {
+            peer: sa(&format!("203.0.113.{}:{}", 10 + i / 2, 4000 + i % 2)),
+            channel: 0x4000 + i,
+        })
+        .collect();
+    let reqs = create_permissions(&peers);
+    assert_eq!(reqs.len(), 2);
+    let (r, fake) = with(Script::default(), Some(alice()), Some(challenge()), |s| {
+        refresh_permissions(s, &peers)
+    });
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(fake.sent.len(), 2, "two CreatePermissions, no ChannelBind");
+    let mut ips = fake.permitted.clone();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 10);
+    assert_eq!(fake.permitted.len(), 10, "each IP once");
+
+    let script = Script {
+        refused_peers: vec![sa("203.0.113.19:1")],
+        ..Script::default()
+    };
+    let (r, _) = with(script, Some(alice()), Some(challenge()), |s| {
+        refresh_permissions(s, &peers)
+    });
+    let ModeError::Denied(why) = r.unwrap_err() else {
+        panic!("denied")
+    };
+    assert!(why.contains("203.0.113.19") && why.contains("403"), "{why}");
+    let (r, fake) = with(Script::default(), Some(alice()), Some(challenge()), |s| {
+        refresh_permissions(s, &[])
+    });
+    assert!(r.is_ok() && fake.sent.is_empty(), "no peers: no request");
+}
+
+#[test]
 fn rest_credentials_allocate_and_the_state_keeps_no_secret() {
     let source = Source::Rest {
         user: "alice".into(),
