@@ -219,18 +219,30 @@ async fn handshake(
     }
 }
 
+/// The largest CA bundle read (Debian's whole system bundle is ~220 KiB).
+const CA_FILE_MAX: u64 = 4 * 1024 * 1024;
+
 /// Read a CA bundle (PEM) for [`Trust::Roots`]; the error names the file.
 pub fn roots_from(path: &std::path::Path) -> Result<Trust, String> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let text = path.display().to_string();
     let shown = escape(&text);
+    // A regular file of bounded size: never a device or a FIFO that would
+    // be read without end.
+    let meta = std::fs::metadata(path).map_err(|e| format!("tls_ca {shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("tls_ca {shown} is not a regular file"));
+    }
+    if meta.len() > CA_FILE_MAX {
+        return Err(format!(
+            "tls_ca {shown} is larger than {} MiB",
+            CA_FILE_MAX / (1024 * 1024)
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("tls_ca {shown}: {e}"))?;
     let mut roots = rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("tls_ca {shown}: {e}"))?
-        // A bundle is a few hundred certificates; a huge file is refused
-        // by the count rather than read to its end.
-        .take(4096);
+    let certs = CertificateDer::pem_slice_iter(&bytes);
     for cert in certs {
         let cert = cert.map_err(|e| format!("tls_ca {shown}: {e}"))?;
         roots
@@ -336,5 +348,18 @@ mod tests {
             panic!("refused")
         };
         assert!(why.contains("missing.pem"), "{why}");
+        let Err(why) = roots_from(std::path::Path::new("/dev/zero")) else {
+            panic!("refused")
+        };
+        assert!(why.contains("not a regular file"), "{why}");
+        let big = dir.path().join("big.pem");
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(CA_FILE_MAX + 1)
+            .unwrap();
+        let Err(why) = roots_from(&big) else {
+            panic!("refused")
+        };
+        assert!(why.contains("larger than"), "{why}");
     }
 }
