@@ -178,10 +178,8 @@ async fn handshake(
             (config, Some(verifier))
         }
         Trust::Roots(roots) => {
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map_err(|e| DialError::Unavailable(format!("TLS setup: {e}")))?
+            let config = crate::sandbox::wit::tls::client_builder()
+                .map_err(DialError::Unavailable)?
                 .with_root_certificates(roots)
                 .with_no_client_auth();
             (Arc::new(config), None)

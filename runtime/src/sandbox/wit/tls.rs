@@ -156,20 +156,27 @@ impl PinVerifier {
     }
 }
 
+/// The broker's TLS client settings (ring, safe protocol versions), before
+/// the choice of whom to trust.
+pub(crate) fn client_builder()
+-> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider as Arc<CryptoProvider>)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))
+}
+
 /// A client configuration that accepts exactly the `pins`, and its
 /// verifier (which names a refused certificate).
 pub(crate) fn pinned_config(
     pins: Vec<[u8; 32]>,
 ) -> Result<(Arc<rustls::ClientConfig>, Arc<PinVerifier>), String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Arc::new(PinVerifier {
         pins,
-        algorithms: provider.signature_verification_algorithms,
+        algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms,
         refused: Mutex::new(None),
     });
-    let config = rustls::ClientConfig::builder_with_provider(provider as Arc<CryptoProvider>)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?
+    let config = client_builder()?
         .dangerous()
         .with_custom_certificate_verifier(verifier.clone())
         .with_no_client_auth();
