@@ -404,6 +404,16 @@ impl Client {
         self.call(Op::Map(opts.0)).await
     }
 
+    /// Make a local port reachable, or learn that the application can
+    /// hole-punch instead: where no gateway MOD maps it and the NAT's
+    /// mapping is endpoint-independent (or there is no NAT), the broker
+    /// spends no relay and answers [`Reached::Punch`]; behind a NAT that
+    /// maps per destination it relays as `map` does. `opts` as for
+    /// [`Client::map`].
+    pub async fn reach(&self, opts: MapOptions) -> Result<Reached, ClientError> {
+        self.call(Op::Reach(opts.0)).await
+    }
+
     /// Make the endpoint of `socket` (a listening TCP socket or a bound UDP
     /// socket of this process) reachable. The socket goes to the broker with
     /// the request: holding it is the proof that the endpoint is this

@@ -22,7 +22,7 @@ mod tests;
 pub use event::{Event, EventKind, encode_event};
 pub use records::{
     Connection, Lease, LeaseList, LeaseState, ModeStatus, NatView, NetworkView, PolicyStatus,
-    ProbeSummary, ProbeView, RefusedMod, Relay, RelayPeer, Status,
+    ProbeSummary, ProbeView, Punch, Reached, RefusedMod, Relay, RelayPeer, Status,
 };
 pub use request::{
     ConnectParams, MAX_HOST, MapParams, Op, PERMIT_MAX, Request, RequestError, encode_request,

@@ -281,3 +281,30 @@ pub struct LeaseList {
     /// The caller's leases (root: all).
     pub leases: Vec<Lease>,
 }
+
+/// `reach` result: `{"lease":{...}}` when a MOD made the port reachable,
+/// `{"punch":{...}}` when none did and the NAT lets the application punch
+/// its own hole (no relay spent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reached {
+    /// The lease, as `map` answers it.
+    Lease(Lease),
+    /// No lease: hole-punch instead.
+    Punch(Punch),
+}
+
+/// Why the application should hole-punch, and from where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Punch {
+    /// `hole-punching` (endpoint-independent mapping) or `direct` (no NAT:
+    /// only a stateful firewall, which outbound packets open as well).
+    pub traversal: String,
+    /// The NAT's external address as the STUN server saw it (the
+    /// application learns its own port by STUN from its own socket).
+    pub external_address: Option<IpAddr>,
+    /// The discovery behind the verdict, as `probe` shows it.
+    pub nat: NatView,
+    /// Why each gateway MOD tried did not map.
+    pub reasons: Vec<super::ModeReason>,
+}

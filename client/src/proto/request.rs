@@ -26,6 +26,11 @@ pub struct Request {
 pub enum Op {
     /// Make a local port reachable from outside.
     Map(MapParams),
+    /// Make a local port reachable, or say that the application can
+    /// hole-punch instead: as `map`, but where no gateway maps and the
+    /// NAT's mapping is endpoint-independent (or there is no NAT), the
+    /// answer is `punch` and no relay is spent.
+    Reach(MapParams),
     /// Release a lease.
     Unmap {
         /// The lease id.
@@ -263,10 +268,14 @@ pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
     let fields = Value::Object(obj);
     let bad = |e: serde_json::Error| err(Some(id), BadRequest, format!("op `{op}`: {e}"));
     let op = match op.as_str() {
-        "map" => {
+        "map" | "reach" => {
             let p: MapParams = serde_json::from_value(fields).map_err(bad)?;
-            check_map(&p).map_err(|m| err(Some(id), BadRequest, m))?;
-            Op::Map(p)
+            check_map(&p).map_err(|m| err(Some(id), BadRequest, format!("op `{op}`: {m}")))?;
+            if op == "map" {
+                Op::Map(p)
+            } else {
+                Op::Reach(p)
+            }
         }
         "unmap" => {
             let f: UnmapFields = serde_json::from_value(fields).map_err(bad)?;
@@ -310,7 +319,7 @@ pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
                 Some(id),
                 UnknownOp,
                 format!(
-                    "unknown op `{name}` (map, unmap, permit, list, status, probe, subscribe, connect)"
+                    "unknown op `{name}` (map, reach, unmap, permit, list, status, probe, subscribe, connect)"
                 ),
             ));
         }
@@ -324,19 +333,19 @@ pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
 
 fn check_map(p: &MapParams) -> Result<(), String> {
     if p.port == 0 {
-        return Err("op `map`: `port` must be 1-65535".into());
+        return Err("`port` must be 1-65535".into());
     }
     if p.external_port == Some(0) {
-        return Err("op `map`: `external_port` must be 1-65535 (omit it for any port)".into());
+        return Err("`external_port` must be 1-65535 (omit it for any port)".into());
     }
     if p.lifetime == Some(0) {
-        return Err("op `map`: `lifetime` must be at least 1 second (omit it: until unmap)".into());
+        return Err("`lifetime` must be at least 1 second (omit it: until unmap)".into());
     }
     if p.mode
         .as_ref()
         .is_some_and(|m| m.is_empty() || m.len() > 32)
     {
-        return Err("op `map`: `mode` must be a MOD name of 1-32 bytes".into());
+        return Err("`mode` must be a MOD name of 1-32 bytes".into());
     }
     Ok(())
 }
@@ -379,8 +388,12 @@ fn check_connect(p: &ConnectParams) -> Result<(), String> {
 /// them.
 pub fn encode_request(r: &Request) -> String {
     let (name, fields) = match &r.op {
-        Op::Map(p) => (
-            "map",
+        Op::Map(p) | Op::Reach(p) => (
+            if matches!(r.op, Op::Map(_)) {
+                "map"
+            } else {
+                "reach"
+            },
             serde_json::to_string(p).expect("map fields serialise: plain values"),
         ),
         Op::Unmap { lease } => ("unmap", format!(r#"{{"lease":{lease}}}"#)),

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::{
-    ApiError, Connection, Event, Lease, LeaseList, Op, PROTOCOL_VERSION, ProbeSummary, Status,
+    ApiError, Connection, Event, Lease, LeaseList, Op, PROTOCOL_VERSION, ProbeSummary, Reached,
+    Status,
 };
 
 /// A successful result, by op.
@@ -29,6 +30,8 @@ pub enum ResultBody {
     Subscribed,
     /// `connect` (the socket travels beside the line).
     Connected(Box<Connection>),
+    /// `reach`: a lease, or the advice to hole-punch.
+    Reached(Box<Reached>),
 }
 
 impl ResultBody {
@@ -48,6 +51,7 @@ impl ResultBody {
                 ResultBody::Subscribed
             }
             Op::Connect(_) => ResultBody::Connected(Box::new(serde_json::from_value(result)?)),
+            Op::Reach(_) => ResultBody::Reached(Box::new(serde_json::from_value(result)?)),
         })
     }
 }
@@ -63,6 +67,7 @@ enum ResultRef<'a> {
     Probe(&'a ProbeSummary),
     Subscribed {},
     Connected(&'a Connection),
+    Reached(&'a Reached),
 }
 
 impl<'a> From<&'a ResultBody> for ResultRef<'a> {
@@ -74,6 +79,7 @@ impl<'a> From<&'a ResultBody> for ResultRef<'a> {
             ResultBody::Probe(p) => ResultRef::Probe(p),
             ResultBody::Subscribed => ResultRef::Subscribed {},
             ResultBody::Connected(c) => ResultRef::Connected(c),
+            ResultBody::Reached(r) => ResultRef::Reached(r),
         }
     }
 }

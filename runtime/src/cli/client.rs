@@ -3,7 +3,9 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use p2pbroker_client::{Client, ClientError, EventKind, Lease, MapOptions, Transport};
+use p2pbroker_client::{
+    Client, ClientError, EventKind, Lease, MapOptions, Punch, Reached, Transport,
+};
 
 use super::table::{Table, until};
 
@@ -36,6 +38,11 @@ pub struct MapArgs {
     /// End the lease when the application's socket on the port closes.
     #[arg(long)]
     until_closed: bool,
+    /// The application can hole-punch: where no gateway maps the port and
+    /// the NAT's mapping is endpoint-independent (or there is no NAT), say
+    /// so (exit 0, no lease) instead of spending a relay.
+    #[arg(long, conflicts_with = "mode")]
+    punch: bool,
     /// Print JSON lines.
     #[arg(long)]
     json: bool,
@@ -149,6 +156,21 @@ fn describe(l: &Lease) -> String {
     )
 }
 
+/// What `--punch` prints when no lease was needed.
+fn punch_advice(p: &Punch) {
+    let at = p
+        .external_address
+        .map_or("unknown".to_string(), |ip| ip.to_string());
+    outln!(
+        "no mapping needed: {} (external address {at}): punch from the application's own socket",
+        p.traversal
+    );
+    outln!("  NAT: {}", p.nat.detail);
+    for r in &p.reasons {
+        outln!("  {:<10} {:<12} {}", r.mode, r.kind, r.reason);
+    }
+}
+
 /// `p2pb map`.
 pub async fn map(a: MapArgs, to: &Target) -> u8 {
     let client = match connect(to).await {
@@ -182,11 +204,27 @@ pub async fn map(a: MapArgs, to: &Target) -> u8 {
             Err(e) => return failed(e),
         }
     };
-    let lease = match client.map(opts).await {
-        Ok(l) => l,
+    let answer = if a.punch {
+        client.reach(opts).await
+    } else {
+        client.map(opts).await.map(Reached::Lease)
+    };
+    let lease = match answer {
+        Ok(Reached::Lease(l)) => l,
+        Ok(Reached::Punch(p)) => {
+            if a.json {
+                json_line(&Reached::Punch(p));
+            } else {
+                punch_advice(&p);
+            }
+            return 0;
+        }
         Err(e) => return failed(e),
     };
-    if a.json {
+    if a.json && a.punch {
+        // One shape for every answer to `--punch`: {"lease":…} or {"punch":…}.
+        json_line(&Reached::Lease(lease.clone()));
+    } else if a.json {
         json_line(&lease);
     } else {
         outln!("{}", describe(&lease));

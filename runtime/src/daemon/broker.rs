@@ -20,23 +20,23 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use p2pbroker_client::{
-    ApiError, ErrorCode, Event, EventKind, Lease as LeaseView, MapParams, ModeReason,
+    ApiError, ErrorCode, Event, EventKind, Lease as LeaseView, MapParams, ModeReason, Reached,
 };
 use tokio::sync::{Notify, broadcast};
 
+use super::establish::Reach;
 use super::holelog::{Activity, Hole, ModeRef, Who};
-use super::journal::{Intent, Journal, LeaseRecord};
+use super::journal::{Journal, LeaseRecord};
 use super::leases::{Lease, LeaseTable, Requester, gate_transport};
 use super::proof::{Proof, handed_socket, owned};
 use super::selector::{self, Probe};
 use super::{api, timing, views};
 use crate::gate::Transport;
-use crate::json::{MappingJson, wit_transport};
+use crate::json::MappingJson;
 use crate::netinfo::NetInfo;
 use crate::policy::Policy;
 use crate::sandbox::wit::relay::LeaseRelay;
-use crate::sandbox::wit::{MapRequest, Mapping};
-use crate::sandbox::{CallError, Mode, ModeHost, Op, Output};
+use crate::sandbox::{Mode, ModeHost, Op};
 
 /// Mutable broker state.
 pub struct Shared {
@@ -168,9 +168,10 @@ impl Broker {
             }
         }
         let mut log = self.holes.lock().unwrap();
-        // A local user can send refusals as fast as it likes: only so many
-        // are written a minute, so they cannot rotate real holes away.
-        if h.activity == Activity::Refused {
+        // A local user can send refusals (and requests answered `punch`) as
+        // fast as it likes: only so many are written a minute, so they
+        // cannot rotate real holes away.
+        if matches!(h.activity, Activity::Refused | Activity::Punch) {
             match log.admit_refusal(h.time_ms) {
                 Some(0) => {}
                 Some(n) => {
@@ -237,14 +238,51 @@ impl Broker {
         who: Requester,
         passed: Option<OwnedFd>,
     ) -> Result<LeaseView, ApiError> {
+        match self.map_or_reach(p, who, passed, false).await? {
+            Reached::Lease(l) => Ok(l),
+            Reached::Punch(_) => Err(api(ErrorCode::Internal, "a map answered punch")),
+        }
+    }
+
+    /// `reach` for a client: as [`Broker::map`], but where no gateway maps
+    /// and the NAT lets the application hole-punch, the answer says so
+    /// instead of spending a relay ([`Broker::reach_establish`]).
+    pub async fn reach(
+        self: &Arc<Self>,
+        p: MapParams,
+        who: Requester,
+        passed: Option<OwnedFd>,
+    ) -> Result<Reached, ApiError> {
+        self.map_or_reach(p, who, passed, true).await
+    }
+
+    async fn map_or_reach(
+        self: &Arc<Self>,
+        p: MapParams,
+        who: Requester,
+        passed: Option<OwnedFd>,
+        reach: bool,
+    ) -> Result<Reached, ApiError> {
         let asked = (p.transport, p.port, p.address, p.mode.clone());
         let began = Instant::now();
-        let r = self.map_checked(p, who.clone(), passed).await;
+        let r = self.map_checked(p, who.clone(), passed, reach).await;
         match &r {
-            Ok(lease) => self.metrics.mapped(&lease.mode, began.elapsed()),
+            Ok(Reached::Lease(lease)) => self.metrics.mapped(&lease.mode, began.elapsed()),
+            Ok(Reached::Punch(_)) => {}
             Err(e) => self.metrics.map_failed(e.code.as_str()),
         }
-        if let Err(e) = &r {
+        let outcome = match &r {
+            Ok(Reached::Lease(_)) => None,
+            Ok(Reached::Punch(p)) => Some((
+                Activity::Punch,
+                format!(
+                    "no mapping needed: {} (the application punches its own hole; {})",
+                    p.traversal, p.nat.detail
+                ),
+            )),
+            Err(e) => Some((Activity::Refused, format!("{}: {}", e.code, e.message))),
+        };
+        if let Some((activity, why)) = outcome {
             let (transport, port, address, mode) = asked;
             let lan = who.lan.as_ref();
             let ip = address
@@ -252,7 +290,7 @@ impl Broker {
                 .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
             self.log_hole(Hole {
                 time_ms: now_ms(),
-                activity: Activity::Refused,
+                activity,
                 who: Who {
                     uid: who.uid,
                     pid: who.pid,
@@ -269,7 +307,7 @@ impl Broker {
                     ..ModeRef::default()
                 }),
                 policy_serial: None,
-                why: Some(crate::text::escaped(&format!("{}: {}", e.code, e.message))),
+                why: Some(crate::text::escaped(&why)),
             });
         }
         r
@@ -284,7 +322,8 @@ impl Broker {
         mut p: MapParams,
         who: Requester,
         passed: Option<OwnedFd>,
-    ) -> Result<LeaseView, ApiError> {
+        reach: bool,
+    ) -> Result<Reached, ApiError> {
         let handed = handed_socket(&mut p, &who, passed)?;
         if p.until_closed && who.lan.is_some() {
             return Err(api(
@@ -323,7 +362,7 @@ impl Broker {
         };
         let b = self.clone();
         let task = tokio::spawn(async move {
-            let r = b.map_reserved(target, &p, &who, follows).await;
+            let r = b.map_reserved(target, &p, &who, follows, reach).await;
             drop(work);
             r
         });
@@ -342,10 +381,21 @@ impl Broker {
         p: &MapParams,
         who: &Requester,
         follows: Vec<u64>,
-    ) -> Result<LeaseView, ApiError> {
+        reach: bool,
+    ) -> Result<Reached, ApiError> {
         let created = now_ms();
-        let (mode, mapping, relay) = match self.establish(&t, p.mode.as_deref(), None).await {
-            Ok(x) => x,
+        let established = match (reach, p.mode.as_deref()) {
+            (true, None) => self.reach_establish(&t).await,
+            (_, forced) => self.establish(&t, forced, None).await.map(Reach::Mapped),
+        };
+        let (mode, mapping, relay) = match established {
+            Ok(Reach::Mapped(x)) => x,
+            Ok(Reach::Punch(p)) => {
+                // Nothing was mapped: the reservation and the last intent go.
+                self.shared.lock().unwrap().table.cancel(t.id);
+                self.forget_intent(t.id);
+                return Ok(Reached::Punch(p));
+            }
             Err(e) => {
                 self.shared.lock().unwrap().table.cancel(t.id);
                 self.forget_intent(t.id);
@@ -400,7 +450,7 @@ impl Broker {
             let _ = self.release(t.id, "its client disconnected").await;
         }
         self.wake.notify_one();
-        Ok(view)
+        Ok(Reached::Lease(view))
     }
 
     /// The intent of a map that did not happen: drop it from the journal.
@@ -408,145 +458,6 @@ impl Broker {
         if let Err(e) = self.journal.lock().unwrap().del(id) {
             tracing::error!("{e}");
         }
-    }
-
-    /// Find a MOD that maps `t`: the forced one, or the ranked candidates
-    /// in turn (`prefer` first if it is one). Each attempt is journaled as
-    /// an intent before the MOD runs. The error lists every MOD's reason.
-    pub async fn establish(
-        &self,
-        t: &Target,
-        forced: Option<&str>,
-        prefer: Option<&str>,
-    ) -> Result<(Arc<Mode>, Mapping, Vec<u32>), ApiError> {
-        let probes = self.probes(false).await;
-        let (candidates, mut reasons, policy) = {
-            let s = self.shared.lock().unwrap();
-            let (_, order) = s.policy.order_for(&s.net);
-            let ranking = match forced {
-                Some(name) if !s.modes.contains_key(name) => {
-                    return Err(api(
-                        ErrorCode::NotFound,
-                        format!(
-                            "mode `{}` is not loaded or not permitted by the policy",
-                            crate::text::escape(name)
-                        ),
-                    ));
-                }
-                Some(name) => selector::Ranking {
-                    candidates: vec![name.to_string()],
-                    excluded: vec![],
-                },
-                None => {
-                    let order: Vec<String> = order
-                        .into_iter()
-                        .filter(|m| s.modes.contains_key(m))
-                        .collect();
-                    selector::rank(&order, &probes)
-                }
-            };
-            let mut c = ranking.candidates;
-            if let Some(pos) = prefer.and_then(|m| c.iter().position(|x| x == m)) {
-                let m = c.remove(pos);
-                c.insert(0, m);
-            }
-            let modes: Vec<Arc<Mode>> = c.iter().filter_map(|n| s.modes.get(n).cloned()).collect();
-            (modes, ranking.excluded, s.policy.clone())
-        };
-        for mode in candidates {
-            let until = min_some(t.expires_ms, policy.expires_ms());
-            let lifetime =
-                timing::gateway_lifetime(policy.broker.mapping_lifetime, now_ms(), until);
-            let intent = Intent {
-                id: t.id,
-                mode: mode.name().to_string(),
-                transport: t.transport,
-                internal: t.internal,
-                external_port: t.external_port,
-            };
-            if let Err(e) = self.journal.lock().unwrap().intent(&intent) {
-                // Without the intent a crash mid-call could leak a mapping.
-                return Err(api(ErrorCode::Internal, e.to_string()));
-            }
-            let probe_state = probes
-                .get(mode.name())
-                .and_then(|p| p.result.as_ref().ok())
-                .map(|s| s.state.clone())
-                .unwrap_or_default();
-            let req = MapRequest {
-                transport: wit_transport(t.transport),
-                internal: t.internal.into(),
-                external_port: t.external_port,
-                lifetime,
-                permanent_allowed: policy.broker.permanent_allowed,
-                probe_state,
-            };
-            let lease = LeaseRelay {
-                kept: Vec::new(),
-                internal: Some(t.internal),
-            };
-            let r = mode.call_for(Op::Map(req), lease).await;
-            if let Err(CallError::ContractBreach {
-                mapping: Some(forged),
-                ..
-            }) = &r.result
-            {
-                // Whatever the MOD made, it is asked to remove (best effort:
-                // a hostile MOD may not; the breach is audited either way).
-                let _ = mode.call(Op::Unmap((**forged).clone())).await;
-            }
-            match Output::mapping(r.result) {
-                Ok(m) => return Ok((mode, m, r.relay.kept)),
-                Err(e) => {
-                    let f = selector::failure(&e);
-                    let conflict = f.kind == "conflict" && t.external_port.is_some();
-                    reasons.push((mode.name().to_string(), f));
-                    if conflict {
-                        // The port is taken on the gateway: another MOD on the
-                        // same gateway would only say so again.
-                        break;
-                    }
-                }
-            }
-        }
-        let code = if reasons.iter().any(|(_, f)| f.kind == "conflict") {
-            ErrorCode::Conflict
-        } else {
-            ErrorCode::NoMode
-        };
-        let summary = if reasons.is_empty() {
-            "no MOD is permitted by the policy".to_string()
-        } else {
-            reasons
-                .iter()
-                .map(|(m, f)| format!("{m}: {} ({})", f.kind, f.reason))
-                .collect::<Vec<_>>()
-                .join("; ")
-        };
-        // What the NAT allows instead, if a discovery already said
-        // (never waited for here).
-        let advice = self
-            .nat_cached()
-            .and_then(|n| super::nat::advice(&n))
-            .map(|a| format!("; {a}"))
-            .unwrap_or_default();
-        // A MOD that failed may see the network differently next time.
-        self.invalidate_probes();
-        Err(ApiError {
-            code,
-            message: format!(
-                "no MOD could map {} ({}): {summary}{advice}",
-                t.internal, t.transport
-            ),
-            reasons: reasons
-                .into_iter()
-                .map(|(mode, f)| ModeReason {
-                    mode,
-                    kind: f.kind,
-                    reason: f.reason,
-                })
-                .collect(),
-        })
     }
 
     /// Release lease `id` for `who` (local root may release any).
@@ -572,13 +483,6 @@ impl Broker {
         for id in ids {
             let _ = self.release(id, "its client disconnected").await;
         }
-    }
-}
-
-fn min_some(a: Option<u64>, b: Option<u64>) -> Option<u64> {
-    match (a, b) {
-        (Some(x), Some(y)) => Some(x.min(y)),
-        (x, y) => x.or(y),
     }
 }
 

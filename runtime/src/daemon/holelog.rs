@@ -33,6 +33,9 @@ pub enum Activity {
     Released,
     /// A map request was refused.
     Refused,
+    /// A `reach` request was answered with no hole: the NAT lets the
+    /// application punch its own.
+    Punch,
 }
 
 impl Activity {
@@ -45,6 +48,7 @@ impl Activity {
             Activity::ReEstablished => "re-established",
             Activity::Released => "released",
             Activity::Refused => "refused",
+            Activity::Punch => "punch",
         }
     }
 
@@ -56,7 +60,7 @@ impl Activity {
             Activity::Released => 2,
             Activity::Lost => 3,
             Activity::Refused => 5,
-            Activity::Renewed => 99,
+            Activity::Renewed | Activity::Punch => 99,
         }
     }
 

@@ -9,6 +9,7 @@
 
 pub mod broker;
 pub mod connect;
+pub mod establish;
 pub mod expiry;
 pub mod fdpass;
 pub mod fleet;

@@ -48,6 +48,14 @@ impl Traversal {
         }
     }
 
+    /// Whether an application can open its own way in by hole punching
+    /// (no relay needed): an endpoint-independent mapping keeps the
+    /// endpoint it announced, and with no NAT only a stateful firewall
+    /// stands in the way, which its outbound packets open too.
+    pub fn lets_punch(self) -> bool {
+        matches!(self, Traversal::HolePunching | Traversal::Direct)
+    }
+
     /// One sentence for a map no MOD could make.
     fn advice(self) -> Option<&'static str> {
         match self {
@@ -209,6 +217,8 @@ mod tests {
         );
         assert_eq!(traversal(&report(true, None)), Traversal::Unknown);
         assert_eq!(Traversal::HolePunching.as_str(), "hole-punching");
+        assert!(Traversal::HolePunching.lets_punch() && Traversal::Direct.lets_punch());
+        assert!(!Traversal::Relay.lets_punch() && !Traversal::Unknown.lets_punch());
         assert_eq!(Traversal::Unknown.advice(), None);
     }
 

@@ -85,8 +85,15 @@ pub struct Ranking {
 
 /// Rank the MODs of `order`: those whose probe succeeded first, then those
 /// that failed transiently (or were not probed), each group in policy
-/// order; MODs whose probe says they cannot work here are excluded.
-pub fn rank(order: &[String], probes: &BTreeMap<String, Probe>) -> Ranking {
+/// order, and the relays (`is_relay`) after all of them, ranked the same
+/// way: a relay carries every packet through a server, the last resort
+/// even when its probe answered and a gateway's did not. MODs whose probe
+/// says they cannot work here are excluded.
+pub fn rank(
+    order: &[String],
+    probes: &BTreeMap<String, Probe>,
+    is_relay: impl Fn(&str) -> bool,
+) -> Ranking {
     let mut ok = Vec::new();
     let mut maybe = Vec::new();
     let mut excluded = Vec::new();
@@ -98,6 +105,8 @@ pub fn rank(order: &[String], probes: &BTreeMap<String, Probe>) -> Ranking {
         }
     }
     ok.extend(maybe);
+    // Stable: each group keeps its order.
+    ok.sort_by_key(|m| is_relay(m));
     Ranking {
         candidates: ok,
         excluded,
@@ -196,6 +205,7 @@ mod tests {
         let r = rank(
             &order(&["direct", "pcp", "nat-pmp", "upnp-igd", "static"]),
             &probes,
+            |_| false,
         );
         assert_eq!(
             r.candidates,
@@ -214,8 +224,30 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let r = rank(&order(&["pcp", "nat-pmp"]), &probes);
+        let r = rank(&order(&["pcp", "nat-pmp"]), &probes, |_| false);
         assert!(r.candidates.is_empty());
         assert_eq!(r.excluded.len(), 2);
+    }
+
+    #[test]
+    fn relays_come_after_every_gateway_mod_even_when_only_their_probe_answered() {
+        let probes: BTreeMap<_, _> = [
+            probe("turn-relay", Ok(Seen::default())),
+            probe("corp-relay", Err(Failure::new("timeout", "no answer"))),
+            probe("pcp", Err(Failure::new("timeout", "no answer"))),
+            probe("upnp-igd", Ok(Seen::default())),
+        ]
+        .into_iter()
+        .collect();
+        let relay = |m: &str| m.ends_with("-relay");
+        let r = rank(
+            &order(&["turn-relay", "corp-relay", "pcp", "upnp-igd", "nat-pmp"]),
+            &probes,
+            relay,
+        );
+        assert_eq!(
+            r.candidates,
+            order(&["upnp-igd", "pcp", "nat-pmp", "turn-relay", "corp-relay"])
+        );
     }
 }

@@ -74,8 +74,9 @@ pub fn summary(
     profile: &str,
     gateways: Vec<IpAddr>,
     nat: Option<&NatSeen>,
+    is_relay: impl Fn(&str) -> bool,
 ) -> ProbeSummary {
-    let ranking = rank(order, probes);
+    let ranking = rank(order, probes, is_relay);
     let ok = |m: &String| probes.get(m).is_some_and(|p| p.result.is_ok());
     let chosen = ranking.candidates.first().cloned();
     let why = match &chosen {
@@ -208,6 +209,7 @@ mod tests {
             "default",
             vec![],
             Some(&stun((198, 51, 100, 9))),
+            |_| false,
         );
         assert!(s.double_nat);
         let why = s.double_nat_why.unwrap();
@@ -224,9 +226,10 @@ mod tests {
             "default",
             vec![],
             Some(&stun((203, 0, 113, 7))),
+            |_| false,
         );
         assert!(!agree.double_nat && agree.double_nat_why.is_none());
-        let none = summary(&probes, &order, "default", vec![], None);
+        let none = summary(&probes, &order, "default", vec![], None, |_| false);
         assert!(!none.double_nat && none.nat.is_none());
     }
 }

@@ -20,6 +20,14 @@ fn requests_encode_to_the_golden_lines() {
         (
             Request {
                 v: 1,
+                id: 5,
+                op: Op::Reach(MapParams::new(Transport::Udp, 7070)),
+            },
+            r#"{"v":1,"id":5,"op":"reach","transport":"udp","port":7070}"#,
+        ),
+        (
+            Request {
+                v: 1,
                 id: 3,
                 op: Op::Unmap { lease: 4 },
             },

@@ -68,6 +68,21 @@ fn every_response_round_trips_through_its_op() {
             ResultBody::Probe(Box::new(probe_summary())),
         ),
         (Op::Subscribe, ResultBody::Subscribed),
+        (
+            Op::Reach(MapParams::new(Transport::Udp, 7070)),
+            ResultBody::Reached(Box::new(Reached::Lease(lease()))),
+        ),
+        (
+            Op::Reach(MapParams::new(Transport::Udp, 7070)),
+            ResultBody::Reached(Box::new(Reached::Punch(Punch {
+                traversal: "hole-punching".into(),
+                external_address: Some("198.51.100.2".parse().unwrap()),
+                nat: probe_summary()
+                    .nat
+                    .expect("the sample probe has a NAT view"),
+                reasons: no_mode().reasons,
+            }))),
+        ),
     ];
     for (op, body) in cases {
         let r = Response {

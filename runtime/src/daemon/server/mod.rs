@@ -257,7 +257,7 @@ where
         // no line claims wait, at most QUEUED_MAX, until the connection
         // ends: they are this client's own, so a mismatch harms only it.
         let passed = match &req.op {
-            Op::Map(p) if p.socket => c.fds.as_ref().and_then(|q| q.take()),
+            Op::Map(p) | Op::Reach(p) if p.socket => c.fds.as_ref().and_then(|q| q.take()),
             _ => None,
         };
         let slot = match c.limits.request(c.source, caps(&c.broker).1) {
@@ -318,6 +318,10 @@ pub async fn dispatch(
 ) -> Result<ResultBody, ApiError> {
     match op {
         Op::Map(p) => b.map(p, owner.clone(), passed).await.map(ResultBody::Lease),
+        Op::Reach(p) => b
+            .reach(p, owner.clone(), passed)
+            .await
+            .map(|r| ResultBody::Reached(Box::new(r))),
         Op::Unmap { lease } => b.unmap(lease, owner).await.map(ResultBody::Lease),
         Op::Permit { lease, peers } => b.permit(lease, peers, owner).await.map(ResultBody::Lease),
         Op::List => Ok(ResultBody::Leases(b.list(owner))),
@@ -417,5 +421,6 @@ pub async fn probe(b: &Broker, fresh: bool) -> p2pbroker_client::ProbeSummary {
         &profile,
         s.net.gateways.clone(),
         nat.as_ref(),
+        |m| s.modes.get(m).is_some_and(|x| x.relays()),
     )
 }
