@@ -31,6 +31,8 @@ mod proxies;
 mod socktables;
 #[path = "fuzz_seeds/stun.rs"]
 mod stun;
+#[path = "fuzz_seeds/turn.rs"]
+mod turn;
 
 use std::net::{SocketAddr, SocketAddrV6};
 

@@ -28,6 +28,7 @@ pub mod sigdata;
 pub mod sock_diag;
 pub mod static_decl;
 pub mod stun;
+pub mod turn;
 pub mod upnp;
 pub mod upnp_http;
 
@@ -53,6 +54,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("sock_diag", sock_diag::run),
     ("static_decl", static_decl::run),
     ("stun", stun::run),
+    ("turn", turn::run),
     ("upnp", upnp::run),
     ("upnp_http", upnp_http::run),
 ];
