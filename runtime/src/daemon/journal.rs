@@ -9,7 +9,12 @@
 //! Before each MOD `map` call the broker writes an `intent` (which MOD,
 //! which endpoint): a crash between the gateway mapping and the `put` leaves
 //! the intent, and the next start reconciles it. A later `put` or `del` of
-//! the same id resolves it.
+//! the same id resolves it. An intent may be written without its own sync
+//! ([`Journal::intent_written`]): it then survives the daemon's crash or a
+//! SIGKILL (the kernel holds the write), and the `put` or `del` that
+//! follows syncs it with its own line; only a power loss during that one
+//! MOD call can lose it, and with it the gateway mapping the call made,
+//! which then lasts until its gateway lifetime ends.
 //!
 //! The file grows in chunks of zeros written (and synced) ahead of the
 //! lines: a line then overwrites bytes already on disk, so its `fdatasync`
@@ -285,6 +290,20 @@ impl Journal {
         self.maybe_compact()
     }
 
+    /// As [`Journal::intent`], but written without a sync of its own (see
+    /// the module docs): the next `put` or `del` makes it durable.
+    pub fn intent_written(&mut self, intent: &Intent) -> Result<(), JournalError> {
+        self.write_line(
+            &Line::Intent {
+                intent: intent.clone(),
+            },
+            false,
+        )?;
+        self.intents.insert(intent.id, intent.clone());
+        self.max_id = self.max_id.max(intent.id);
+        self.maybe_compact()
+    }
+
     /// Record that lease `id` is gone (or its map never happened); durable
     /// when this returns.
     pub fn del(&mut self, id: u64) -> Result<(), JournalError> {
@@ -311,6 +330,11 @@ impl Journal {
     }
 
     fn append(&mut self, line: &Line) -> Result<(), JournalError> {
+        self.write_line(line, true)
+    }
+
+    /// Write `line` after the last one; with `sync`, durable on return.
+    fn write_line(&mut self, line: &Line, sync: bool) -> Result<(), JournalError> {
         let mut text = serde_json::to_string(line).expect("records serialise");
         text.push('\n');
         let len = text.len() as u64;
@@ -319,7 +343,7 @@ impl Journal {
         }
         self.file
             .write_all_at(text.as_bytes(), self.end)
-            .and_then(|()| self.file.sync_data())
+            .and_then(|()| if sync { self.file.sync_data() } else { Ok(()) })
             .map_err(|e| self.err(e))?;
         self.end += len;
         self.lines += 1;
@@ -443,6 +467,33 @@ mod tests {
         assert_eq!(r.leases[&1].granted_at, 2_800);
         assert_eq!(r.max_id, 2, "a deleted id is never reused");
         assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    }
+
+    /// An intent written without its own sync is read back after the
+    /// process goes (the kernel holds the write) and resolved as a synced
+    /// one is.
+    #[test]
+    fn an_unsynced_intent_is_replayed_and_resolved_like_a_synced_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(dir.path()).unwrap();
+        let intent = |id| Intent {
+            id,
+            mode: "pcp".into(),
+            transport: Transport::Tcp,
+            internal: "10.0.0.2:6881".parse().unwrap(),
+            external_port: None,
+        };
+        j.intent_written(&intent(1)).unwrap();
+        j.intent(&intent(2)).unwrap();
+        j.put(&rec(2)).unwrap();
+        drop(j);
+        let (mut j, r) = Journal::open(dir.path()).unwrap();
+        assert_eq!(r.intents.keys().collect::<Vec<_>>(), [&1], "left open");
+        assert_eq!(r.leases.keys().collect::<Vec<_>>(), [&2]);
+        j.del(1).unwrap();
+        drop(j);
+        let (_, r) = Journal::open(dir.path()).unwrap();
+        assert!(r.intents.is_empty() && r.max_id == 2);
     }
 
     #[test]
