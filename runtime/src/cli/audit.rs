@@ -26,7 +26,7 @@ pub struct Args {
     #[arg(long)]
     mode: Option<String>,
     /// Only this activity (mapped, renewed, lost, re-established,
-    /// released, refused).
+    /// released, refused, punch).
     #[arg(long)]
     activity: Option<String>,
     /// Only entries since then: a duration ago (`2h`, `1day`) or an RFC

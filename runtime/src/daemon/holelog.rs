@@ -1,5 +1,6 @@
 //! The hole log: one JSON line per lease event (mapped, renewed, lost,
-//! re-established, released, refused) saying who opened which hole, through
+//! re-established, released, refused, and `punch`: a reach answered with
+//! no hole) saying who opened which hole, through
 //! which MOD, under which policy, and why — in the shape of OCSF's Network
 //! Activity class (4001) so a SIEM ingests it; the fields are documented in
 //! docs/operations.md. The record is built by a pure function
