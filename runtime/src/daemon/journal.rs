@@ -282,22 +282,21 @@ impl Journal {
     /// Record that a MOD is about to map for lease `intent.id`; durable
     /// when this returns.
     pub fn intent(&mut self, intent: &Intent) -> Result<(), JournalError> {
-        self.append(&Line::Intent {
-            intent: intent.clone(),
-        })?;
-        self.intents.insert(intent.id, intent.clone());
-        self.max_id = self.max_id.max(intent.id);
-        self.maybe_compact()
+        self.record_intent(intent, true)
     }
 
     /// As [`Journal::intent`], but written without a sync of its own (see
     /// the module docs): the next `put` or `del` makes it durable.
     pub fn intent_written(&mut self, intent: &Intent) -> Result<(), JournalError> {
+        self.record_intent(intent, false)
+    }
+
+    fn record_intent(&mut self, intent: &Intent, sync: bool) -> Result<(), JournalError> {
         self.write_line(
             &Line::Intent {
                 intent: intent.clone(),
             },
-            false,
+            sync,
         )?;
         self.intents.insert(intent.id, intent.clone());
         self.max_id = self.max_id.max(intent.id);
