@@ -238,7 +238,20 @@ pub fn roots_from(path: &std::path::Path) -> Result<Trust, String> {
             CA_FILE_MAX / (1024 * 1024)
         ));
     }
-    let bytes = std::fs::read(path).map_err(|e| format!("tls_ca {shown}: {e}"))?;
+    // Read at most one byte past the cap from the file opened: one swapped
+    // in after the check cannot make the read longer.
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| {
+            std::io::Read::read_to_end(&mut std::io::Read::take(f, CA_FILE_MAX + 1), &mut bytes)
+        })
+        .map_err(|e| format!("tls_ca {shown}: {e}"))?;
+    if bytes.len() as u64 > CA_FILE_MAX {
+        return Err(format!(
+            "tls_ca {shown} is larger than {} MiB",
+            CA_FILE_MAX / (1024 * 1024)
+        ));
+    }
     let mut roots = rustls::RootCertStore::empty();
     let certs = CertificateDer::pem_slice_iter(&bytes);
     for cert in certs {
