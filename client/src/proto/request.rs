@@ -383,19 +383,17 @@ fn check_connect(p: &ConnectParams) -> Result<(), String> {
     Ok(())
 }
 
+fn map_fields(p: &MapParams) -> String {
+    serde_json::to_string(p).expect("map fields serialise: plain values")
+}
+
 /// Encode a request as one line, newline included: `v`, `id`, `op` first,
 /// then the op's fields in declaration order, as the documentation shows
 /// them.
 pub fn encode_request(r: &Request) -> String {
     let (name, fields) = match &r.op {
-        Op::Map(p) | Op::Reach(p) => (
-            if matches!(r.op, Op::Map(_)) {
-                "map"
-            } else {
-                "reach"
-            },
-            serde_json::to_string(p).expect("map fields serialise: plain values"),
-        ),
+        Op::Map(p) => ("map", map_fields(p)),
+        Op::Reach(p) => ("reach", map_fields(p)),
         Op::Unmap { lease } => ("unmap", format!(r#"{{"lease":{lease}}}"#)),
         Op::Permit { lease, peers } => (
             "permit",
