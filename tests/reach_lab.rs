@@ -70,7 +70,7 @@ fn behind_an_endpoint_independent_nat_reach_says_punch_and_spends_no_relay() {
 
     let r = d.json(&["map", "udp", "7070", "--punch", "--detach", "--json"]);
     let p = &r["punch"];
-    assert_eq!(p["traversal"], "hole-punching", "{r}");
+    assert_eq!(p["nat"]["traversal"], "hole-punching", "{r}");
     assert_eq!(p["external_address"], WAN_IP, "the NAT's address: {r}");
     assert_eq!(p["nat"]["mapping"], "endpoint-independent", "{r}");
     let tried: Vec<&str> = p["reasons"]

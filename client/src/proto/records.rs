@@ -297,13 +297,13 @@ pub enum Reached {
 /// Why the application should hole-punch, and from where.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Punch {
-    /// `hole-punching` (endpoint-independent mapping) or `direct` (no NAT:
-    /// only a stateful firewall, which outbound packets open as well).
-    pub traversal: String,
     /// The NAT's external address as the STUN server saw it (the
     /// application learns its own port by STUN from its own socket).
     pub external_address: Option<IpAddr>,
-    /// The discovery behind the verdict, as `probe` shows it.
+    /// The discovery behind the verdict, as `probe` shows it: its
+    /// `traversal` is `hole-punching` (endpoint-independent mapping) or
+    /// `direct` (no NAT: only a stateful firewall, which outbound packets
+    /// open as well).
     pub nat: NatView,
     /// Why each gateway MOD tried did not map.
     pub reasons: Vec<super::ModeReason>,

@@ -163,7 +163,7 @@ fn punch_advice(p: &Punch) {
         .map_or("unknown".to_string(), |ip| ip.to_string());
     outln!(
         "no mapping needed: {} (external address {at}): punch from the application's own socket",
-        p.traversal
+        p.nat.traversal
     );
     outln!("  NAT: {}", p.nat.detail);
     for r in &p.reasons {

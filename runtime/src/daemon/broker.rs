@@ -277,7 +277,7 @@ impl Broker {
                 Activity::Punch,
                 format!(
                     "no mapping needed: {} (the application punches its own hole; {})",
-                    p.traversal, p.nat.detail
+                    p.nat.traversal, p.nat.detail
                 ),
             )),
             Err(e) => Some((Activity::Refused, format!("{}: {}", e.code, e.message))),

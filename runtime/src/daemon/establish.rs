@@ -231,14 +231,11 @@ impl Broker {
     /// says so; `None` when it does not, or nobody knows.
     async fn punch_instead(&self, tried: &[(String, Failure)]) -> Option<Punch> {
         let seen = self.nat(false).await?;
-        let report = seen.result.as_ref().ok()?;
-        let how = traversal(report);
-        if !how.lets_punch() {
+        if !traversal(seen.result.as_ref().ok()?).lets_punch() {
             return None;
         }
         let nat = view(&seen);
         Some(Punch {
-            traversal: how.as_str().into(),
             external_address: nat.reflexive.map(|r| r.ip()),
             nat,
             reasons: mode_reasons(tried),

@@ -75,7 +75,6 @@ fn every_response_round_trips_through_its_op() {
         (
             Op::Reach(MapParams::new(Transport::Udp, 7070)),
             ResultBody::Reached(Box::new(Reached::Punch(Punch {
-                traversal: "hole-punching".into(),
                 external_address: Some("198.51.100.2".parse().unwrap()),
                 nat: probe_summary()
                     .nat
