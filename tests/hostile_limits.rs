@@ -19,8 +19,14 @@ fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
+/// The descriptor count is the whole process's: the test that counts holds
+/// this exclusively, every other test in this file shares it, so no other
+/// test opens or closes a socket between its two counts.
+static FDS: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_socket_flood_stops_at_the_per_call_cap_and_gives_every_socket_back() {
+    let _alone = FDS.write().await;
     let (host, _) = harness::host();
     let mode = harness::load(
         &host,
@@ -40,6 +46,7 @@ async fn a_socket_flood_stops_at_the_per_call_cap_and_gives_every_socket_back() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn all_mods_together_stay_within_the_host_socket_budget() {
+    let _shared = FDS.read().await;
     // A host budget smaller than one call's cap: the host budget binds.
     let (host, _) = harness::host_with(EngineConfig {
         concurrent_calls: 4,
@@ -69,6 +76,7 @@ async fn all_mods_together_stay_within_the_host_socket_budget() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_resource_table_flood_hits_the_entry_cap() {
+    let _shared = FDS.read().await;
     let (host, _) = harness::host();
     let limits = Limits {
         table_entries: 1_000,
@@ -90,6 +98,7 @@ async fn a_resource_table_flood_hits_the_entry_cap() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_denied_send_loop_writes_each_decision_once_and_counts_the_rest() {
+    let _shared = FDS.read().await;
     let (host, sink) = harness::host();
     let (peer, _) = harness::udp_peer(false).await;
     // Sends to `peer` are allowed; the flood goes to 1000 other ports.
@@ -135,6 +144,7 @@ async fn a_denied_send_loop_writes_each_decision_once_and_counts_the_rest() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn name_lookups_are_capped_per_call() {
+    let _shared = FDS.read().await;
     let (host, _) = harness::host();
     let limits = Limits {
         name_lookups: 3,
@@ -156,6 +166,7 @@ async fn name_lookups_are_capped_per_call() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn text_from_a_mod_cannot_forge_a_log_line_or_reach_a_terminal() {
+    let _shared = FDS.read().await;
     let (host, _) = harness::host();
     let mode = harness::load(
         &host,
@@ -217,21 +228,25 @@ async fn breach(forgery: &str, want: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_mapping_to_another_internal_endpoint_is_a_breach() {
+    let _shared = FDS.read().await;
     breach("forge-internal", "10.0.0.2:5432").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_mapping_of_another_transport_is_a_breach() {
+    let _shared = FDS.read().await;
     breach("forge-transport", "transport").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_absurd_lifetime_is_a_breach() {
+    let _shared = FDS.read().await;
     breach("forge-lifetime", "lifetime").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_honest_mapping_passes() {
+    let _shared = FDS.read().await;
     let (host, sink) = harness::host();
     let mode = harness::load(&host, HOSTILE, harness::spec(&[], &[], harness::tight())).await;
     let r = mode.call(Op::Map(request(7000))).await;
@@ -250,6 +265,7 @@ fn spinning_mods_do_not_hold_the_async_workers() {
         .build()
         .unwrap();
     rt.block_on(async {
+        let _shared = FDS.read().await;
         let (host, _) = harness::host();
         let limits = Limits {
             timeout_ms: 4_000,
