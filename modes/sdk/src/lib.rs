@@ -24,6 +24,7 @@ pub mod host;
 pub mod http;
 pub mod net;
 pub mod stream;
+pub mod testing;
 
 /// Generated bindings for the `mode` world.
 #[allow(missing_docs)]

@@ -291,6 +291,39 @@ pub enum Reply<T, E> {
     Fail(E),
 }
 
+/// A datagram socket as [`exchange_on`] drives it: [`UdpSocket`] in a MOD,
+/// [`crate::testing::FakeGateway`] in a unit test on the host (which has
+/// neither sockets nor the broker's clock).
+pub trait Datagrams {
+    /// Send one datagram to `to`.
+    fn send_to(&mut self, data: &[u8], to: SocketAddr) -> Result<(), NetError>;
+    /// Receive one datagram into `buf` before `deadline`: its length and
+    /// source, or [`NetError::Timeout`].
+    fn recv_until(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Deadline,
+    ) -> Result<(usize, SocketAddr), NetError>;
+    /// The monotonic clock the deadlines are on, in nanoseconds.
+    fn now_ns(&self) -> u64;
+}
+
+impl Datagrams for UdpSocket {
+    fn send_to(&mut self, data: &[u8], to: SocketAddr) -> Result<(), NetError> {
+        UdpSocket::send_to(self, data, to)
+    }
+    fn recv_until(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Deadline,
+    ) -> Result<(usize, SocketAddr), NetError> {
+        UdpSocket::recv_until(self, buf, deadline)
+    }
+    fn now_ns(&self) -> u64 {
+        crate::clock::now_ns()
+    }
+}
+
 /// Send `request` to `to` from an ephemeral port and wait for an answer
 /// `judge` accepts, retransmitting after `schedule(n)` for attempt `n`
 /// (`None`: no more attempts) until `budget` is spent. Only datagrams from
@@ -300,22 +333,35 @@ pub fn exchange<T, E: From<NetError>>(
     request: &[u8],
     schedule: impl Fn(u32) -> Option<Duration>,
     budget: Duration,
-    mut judge: impl FnMut(&[u8]) -> Reply<T, E>,
+    judge: impl FnMut(&[u8]) -> Reply<T, E>,
 ) -> Result<T, E> {
     let any: SocketAddr = match to {
         SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
         SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
     };
-    let sock = UdpSocket::bind(any)?;
-    let overall = Deadline::after(budget);
+    let mut sock = UdpSocket::bind(any)?;
+    exchange_on(&mut sock, to, request, schedule, budget, judge)
+}
+
+/// [`exchange`] on a socket the caller holds (a [`UdpSocket`], or a
+/// [`crate::testing::FakeGateway`] in a unit test).
+pub fn exchange_on<T, E: From<NetError>>(
+    io: &mut impl Datagrams,
+    to: SocketAddr,
+    request: &[u8],
+    schedule: impl Fn(u32) -> Option<Duration>,
+    budget: Duration,
+    mut judge: impl FnMut(&[u8]) -> Reply<T, E>,
+) -> Result<T, E> {
+    let overall = Deadline::from_ns(io.now_ns(), budget);
     let mut buf = [0u8; 1500];
     let mut attempt = 0;
-    while let (Some(wait), Some(left)) = (schedule(attempt), overall.remaining()) {
+    while let (Some(wait), Some(left)) = (schedule(attempt), overall.remaining_at(io.now_ns())) {
         attempt += 1;
-        sock.send_to(request, to)?;
-        let this_try = Deadline::after(wait.min(left));
+        io.send_to(request, to)?;
+        let this_try = Deadline::from_ns(io.now_ns(), wait.min(left));
         loop {
-            match sock.recv_until(&mut buf, this_try) {
+            match io.recv_until(&mut buf, this_try) {
                 Ok((n, from)) if from == to => match judge(&buf[..n]) {
                     Reply::Accept(v) => return Ok(v),
                     Reply::Ignore => continue,
