@@ -1,5 +1,5 @@
 //! Embeds the built-in MODs in the `p2pb` binary: every crate under
-//! `modes/` (but the SDK) is compiled to a component with the same
+//! `modes/` (but the SDK and the template) is compiled to a component with the same
 //! pipeline as `p2pb mode build` (shared source: src/build/guest.rs) and
 //! included as bytes, so `p2pb daemon` serves with no MODs folder.
 //!
@@ -61,7 +61,10 @@ fn build_all(out: &Path) -> Vec<(String, PathBuf)> {
     let mut crates: Vec<PathBuf> = std::fs::read_dir(root.join("modes"))
         .expect("reading modes/")
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("Cargo.toml").exists() && !p.ends_with("sdk"))
+        // The SDK and `p2pb mode new`'s template are not MODs of the broker.
+        .filter(|p| {
+            p.join("Cargo.toml").exists() && !p.ends_with("sdk") && !p.ends_with("template")
+        })
         .collect();
     crates.sort();
     let target = guests_dir(out);

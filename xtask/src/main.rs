@@ -1,7 +1,7 @@
 //! `cargo xtask`: project tasks.
 //!
 //! - `build-modes [--out DIR]`: build every MOD crate under `modes/` (all
-//!   but the SDK) into one folder, with `allow.list` holding their sha256s:
+//!   but the SDK and the template) into one folder, with `allow.list` holding their sha256s:
 //!   the folder the broker loads its built-in MODs from.
 //! - `deb [--dev]`: the Debian package, with cargo-deb (see deb.rs).
 //! - `demo`: build the built-in MODs and `p2pb`, bring up the NAT lab, and
@@ -55,11 +55,14 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Build every MOD crate under `modes/` into `out`; returns (name, path).
+/// Build every MOD crate under `modes/` (not the SDK or the template) into `out`; returns (name, path).
 fn build_modes(out: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
     let mut crates: Vec<PathBuf> = std::fs::read_dir(root().join("modes"))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("Cargo.toml").exists() && !p.ends_with("sdk"))
+        // The SDK and `p2pb mode new`'s template are not MODs of the broker.
+        .filter(|p| {
+            p.join("Cargo.toml").exists() && !p.ends_with("sdk") && !p.ends_with("template")
+        })
         .collect();
     crates.sort();
     let opts = p2pbroker::build::BuildOptions {
