@@ -29,6 +29,7 @@ pub mod netinfo;
 pub mod policy;
 pub mod relay;
 pub mod sandbox;
+pub mod scaffold;
 pub mod text;
 pub mod trust;
 

@@ -34,6 +34,7 @@ mod connect;
 mod daemon;
 mod inspect;
 mod lan;
+mod new;
 mod policy_check;
 mod run;
 mod status;
@@ -165,6 +166,9 @@ enum ModeCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write a new MOD project (a NAT-PMP MOD with its tests) to start
+    /// from: it builds, passes its tests and runs as it is.
+    New(new::Args),
     /// List the MODs built into this binary (name, size, sha256).
     Builtin {
         /// Also write them, with an allow.list, to this folder.
@@ -247,6 +251,7 @@ fn full(command: Command, socket: Option<PathBuf>) -> anyhow::Result<u8> {
                 target_dir,
                 json,
             } => build(path, out, target_dir, json),
+            ModeCommand::New(a) => new::run(a),
             ModeCommand::Builtin { export, json } => builtin::run(export.as_deref(), json),
             ModeCommand::Inspect(a) => runtime().block_on(inspect::run(a)),
             ModeCommand::Run(a) => runtime().block_on(run::run(*a)),
