@@ -141,11 +141,29 @@ async fn core_module_and_garbage_are_not_components() {
 #[tokio::test(flavor = "multi_thread")]
 async fn importing_what_the_broker_does_not_provide_is_named() {
     let (host, _) = harness::host();
-    let c = wat::parse_str(r#"(component (import "wasi:filesystem/types@0.2.12" (instance)))"#)
-        .unwrap();
-    match load(&host, &c, &AllowList::Any).await.unwrap_err() {
-        LoadError::UnsupportedImport(name) => assert_eq!(name, "wasi:filesystem/types@0.2.12"),
-        other => panic!("{other}"),
+    for name in [
+        "wasi:http/outgoing-handler@0.2.12",
+        // Another minor version is another interface.
+        "wasi:sockets/udp@0.3.0",
+    ] {
+        let c = wat::parse_str(format!(r#"(component (import "{name}" (instance)))"#)).unwrap();
+        match load(&host, &c, &AllowList::Any).await.unwrap_err() {
+            LoadError::UnsupportedImport(got) => assert_eq!(got, name),
+            other => panic!("{other}"),
+        }
+    }
+    // The empty wasi:cli and wasi:filesystem other toolchains import, at
+    // any 0.2 patch release, pass the check (this one then lacks the
+    // lifecycle).
+    for name in [
+        "wasi:cli/environment@0.2.9",
+        "wasi:filesystem/preopens@0.2.3",
+    ] {
+        let c = wat::parse_str(format!(r#"(component (import "{name}" (instance)))"#)).unwrap();
+        match load(&host, &c, &AllowList::Any).await.unwrap_err() {
+            LoadError::WrongContract(_) => {}
+            other => panic!("{name}: {other}"),
+        }
     }
 }
 

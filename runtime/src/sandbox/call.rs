@@ -194,12 +194,13 @@ pub(crate) async fn run(mode: &Mode, op: Op, lease: LeaseRelay) -> CallReport {
     };
     // The store (and any trapped instance in it) is dropped here, never
     // reused; its sockets are closed and given back to the host budget.
-    let state = store.into_data();
+    let mut state = store.into_data();
     let memory_peak = state.limiter.memory_total();
     let exhausted = state.budget.exhausted();
     let audit_suppressed = state.audit.suppressed();
     drop(state.wasi);
     drop(state.table);
+    state.broker.absorb_stdio();
     let decisions = collector.take();
     let mut result = raw.and_then(|r| validate(r, &asked));
     let relay = state.relay.settle(result.is_ok());

@@ -175,7 +175,7 @@ impl ModeHost {
     ) -> Result<ModePre<CallState>, LoadError> {
         let provided = provided_interfaces();
         for (name, _) in component.component_type().imports(&self.engine) {
-            if !provided.iter().any(|p| *p == name) {
+            if !provided.iter().any(|p| same_interface(p, name)) {
                 return Err(LoadError::UnsupportedImport(name.to_string()));
             }
         }
@@ -193,6 +193,23 @@ impl ModeHost {
 }
 
 const WASI_VERSION: &str = "0.2.12";
+
+/// Whether the import `name` is the interface `provided` names, in a
+/// semver-compatible version (as the linker resolves it): WASI 0.2.x
+/// imports of any patch release (componentize-py's are 0.2.9) resolve to
+/// our 0.2.12. The contract versions are listed one by one.
+fn same_interface(provided: &str, name: &str) -> bool {
+    if provided == name {
+        return true;
+    }
+    match (provided.split_once('@'), name.split_once('@')) {
+        (Some((p, pv)), Some((n, nv))) if p == n && p.starts_with("wasi:") => {
+            let minor = |v: &str| v.rsplit_once('.').map(|(mm, _)| mm.to_string());
+            pv.starts_with("0.2.") && minor(pv) == minor(nv)
+        }
+        _ => false,
+    }
+}
 
 /// Versions of the `p2pbroker:mode` contract a MOD may be built against:
 /// each minor release only adds, so the linker serves them all (wasmtime
@@ -220,6 +237,19 @@ pub fn provided_interfaces() -> Vec<String> {
         "sockets/tcp",
         "sockets/tcp-create-socket",
         "sockets/ip-name-lookup",
+        // Empty (see `link_empty_cli`).
+        "cli/environment",
+        "cli/exit",
+        "cli/stdin",
+        "cli/stdout",
+        "cli/stderr",
+        "cli/terminal-input",
+        "cli/terminal-output",
+        "cli/terminal-stdin",
+        "cli/terminal-stdout",
+        "cli/terminal-stderr",
+        "filesystem/types",
+        "filesystem/preopens",
     ];
     let mut v: Vec<String> = wasi
         .iter()
@@ -249,7 +279,6 @@ fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
     use wasmtime_wasi_io::bindings::wasi::io;
 
     let mut l = Linker::<CallState>::new(engine);
-    // Only these: no filesystem, environment, arguments, stdio or exit.
     io::error::add_to_linker::<CallState, HasIo>(&mut l, |s| &mut s.table)?;
     io::poll::add_to_linker::<CallState, HasIo>(&mut l, |s| &mut s.table)?;
     io::streams::add_to_linker::<CallState, HasIo>(&mut l, |s| &mut s.table)?;
@@ -265,6 +294,7 @@ fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
     sockets::udp_create_socket::add_to_linker::<CallState, HasCapped>(&mut l, capped)?;
     sockets::tcp_create_socket::add_to_linker::<CallState, HasCapped>(&mut l, capped)?;
     sockets::ip_name_lookup::add_to_linker::<CallState, HasCapped>(&mut l, capped)?;
+    link_empty_cli(&mut l)?;
     bindings::p2pbroker::mode::types::add_to_linker::<CallState, HasSelf<BrokerCtx>>(
         &mut l,
         |s| &mut s.broker,
@@ -280,6 +310,42 @@ fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
         &mut l, relay_view,
     )?;
     Ok(l)
+}
+
+/// What other languages' toolchains import whether the MOD uses it or not
+/// (componentize-py, jco): wasi:cli and wasi:filesystem, linked but empty
+/// (see `Mode::wasi_ctx`): no arguments, no environment, stdin at its end,
+/// stdout and stderr into the call's log, no preopened folder (so no
+/// file at all), `exit` ends the call as a trap.
+fn link_empty_cli(l: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::cli::{WasiCli, WasiCliCtxView};
+    use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemCtxView};
+    use wasmtime_wasi::p2::bindings::{cli, filesystem};
+    fn cli_view(s: &mut CallState) -> WasiCliCtxView<'_> {
+        WasiCliCtxView {
+            ctx: s.wasi.cli(),
+            table: &mut s.table,
+        }
+    }
+    fn fs_view(s: &mut CallState) -> WasiFilesystemCtxView<'_> {
+        WasiFilesystemCtxView {
+            ctx: s.wasi.filesystem(),
+            table: &mut s.table,
+        }
+    }
+    cli::exit::add_to_linker::<CallState, WasiCli>(l, cli_view)?;
+    cli::environment::add_to_linker::<CallState, WasiCli>(l, cli_view)?;
+    cli::stdin::add_to_linker::<CallState, WasiCli>(l, cli_view)?;
+    cli::stdout::add_to_linker::<CallState, WasiCli>(l, cli_view)?;
+    cli::stderr::add_to_linker::<CallState, WasiCli>(l, cli_view)?;
+    cli::terminal_input::add_to_linker::<CallState, WasiCli>(l, cli_view)?;
+    cli::terminal_output::add_to_linker::<CallState, WasiCli>(l, cli_view)?;
+    cli::terminal_stdin::add_to_linker::<CallState, WasiCli>(l, cli_view)?;
+    cli::terminal_stdout::add_to_linker::<CallState, WasiCli>(l, cli_view)?;
+    cli::terminal_stderr::add_to_linker::<CallState, WasiCli>(l, cli_view)?;
+    filesystem::types::add_to_linker::<CallState, WasiFilesystem>(l, fs_view)?;
+    filesystem::preopens::add_to_linker::<CallState, WasiFilesystem>(l, fs_view)?;
+    Ok(())
 }
 
 fn clocks_view(s: &mut CallState) -> wasmtime_wasi::clocks::WasiClocksCtxView<'_> {

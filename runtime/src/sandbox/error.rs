@@ -24,7 +24,7 @@ pub enum LoadError {
     Malformed(String),
     /// It imports an interface the broker does not provide.
     #[error(
-        "component imports `{0}`, which the broker does not provide (MODs get only wasi:sockets, wasi:io, wasi:clocks, wasi:random and p2pbroker:mode/broker)"
+        "component imports `{0}`, which the broker does not provide (MODs get wasi:sockets, wasi:io, wasi:clocks, wasi:random, an empty wasi:cli and wasi:filesystem, and p2pbroker:mode)"
     )]
     UnsupportedImport(String),
     /// The grants, limits or config given with it cannot be honoured.

@@ -125,7 +125,8 @@ impl Mode {
         let audit = Arc::new(CallAudit::new(limits.audit_lines));
         let check: Arc<dyn Fn(SocketAddr, Transport, Use) -> bool + Send + Sync> =
             Arc::new(self.socket_check(collector, budget.clone(), audit.clone()));
-        let wasi = self.wasi_ctx(check.clone());
+        let stdio: [super::wit::stdio::StdioLog; 2] = Default::default();
+        let wasi = self.wasi_ctx(check.clone(), &stdio);
         let udp_check = check.clone();
         let relay_check = move |addr| {
             udp_check(addr, Transport::Udp, Use::Send)
@@ -148,6 +149,7 @@ impl Mode {
                 mode: self.name.clone(),
                 logs: Vec::new(),
                 logs_dropped: 0,
+                stdio,
             },
             tls: TlsCtx::new(
                 self.config.get("tls_pin").map(String::as_str),
@@ -220,8 +222,13 @@ impl Mode {
     fn wasi_ctx(
         &self,
         check: Arc<dyn Fn(SocketAddr, Transport, Use) -> bool + Send + Sync>,
+        stdio: &[super::wit::stdio::StdioLog; 2],
     ) -> WasiCtx {
         let mut b = WasiCtxBuilder::new();
+        // The rest of wasi:cli and wasi:filesystem stay empty (the
+        // builder's defaults): no arguments, no environment, stdin at end
+        // of file, no preopened folder, so no file can be opened at all.
+        b.stdout(stdio[0].clone()).stderr(stdio[1].clone());
         // Both transports are on so that every attempt reaches the gate and
         // is audit-logged; the gate denies whatever is not granted.
         b.allow_udp(true)

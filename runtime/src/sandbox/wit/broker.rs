@@ -36,6 +36,25 @@ pub struct BrokerCtx {
     pub(crate) mode: Arc<str>,
     pub(crate) logs: Vec<LogLine>,
     pub(crate) logs_dropped: u64,
+    /// What the MOD wrote to stdout and stderr (`wasi:cli`).
+    pub(crate) stdio: [super::stdio::StdioLog; 2],
+}
+
+impl BrokerCtx {
+    /// Turn what the MOD wrote to stdout (info) and stderr (warn) into log
+    /// lines, after those it logged; bytes over the cap count as one
+    /// dropped line.
+    pub(crate) fn absorb_stdio(&mut self) {
+        use broker::Host as _;
+        let [out, err] = self.stdio.clone();
+        for (stream, level) in [(out, Level::Info), (err, Level::Warn)] {
+            let (lines, dropped) = stream.take();
+            for line in lines {
+                self.log(level, line);
+            }
+            self.logs_dropped += u64::from(dropped > 0);
+        }
+    }
 }
 
 fn level_name(level: Level) -> &'static str {
@@ -110,6 +129,7 @@ mod tests {
             mode: "m".into(),
             logs: Vec::new(),
             logs_dropped: 0,
+            stdio: Default::default(),
         }
     }
 

@@ -8,6 +8,7 @@
 mod broker;
 pub mod relay;
 pub mod sockets;
+pub mod stdio;
 pub mod tls;
 pub mod tunnel;
 
