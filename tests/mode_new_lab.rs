@@ -90,18 +90,66 @@ fn a_new_mod_tests_builds_and_maps_a_port_on_miniupnpd() {
     let seen = json(&p2pbd(&["mode", "inspect", &wasm, "--json"]));
     assert_eq!(seen["name"], NAME, "{seen}");
 
-    // In the lab, as it is: probe, map, reached from outside, unmap.
+    lifecycle_in_the_lab(&wasm, PORT);
+}
+
+#[test]
+fn a_new_python_mod_tests_builds_and_maps_a_port_on_miniupnpd() {
+    let work = tempfile::tempdir().unwrap();
+    let name = "demo-py";
+    let dir = work.path().join(name);
+    let dir_s = dir.to_str().unwrap();
+    let made = json(&p2pbd(&[
+        "mode", "new", name, "--lang", "python", "--dir", dir_s, "--json",
+    ]));
+    assert_eq!(made["lang"], "python");
+    // Its own tests, on the host, against the Python SDK's fake gateway.
+    let out = Command::new("python3")
+        .args(["-m", "unittest", "-v"])
+        .current_dir(&dir)
+        .env("PYTHONPATH", dir.join("p2pbroker/python"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("test_probe_then_map_renew_and_unmap"),
+        "{text}"
+    );
+    // componentize-py: CI installs it (.ci/run) and names it in
+    // P2PB_COMPONENTIZE_PY; without it the build says how to get it.
+    let built = json(&p2pbd(&["mode", "build", dir_s, "--json"]));
+    assert_eq!(built["toolchain"], "componentize-py", "{built}");
+    let wasm = built["path"].as_str().unwrap().to_string();
+    let seen = json(&p2pbd(&["mode", "inspect", &wasm, "--json"]));
+    assert_eq!(seen["name"], name, "{seen}");
+    lifecycle_in_the_lab(&wasm, PORT + 1);
+}
+
+/// In the lab, as it is: probe, map, reached from outside, unmap.
+fn lifecycle_in_the_lab(wasm: &str, port: u16) {
     let lab = Lab::up(GatewayOptions::default());
-    let mut server = lab.listen(true, PORT, 60);
+    let mut server = lab.listen(true, port, 60);
+    // Compiled once, as the daemon does (a Python MOD takes seconds).
+    let cache = lab.path("cache").to_str().unwrap().to_string();
     let call = |args: &[&str]| {
-        let mut all = vec!["mode", "run", "--json", "--grant", GRANT, &wasm];
+        let mut all = vec![
+            "mode",
+            "run",
+            "--json",
+            "--cache-dir",
+            &cache,
+            "--grant",
+            GRANT,
+            wasm,
+        ];
         all.extend_from_slice(args);
         lab.p2pb_json(&all)
     };
     let probe = call(&["probe"]);
     assert_eq!(probe["ok"], true, "{probe}");
     assert_eq!(probe["result"]["external_address"], lab::WAN_IP);
-    let internal = format!("0.0.0.0:{PORT}");
+    let internal = format!("0.0.0.0:{port}");
     let m = call(&[
         "map",
         "--transport",
@@ -113,14 +161,75 @@ fn a_new_mod_tests_builds_and_maps_a_port_on_miniupnpd() {
     ]);
     assert_eq!(m["ok"], true, "{m}");
     let external = m["result"]["external"].as_str().unwrap().to_string();
-    assert_eq!(external, format!("{}:{PORT}", lab::WAN_IP));
+    assert_eq!(external, format!("{}:{port}", lab::WAN_IP));
     assert_eq!(lab.reach(true, &external), "hello-from-host");
     let u = call(&["unmap", "--mapping", &m["result"].to_string()]);
     assert_eq!(u["ok"], true, "{u}");
     assert_eq!(lab.reach(true, &external), "", "unmapped, not reachable");
-    assert!(!lab.gateway_rules().contains(&format!("dport {PORT}")));
+    assert!(!lab.gateway_rules().contains(&format!("dport {port}")));
     let _ = server.kill();
     let _ = server.wait();
+}
+
+/// What a Python MOD finds of the host: nothing (no file, folder,
+/// environment, argument or input), and what it prints goes to its log
+/// lines, within the per-call cap.
+#[test]
+fn a_python_mod_finds_nothing_and_its_output_is_capped() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("hostile");
+    let dir_s = dir.to_str().unwrap();
+    // A Python project carries the contract it is built against.
+    p2pbd(&[
+        "mode",
+        "new",
+        "hostile-python",
+        "--lang",
+        "python",
+        "--dir",
+        dir_s,
+    ]);
+    let guest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/guests/hostile-python");
+    for f in ["app.py", "p2pbroker.toml"] {
+        std::fs::copy(guest.join(f), dir.join(f)).unwrap();
+    }
+    let built = json(&p2pbd(&["mode", "build", dir_s, "--json"]));
+    let wasm = built["path"].as_str().unwrap();
+    let r = json(&p2pbd(&["mode", "run", "--json", wasm, "probe"]));
+    assert_eq!(r["ok"], true, "{r}");
+    let seen: Value = serde_json::from_str(r["result"]["detail"].as_str().unwrap()).unwrap();
+    for what in ["passwd", "root", "cwd", "write"] {
+        assert!(
+            seen[what].as_str().unwrap().starts_with("refused"),
+            "{what}: {seen}"
+        );
+    }
+    assert_eq!(seen["environ"], "{}");
+    assert_eq!(seen["argv"], "[]");
+    assert_eq!(seen["stdin"], "''");
+    // 1,000 printed lines and a 2 MB line on stderr: 256 lines kept, the
+    // rest counted.
+    let logs = r["logs"].as_array().unwrap();
+    assert_eq!(logs.len(), 256);
+    assert_eq!(logs[0]["message"], "line 0");
+    assert_eq!(logs[0]["level"], "info");
+    assert_eq!(r["logs_dropped"], 1000 - 256 + 1);
+}
+
+#[test]
+fn the_python_sdk_passes_its_tests() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../modes/sdk-python");
+    let out = Command::new("python3")
+        .args(["-m", "unittest", "-v"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("test_a_silent_gateway_is_a_timeout_after_the_schedule ... ok"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -73,6 +73,53 @@ const WIT: &[(&str, &str)] = &[
     ),
 ];
 
+/// The Python template, by its path in the project.
+const PYTHON_TEMPLATE: &[(&str, &str)] = &[
+    ("app.py", include_str!("../../modes/template-python/app.py")),
+    (
+        "natpmp.py",
+        include_str!("../../modes/template-python/natpmp.py"),
+    ),
+    (
+        "test_natpmp.py",
+        include_str!("../../modes/template-python/test_natpmp.py"),
+    ),
+    (
+        "p2pbroker.toml",
+        include_str!("../../modes/template-python/p2pbroker.toml"),
+    ),
+];
+
+/// The Python SDK, by its path under `p2pbroker/python`.
+const PYTHON_SDK: &[(&str, &str)] = &[
+    (
+        "p2pbroker_sdk/__init__.py",
+        include_str!("../../modes/sdk-python/p2pbroker_sdk/__init__.py"),
+    ),
+    (
+        "p2pbroker_sdk/addr.py",
+        include_str!("../../modes/sdk-python/p2pbroker_sdk/addr.py"),
+    ),
+    (
+        "p2pbroker_sdk/exchange.py",
+        include_str!("../../modes/sdk-python/p2pbroker_sdk/exchange.py"),
+    ),
+    (
+        "p2pbroker_sdk/net.py",
+        include_str!("../../modes/sdk-python/p2pbroker_sdk/net.py"),
+    ),
+    (
+        "p2pbroker_sdk/testing.py",
+        include_str!("../../modes/sdk-python/p2pbroker_sdk/testing.py"),
+    ),
+];
+
+/// The lines of the Python template that name the MOD.
+const PYTHON_NAME_LINES: [(&str, &str); 2] = [
+    ("app.py", "NAME = \"template-python\""),
+    ("p2pbroker.toml", "name = \"template-python\""),
+];
+
 /// The workspace manifest: what the SDK's `workspace = true` fields mean.
 const WORKSPACE: &str = include_str!("../../Cargo.toml");
 
@@ -89,14 +136,57 @@ pub enum Sdk {
     At(PathBuf),
 }
 
-/// The files of a new Rust MOD project named `name`.
-pub fn rust_project(name: &str, sdk: &Sdk) -> anyhow::Result<Vec<File>> {
+/// Refuse what cannot be a MOD (and package) name.
+fn check_name(name: &str) -> anyhow::Result<()> {
     if !crate::sandbox::contract::valid_name(name) || !name.as_bytes()[0].is_ascii_lowercase() {
         bail!(
             "`{}` is no MOD name: use a-z, 0-9 and `-`, at most 32 bytes, starting with a letter",
             crate::text::escape(name)
         );
     }
+    Ok(())
+}
+
+/// The contract's files, under `p2pbroker/wit`.
+fn wit_files() -> impl Iterator<Item = File> {
+    WIT.iter()
+        .map(|(path, text)| (Path::new("p2pbroker/wit").join(path), text.to_string()))
+}
+
+/// The files of a new Python MOD project named `name`: the template, the
+/// Python SDK under `p2pbroker/python` and the contract under
+/// `p2pbroker/wit` (what `p2pb mode build` compiles it against).
+pub fn python_project(name: &str) -> anyhow::Result<Vec<File>> {
+    check_name(name)?;
+    let mut files = vec![
+        (
+            PathBuf::from(".gitignore"),
+            "/target\n__pycache__/\n".to_string(),
+        ),
+        (PathBuf::from("README.md"), python_readme(name)),
+    ];
+    for (path, text) in PYTHON_TEMPLATE {
+        let mut text = text.to_string();
+        for (file, line) in PYTHON_NAME_LINES {
+            if file == *path {
+                if !text.contains(line) {
+                    bail!("the Python template's {file} lacks `{line}`");
+                }
+                text = text.replacen(line, &line.replace("template-python", name), 1);
+            }
+        }
+        files.push((PathBuf::from(path), text));
+    }
+    for (path, text) in PYTHON_SDK {
+        files.push((Path::new("p2pbroker/python").join(path), text.to_string()));
+    }
+    files.extend(wit_files());
+    Ok(files)
+}
+
+/// The files of a new Rust MOD project named `name`.
+pub fn rust_project(name: &str, sdk: &Sdk) -> anyhow::Result<Vec<File>> {
+    check_name(name)?;
     let sdk_path = match sdk {
         Sdk::Copy => SDK_DIR.to_string(),
         Sdk::At(p) => p
@@ -129,9 +219,7 @@ pub fn rust_project(name: &str, sdk: &Sdk) -> anyhow::Result<Vec<File>> {
             };
             files.push((Path::new(SDK_DIR).join(path), text));
         }
-        for (path, text) in WIT {
-            files.push((Path::new("p2pbroker/wit").join(path), text.to_string()));
-        }
+        files.extend(wit_files());
     }
     Ok(files)
 }
@@ -266,6 +354,27 @@ fn readme(name: &str) -> String {
     )
 }
 
+/// The new Python project's README.
+fn python_readme(name: &str) -> String {
+    format!(
+        "# {name}\n\n\
+         A P2P Broker MOD in Python that maps ports with NAT-PMP, written by\n\
+         `p2pb mode new --lang python`. `natpmp.py` holds the messages and the\n\
+         conversations (plain Python), `app.py` the lifecycle the broker calls,\n\
+         `test_natpmp.py` the tests against a fake gateway. `p2pbroker/` is a copy\n\
+         of the broker's Python SDK and contract; `p2pbroker.toml` the manifest.\n\n\
+         ```sh\n\
+         PYTHONPATH=p2pbroker/python python3 -m unittest   # on the host, against the fake gateway\n\
+         p2pb mode build .                 # componentize-py → target/modes/{name}.wasm\n\
+         # On a host behind a NAT-PMP gateway (RFC 6886):\n\
+         p2pb mode run target/modes/{name}.wasm probe --grant 'udp:send,receive@gateway:5351'\n\
+         ```\n\n\
+         The component is about 18 MB (the Python interpreter is inside it); the\n\
+         broker compiles it once and caches the result. See the broker's\n\
+         docs/mod-authors.md.\n"
+    )
+}
+
 /// Write `files` as a new folder `dest`: nothing is written unless all of
 /// it is (staged beside `dest`, then renamed), and an existing `dest` is
 /// used only if it is empty.
@@ -370,6 +479,43 @@ mod tests {
         assert_eq!(copied, on_disk);
         let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/deps");
         assert_eq!(std::fs::read_dir(wit).unwrap().count() + 1, WIT.len());
+    }
+
+    /// The `.py` files (and the manifest) in a folder of the repository.
+    fn on_disk(rel: &str) -> Vec<String> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel);
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".py") || n.ends_with(".toml"))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_python_project_is_named_throughout_and_carries_its_sdk() {
+        let files = python_project("py-nat").unwrap();
+        let m: toml::Table = find(&files, "p2pbroker.toml").parse().unwrap();
+        assert_eq!(m["name"].as_str(), Some("py-nat"));
+        assert!(find(&files, "app.py").contains("NAME = \"py-nat\""));
+        assert!(!files.iter().any(|(_, t)| t.contains("template-python")));
+        assert!(
+            find(&files, "p2pbroker/python/p2pbroker_sdk/testing.py").contains("class FakeGateway")
+        );
+        assert!(find(&files, "p2pbroker/wit/mode.wit").contains("package p2pbroker:mode@"));
+        // Every file of the template and the SDK is there.
+        let mut template: Vec<String> =
+            PYTHON_TEMPLATE.iter().map(|(p, _)| p.to_string()).collect();
+        template.sort();
+        assert_eq!(template, on_disk("modes/template-python"));
+        let mut sdk: Vec<String> = PYTHON_SDK
+            .iter()
+            .map(|(p, _)| p.trim_start_matches("p2pbroker_sdk/").to_string())
+            .collect();
+        sdk.sort();
+        assert_eq!(sdk, on_disk("modes/sdk-python/p2pbroker_sdk"));
+        assert!(python_project("Py").is_err());
     }
 
     #[test]

@@ -130,6 +130,8 @@ const LAB_PACKAGES: &[&str] = &[
     // The status page's test drives headless Chromium over WebDriver.
     "chromium",
     "chromium-driver",
+    // The venv componentize-py (MODs in Python) is installed into.
+    "python3-venv",
 ];
 
 fn installed(pkg: &str) -> bool {
@@ -198,15 +200,59 @@ fn ensure_lab_packages() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// componentize-py (the Python MODs' toolchain) in a venv under
+/// target/toolchains, installed from the package registry if missing;
+/// `$P2PB_COMPONENTIZE_PY` if set. Its path.
+fn ensure_componentize_py() -> anyhow::Result<PathBuf> {
+    use p2pbroker::build::python::{COMPONENTIZE_PY, COMPONENTIZE_PY_ENV};
+    if let Some(p) = std::env::var_os(COMPONENTIZE_PY_ENV).filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    let venv = root().join("target/toolchains/componentize-py");
+    let tool = venv.join("bin/componentize-py");
+    let version = std::process::Command::new(&tool).arg("--version").output();
+    if version.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(COMPONENTIZE_PY)) {
+        return Ok(tool);
+    }
+    println!(
+        "installing componentize-py {COMPONENTIZE_PY} into {}",
+        venv.display()
+    );
+    let ok = std::process::Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()?
+        .success()
+        && std::process::Command::new(venv.join("bin/pip"))
+            .args([
+                "install",
+                "-q",
+                &format!("componentize-py=={COMPONENTIZE_PY}"),
+            ])
+            .status()?
+            .success();
+    if !ok {
+        bail!(
+            "could not install componentize-py {COMPONENTIZE_PY} (the Python MODs' tests need it)"
+        );
+    }
+    Ok(tool)
+}
+
 fn test(extra: &[String]) -> anyhow::Result<()> {
     ensure_lab_packages()?;
     p2pbroker::build::ensure_toolchain()?;
+    let componentize_py = ensure_componentize_py()?;
     // tests/package_lab.rs installs it into a container-like root.
     let deb = deb::build(true)?;
     let status =
         std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .args(["test", "--workspace"])
             .env("P2PB_TEST_DEB", &deb)
+            .env(
+                p2pbroker::build::python::COMPONENTIZE_PY_ENV,
+                &componentize_py,
+            )
             .args(extra)
             .current_dir(root())
             .status()?;

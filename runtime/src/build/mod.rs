@@ -8,6 +8,7 @@
 //! outside only through the WIT imports, so no WASI adapter is needed.
 
 mod guest;
+pub mod python;
 
 use std::path::{Path, PathBuf};
 
@@ -40,34 +41,72 @@ pub struct Built {
     pub size: usize,
     /// Hex sha256.
     pub sha256: String,
-    /// Toolchain used.
-    pub toolchain: Toolchain,
+    /// Toolchain used (`rustup`, `debian-build-std`, `componentize-py`).
+    pub toolchain: String,
 }
 
-/// Build the mode crate at `crate_dir` into a component, its manifest
-/// (`[package.metadata.p2pbroker]`) checked and appended.
-pub fn build_mode(crate_dir: &Path, opts: &BuildOptions) -> anyhow::Result<Built> {
-    let c = guest::compile(crate_dir, opts.target_dir.as_deref(), opts.verbose)?;
+/// A component before its manifest goes in.
+struct Made {
+    package: String,
+    component: Vec<u8>,
+    manifest: Option<serde_json::Value>,
+    toolchain: String,
+    target_dir: PathBuf,
+}
+
+/// Build the MOD project at `dir` into a component, its manifest checked
+/// and appended: a Rust crate (`Cargo.toml`; the manifest is
+/// `[package.metadata.p2pbroker]`) or a Python project (`app.py`; the
+/// manifest is `p2pbroker.toml`).
+pub fn build_mode(dir: &Path, opts: &BuildOptions) -> anyhow::Result<Built> {
+    let c = if dir.join("Cargo.toml").is_file() {
+        let c = guest::compile(dir, opts.target_dir.as_deref(), opts.verbose)?;
+        Made {
+            package: c.package,
+            component: c.component,
+            manifest: c.manifest,
+            toolchain: c.toolchain.to_string(),
+            target_dir: c.target_dir,
+        }
+    } else if dir.join(python::ENTRY).is_file() {
+        let manifest = python::manifest(dir)?;
+        let package = manifest
+            .get("name")
+            .and_then(|n| n.as_str())
+            .with_context(|| format!("{}: no `name`", dir.join(python::MANIFEST).display()))?
+            .to_string();
+        let target_dir = opts
+            .target_dir
+            .clone()
+            .unwrap_or_else(|| dir.join("target"));
+        Made {
+            component: python::compile(dir, &target_dir, opts.verbose)?,
+            package,
+            manifest: Some(manifest),
+            toolchain: "componentize-py".into(),
+            target_dir,
+        }
+    } else {
+        anyhow::bail!(
+            "{}: no MOD project here (a Rust crate has Cargo.toml, a Python MOD app.py)",
+            dir.display()
+        );
+    };
     let mut component = c.component;
     // The manifest goes in before any signature, so signatures cover it.
     if let Some(m) = &c.manifest {
         let manifest: crate::trust::manifest::Manifest = serde_json::from_value(m.clone())
-            .with_context(|| {
-                format!(
-                    "{}: [package.metadata.p2pbroker] is not a valid manifest",
-                    c.package
-                )
-            })?;
+            .with_context(|| format!("{}: its manifest is not a valid manifest", c.package))?;
         let name = manifest.name.as_deref().unwrap_or_default();
         if !crate::sandbox::contract::valid_name(name) {
             anyhow::bail!(
-                "{}: MOD name `{name}` is not [a-z0-9-]{{1,32}}; set `name` in [package.metadata.p2pbroker]",
+                "{}: MOD name `{name}` is not [a-z0-9-]{{1,32}}; set `name` in its manifest",
                 c.package
             );
         }
         manifest
             .parsed_grants()
-            .with_context(|| format!("{}: [package.metadata.p2pbroker]", c.package))?;
+            .with_context(|| format!("{}: its manifest", c.package))?;
         // The table as written, not re-serialised: the runtime's build
         // script embeds the built-in MODs with the same bytes.
         component = guest::append_manifest(&component, m);

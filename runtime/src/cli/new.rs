@@ -9,6 +9,8 @@ use p2pbroker::scaffold::{self, Sdk};
 pub enum Lang {
     /// A Rust crate on the broker's SDK.
     Rust,
+    /// A Python project, built with componentize-py.
+    Python,
 }
 
 /// Arguments of `p2pb mode new`.
@@ -23,7 +25,8 @@ pub struct Args {
     /// Where to write it (default: ./NAME); must not exist or be empty.
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Use this SDK crate folder instead of a copy inside the project.
+    /// Use this SDK crate folder instead of a copy inside the project
+    /// (Rust only).
     #[arg(long)]
     sdk: Option<PathBuf>,
     /// Print JSON.
@@ -33,8 +36,10 @@ pub struct Args {
 
 /// Write the project; print where and what next.
 pub fn run(a: Args) -> anyhow::Result<u8> {
-    let Lang::Rust = a.lang;
     let sdk = match &a.sdk {
+        Some(_) if matches!(a.lang, Lang::Python) => {
+            anyhow::bail!("--sdk is for Rust projects: a Python project carries its SDK")
+        }
         None => Sdk::Copy,
         Some(dir) => {
             let dir = dir
@@ -46,17 +51,24 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
             Sdk::At(dir)
         }
     };
-    let files = scaffold::rust_project(&a.name, &sdk)?;
+    let (files, lang) = match a.lang {
+        Lang::Rust => (scaffold::rust_project(&a.name, &sdk)?, "rust"),
+        Lang::Python => (scaffold::python_project(&a.name)?, "python"),
+    };
     let dest = a.dir.unwrap_or_else(|| PathBuf::from(&a.name));
     scaffold::write_project(&dest, &files)?;
     if a.json {
         let v = serde_json::json!({
-            "name": a.name, "lang": "rust", "path": dest, "files": files.len(),
+            "name": a.name, "lang": lang, "path": dest, "files": files.len(),
         });
         println!("{}", p2pbroker::text::json_line(&v));
     } else {
         outln!("created  {} ({} files)", dest.display(), files.len());
-        outln!("next     cd {} && cargo test", dest.display());
+        let test = match a.lang {
+            Lang::Rust => "cargo test",
+            Lang::Python => "PYTHONPATH=p2pbroker/python python3 -m unittest",
+        };
+        outln!("next     cd {} && {test}", dest.display());
         outln!("         p2pb mode build .");
         outln!(
             "         p2pb mode run target/modes/{}.wasm probe --grant 'udp:send,receive@gateway:5351'",
