@@ -95,35 +95,61 @@ fn a_new_mod_tests_builds_and_maps_a_port_on_miniupnpd() {
 
 #[test]
 fn a_new_python_mod_tests_builds_and_maps_a_port_on_miniupnpd() {
+    script_mod(
+        "python",
+        &["python3", "-m", "unittest", "-v"],
+        "test_probe_then_map_renew_and_unmap",
+        PORT + 1,
+    );
+}
+
+#[test]
+fn a_new_js_mod_tests_builds_and_maps_a_port_on_miniupnpd() {
+    script_mod(
+        "js",
+        &["node", "--test"],
+        "probe then map, renew and unmap on a fake gateway",
+        PORT + 2,
+    );
+}
+
+/// `p2pb mode new --lang LANG`: its own tests (`test`, which must name
+/// `passing`) on the host against the SDK's fake gateway, its build with
+/// the language's toolchain (CI installs them: `cargo xtask test`; without
+/// one the build says how to get it), then the lab.
+fn script_mod(lang: &str, test: &[&str], passing: &str, port: u16) {
     let work = tempfile::tempdir().unwrap();
-    let name = "demo-py";
-    let dir = work.path().join(name);
+    let name = format!("demo-{lang}");
+    let dir = work.path().join(&name);
     let dir_s = dir.to_str().unwrap();
     let made = json(&p2pbd(&[
-        "mode", "new", name, "--lang", "python", "--dir", dir_s, "--json",
+        "mode", "new", &name, "--lang", lang, "--dir", dir_s, "--json",
     ]));
-    assert_eq!(made["lang"], "python");
-    // Its own tests, on the host, against the Python SDK's fake gateway.
-    let out = Command::new("python3")
-        .args(["-m", "unittest", "-v"])
+    assert_eq!(made["lang"], lang);
+    let out = Command::new(test[0])
+        .args(&test[1..])
         .current_dir(&dir)
         .env("PYTHONPATH", dir.join("p2pbroker/python"))
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{text}");
-    assert!(
-        text.contains("test_probe_then_map_renew_and_unmap"),
-        "{text}"
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
-    // componentize-py: CI installs it (.ci/run) and names it in
-    // P2PB_COMPONENTIZE_PY; without it the build says how to get it.
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(passing), "{text}");
     let built = json(&p2pbd(&["mode", "build", dir_s, "--json"]));
-    assert_eq!(built["toolchain"], "componentize-py", "{built}");
+    let toolchain = if lang == "js" {
+        "componentize-qjs"
+    } else {
+        "componentize-py"
+    };
+    assert_eq!(built["toolchain"], toolchain, "{built}");
     let wasm = built["path"].as_str().unwrap().to_string();
     let seen = json(&p2pbd(&["mode", "inspect", &wasm, "--json"]));
-    assert_eq!(seen["name"], name, "{seen}");
-    lifecycle_in_the_lab(&wasm, PORT + 1);
+    assert_eq!(seen["name"], name.as_str(), "{seen}");
+    lifecycle_in_the_lab(&wasm, port);
 }
 
 /// In the lab, as it is: probe, map, reached from outside, unmap.
@@ -227,7 +253,25 @@ fn the_python_sdk_passes_its_tests() {
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
     assert!(
-        text.contains("test_a_silent_gateway_is_a_timeout_after_the_schedule ... ok"),
+        text.contains("test_a_silent_gateway_is_a_timeout_after_the_schedule")
+            && text.contains("Ran 4 tests")
+            && text.trim_end().ends_with("OK"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_js_sdk_passes_its_tests() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../modes/sdk-js");
+    let out = Command::new("node")
+        .arg("--test")
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("# pass 4") && text.contains("# fail 0"),
         "{text}"
     );
 }

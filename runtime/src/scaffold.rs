@@ -114,11 +114,82 @@ const PYTHON_SDK: &[(&str, &str)] = &[
     ),
 ];
 
-/// The lines of the Python template that name the MOD.
-const PYTHON_NAME_LINES: [(&str, &str); 2] = [
-    ("app.py", "NAME = \"template-python\""),
-    ("p2pbroker.toml", "name = \"template-python\""),
+/// The JavaScript template, by its path in the project.
+const JS_TEMPLATE: &[(&str, &str)] = &[
+    ("app.js", include_str!("../../modes/template-js/app.js")),
+    (
+        "natpmp.js",
+        include_str!("../../modes/template-js/natpmp.js"),
+    ),
+    (
+        "natpmp.test.js",
+        include_str!("../../modes/template-js/natpmp.test.js"),
+    ),
+    (
+        "package.json",
+        include_str!("../../modes/template-js/package.json"),
+    ),
+    (
+        "p2pbroker.toml",
+        include_str!("../../modes/template-js/p2pbroker.toml"),
+    ),
 ];
+
+/// The JavaScript SDK, by its path under `p2pbroker/js`.
+const JS_SDK: &[(&str, &str)] = &[
+    (
+        "p2pbroker_sdk/addr.js",
+        include_str!("../../modes/sdk-js/p2pbroker_sdk/addr.js"),
+    ),
+    (
+        "p2pbroker_sdk/exchange.js",
+        include_str!("../../modes/sdk-js/p2pbroker_sdk/exchange.js"),
+    ),
+    (
+        "p2pbroker_sdk/net.js",
+        include_str!("../../modes/sdk-js/p2pbroker_sdk/net.js"),
+    ),
+    (
+        "p2pbroker_sdk/testing.js",
+        include_str!("../../modes/sdk-js/p2pbroker_sdk/testing.js"),
+    ),
+];
+
+/// A language whose project is the template, its SDK and the contract.
+struct Script {
+    template: &'static [(&'static str, &'static str)],
+    sdk: &'static [(&'static str, &'static str)],
+    /// Where the SDK goes in the project.
+    sdk_dir: &'static str,
+    /// The template's MOD name and the files that say it.
+    name: &'static str,
+    name_lines: [(&'static str, &'static str); 2],
+    readme: fn(&str) -> String,
+}
+
+const PYTHON: Script = Script {
+    template: PYTHON_TEMPLATE,
+    sdk: PYTHON_SDK,
+    sdk_dir: "p2pbroker/python",
+    name: "template-python",
+    name_lines: [
+        ("app.py", "NAME = \"template-python\""),
+        ("p2pbroker.toml", "name = \"template-python\""),
+    ],
+    readme: python_readme,
+};
+
+const JS: Script = Script {
+    template: JS_TEMPLATE,
+    sdk: JS_SDK,
+    sdk_dir: "p2pbroker/js",
+    name: "template-js",
+    name_lines: [
+        ("app.js", "const NAME = \"template-js\";"),
+        ("p2pbroker.toml", "name = \"template-js\""),
+    ],
+    readme: js_readme,
+};
 
 /// The workspace manifest: what the SDK's `workspace = true` fields mean.
 const WORKSPACE: &str = include_str!("../../Cargo.toml");
@@ -157,28 +228,38 @@ fn wit_files() -> impl Iterator<Item = File> {
 /// Python SDK under `p2pbroker/python` and the contract under
 /// `p2pbroker/wit` (what `p2pb mode build` compiles it against).
 pub fn python_project(name: &str) -> anyhow::Result<Vec<File>> {
+    script_project(&PYTHON, name)
+}
+
+/// The files of a new JavaScript MOD project named `name`, laid out as
+/// [`python_project`]'s (the SDK under `p2pbroker/js`).
+pub fn js_project(name: &str) -> anyhow::Result<Vec<File>> {
+    script_project(&JS, name)
+}
+
+fn script_project(lang: &Script, name: &str) -> anyhow::Result<Vec<File>> {
     check_name(name)?;
     let mut files = vec![
         (
             PathBuf::from(".gitignore"),
-            "/target\n__pycache__/\n".to_string(),
+            "/target\n__pycache__/\nnode_modules/\n".to_string(),
         ),
-        (PathBuf::from("README.md"), python_readme(name)),
+        (PathBuf::from("README.md"), (lang.readme)(name)),
     ];
-    for (path, text) in PYTHON_TEMPLATE {
+    for (path, text) in lang.template {
         let mut text = text.to_string();
-        for (file, line) in PYTHON_NAME_LINES {
+        for (file, line) in lang.name_lines {
             if file == *path {
                 if !text.contains(line) {
-                    bail!("the Python template's {file} lacks `{line}`");
+                    bail!("the template's {file} lacks `{line}`");
                 }
-                text = text.replacen(line, &line.replace("template-python", name), 1);
+                text = text.replacen(line, &line.replace(lang.name, name), 1);
             }
         }
         files.push((PathBuf::from(path), text));
     }
-    for (path, text) in PYTHON_SDK {
-        files.push((Path::new("p2pbroker/python").join(path), text.to_string()));
+    for (path, text) in lang.sdk {
+        files.push((Path::new(lang.sdk_dir).join(path), text.to_string()));
     }
     files.extend(wit_files());
     Ok(files)
@@ -375,6 +456,27 @@ fn python_readme(name: &str) -> String {
     )
 }
 
+/// The new JavaScript project's README.
+fn js_readme(name: &str) -> String {
+    format!(
+        "# {name}\n\n\
+         A P2P Broker MOD in JavaScript that maps ports with NAT-PMP, written by\n\
+         `p2pb mode new --lang js`. `natpmp.js` holds the messages and the\n\
+         conversations (plain JavaScript), `app.js` the lifecycle the broker calls,\n\
+         `natpmp.test.js` the tests against a fake gateway. `p2pbroker/` is a copy\n\
+         of the broker's JavaScript SDK and contract; `p2pbroker.toml` the manifest.\n\n\
+         ```sh\n\
+         node --test                       # on the host, against the fake gateway\n\
+         p2pb mode build .                 # componentize-qjs → target/modes/{name}.wasm\n\
+         # On a host behind a NAT-PMP gateway (RFC 6886):\n\
+         p2pb mode run target/modes/{name}.wasm probe --grant 'udp:send,receive@gateway:5351'\n\
+         ```\n\n\
+         The component is about 2 MB (the QuickJS engine is inside it); the\n\
+         broker compiles it once and caches the result. See the broker's\n\
+         docs/mod-authors.md.\n"
+    )
+}
+
 /// Write `files` as a new folder `dest`: nothing is written unless all of
 /// it is (staged beside `dest`, then renamed), and an existing `dest` is
 /// used only if it is empty.
@@ -481,13 +583,13 @@ mod tests {
         assert_eq!(std::fs::read_dir(wit).unwrap().count() + 1, WIT.len());
     }
 
-    /// The `.py` files (and the manifest) in a folder of the repository.
-    fn on_disk(rel: &str) -> Vec<String> {
+    /// The files with one of `exts` in a folder of the repository.
+    fn on_disk(rel: &str, exts: &[&str]) -> Vec<String> {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel);
         let mut v: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".py") || n.ends_with(".toml"))
+            .filter(|n| exts.iter().any(|x| n.ends_with(&format!(".{x}"))))
             .collect();
         v.sort();
         v
@@ -508,14 +610,38 @@ mod tests {
         let mut template: Vec<String> =
             PYTHON_TEMPLATE.iter().map(|(p, _)| p.to_string()).collect();
         template.sort();
-        assert_eq!(template, on_disk("modes/template-python"));
+        assert_eq!(template, on_disk("modes/template-python", &["py", "toml"]));
         let mut sdk: Vec<String> = PYTHON_SDK
             .iter()
             .map(|(p, _)| p.trim_start_matches("p2pbroker_sdk/").to_string())
             .collect();
         sdk.sort();
-        assert_eq!(sdk, on_disk("modes/sdk-python/p2pbroker_sdk"));
+        assert_eq!(sdk, on_disk("modes/sdk-python/p2pbroker_sdk", &["py"]));
         assert!(python_project("Py").is_err());
+    }
+
+    #[test]
+    fn a_js_project_is_named_throughout_and_carries_its_sdk() {
+        let files = js_project("js-nat").unwrap();
+        let m: toml::Table = find(&files, "p2pbroker.toml").parse().unwrap();
+        assert_eq!(m["name"].as_str(), Some("js-nat"));
+        assert!(find(&files, "app.js").contains("const NAME = \"js-nat\";"));
+        assert!(!files.iter().any(|(_, t)| t.contains("template-js")));
+        assert!(
+            find(&files, "p2pbroker/js/p2pbroker_sdk/testing.js").contains("class FakeGateway")
+        );
+        let mut sdk: Vec<String> = JS_SDK
+            .iter()
+            .map(|(p, _)| p.trim_start_matches("p2pbroker_sdk/").to_string())
+            .collect();
+        sdk.sort();
+        assert_eq!(sdk, on_disk("modes/sdk-js/p2pbroker_sdk", &["js"]));
+        let mut template: Vec<String> = JS_TEMPLATE.iter().map(|(p, _)| p.to_string()).collect();
+        template.sort();
+        assert_eq!(
+            template,
+            on_disk("modes/template-js", &["js", "json", "toml"])
+        );
     }
 
     #[test]

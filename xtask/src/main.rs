@@ -23,6 +23,8 @@ mod fuzz;
 
 use std::path::{Path, PathBuf};
 
+use p2pbroker::build::script::Lang;
+
 use anyhow::{Context, bail};
 
 fn root() -> PathBuf {
@@ -130,7 +132,9 @@ const LAB_PACKAGES: &[&str] = &[
     // The status page's test drives headless Chromium over WebDriver.
     "chromium",
     "chromium-driver",
-    // The venv componentize-py (MODs in Python) is installed into.
+    // The venv componentize-py (MODs in Python) is installed into; Node.js
+    // and npm (MODs in JavaScript) come with the machine's image or from
+    // its own repository, whose nodejs package conflicts with Debian's npm.
     "python3-venv",
 ];
 
@@ -200,40 +204,56 @@ fn ensure_lab_packages() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// componentize-py (the Python MODs' toolchain) in a venv under
-/// target/toolchains, installed from the package registry if missing;
-/// `$P2PB_COMPONENTIZE_PY` if set. Its path.
-fn ensure_componentize_py() -> anyhow::Result<PathBuf> {
-    use p2pbroker::build::python::{COMPONENTIZE_PY, COMPONENTIZE_PY_ENV};
-    if let Some(p) = std::env::var_os(COMPONENTIZE_PY_ENV).filter(|p| !p.is_empty()) {
+/// The toolchain of MODs in `lang` under target/toolchains, installed from
+/// the package registry if missing (`$P2PB_COMPONENTIZE_…` if set): a venv
+/// with componentize-py, an npm prefix with componentize-qjs. Its path.
+fn ensure_script_toolchain(lang: Lang) -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os(lang.env()).filter(|p| !p.is_empty()) {
         return Ok(PathBuf::from(p));
     }
-    let venv = root().join("target/toolchains/componentize-py");
-    let tool = venv.join("bin/componentize-py");
-    let version = std::process::Command::new(&tool).arg("--version").output();
-    if version.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(COMPONENTIZE_PY)) {
+    let v = lang.version();
+    let home = root().join("target/toolchains").join(lang.tool());
+    let tool = match lang {
+        Lang::Python => home.join("bin/componentize-py"),
+        Lang::Js => home.join("node_modules/.bin/componentize-qjs"),
+    };
+    // The version installed: componentize-py says it; componentize-qjs's
+    // package says it.
+    let has = |t: &Path| match lang {
+        Lang::Python => std::process::Command::new(t)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(v)),
+        Lang::Js => {
+            std::fs::read_to_string(home.join("node_modules/componentize-qjs/package.json"))
+                .is_ok_and(|j| j.contains(&format!("\"version\": \"{v}\"")))
+        }
+    };
+    if has(&tool) {
         return Ok(tool);
     }
-    println!(
-        "installing componentize-py {COMPONENTIZE_PY} into {}",
-        venv.display()
-    );
-    let ok = std::process::Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .status()?
-        .success()
-        && std::process::Command::new(venv.join("bin/pip"))
-            .args([
-                "install",
-                "-q",
-                &format!("componentize-py=={COMPONENTIZE_PY}"),
-            ])
-            .status()?
-            .success();
-    if !ok {
+    println!("installing {} {v} into {}", lang.tool(), home.display());
+    let run = |c: &mut std::process::Command| c.status().is_ok_and(|s| s.success());
+    let ok = match lang {
+        Lang::Python => {
+            run(std::process::Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&home))
+                && run(std::process::Command::new(home.join("bin/pip")).args([
+                    "install",
+                    "-q",
+                    &format!("componentize-py=={v}"),
+                ]))
+        }
+        Lang::Js => run(std::process::Command::new("npm")
+            .args(["install", "--silent", "--no-fund", "--no-audit", "--prefix"])
+            .arg(&home)
+            .arg(format!("componentize-qjs@{v}"))),
+    };
+    if !ok || !has(&tool) {
         bail!(
-            "could not install componentize-py {COMPONENTIZE_PY} (the Python MODs' tests need it)"
+            "could not install {} {v} (the {lang:?} MODs' tests need it)",
+            lang.tool()
         );
     }
     Ok(tool)
@@ -242,19 +262,20 @@ fn ensure_componentize_py() -> anyhow::Result<PathBuf> {
 fn test(extra: &[String]) -> anyhow::Result<()> {
     ensure_lab_packages()?;
     p2pbroker::build::ensure_toolchain()?;
-    let componentize_py = ensure_componentize_py()?;
+    let tools = [
+        (Lang::Python, ensure_script_toolchain(Lang::Python)?),
+        (Lang::Js, ensure_script_toolchain(Lang::Js)?),
+    ];
     // tests/package_lab.rs installs it into a container-like root.
     let deb = deb::build(true)?;
-    let status =
-        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["test", "--workspace"])
-            .env("P2PB_TEST_DEB", &deb)
-            .env(
-                p2pbroker::build::python::COMPONENTIZE_PY_ENV,
-                &componentize_py,
-            )
-            .args(extra)
-            .current_dir(root())
-            .status()?;
+    let mut cargo =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo
+        .args(["test", "--workspace"])
+        .env("P2PB_TEST_DEB", &deb);
+    for (lang, tool) in tools {
+        cargo.env(lang.env(), tool);
+    }
+    let status = cargo.args(extra).current_dir(root()).status()?;
     std::process::exit(status.code().unwrap_or(1));
 }

@@ -8,7 +8,7 @@
 //! outside only through the WIT imports, so no WASI adapter is needed.
 
 mod guest;
-pub mod python;
+pub mod script;
 
 use std::path::{Path, PathBuf};
 
@@ -56,8 +56,8 @@ struct Made {
 
 /// Build the MOD project at `dir` into a component, its manifest checked
 /// and appended: a Rust crate (`Cargo.toml`; the manifest is
-/// `[package.metadata.p2pbroker]`) or a Python project (`app.py`; the
-/// manifest is `p2pbroker.toml`).
+/// `[package.metadata.p2pbroker]`), a Python project (`app.py`) or a
+/// JavaScript one (`app.js`; for both the manifest is `p2pbroker.toml`).
 pub fn build_mode(dir: &Path, opts: &BuildOptions) -> anyhow::Result<Built> {
     let c = if dir.join("Cargo.toml").is_file() {
         let c = guest::compile(dir, opts.target_dir.as_deref(), opts.verbose)?;
@@ -68,27 +68,27 @@ pub fn build_mode(dir: &Path, opts: &BuildOptions) -> anyhow::Result<Built> {
             toolchain: c.toolchain.to_string(),
             target_dir: c.target_dir,
         }
-    } else if dir.join(python::ENTRY).is_file() {
-        let manifest = python::manifest(dir)?;
+    } else if let Some(lang) = script::Lang::detect(dir) {
+        let manifest = script::manifest(dir)?;
         let package = manifest
             .get("name")
             .and_then(|n| n.as_str())
-            .with_context(|| format!("{}: no `name`", dir.join(python::MANIFEST).display()))?
+            .with_context(|| format!("{}: no `name`", dir.join(script::MANIFEST).display()))?
             .to_string();
         let target_dir = opts
             .target_dir
             .clone()
             .unwrap_or_else(|| dir.join("target"));
         Made {
-            component: python::compile(dir, &target_dir, opts.verbose)?,
+            component: script::compile(lang, dir, &target_dir, opts.verbose)?,
             package,
             manifest: Some(manifest),
-            toolchain: "componentize-py".into(),
+            toolchain: lang.tool().into(),
             target_dir,
         }
     } else {
         anyhow::bail!(
-            "{}: no MOD project here (a Rust crate has Cargo.toml, a Python MOD app.py)",
+            "{}: no MOD project here (a Rust crate has Cargo.toml, a Python MOD app.py, a JavaScript MOD app.js)",
             dir.display()
         );
     };

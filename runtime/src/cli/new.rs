@@ -11,6 +11,8 @@ pub enum Lang {
     Rust,
     /// A Python project, built with componentize-py.
     Python,
+    /// A JavaScript project, built with componentize-qjs (QuickJS).
+    Js,
 }
 
 /// Arguments of `p2pb mode new`.
@@ -37,8 +39,10 @@ pub struct Args {
 /// Write the project; print where and what next.
 pub fn run(a: Args) -> anyhow::Result<u8> {
     let sdk = match &a.sdk {
-        Some(_) if matches!(a.lang, Lang::Python) => {
-            anyhow::bail!("--sdk is for Rust projects: a Python project carries its SDK")
+        Some(_) if !matches!(a.lang, Lang::Rust) => {
+            anyhow::bail!(
+                "--sdk is for Rust projects: a Python or JavaScript project carries its SDK"
+            )
         }
         None => Sdk::Copy,
         Some(dir) => {
@@ -54,6 +58,7 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
     let (files, lang) = match a.lang {
         Lang::Rust => (scaffold::rust_project(&a.name, &sdk)?, "rust"),
         Lang::Python => (scaffold::python_project(&a.name)?, "python"),
+        Lang::Js => (scaffold::js_project(&a.name)?, "js"),
     };
     let dest = a.dir.unwrap_or_else(|| PathBuf::from(&a.name));
     scaffold::write_project(&dest, &files)?;
@@ -67,6 +72,7 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
         let test = match a.lang {
             Lang::Rust => "cargo test",
             Lang::Python => "PYTHONPATH=p2pbroker/python python3 -m unittest",
+            Lang::Js => "node --test",
         };
         outln!("next     cd {} && {test}", dest.display());
         outln!("         p2pb mode build .");

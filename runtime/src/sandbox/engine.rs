@@ -230,6 +230,8 @@ pub fn provided_interfaces() -> Vec<String> {
         "clocks/monotonic-clock",
         "clocks/wall-clock",
         "random/random",
+        "random/insecure",
+        "random/insecure-seed",
         "sockets/network",
         "sockets/instance-network",
         "sockets/udp",
@@ -285,6 +287,9 @@ fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
     clocks::wall_clock::add_to_linker::<CallState, WasiClocks>(&mut l, clocks_view)?;
     clocks::monotonic_clock::add_to_linker::<CallState, WasiClocks>(&mut l, clocks_view)?;
     random::random::add_to_linker::<CallState, WasiRandom>(&mut l, |s| s.wasi.random())?;
+    // Randomness too (QuickJS seeds its Math.random from it): no capability.
+    random::insecure::add_to_linker::<CallState, WasiRandom>(&mut l, |s| s.wasi.random())?;
+    random::insecure_seed::add_to_linker::<CallState, WasiRandom>(&mut l, |s| s.wasi.random())?;
     let opts = sockets::network::LinkOptions::default();
     sockets::network::add_to_linker::<CallState, WasiSockets>(&mut l, &opts, sockets_view)?;
     sockets::instance_network::add_to_linker::<CallState, WasiSockets>(&mut l, sockets_view)?;
