@@ -4,13 +4,17 @@
 //! a port on the real miniupnpd (NAT-PMP) that the public peer then
 //! reaches, until it is unmapped.
 
+#[path = "daemon/mod.rs"]
+mod daemon;
+#[path = "harness/mod.rs"]
+mod harness;
 #[path = "lab/mod.rs"]
 mod lab;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use lab::{GatewayOptions, Lab};
+use lab::{GatewayOptions, Lab, Ns};
 use serde_json::Value;
 
 const NAME: &str = "demo-nat";
@@ -240,6 +244,83 @@ fn a_python_mod_finds_nothing_and_its_output_is_capped() {
     assert_eq!(logs[0]["message"], "line 0");
     assert_eq!(logs[0]["level"], "info");
     assert_eq!(r["logs_dropped"], 1000 - 256 + 1);
+}
+
+/// The daemon serves maps with a Python and a JavaScript MOD as it does
+/// with its own: built, signed by a team key the policy pins, behind the
+/// same gate. Each maps a port the public peer then reaches, until unmap.
+#[test]
+fn a_daemon_maps_with_signed_python_and_js_mods() {
+    let work = tempfile::tempdir().unwrap();
+    let modes = work.path().join("modes");
+    let base = work.path().join("team");
+    p2pbd(&["key", "generate", "--out", base.to_str().unwrap()]);
+    let shown = p2pbd(&["key", "show", base.with_extension("pub").to_str().unwrap()]);
+    let public = String::from_utf8(shown.stdout)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("public").map(|h| h.trim().to_string()))
+        .unwrap();
+    let mut allow = String::new();
+    let mut policy = format!(
+        "version = 1\norder = [\"demo-python\", \"demo-js\"]\n\
+         [trust]\nthreshold = 0\n[trust.keys]\nteam = \"{public}\"\n\
+         [[access]]\nuids = [0]\nports = \"1-65535\"\n"
+    );
+    for lang in ["python", "js"] {
+        let name = format!("demo-{lang}");
+        let dir = work.path().join(&name);
+        let d = dir.to_str().unwrap();
+        p2pbd(&["mode", "new", &name, "--lang", lang, "--dir", d]);
+        let out = modes.to_str().unwrap();
+        let built = json(&p2pbd(&["mode", "build", d, "--out", out, "--json"]));
+        let wasm = built["path"].as_str().unwrap();
+        // Allow-listed by content (what the signature covers), then signed.
+        allow.push_str(&format!(
+            "{}  {name}.wasm\n",
+            built["sha256"].as_str().unwrap()
+        ));
+        p2pbd(&[
+            "mode",
+            "sign",
+            "--key",
+            base.with_extension("key").to_str().unwrap(),
+            wasm,
+        ]);
+        policy.push_str(&format!(
+            "[modes.{name}]\nsigners = [\"team\"]\nthreshold = 1\n\
+             grants = [\"{GRANT}\"]\n"
+        ));
+    }
+    std::fs::write(modes.join("allow.list"), allow).unwrap();
+    let lab = Lab::up(GatewayOptions::default());
+    let d = daemon::Daemon::start_with(
+        &lab.ns(Ns::Host),
+        &lab.path(""),
+        "scripts",
+        &policy,
+        &modes,
+        &[],
+    );
+    for (i, name) in ["demo-python", "demo-js"].into_iter().enumerate() {
+        let port = PORT + 10 + i as u16;
+        let mut server = lab.listen(true, port, 60);
+        let p = port.to_string();
+        let lease = d.json(&["map", "tcp", &p, "--mode", name, "--detach", "--json"]);
+        assert_eq!(lease["mode"], name, "{lease}");
+        let external = lease["external"].as_str().unwrap().to_string();
+        assert_eq!(external, format!("{}:{port}", lab::WAN_IP));
+        assert_eq!(lab.reach(true, &external), "hello-from-host");
+        let out = d.cli(&["unmap", "tcp", &p]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(lab.reach(true, &external), "", "{name}: unmapped");
+        let _ = server.kill();
+        let _ = server.wait();
+    }
 }
 
 #[test]
