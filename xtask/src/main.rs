@@ -132,9 +132,10 @@ const LAB_PACKAGES: &[&str] = &[
     // The status page's test drives headless Chromium over WebDriver.
     "chromium",
     "chromium-driver",
-    // The venv componentize-py (MODs in Python) is installed into; Node.js
-    // and npm (MODs in JavaScript) come with the machine's image or from
-    // its own repository, whose nodejs package conflicts with Debian's npm.
+    // The venv componentize-py (MODs in Python) is installed into. Node.js
+    // and npm (MODs in JavaScript) are installed only where missing (see
+    // ensure_script_toolchain): a machine's own nodejs package may
+    // conflict with Debian's npm.
     "python3-venv",
 ];
 
@@ -185,8 +186,13 @@ fn ensure_lab_packages() -> anyhow::Result<()> {
         return Ok(());
     }
     println!("installing the NAT lab's packages: {}", missing.join(" "));
-    // The lab runs its daemons itself, in its namespaces: the packages'
-    // services (tinyproxy, danted, coturn) must not start on the machine.
+    apt_install(&missing)
+}
+
+/// Install Debian packages, no packaged service starting: the lab runs
+/// its daemons itself, in its namespaces (tinyproxy, danted, coturn must
+/// not start on the machine).
+fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
     let _no_services = NoServiceStarts::install();
     let ok = std::process::Command::new("apt-get")
         .args(["update", "-qq"])
@@ -195,11 +201,11 @@ fn ensure_lab_packages() -> anyhow::Result<()> {
         && std::process::Command::new("apt-get")
             .env("DEBIAN_FRONTEND", "noninteractive")
             .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(&missing)
+            .args(packages)
             .status()?
             .success();
     if !ok {
-        bail!("apt-get could not install {}", missing.join(" "));
+        bail!("apt-get could not install {}", packages.join(" "));
     }
     Ok(())
 }
@@ -245,10 +251,16 @@ fn ensure_script_toolchain(lang: Lang) -> anyhow::Result<PathBuf> {
                     &format!("componentize-py=={v}"),
                 ]))
         }
-        Lang::Js => run(std::process::Command::new("npm")
-            .args(["install", "--silent", "--no-fund", "--no-audit", "--prefix"])
-            .arg(&home)
-            .arg(format!("componentize-qjs@{v}"))),
+        Lang::Js => {
+            // A machine without Node.js gets Debian's (with its npm); one
+            // that has it keeps its own.
+            let has_npm = run(std::process::Command::new("npm").arg("--version"));
+            (has_npm || apt_install(&["nodejs", "npm"]).is_ok())
+                && run(std::process::Command::new("npm")
+                    .args(["install", "--silent", "--no-fund", "--no-audit", "--prefix"])
+                    .arg(&home)
+                    .arg(format!("componentize-qjs@{v}")))
+        }
     };
     if !ok || !has(&tool) {
         bail!(
