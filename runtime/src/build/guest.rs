@@ -95,8 +95,9 @@ pub struct Compiled {
     /// `[package.metadata.p2pbroker]` with `name` filled in (the package's
     /// name without the `p2pbroker-mode-` prefix unless it names one).
     pub manifest: Option<serde_json::Value>,
-    /// Toolchain used.
-    pub toolchain: Toolchain,
+    /// Toolchain used, by name (`rustup`, `debian-build-std`; the other
+    /// languages' pipelines name theirs).
+    pub toolchain: String,
     /// cargo's target folder used.
     pub target_dir: PathBuf,
 }
@@ -156,7 +157,7 @@ pub fn compile(
         package: pkg.name.clone(),
         component: componentize(&module)?,
         manifest,
-        toolchain,
+        toolchain: toolchain.to_string(),
         target_dir,
     })
 }

@@ -45,29 +45,13 @@ pub struct Built {
     pub toolchain: String,
 }
 
-/// A component before its manifest goes in.
-struct Made {
-    package: String,
-    component: Vec<u8>,
-    manifest: Option<serde_json::Value>,
-    toolchain: String,
-    target_dir: PathBuf,
-}
-
 /// Build the MOD project at `dir` into a component, its manifest checked
 /// and appended: a Rust crate (`Cargo.toml`; the manifest is
 /// `[package.metadata.p2pbroker]`), a Python project (`app.py`) or a
 /// JavaScript one (`app.js`; for both the manifest is `p2pbroker.toml`).
 pub fn build_mode(dir: &Path, opts: &BuildOptions) -> anyhow::Result<Built> {
     let c = if dir.join("Cargo.toml").is_file() {
-        let c = guest::compile(dir, opts.target_dir.as_deref(), opts.verbose)?;
-        Made {
-            package: c.package,
-            component: c.component,
-            manifest: c.manifest,
-            toolchain: c.toolchain.to_string(),
-            target_dir: c.target_dir,
-        }
+        guest::compile(dir, opts.target_dir.as_deref(), opts.verbose)?
     } else if let Some(lang) = script::Lang::detect(dir) {
         let manifest = script::manifest(dir)?;
         let package = manifest
@@ -79,7 +63,7 @@ pub fn build_mode(dir: &Path, opts: &BuildOptions) -> anyhow::Result<Built> {
             .target_dir
             .clone()
             .unwrap_or_else(|| dir.join("target"));
-        Made {
+        guest::Compiled {
             component: script::compile(lang, dir, &target_dir, opts.verbose)?,
             package,
             manifest: Some(manifest),
