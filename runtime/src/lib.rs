@@ -26,6 +26,7 @@ pub mod gate;
 pub mod json;
 pub mod logging;
 pub mod netinfo;
+pub mod oci;
 pub mod policy;
 pub mod relay;
 pub mod sandbox;

@@ -35,6 +35,7 @@ mod daemon;
 mod inspect;
 mod lan;
 mod new;
+mod oci;
 mod policy_check;
 mod run;
 mod status;
@@ -185,6 +186,11 @@ enum ModeCommand {
     Run(Box<run::Args>),
     /// Add an Ed25519 signature (tool-conventions format, as wasmsign2).
     Sign(trust::SignArgs),
+    /// Push a component to an OCI registry; print the digest-pinned
+    /// reference a policy names it by.
+    Push(oci::PushArgs),
+    /// Pull a component from an OCI registry, checked against its digests.
+    Pull(oci::PullArgs),
     /// Check that each given key signed exactly these bytes.
     Verify(trust::VerifyArgs),
 }
@@ -256,6 +262,8 @@ fn full(command: Command, socket: Option<PathBuf>) -> anyhow::Result<u8> {
             ModeCommand::Inspect(a) => runtime().block_on(inspect::run(a)),
             ModeCommand::Run(a) => runtime().block_on(run::run(*a)),
             ModeCommand::Sign(a) => trust::sign(a),
+            ModeCommand::Push(a) => oci::push(a),
+            ModeCommand::Pull(a) => oci::pull(a),
             ModeCommand::Verify(a) => trust::verify(a),
         },
         // Run in `main`.
