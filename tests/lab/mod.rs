@@ -22,6 +22,7 @@
 pub mod corp;
 pub mod fwapi;
 pub mod nat;
+pub mod registry;
 pub mod site;
 pub mod turn;
 pub mod v6;

@@ -137,6 +137,8 @@ const LAB_PACKAGES: &[&str] = &[
     // ensure_script_toolchain): a machine's own nodejs package may
     // conflict with Debian's npm.
     "python3-venv",
+    // The registry MODs are pushed to and pulled from (tests/lab/registry.rs).
+    "docker-registry",
 ];
 
 fn installed(pkg: &str) -> bool {

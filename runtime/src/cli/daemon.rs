@@ -90,16 +90,18 @@ pub async fn run(a: Args, socket: Option<PathBuf>) -> anyhow::Result<u8> {
         Some(g) => Some(p2pbroker::daemon::server::socket::group_id(g)?),
         None => None,
     };
+    let state_dir = a.state_dir.unwrap_or_else(default_state_dir);
     let opts = DaemonOptions {
         socket,
         socket_group,
         modes: p2pbroker::daemon::ModeSources {
             dir: a.modes,
             builtin: !a.no_builtin_modes,
+            oci_cache: Some(state_dir.join("oci")),
         },
         policy,
         policy_file: a.policy.clone(),
-        state_dir: a.state_dir.unwrap_or_else(default_state_dir),
+        state_dir,
         fleet,
         hole_log: (a.hole_log_max_bytes, a.hole_log_keep),
         metrics: a.metrics,

@@ -23,11 +23,12 @@ pub fn run(file: &Path, modes: Option<&Path>, builtin: bool, json: bool) -> anyh
             let sources = p2pbroker::daemon::ModeSources {
                 dir: modes.map(Path::to_path_buf),
                 builtin,
+                oci_cache: None,
             };
             let admissions = admissions(&sources, &p)?;
             let refused = admissions
                 .iter()
-                .filter(|a| a["admitted"] == false && a["builtin"] == false)
+                .filter(|a| a["admitted"] == false && a["builtin"] == false && a["oci"] != true)
                 .count();
             let loaded = admissions.iter().filter(|a| a["admitted"] == true).count();
             if json {
@@ -83,8 +84,27 @@ fn admissions(
     sources: &p2pbroker::daemon::ModeSources,
     p: &p2pbroker::policy::Policy,
 ) -> anyhow::Result<Vec<Value>> {
-    Ok(sources
-        .candidates()?
+    // A MOD the policy pulls from a registry is judged by the daemon when
+    // pulled; here only where from.
+    let pulled: Vec<Value> = p
+        .modes
+        .iter()
+        .filter_map(|(n, m)| Some((n, m.oci.as_ref()?)))
+        .map(|(n, r)| {
+            serde_json::json!({
+                "file": format!("oci:{n}"), "builtin": false, "oci": true, "admitted": false,
+                "why": format!("pulled by the daemon from {r}, admitted by its pin"),
+            })
+        })
+        .collect();
+    let taken = p
+        .modes
+        .iter()
+        .filter(|(_, m)| m.oci.is_some())
+        .map(|(n, _)| n.clone())
+        .collect();
+    let judged = sources
+        .candidates_except(&taken)?
         .into_iter()
         // As the daemon: a built-in the policy does not name is not wanted.
         .filter(|c| c.builtin.as_ref().is_none_or(|n| p.modes.contains_key(n)))
@@ -103,8 +123,8 @@ fn admissions(
                     "file": c.label, "builtin": builtin, "admitted": false, "why": why,
                 }),
             }
-        })
-        .collect())
+        });
+    Ok(pulled.into_iter().chain(judged).collect())
 }
 
 fn components(source: &str, admissions: &[Value]) {
@@ -120,7 +140,15 @@ fn components(source: &str, admissions: &[Value]) {
         "EFFECTIVE GRANTS / WHY",
     ]);
     for a in admissions {
-        if a["admitted"] == true {
+        if a["oci"] == true {
+            t.row(vec![
+                text(&a["file"]),
+                "registry".into(),
+                "-".into(),
+                "-".into(),
+                text(&a["why"]),
+            ]);
+        } else if a["admitted"] == true {
             t.row(vec![
                 text(&a["file"]),
                 "admitted".into(),

@@ -46,6 +46,8 @@ pub struct Shared {
     pub modes: BTreeMap<String, Arc<Mode>>,
     /// Components that could not be loaded, with why.
     pub load_errors: Vec<(String, String)>,
+    /// Warnings of the last load (a MOD on its last good copy).
+    pub mode_notes: Vec<String>,
     /// The network as last read.
     pub net: Arc<NetInfo>,
     /// The latest probe of each MOD.
@@ -94,6 +96,9 @@ pub struct Broker {
     /// Held across a MOD call on a relayed lease: two calls on one relay
     /// channel would take each other's answers.
     pub relay_calls: tokio::sync::Mutex<()>,
+    /// Held while a policy is applied (a fleet push, SIGHUP, a registry
+    /// retry), so none applies over another's newer policy.
+    pub applying: tokio::sync::Mutex<()>,
 }
 
 /// Unix time in ms.

@@ -187,8 +187,22 @@ impl Broker {
         policy: Policy,
         source: String,
     ) -> Result<(), String> {
+        let _applying = self.applying.lock().await;
+        self.apply_policy_locked(policy, source).await
+    }
+
+    /// [`Self::apply_policy`] with [`Broker::applying`] held by the caller.
+    pub async fn apply_policy_locked(
+        self: &Arc<Self>,
+        policy: Policy,
+        source: String,
+    ) -> Result<(), String> {
         let net = self.shared.lock().unwrap().net.clone();
-        let (modes, errors) = super::load_modes(&self.host, &self.modes, &policy, net)
+        let super::sources::Loaded {
+            modes,
+            errors,
+            notes,
+        } = super::load_modes(&self.host, &self.modes, &policy, net)
             .await
             .map_err(|e| e.to_string())?;
         if modes.is_empty() {
@@ -200,6 +214,7 @@ impl Broker {
             let old = std::mem::replace(&mut s.modes, modes);
             s.policy = Arc::new(policy);
             s.load_errors = errors;
+            s.mode_notes = notes;
             s.probed_at = None;
             s.nat = None;
             let gone: Vec<(u64, Arc<crate::sandbox::Mode>)> = s

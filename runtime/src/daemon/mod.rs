@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod nat;
 pub mod netwatch;
 pub mod notify;
+pub mod oci_retry;
 pub mod ownership;
 pub mod page;
 pub mod process;
@@ -245,7 +246,11 @@ pub async fn start(opts: &DaemonOptions) -> anyhow::Result<Arc<Broker>> {
     // TURN MODs keep relay channels whose data path runs on this runtime.
     host.enable_relay(tokio::runtime::Handle::current());
     let net = Arc::new(NetInfo::read());
-    let (modes, load_errors) = load_modes(&host, &opts.modes, &policy, net.clone()).await?;
+    let sources::Loaded {
+        modes,
+        errors: load_errors,
+        notes: mode_notes,
+    } = load_modes(&host, &opts.modes, &policy, net.clone()).await?;
     for (file, why) in &load_errors {
         tracing::warn!("{file}: not loaded: {why}");
     }
@@ -262,6 +267,7 @@ pub async fn start(opts: &DaemonOptions) -> anyhow::Result<Arc<Broker>> {
             policy: Arc::new(policy),
             modes,
             load_errors,
+            mode_notes,
             net,
             probes: BTreeMap::new(),
             probed_at: None,
@@ -271,6 +277,7 @@ pub async fn start(opts: &DaemonOptions) -> anyhow::Result<Arc<Broker>> {
         journal: Mutex::new(journal),
         work: Default::default(),
         relay_calls: Default::default(),
+        applying: Default::default(),
         events,
         probing: tokio::sync::Mutex::new(()),
         discovering: tokio::sync::Mutex::new(()),
@@ -370,6 +377,7 @@ pub async fn run(opts: DaemonOptions) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let oci_task = tokio::spawn(broker.clone().oci_retry_loop());
     let fleet_task = opts
         .fleet
         .clone()
@@ -401,6 +409,7 @@ pub async fn run(opts: DaemonOptions) -> anyhow::Result<()> {
     if let Some(f) = fleet_task {
         f.abort();
     }
+    oci_task.abort();
     if let Some(l) = serve_lan {
         l.abort();
     }

@@ -25,7 +25,14 @@ pub struct ModeSources {
     pub dir: Option<PathBuf>,
     /// Whether the built-in MODs serve (off with `--no-builtin-modes`).
     pub builtin: bool,
+    /// Where MODs pulled from a registry are kept (`STATE/oci`); without
+    /// it, a policy's `oci` MODs are not loaded.
+    pub oci_cache: Option<PathBuf>,
 }
+
+/// How long one load waits for registries, all pulls together: a
+/// registry that hangs delays a start or reload by at most this.
+pub const OCI_PULL_BUDGET: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// One component to judge: where it came from, its bytes (or why they
 /// could not be read) and the allow-list of its source.
@@ -46,6 +53,7 @@ impl ModeSources {
         ModeSources {
             dir: None,
             builtin: true,
+            oci_cache: None,
         }
     }
 
@@ -63,8 +71,15 @@ impl ModeSources {
     /// Every component to judge: the folder's first, then each built-in
     /// whose declared name no folder component declares.
     pub fn candidates(&self) -> anyhow::Result<Vec<Candidate>> {
+        self.candidates_except(&HashSet::new())
+    }
+
+    /// [`Self::candidates`] but for the MODs named in `taken` (which the
+    /// policy pulls from a registry): their folder and built-in
+    /// components are not judged.
+    pub fn candidates_except(&self, taken: &HashSet<String>) -> anyhow::Result<Vec<Candidate>> {
         let mut out = Vec::new();
-        let mut claimed = HashSet::new();
+        let mut claimed = taken.clone();
         if let Some(dir) = &self.dir {
             let allow = Arc::new(read_allow_list(dir)?);
             for (label, path) in component_files(dir)? {
@@ -73,6 +88,12 @@ impl ModeSources {
                     && let Ok(Some(m)) = crate::trust::manifest::read(b)
                     && let Some(name) = m.name
                 {
+                    if taken.contains(&name) {
+                        tracing::info!(
+                            "{label}: not used, the policy pulls `{name}` from a registry"
+                        );
+                        continue;
+                    }
                     claimed.insert(name);
                 }
                 out.push(Candidate {
@@ -88,7 +109,10 @@ impl ModeSources {
             for b in crate::builtin::all() {
                 let name = b.name().unwrap_or_default();
                 if claimed.contains(&name) {
-                    tracing::info!("built-in {} replaced by the MODs folder's", b.file);
+                    tracing::info!(
+                        "built-in {} replaced (its name is served from elsewhere)",
+                        b.file
+                    );
                     continue;
                 }
                 out.push(Candidate {
@@ -174,21 +198,29 @@ pub async fn load_one(
     Ok(mode.with_signers(admitted.signers))
 }
 
+/// What one load gave: the MODs by name, per component why it was not
+/// loaded, and notes for `status` (a MOD serving its last good copy).
+pub struct Loaded {
+    /// The MODs by name.
+    pub modes: BTreeMap<String, Arc<crate::sandbox::Mode>>,
+    /// Per component (label), why it was not loaded.
+    pub errors: Vec<(String, String)>,
+    /// Warnings for `status`.
+    pub notes: Vec<String>,
+}
+
 /// Load every component of `sources` that the trust rules admit and the
-/// policy permits. Returns the MODs by name and, per component, why it
-/// was not loaded.
+/// policy permits.
 pub async fn load_modes(
     host: &ModeHost,
     sources: &ModeSources,
     policy: &Policy,
     net: Arc<NetInfo>,
-) -> anyhow::Result<(
-    BTreeMap<String, Arc<crate::sandbox::Mode>>,
-    Vec<(String, String)>,
-)> {
+) -> anyhow::Result<Loaded> {
     let mut modes = BTreeMap::new();
     let mut errors = Vec::new();
-    for c in sources.candidates()? {
+    let (pulled, taken, notes) = oci_candidates(sources, policy).await;
+    for c in pulled.into_iter().chain(sources.candidates_except(&taken)?) {
         // A built-in the policy does not name is simply not wanted.
         if c.builtin
             .as_ref()
@@ -213,7 +245,112 @@ pub async fn load_modes(
             Err(e) => errors.push((c.label, e)),
         }
     }
-    Ok((modes, errors))
+    Ok(Loaded {
+        modes,
+        errors,
+        notes,
+    })
+}
+
+/// The MODs the policy pulls from registries (`oci = …`), each from the
+/// cache, the registry or its last good copy, within [`OCI_PULL_BUDGET`]
+/// for all; and their names. Each is admitted by its pin (the component
+/// its pinned manifest names) as an allow-list entry admits a folder's.
+async fn oci_candidates(
+    sources: &ModeSources,
+    policy: &Policy,
+) -> (Vec<Candidate>, HashSet<String>, Vec<String>) {
+    use crate::oci::cache::{Cache, Origin};
+    let wanted: Vec<(String, Result<crate::oci::Reference, String>)> = policy
+        .modes
+        .iter()
+        .filter_map(|(n, m)| Some((n.clone(), m.oci_reference()?)))
+        .collect();
+    let taken = wanted.iter().map(|(n, _)| n.clone()).collect();
+    if wanted.is_empty() {
+        return (Vec::new(), taken, Vec::new());
+    }
+    let Some(dir) = sources.oci_cache.clone() else {
+        let out = wanted
+            .into_iter()
+            .map(|(n, _)| Candidate {
+                label: format!("oci:{n}"),
+                bytes: Err("MODs from a registry need the daemon's state folder".into()),
+                allow: Arc::new(HashSet::new()),
+                builtin: None,
+            })
+            .collect();
+        return (out, taken, Vec::new());
+    };
+    let names: Vec<String> = policy.modes.keys().cloned().collect();
+    let got = tokio::task::spawn_blocking(move || {
+        let cache = Cache::new(dir);
+        let end = std::time::Instant::now() + OCI_PULL_BUDGET;
+        let mut out = Vec::new();
+        let mut pins = Vec::new();
+        let mut notes = Vec::new();
+        for (name, r) in wanted {
+            let label = format!("oci:{name}");
+            let r = match r {
+                Ok(r) => r,
+                Err(e) => {
+                    out.push((label, Err(e), None));
+                    continue;
+                }
+            };
+            pins.extend(r.digest);
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            let o = cache.obtain(&name, &r, left.max(std::time::Duration::from_millis(1)));
+            let o = o.map_err(|e| format!("{r}: {e}")).and_then(|g| {
+                // The pin admits a component for this entry only.
+                let declared = crate::trust::manifest::read(&g.component).ok().flatten();
+                match declared.and_then(|m| m.name) {
+                    Some(d) if d != name => Err(format!(
+                        "{r}: the component is MOD `{}`, not `{name}`",
+                        crate::text::escaped(&d)
+                    )),
+                    _ => Ok(g),
+                }
+            });
+            if let Ok(got) = &o {
+                match &got.origin {
+                    Origin::Cache => tracing::info!("{label}: {r} from the MOD cache"),
+                    Origin::Registry => tracing::info!("{label}: {r} pulled"),
+                    Origin::LastGood { wanted, why } => {
+                        let note = format!(
+                            "MOD `{name}`: {wanted} cannot be pulled ({why}); the last good \
+                             copy {} serves until it can",
+                            got.digest
+                        );
+                        tracing::warn!("{label}: {note}");
+                        notes.push(note);
+                    }
+                }
+            }
+            out.push((label, o.map(|g| g.component), Some(r)));
+        }
+        cache.retain(&pins, &names);
+        (out, notes)
+    })
+    .await
+    .unwrap_or_default();
+    let (got, notes) = got;
+    let out = got
+        .into_iter()
+        .map(|(label, bytes, _)| {
+            let allow = match &bytes {
+                Ok(b) => HashSet::from([hex::encode(crate::sandbox::sha256(b))]),
+                Err(_) => HashSet::new(),
+            };
+            Candidate {
+                label,
+                bytes: bytes.map(std::borrow::Cow::Owned),
+                allow: Arc::new(allow),
+                builtin: None,
+            }
+        })
+        .collect();
+    (out, taken, notes)
 }
 
 #[cfg(test)]
@@ -244,6 +381,7 @@ mod tests {
         let s = ModeSources {
             dir: Some(dir.path().to_path_buf()),
             builtin: true,
+            oci_cache: None,
         };
         let l = labels(&s);
         assert_eq!(l[0], "my-direct.wasm");
@@ -268,6 +406,7 @@ mod tests {
         let s = ModeSources {
             dir: Some(dir.path().to_path_buf()),
             builtin: false,
+            oci_cache: None,
         };
         assert!(labels(&s).is_empty());
         assert_eq!(
@@ -277,6 +416,7 @@ mod tests {
         let gone = ModeSources {
             dir: Some(dir.path().join("missing")),
             builtin: true,
+            oci_cache: None,
         };
         let e = gone.candidates().err().unwrap().to_string();
         assert!(e.contains("cannot read the MODs folder"), "{e}");

@@ -101,6 +101,28 @@ pub struct ModePolicy {
     /// Signatures this MOD needs (default: `trust.threshold`).
     #[serde(default)]
     pub threshold: Option<u32>,
+    /// Where the daemon pulls this MOD from: an OCI reference pinned to
+    /// its manifest digest (`oci://REGISTRY/REPO:TAG@sha256:…`, what `p2pb
+    /// mode push` prints). The pin admits the component it names; the
+    /// folder's and built-in components of this name are not used.
+    #[serde(default)]
+    pub oci: Option<String>,
+}
+
+impl ModePolicy {
+    /// The parsed `oci` reference, which must pin a digest.
+    pub fn oci_reference(&self) -> Option<Result<crate::oci::Reference, String>> {
+        let s = self.oci.as_deref()?;
+        Some(match crate::oci::Reference::parse(s) {
+            Ok(r) if r.digest.is_none() => Err(format!(
+                "oci `{}` pins no digest: name the manifest digest `p2pb mode push` printed \
+                 (oci://REGISTRY/REPO:TAG@sha256:…), so a moved tag cannot change what runs",
+                crate::text::escaped(s)
+            )),
+            Ok(r) => Ok(r),
+            Err(e) => Err(e.to_string()),
+        })
+    }
 }
 
 /// Where in a policy a problem is: what [`check::line_of`] looks for.
@@ -236,6 +258,12 @@ impl Policy {
             }
         }
         for (name, m) in &p.modes {
+            if let Some(Err(e)) = m.oci_reference() {
+                out.push((
+                    Place::Mode(name.clone()),
+                    PolicyError::Invalid(format!("modes.{name}: {e}")),
+                ));
+            }
             if let Some(s) = m
                 .signers
                 .iter()
@@ -351,6 +379,27 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("unknown field `grant`"), "{msg}");
         assert!(msg.contains("line 3"), "{msg}");
+    }
+
+    #[test]
+    fn a_mod_from_a_registry_must_pin_its_digest() {
+        let d = "sha256:".to_string() + &"ab".repeat(32);
+        let ok = format!("version = 1\n[modes.x]\noci = \"oci://reg.example/t/x:1@{d}\"\n");
+        let p = Policy::parse(&ok).unwrap();
+        let r = p.modes["x"].oci_reference().unwrap().unwrap();
+        assert_eq!(r.digest.unwrap().to_string(), d);
+        let unpinned = "version = 1\n[modes.x]\noci = \"oci://reg.example/t/x:1\"\n";
+        let e = Policy::parse(unpinned).unwrap_err().to_string();
+        assert!(
+            e.contains("modes.x: oci `oci://reg.example/t/x:1` pins no digest"),
+            "{e}"
+        );
+        let bad = "version = 1\n[modes.x]\noci = \"https://reg.example/x\"\n";
+        let e = Policy::parse(bad).unwrap_err().to_string();
+        assert!(e.contains("is not an OCI reference"), "{e}");
+        // `p2pb policy check` puts it on the MOD's line.
+        let found = check::check(unpinned).unwrap_err();
+        assert_eq!(found[0].line, Some(2), "{found:?}");
     }
 
     #[test]

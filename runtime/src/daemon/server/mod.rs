@@ -373,6 +373,11 @@ pub fn status(b: &Broker, owner: &Requester) -> Status {
             warnings: super::expiry::policy_warning(expires_ms, now)
                 .into_iter()
                 .chain(root_warning)
+                .chain(
+                    s.mode_notes
+                        .iter()
+                        .map(|n| crate::text::escape_controls(n).into_owned()),
+                )
                 .collect(),
         },
         network: NetworkView {
