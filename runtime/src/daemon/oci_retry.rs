@@ -56,3 +56,37 @@ impl Broker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::Digest;
+    use crate::oci::client::Pulled;
+
+    #[test]
+    fn a_pin_not_in_the_cache_is_owed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path().to_path_buf());
+        let a = crate::oci::manifest::artifact(b"c", Some("m"), "2026-12-01T00:00:00Z");
+        let policy = |d: Digest| {
+            Policy::parse(&format!(
+                "version = 1\n[modes.m]\noci = \"oci://reg.example/m:1@{d}\"\n"
+            ))
+            .unwrap()
+        };
+        assert!(behind(&cache, &policy(a.digest)));
+        cache
+            .put(&Pulled {
+                digest: a.digest,
+                manifest: a.manifest.clone(),
+                component: b"c".to_vec(),
+            })
+            .unwrap();
+        assert!(!behind(&cache, &policy(a.digest)));
+        assert!(behind(&cache, &policy(Digest::of(b"other"))));
+        assert!(
+            !behind(&cache, &Policy::default_policy()),
+            "no registry MODs"
+        );
+    }
+}
