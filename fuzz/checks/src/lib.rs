@@ -18,6 +18,7 @@ pub mod http_response;
 pub mod journal;
 pub mod manifest;
 pub mod natpmp;
+pub mod oci;
 pub mod pcp;
 pub mod pcp_packet;
 pub mod policy;
@@ -45,6 +46,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("journal", journal::run),
     ("manifest", manifest::run),
     ("natpmp", natpmp::run),
+    ("oci", oci::run),
     ("pcp", pcp::run),
     ("pcp_packet", pcp_packet::run),
     ("policy", policy::run),

@@ -307,3 +307,47 @@ pub(super) fn static_decls(root: &Path, seeds: &Collected) -> anyhow::Result<()>
     }
     Ok(())
 }
+
+/// What a registry sends and a policy names: the artifact manifest of a
+/// built-in MOD and its edits a registry could make (an index, two layers,
+/// another config), Bearer and Basic challenges, token answers, and
+/// references and digests as docs and tests write them.
+pub(super) fn oci_documents(seeds: &Collected) -> anyhow::Result<()> {
+    use p2pbroker::oci::manifest::artifact;
+    let first = p2pbroker::builtin::all()
+        .first()
+        .context("no built-in MOD to make a manifest of")?;
+    let a = artifact(first.bytes, first.name().as_deref(), "2026-12-01T00:00:00Z");
+    seeds.keep("oci", "manifest", &a.manifest)?;
+    seeds.keep("oci", "config", &a.config)?;
+    let m: serde_json::Value = serde_json::from_slice(&a.manifest)?;
+    let mut edits: Vec<(&str, serde_json::Value)> = Vec::new();
+    let mut index = m.clone();
+    index["mediaType"] = "application/vnd.oci.image.index.v1+json".into();
+    edits.push(("manifest-index", index));
+    let mut two = m.clone();
+    let layer = two["layers"][0].clone();
+    two["layers"] = serde_json::json!([layer.clone(), layer]);
+    edits.push(("manifest-two-layers", two));
+    let mut image = m.clone();
+    image["config"]["mediaType"] = "application/vnd.oci.image.config.v1+json".into();
+    edits.push(("manifest-image-config", image));
+    for (name, v) in edits {
+        seeds.keep("oci", name, &serde_json::to_vec(&v)?)?;
+    }
+    let d = a.digest.to_string();
+    let texts = [
+        ("challenge-bearer", r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:team/m:pull""#.to_string()),
+        ("challenge-basic", r#"Basic realm="registry""#.to_string()),
+        ("token", r#"{"token":"abc.def.ghi","expires_in":300}"#.to_string()),
+        ("token-oauth", r#"{"access_token":"abc"}"#.to_string()),
+        ("reference-pinned", format!("oci://registry.example/team/nat-pmp:1.0.0@{d}")),
+        ("reference-plain", "oci+http://198.51.100.1:5001/mods/nat-pmp:1".to_string()),
+        ("reference-v6", "oci://[2001:db8::1]:5000/a/b__c/d-e".to_string()),
+        ("digest", d),
+    ];
+    for (name, t) in texts {
+        seeds.keep("oci", name, t.as_bytes())?;
+    }
+    Ok(())
+}

@@ -29,7 +29,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, bail};
 
 use super::{BUILD_FLAGS, cargo, cargo_fuzz, ensure_cargo_fuzz, printable, shown};
-use collect::{client_api, components, journals, policies, static_decls};
+use collect::{client_api, components, journals, oci_documents, policies, static_decls};
 
 /// Largest seed committed: libFuzzer's inputs stay small, and so does the
 /// repository.
@@ -92,6 +92,7 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
     client_api(root, &seeds)?;
     journals(&seeds)?;
     static_decls(root, &seeds)?;
+    oci_documents(&seeds)?;
     fakes::collect(root, &seeds)?;
 
     let targets = targets(root)?;
