@@ -247,6 +247,21 @@ fn breakdown(lab: &lab::Lab, ns: &str, sock: &str, warm: &str, pmp: (f64, f64)) 
             whole - call
         ));
     }
+    // The daemon's own timings of each stage (both MODs' maps together).
+    let stages: Vec<String> = p2pbroker::daemon::metrics::MAP_STAGES
+        .iter()
+        .map(|st| {
+            let m = mean(
+                "p2pb_map_stage_duration_seconds",
+                &format!("{{stage=\"{st}\"}}"),
+            );
+            format!("{st} {m:.3}")
+        })
+        .collect();
+    rows.push(format!(
+        "| the daemon's map by stage (means, ms) | {} | — | — |",
+        stages.join(" · ")
+    ));
     // What p2pb could reach with a daemon and a connection that cost
     // nothing: its start and the MOD's one exchange with the gateway.
     let floor = ms(start) + pmp_call;

@@ -98,6 +98,22 @@ fn metrics_follow_maps_refusals_and_releases_and_parse_as_openmetrics() {
     );
     let took = value(&s, "p2pb_map_duration_seconds_sum", &nat).unwrap();
     assert!(took > 0.0 && took < 60.0, "{took}");
+    // Each stage of that one map timed once; the stages are disjoint parts
+    // of it (the refused map stopped before its first stage ended).
+    let mut stages = 0.0;
+    for st in p2pbroker::daemon::metrics::MAP_STAGES {
+        let count = value(
+            &s,
+            "p2pb_map_stage_duration_seconds_count",
+            &[("stage", st)],
+        );
+        assert_eq!(count, Some(1.0), "stage {st}");
+        stages += value(&s, "p2pb_map_stage_duration_seconds_sum", &[("stage", st)]).unwrap();
+    }
+    assert!(
+        stages > 0.0 && stages <= took,
+        "stages {stages} s of {took} s"
+    );
     assert_eq!(
         value(&s, "p2pb_map_errors_total", &[("code", "unauthorized")]),
         Some(1.0)

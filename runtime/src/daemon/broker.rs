@@ -337,10 +337,16 @@ impl Broker {
             ));
         }
         let transport = gate_transport(p.transport);
+        let mut lap = Instant::now();
+        let mut stage = |name| {
+            self.metrics.map_stage(name, lap.elapsed());
+            lap = Instant::now();
+        };
         let auth = {
             let s = self.shared.lock().unwrap();
             s.table.authorize(&p, &who, &s.policy, &s.net, now_ms())?
         };
+        stage("authorize");
         let holders = match handed {
             // A LAN client maps only its own address (checked above).
             None if who.lan.is_some() => Vec::new(),
@@ -348,6 +354,7 @@ impl Broker {
                 .await
                 .map_err(|e| api(ErrorCode::NotOwner, e.to_string()))?,
         };
+        stage("ownership");
         let Some(work) = self.work.enter() else {
             return Err(api(ErrorCode::ShuttingDown, "the broker is shutting down"));
         };
@@ -357,6 +364,7 @@ impl Broker {
             p.external_port,
             &who,
         )?;
+        stage("reserve");
         let follows = if p.until_closed { holders } else { Vec::new() };
         let target = Target {
             id,
@@ -366,7 +374,9 @@ impl Broker {
             expires_ms: Some(auth.expires_ms),
         };
         let b = self.clone();
+        let spawned = Instant::now();
         let task = tokio::spawn(async move {
+            b.metrics.map_stage("spawn", spawned.elapsed());
             let r = b.map_reserved(target, &p, &who, follows, reach).await;
             drop(work);
             r
@@ -407,6 +417,7 @@ impl Broker {
                 return Err(e);
             }
         };
+        let landed = Instant::now();
         let rec = LeaseRecord {
             id: t.id,
             mode: mode.name().to_string(),
@@ -422,7 +433,11 @@ impl Broker {
             owner_pid: who.pid,
             owner_process: who.pid.and_then(super::holelog::process_name),
         };
+        let built = landed.elapsed();
+        let journal_began = Instant::now();
         let journaled = self.journal.lock().unwrap().put(&rec);
+        self.metrics.map_stage("journal", journal_began.elapsed());
+        let installing = Instant::now();
         if let Err(e) = journaled {
             // Not durable: undo rather than hand out a mapping we could leak.
             let lease = LeaseRelay {
@@ -450,6 +465,10 @@ impl Broker {
             &lease,
             Some(format!("via {}", lease.rec.mode)),
         );
+        // Building the record (the owner's process name) and installing
+        // it, without the journal's own time.
+        self.metrics
+            .map_stage("install", built + installing.elapsed());
         if orphaned {
             // Its client left while the MOD worked: nobody holds it.
             let _ = self.release(t.id, "its client disconnected").await;

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use p2pbroker_client::{ApiError, ErrorCode, ModeReason, Punch};
 
@@ -65,7 +66,9 @@ impl Broker {
         forced: Option<&str>,
         prefer: Option<&str>,
     ) -> Result<Established, ApiError> {
+        let began = Instant::now();
         let mut a = self.candidates(forced, prefer).await?;
+        self.metrics.map_stage("select", began.elapsed());
         let modes = std::mem::take(&mut a.modes);
         match self.try_modes(t, modes, &mut a).await? {
             Some(done) => Ok(done),
@@ -79,7 +82,9 @@ impl Broker {
     /// endpoint-independent mapping, or no NAT, is answered with
     /// [`Reach::Punch`]; otherwise the relays are tried.
     pub async fn reach_establish(&self, t: &Target) -> Result<Reach, ApiError> {
+        let began = Instant::now();
         let mut a = self.candidates(None, None).await?;
+        self.metrics.map_stage("select", began.elapsed());
         let (relays, gateways): (Vec<_>, Vec<_>) = std::mem::take(&mut a.modes)
             .into_iter()
             .partition(|m| m.relays());
@@ -173,6 +178,7 @@ impl Broker {
             // whose mapping then ends with its gateway lifetime: worth the
             // sync (about 0.35 ms of every map, BENCHMARKS.md) only where the
             // policy allows permanent mappings, which would not end.
+            let began = Instant::now();
             let written = {
                 let mut journal = self.journal.lock().unwrap();
                 if a.policy.broker.permanent_allowed {
@@ -181,6 +187,7 @@ impl Broker {
                     journal.intent_written(&intent)
                 }
             };
+            self.metrics.map_stage("intent", began.elapsed());
             if let Err(e) = written {
                 return Err(api(ErrorCode::Internal, e.to_string()));
             }
@@ -202,7 +209,9 @@ impl Broker {
                 kept: Vec::new(),
                 internal: Some(t.internal),
             };
+            let began = Instant::now();
             let r = mode.call_for(Op::Map(req), lease).await;
+            self.metrics.map_stage("mod", began.elapsed());
             if let Err(CallError::ContractBreach {
                 mapping: Some(forged),
                 ..
