@@ -99,6 +99,8 @@ pub struct Broker {
     /// Held while a policy is applied (a fleet push, SIGHUP, a registry
     /// retry), so none applies over another's newer policy.
     pub applying: tokio::sync::Mutex<()>,
+    /// A journal sync is scheduled ([`Broker::sync_journal_soon`]).
+    pub journal_sync_pending: std::sync::atomic::AtomicBool,
 }
 
 /// Unix time in ms.
@@ -435,7 +437,17 @@ impl Broker {
         };
         let built = landed.elapsed();
         let journal_began = Instant::now();
-        let journaled = self.journal.lock().unwrap().put(&rec);
+        // Synced before the answer only where a mapping could be permanent
+        // (see journal.rs); else just after it, off the answer's path.
+        let sync_now = self.shared.lock().unwrap().policy.broker.permanent_allowed;
+        let journaled = {
+            let mut j = self.journal.lock().unwrap();
+            if sync_now {
+                j.put(&rec)
+            } else {
+                j.put_written(&rec)
+            }
+        };
         self.metrics.map_stage("journal", journal_began.elapsed());
         let installing = Instant::now();
         if let Err(e) = journaled {
@@ -473,8 +485,31 @@ impl Broker {
             // Its client left while the MOD worked: nobody holds it.
             let _ = self.release(t.id, "its client disconnected").await;
         }
+        if !sync_now {
+            self.sync_journal_soon();
+        }
         self.wake.notify_one();
         Ok(Reached::Lease(view))
+    }
+
+    /// Sync the journal on a blocking thread, once for every line written
+    /// before it starts: a map's answer does not wait for it.
+    pub fn sync_journal_soon(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        if self.journal_sync_pending.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let b = self.clone();
+        tokio::task::spawn_blocking(move || {
+            // Lines written from here on schedule a sync of their own.
+            b.journal_sync_pending.store(false, Ordering::Release);
+            // The lock only to take a handle: the sync runs without it.
+            let handle = b.journal.lock().unwrap().sync_handle();
+            let synced = handle.and_then(|f| f.sync_data());
+            if let Err(e) = synced {
+                tracing::error!("lease journal: sync failed: {e}");
+            }
+        });
     }
 
     /// The intent of a map that did not happen: drop it from the journal.

@@ -16,6 +16,14 @@
 //! MOD call can lose it, and with it the gateway mapping the call made,
 //! which then lasts until its gateway lifetime ends.
 //!
+//! The `put` of a new map is written the same way ([`Journal::put_written`])
+//! and synced just after its client is answered, off the answer's path,
+//! one sync for every map that landed meanwhile (the broker's
+//! `sync_journal_soon`): a power loss in that millisecond loses the
+//! record of a mapping that then lasts until its gateway lifetime ends,
+//! as above. Where the policy allows permanent mappings, which would not
+//! end, both lines are synced before the client hears of the mapping.
+//!
 //! The file grows in chunks of zeros written (and synced) ahead of the
 //! lines: a line then overwrites bytes already on disk, so its `fdatasync`
 //! flushes that data alone, with no file-system metadata commit. On ext4 a
@@ -270,9 +278,29 @@ impl Journal {
 
     /// Record `lease` as it now stands; durable when this returns.
     pub fn put(&mut self, lease: &LeaseRecord) -> Result<(), JournalError> {
-        self.append(&Line::Put {
-            lease: lease.clone(),
-        })?;
+        self.put_with(lease, true)
+    }
+
+    /// As [`Journal::put`], but written without a sync of its own (see
+    /// the module docs): durable once [`Journal::sync_handle`] is synced
+    /// or a later line is.
+    pub fn put_written(&mut self, lease: &LeaseRecord) -> Result<(), JournalError> {
+        self.put_with(lease, false)
+    }
+
+    /// The journal file, to sync outside the journal's lock (a line
+    /// written before this call is durable once its `sync_data` returns).
+    pub fn sync_handle(&self) -> std::io::Result<File> {
+        self.file.try_clone()
+    }
+
+    fn put_with(&mut self, lease: &LeaseRecord, sync: bool) -> Result<(), JournalError> {
+        self.write_line(
+            &Line::Put {
+                lease: lease.clone(),
+            },
+            sync,
+        )?;
         self.live.insert(lease.id, lease.clone());
         self.intents.remove(&lease.id);
         self.max_id = self.max_id.max(lease.id);
@@ -493,6 +521,28 @@ mod tests {
         drop(j);
         let (_, r) = Journal::open(dir.path()).unwrap();
         assert!(r.intents.is_empty() && r.max_id == 2);
+    }
+
+    /// A new map's lease written without its own sync is replayed after
+    /// the process goes, and resolves its intent; the handle syncs it.
+    #[test]
+    fn an_unsynced_put_is_replayed_and_its_handle_syncs_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(dir.path()).unwrap();
+        j.intent_written(&Intent {
+            id: 3,
+            mode: "pcp".into(),
+            transport: Transport::Tcp,
+            internal: "10.0.0.2:6881".parse().unwrap(),
+            external_port: None,
+        })
+        .unwrap();
+        j.put_written(&rec(3)).unwrap();
+        j.sync_handle().unwrap().sync_data().unwrap();
+        drop(j);
+        let (_, r) = Journal::open(dir.path()).unwrap();
+        assert_eq!(r.leases.keys().collect::<Vec<_>>(), [&3]);
+        assert!(r.intents.is_empty(), "the put resolved its intent");
     }
 
     #[test]

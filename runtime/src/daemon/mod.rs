@@ -278,6 +278,7 @@ pub async fn start(opts: &DaemonOptions) -> anyhow::Result<Arc<Broker>> {
         work: Default::default(),
         relay_calls: Default::default(),
         applying: Default::default(),
+        journal_sync_pending: Default::default(),
         events,
         probing: tokio::sync::Mutex::new(()),
         discovering: tokio::sync::Mutex::new(()),
