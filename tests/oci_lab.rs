@@ -205,4 +205,27 @@ fn a_daemon_pulls_its_pinned_mod_caches_it_and_keeps_the_last_good_copy() {
         .unwrap()
         .count();
     assert_eq!(blobs, 2, "blobs cached");
+
+    // A pin on a component that is another MOD: refused, the policy with
+    // it not applied, v2 still serving and still the last good copy.
+    let pcp = exported.join("p2pbroker-mode-pcp.wasm");
+    let wrong_tag = format!("{base}/mods/nat-pmp:wrong");
+    let wrong = ok_json(
+        &lab,
+        &["mode", "push", pcp.to_str().unwrap(), &wrong_tag, "--json"],
+    );
+    d.reload(&policy(wrong["reference"].as_str().unwrap()));
+    daemon::eventually("the wrong MOD is refused", 60, || {
+        d.log().contains("is MOD `pcp`, not `nat-pmp`")
+    });
+    assert_eq!(mode_sha(&d), v2_sha);
+    // So with the registry gone, an unknown pin falls back to v2, never
+    // to the refused component.
+    drop(_registry);
+    let unknown = format!("{tag}@sha256:{}", "1".repeat(64));
+    d.reload(&policy(&unknown));
+    daemon::eventually("the fallback is logged", 60, || {
+        d.log().matches("the last good copy").count() >= 2
+    });
+    assert_eq!(mode_sha(&d), v2_sha);
 }

@@ -45,6 +45,9 @@ pub struct Candidate {
     pub allow: Arc<HashSet<String>>,
     /// The name a built-in's manifest declares (`None` for a folder's).
     pub builtin: Option<String>,
+    /// For a MOD from a registry: its policy name and manifest digest,
+    /// recorded as its last good copy once it loads.
+    pub pulled: Option<(String, crate::oci::Digest)>,
 }
 
 impl ModeSources {
@@ -101,6 +104,7 @@ impl ModeSources {
                     bytes,
                     allow: allow.clone(),
                     builtin: None,
+                    pulled: None,
                 });
             }
         }
@@ -120,6 +124,7 @@ impl ModeSources {
                     bytes: Ok(std::borrow::Cow::Borrowed(b.bytes)),
                     allow: allow.clone(),
                     builtin: Some(name),
+                    pulled: None,
                 });
             }
         }
@@ -240,10 +245,30 @@ pub async fn load_modes(
                 ));
             }
             Ok(m) => {
+                if let (Some((name, d)), Some(dir)) = (&c.pulled, &sources.oci_cache) {
+                    // Loaded: this is now the copy to fall back to.
+                    let cache = crate::oci::cache::Cache::new(dir.clone());
+                    if let Err(e) = cache.set_last_good(name, d) {
+                        tracing::warn!("{}: {e}", c.label);
+                    }
+                }
                 modes.insert(m.name().to_string(), Arc::new(m));
             }
             Err(e) => errors.push((c.label, e)),
         }
+    }
+    if let Some(dir) = &sources.oci_cache
+        && !taken.is_empty()
+    {
+        // After the last good copies are recorded: what they and the
+        // policy's pins name stays, nothing else.
+        let pins: Vec<crate::oci::Digest> = policy
+            .modes
+            .values()
+            .filter_map(|m| m.oci_reference()?.ok()?.digest)
+            .collect();
+        let names: Vec<String> = policy.modes.keys().cloned().collect();
+        crate::oci::cache::Cache::new(dir.clone()).retain(&pins, &names);
     }
     Ok(Loaded {
         modes,
@@ -278,16 +303,15 @@ async fn oci_candidates(
                 bytes: Err("MODs from a registry need the daemon's state folder".into()),
                 allow: Arc::new(HashSet::new()),
                 builtin: None,
+                pulled: None,
             })
             .collect();
         return (out, taken, Vec::new());
     };
-    let names: Vec<String> = policy.modes.keys().cloned().collect();
     let got = tokio::task::spawn_blocking(move || {
         let cache = Cache::new(dir);
         let end = std::time::Instant::now() + OCI_PULL_BUDGET;
         let mut out = Vec::new();
-        let mut pins = Vec::new();
         let mut notes = Vec::new();
         for (name, r) in wanted {
             let label = format!("oci:{name}");
@@ -298,7 +322,6 @@ async fn oci_candidates(
                     continue;
                 }
             };
-            pins.extend(r.digest);
             let left = end.saturating_duration_since(std::time::Instant::now());
             let o = cache.obtain(&name, &r, left.max(std::time::Duration::from_millis(1)));
             let o = o.map_err(|e| format!("{r}: {e}")).and_then(|g| {
@@ -327,9 +350,9 @@ async fn oci_candidates(
                     }
                 }
             }
-            out.push((label, o.map(|g| g.component), Some(r)));
+            let pulled = o.as_ref().ok().map(|g| (name.clone(), g.digest));
+            out.push((label, o.map(|g| g.component), pulled));
         }
-        cache.retain(&pins, &names);
         (out, notes)
     })
     .await
@@ -337,7 +360,7 @@ async fn oci_candidates(
     let (got, notes) = got;
     let out = got
         .into_iter()
-        .map(|(label, bytes, _)| {
+        .map(|(label, bytes, pulled)| {
             let allow = match &bytes {
                 Ok(b) => HashSet::from([hex::encode(crate::sandbox::sha256(b))]),
                 Err(_) => HashSet::new(),
@@ -347,6 +370,7 @@ async fn oci_candidates(
                 bytes: bytes.map(std::borrow::Cow::Owned),
                 allow: Arc::new(allow),
                 builtin: None,
+                pulled,
             }
         })
         .collect();

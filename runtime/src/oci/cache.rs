@@ -137,7 +137,9 @@ impl Cache {
 
     /// The pinned MOD `name`: from the cache, else pulled within
     /// `deadline` (and cached), else its last good copy; an error only
-    /// when there is none.
+    /// when there is none. The caller records the pin as the last good
+    /// one ([`Cache::set_last_good`]) once the MOD has loaded: a copy the
+    /// admission refused is never fallen back to.
     pub fn obtain(
         &self,
         name: &str,
@@ -148,7 +150,6 @@ impl Cache {
             .digest
             .ok_or_else(|| OciError::Reference(format!("{r} pins no digest")))?;
         let found = |component, origin| {
-            self.set_last_good(name, &pin)?;
             Ok(Obtained {
                 component,
                 digest: pin,
@@ -243,7 +244,7 @@ mod tests {
             .unwrap();
         assert_eq!(got.origin, Origin::Cache);
         assert_eq!(got.component, b"component one");
-        assert_eq!(c.last_good("m"), Some(p.digest));
+        assert_eq!(c.last_good("m"), None, "not before it loads");
         // A flipped byte on disk: not served, removed, and the pull fails.
         let layer = c.blob(&Digest::of(b"component one"));
         std::fs::write(&layer, b"component 0ne").unwrap();
@@ -261,6 +262,7 @@ mod tests {
         c.put(&old).unwrap();
         c.obtain("m", &reference(old.digest), Duration::from_secs(5))
             .unwrap();
+        c.set_last_good("m", &old.digest).unwrap();
         let new = Digest::of(b"a manifest never pushed");
         let got = c
             .obtain("m", &reference(new), Duration::from_secs(5))
