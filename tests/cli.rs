@@ -8,7 +8,7 @@ mod harness;
 use std::process::Command;
 
 fn p2pb() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_p2pb"))
+    Command::new(harness::p2pb())
 }
 
 fn built_direct() -> std::path::PathBuf {
@@ -340,7 +340,7 @@ fn without_a_socket_path_the_cli_says_what_to_set() {
     let mut cmd = if unsafe { libc::geteuid() } == 0 {
         let mut c = Command::new("setpriv");
         c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(env!("CARGO_BIN_EXE_p2pb"));
+            .arg(harness::p2pb());
         c
     } else {
         p2pb()
@@ -707,7 +707,7 @@ fn the_signing_commands_speak_json_too() {
 /// from its own folder; without `p2pbd` beside it, it says so.
 #[test]
 fn p2pb_hands_the_other_commands_to_p2pbd_beside_it() {
-    let p2pb = std::path::Path::new(env!("CARGO_BIN_EXE_p2pb"));
+    let p2pb = std::path::Path::new(harness::p2pb());
     let dir = tempfile::tempdir().unwrap();
     let alone = dir.path().join("p2pb");
     std::fs::copy(p2pb, &alone).unwrap();
@@ -755,7 +755,7 @@ fn p2pb_does_not_carry_the_engine() {
         let bytes = std::fs::read(path).unwrap();
         bytes.windows(what.len()).any(|w| w == what)
     };
-    let (client, full) = (env!("CARGO_BIN_EXE_p2pb"), env!("CARGO_BIN_EXE_p2pbd"));
+    let (client, full) = (harness::p2pb(), env!("CARGO_BIN_EXE_p2pbd"));
     // The code generator (its panic locations name its crate) and the
     // built-in MODs (their file names): in p2pbd, so the test looks for
     // the right things; not in p2pb.

@@ -104,7 +104,7 @@ fn connect_reaches_the_peer_through_each_proxy_and_hands_the_socket_over() {
     // the rule's first route (http-connect).
     let script = format!(
         "printf 'GET /hello.txt HTTP/1.0\\r\\n\\r\\n' | {} --socket {} connect {PUB_IP}:{PEER_HTTP_PORT}",
-        env!("CARGO_BIN_EXE_p2pb"),
+        harness::p2pb(),
         d.socket.display()
     );
     let out = lab.exec(CorpNs::Host, &["sh", "-c", &script]);

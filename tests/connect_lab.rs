@@ -29,7 +29,7 @@ fn handshake_with(rel: &str, lab: &CorpLab, proxy_port: u16, to: &str, extra: &[
     let component = harness::component_path(rel);
     let proxy = format!("proxy={EDGE_IP}:{proxy_port}");
     let mut args = vec![
-        env!("CARGO_BIN_EXE_p2pb"),
+        harness::p2pb(),
         "mode",
         "run",
         "--json",

@@ -26,10 +26,7 @@ use lab::fwapi::{API_PORT, API_TOKEN, FwApi, FwApiOptions};
 const APP_PORT: u16 = 7010;
 
 fn p2pb(args: &[&str]) -> std::process::Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_p2pb"))
-        .args(args)
-        .output()
-        .unwrap();
+    let out = Command::new(harness::p2pb()).args(args).output().unwrap();
     assert!(
         out.status.success(),
         "p2pb {args:?}: {}",

@@ -467,7 +467,7 @@ fn a_lan_client_authenticates_and_maps_only_its_own_address() {
     let addr = format!("{}:7400", lab::HOST_IP);
     let lan_cli = |token: &str, args: &[&str]| {
         let env = format!("P2PB_TOKEN={token}");
-        let mut all = vec!["env", &env, env!("CARGO_BIN_EXE_p2pb"), "--lan", &addr];
+        let mut all = vec!["env", &env, harness::p2pb(), "--lan", &addr];
         all.extend_from_slice(args);
         lab.exec(lab::Ns::Host, &all)
     };

@@ -37,7 +37,7 @@ fn call(lab: &Lab, rel: &str, call: &str, extra: &[&str]) -> Value {
     }
     args.extend_from_slice(&[&path, call]);
     args.extend_from_slice(extra);
-    lab.p2pb_json(&args)
+    lab.p2pb_json(harness::p2pb(), &args)
 }
 
 fn map(lab: &Lab, rel: &str, tcp: bool, internal: &str) -> Value {

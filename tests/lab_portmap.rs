@@ -34,7 +34,7 @@ fn call(lab: &Lab, rel: &str, call: &str, extra: &[&str]) -> Value {
     args.push(&path);
     args.push(call);
     args.extend_from_slice(extra);
-    lab.p2pb_json(&args)
+    lab.p2pb_json(harness::p2pb(), &args)
 }
 
 fn lifecycle(lab: &Lab, rel: &str, tcp: bool, port: u16) {
@@ -263,7 +263,7 @@ fn a_static_forward_declared_by_the_administrator_is_reachable() {
     let out = lab.exec(
         Ns::Host,
         &[
-            env!("CARGO_BIN_EXE_p2pb"),
+            harness::p2pb(),
             "mode",
             "run",
             "--json",

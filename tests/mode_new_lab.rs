@@ -174,7 +174,7 @@ fn lifecycle_in_the_lab(wasm: &str, port: u16) {
             wasm,
         ];
         all.extend_from_slice(args);
-        lab.p2pb_json(&all)
+        lab.p2pb_json(harness::p2pb(), &all)
     };
     let probe = call(&["probe"]);
     assert_eq!(probe["ok"], true, "{probe}");

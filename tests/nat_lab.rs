@@ -42,7 +42,7 @@ fn stun(lab: &Lab, call: &str, servers: &str, extra_grants: &[&str]) -> Value {
     }
     args.push(component.to_str().unwrap());
     args.push(call);
-    lab.p2pb_json(&args)
+    lab.p2pb_json(harness::p2pb(), &args)
 }
 
 fn both_servers() -> String {

@@ -138,6 +138,19 @@ fn journal_entries(bytes: &[u8]) -> Vec<Vec<(String, String)>> {
     entries
 }
 
+/// Whether an ELF file names a program interpreter (PT_INTERP): a
+/// dynamically linked binary does, a static one does not.
+fn has_interpreter(elf: &[u8]) -> bool {
+    let u16_at = |o: usize| u16::from_le_bytes(elf[o..o + 2].try_into().unwrap()) as usize;
+    assert_eq!(&elf[..5], b"\x7fELF\x02", "a 64-bit ELF file");
+    let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into().unwrap()) as usize;
+    let (size, count) = (u16_at(0x36), u16_at(0x38));
+    (0..count).any(|i| {
+        let at = phoff + i * size;
+        u32::from_le_bytes(elf[at..at + 4].try_into().unwrap()) == 3
+    })
+}
+
 /// Run `args` inside the installed container, as the daemon sees it.
 fn inside(pid: u32, args: &[&str]) -> Output {
     Command::new("nsenter")
@@ -232,6 +245,12 @@ fn the_package_installs_starts_on_its_unit_and_maps_for_its_group() {
         ],
     );
     assert_eq!(stranger.status.code(), Some(3), "{stranger:?}");
+
+    // The package's p2pb is the static build (it starts without the
+    // dynamic loader); p2pbd is dynamic (wasmtime, glibc).
+    let bin = |name: &str| inside(pid, &["cat", &format!("/usr/bin/{name}")]).stdout;
+    assert!(!has_interpreter(&bin("p2pb")), "/usr/bin/p2pb is static");
+    assert!(has_interpreter(&bin("p2pbd")), "the check tells them apart");
 
     // A member maps a port it listens on, through real miniupnpd.
     let _app = Reaped(lab.listen_as(4243, true, 7080, 60));

@@ -43,6 +43,7 @@ mod options;
 mod outbound;
 pub mod proto;
 mod socket;
+pub mod text;
 
 pub use client::{Client, ClientError, DEFAULT_TIMEOUT, MAX_BROKER_LINE, Subscription};
 pub use fdpass::{describe as describe_socket, trusted_broker_uids};

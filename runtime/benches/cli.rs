@@ -103,7 +103,7 @@ fn main() {
                 .collect::<Vec<_>>()
         })
     };
-    let p2pb = env!("CARGO_BIN_EXE_p2pb");
+    let p2pb = harness::p2pb();
     let sock = d.socket.to_str().unwrap().to_string();
     let map = |mode: &str, port: u16| {
         let p = port.to_string();
@@ -202,7 +202,7 @@ fn series(text: &str, name: &str) -> f64 {
 /// Where a whole `p2pb map`'s time goes. `warm` is the daemon's metrics
 /// before the timed rounds; `pmp` the nat-pmp medians (p2pb, natpmpc).
 fn breakdown(lab: &lab::Lab, ns: &str, sock: &str, warm: &str, pmp: (f64, f64)) -> Vec<String> {
-    let p2pb = env!("CARGO_BIN_EXE_p2pb");
+    let p2pb = harness::p2pb();
     let (mut start, mut peer_start, mut list) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         start.push(timed(ns, strings(&[p2pb, "--version"])));

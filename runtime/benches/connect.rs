@@ -104,7 +104,7 @@ fn main() {
     let socket = d.socket.to_str().unwrap().to_string();
     let cache = tempfile::tempdir().unwrap();
     let cache = cache.path().to_str().unwrap().to_string();
-    let p2pb = env!("CARGO_BIN_EXE_p2pb");
+    let p2pb = harness::p2pb();
     let peer = format!("{PUB_IP}:{PEER_TCP_PORT}");
     let telnet = format!("telnet://{peer}");
     let http_proxy = format!("proxy={EDGE_IP}:{HTTP_PROXY_PORT}");

@@ -329,7 +329,7 @@ config = { gateway = "10.99.0.1" }
     let modes = daemon::modes_dir();
     let mut broker = daemon::Reaped(ns.spawn(
         &[
-            env!("CARGO_BIN_EXE_p2pb"),
+            harness::p2pb(),
             "--socket",
             socket.to_str().unwrap(),
             "daemon",
@@ -595,10 +595,7 @@ fn ownership_queries(ns: &str) -> Vec<String> {
 }
 
 fn p2pb(args: &[&str]) -> std::process::Output {
-    let o = Command::new(env!("CARGO_BIN_EXE_p2pb"))
-        .args(args)
-        .output()
-        .unwrap();
+    let o = Command::new(harness::p2pb()).args(args).output().unwrap();
     assert!(
         o.status.success(),
         "p2pb {args:?}: {}",

@@ -271,7 +271,7 @@ fn outer() {
     );
     let inner = String::from_utf8_lossy(&out.stdout).to_string();
 
-    let p2pb = env!("CARGO_BIN_EXE_p2pb");
+    let p2pb = harness::p2pb();
     let cache = lab.path("cache");
     let cache = cache.to_str().unwrap();
     let mut per_process = Vec::new();

@@ -31,7 +31,7 @@ fn ms(d: Duration) -> f64 {
 fn main() {
     let stun = harness::component_path("modes/stun");
     let cache = tempfile::tempdir().unwrap();
-    let p2pb = env!("CARGO_BIN_EXE_p2pb");
+    let p2pb = harness::p2pb();
     let servers = format!("stun_servers={PUB_IP}:3478,{PUB_ALT_IP}:3478");
     let ours_args = [
         p2pb,

@@ -69,7 +69,7 @@ fn main() {
     let file = dir.path().join("m.wasm");
     std::fs::write(&file, &signed).unwrap();
     let ours = time(|| {
-        let o = Command::new(env!("CARGO_BIN_EXE_p2pb"))
+        let o = Command::new(harness::p2pb())
             .args([
                 "mode",
                 "verify",

@@ -31,7 +31,9 @@ pub mod policy;
 pub mod relay;
 pub mod sandbox;
 pub mod scaffold;
-pub mod text;
+/// Text from outside made safe for a terminal or a log line (it lives in
+/// the client crate, which `p2pb` shares).
+pub use p2pbroker_client::text;
 pub mod trust;
 
 pub use sandbox::sha256;

@@ -137,7 +137,7 @@ impl Daemon {
 
     fn launch(&mut self) {
         let mut args = vec![
-            env!("CARGO_BIN_EXE_p2pb"),
+            crate::harness::p2pb(),
             "--log",
             "info",
             "--socket",
@@ -214,7 +214,7 @@ impl Daemon {
     fn p2pb_after(&self, prefix: &[&str], args: &[&str]) -> Output {
         let mut all = prefix.to_vec();
         all.extend([
-            env!("CARGO_BIN_EXE_p2pb"),
+            crate::harness::p2pb(),
             "--socket",
             self.socket.to_str().unwrap(),
         ]);
@@ -261,7 +261,7 @@ impl Daemon {
     /// lab log `log`.
     pub fn hold(&self, log: &str, args: &[&str]) -> Child {
         let mut all = vec![
-            env!("CARGO_BIN_EXE_p2pb"),
+            crate::harness::p2pb(),
             "--socket",
             self.socket.to_str().unwrap(),
             "map",

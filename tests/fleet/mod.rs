@@ -40,7 +40,7 @@ http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
 "#;
 
 pub fn p2pb(args: &[&str]) -> Output {
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_p2pb"))
+    let o = std::process::Command::new(crate::harness::p2pb())
         .args(args)
         .output()
         .unwrap();

@@ -4,6 +4,8 @@
 
 pub mod igd;
 pub mod netns;
+#[path = "../p2pb_bin.rs"]
+mod p2pb_bin;
 pub mod ssdp;
 
 use std::collections::{BTreeMap, HashMap};
@@ -19,6 +21,9 @@ use p2pbroker::netinfo::NetInfo;
 use p2pbroker::sandbox::limits::Limits;
 use p2pbroker::sandbox::load::AllowList;
 use p2pbroker::sandbox::{EngineConfig, Mode, ModeHost, ModeSpec};
+
+#[allow(unused_imports)]
+pub use p2pb_bin::p2pb;
 
 /// The workspace root.
 pub fn root() -> PathBuf {

@@ -500,14 +500,10 @@ impl Lab {
         child
     }
 
-    /// Run `p2pb ARGS` (a command that prints JSON) in the host namespace
-    /// and parse what it printed; panics with its output otherwise.
-    pub fn p2pb_json(&self, args: &[&str]) -> serde_json::Value {
-        // Set for the p2pbroker package's tests and benches; the xtask that
-        // also includes this module runs its own binary path.
-        let Some(p2pb) = option_env!("CARGO_BIN_EXE_p2pb") else {
-            panic!("p2pb_json: only for the p2pbroker package's tests")
-        };
+    /// Run `p2pb ARGS` (a command that prints JSON; `p2pb` is the binary's
+    /// path, `harness::p2pb()`) in the host namespace and parse what it
+    /// printed; panics with its output otherwise.
+    pub fn p2pb_json(&self, p2pb: &str, args: &[&str]) -> serde_json::Value {
         let mut all = vec![p2pb];
         all.extend_from_slice(args);
         let out = self.exec(Ns::Host, &all);

@@ -100,12 +100,20 @@ fn demo() -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let ok = std::process::Command::new(cargo)
         // p2pb and p2pbd, to which p2pb hands the daemon.
-        .args(["build", "--quiet", "-p", "p2pbroker", "--bins"])
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "p2pb",
+            "-p",
+            "p2pbroker",
+            "--bins",
+        ])
         .current_dir(root())
         .status()?
         .success();
     if !ok {
-        bail!("building p2pb failed");
+        bail!("building p2pb and p2pbd failed");
     }
     demo::run(&out, &demo::p2pb_path(&root()))
 }

@@ -8,7 +8,7 @@ use clap::Args as ClapArgs;
 use p2pbroker::daemon::holelog;
 use serde_json::Value;
 
-use super::table::Table;
+use p2pb::table::Table;
 
 /// `p2pb audit` arguments.
 #[derive(ClapArgs)]

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use p2pbroker::builtin;
 
-use super::table::Table;
+use p2pb::table::Table;
 
 /// List (or export) the built-in MODs.
 pub fn run(export: Option<&Path>, json: bool) -> anyhow::Result<u8> {

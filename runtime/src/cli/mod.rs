@@ -6,31 +6,11 @@
 //! broker answers on the socket; 4 the daemon could not start or stopped on
 //! an error of its own (after its flags and files were read).
 
-/// `println!` for a line that may hold text from outside (the broker, a
-/// MOD, a file): the whole line goes through [`p2pbroker::text::escape`],
-/// so no control character, escape sequence or bidi override reaches the
-/// terminal as itself. One line each: a `\n` in the format would be
-/// escaped too.
-macro_rules! outln {
-    () => {
-        println!()
-    };
-    ($($t:tt)*) => {
-        println!("{}", p2pbroker::text::escape(&format!($($t)*)))
-    };
-}
-
-/// [`outln!`] for standard error.
-macro_rules! errln {
-    ($($t:tt)*) => {
-        eprintln!("{}", p2pbroker::text::escape(&format!($($t)*)))
-    };
-}
+// `outln!` and `errln!` come from the p2pb crate (`#[macro_use]` in
+// p2pbd.rs): every line of text from outside is escaped before it is printed.
 
 mod audit;
 mod builtin;
-mod client;
-mod connect;
 mod daemon;
 mod inspect;
 mod lan;
@@ -38,8 +18,6 @@ mod new;
 mod oci;
 mod policy_check;
 mod run;
-mod status;
-mod table;
 mod trust;
 mod tunnel;
 
@@ -48,10 +26,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Exit code: the operation ran and failed.
-pub const EXIT_FAILED: u8 = 1;
-/// Exit code: bad usage or input.
-pub const EXIT_USAGE: u8 = 2;
+pub use p2pb::{EXIT_FAILED, EXIT_USAGE};
 /// Exit code: the daemon failed at start or while running.
 pub const EXIT_DAEMON: u8 = 4;
 
@@ -65,18 +40,8 @@ pub const EXIT_DAEMON: u8 = 4;
     after_help = "Exit codes: 0 success, 1 the operation failed, 2 bad usage or input, 3 no broker on the socket, 4 the daemon failed."
 )]
 struct Cli {
-    /// Log filter for the broker's own diagnostics (e.g. `info`, `debug`).
-    #[arg(long, global = true, env = "P2PB_LOG", default_value = "warn")]
-    log: String,
-    /// The broker's client API socket (default: /run/p2pbroker/broker.sock
-    /// if a system broker is there or for root, else
-    /// $XDG_RUNTIME_DIR/p2pbroker/broker.sock).
-    #[arg(long, global = true, env = "P2PB_SOCKET")]
-    socket: Option<PathBuf>,
-    /// Talk to a LAN-shared broker at HOST:PORT instead (the token is read
-    /// from P2PB_TOKEN).
-    #[arg(long, global = true, env = "P2PB_LAN")]
-    lan: Option<String>,
+    #[command(flatten)]
+    globals: p2pb::Globals,
     #[command(subcommand)]
     command: Command,
 }
@@ -85,40 +50,9 @@ struct Cli {
 enum Command {
     /// Run the broker daemon (until SIGTERM/SIGINT, which release every lease).
     Daemon(daemon::Args),
-    /// Make a local port reachable from outside; prints the external
-    /// endpoint and holds the lease until Ctrl-C (or `--detach`).
-    Map(client::MapArgs),
-    /// Release a lease: by id (from `p2pb list`), or by `TRANSPORT PORT`.
-    Unmap {
-        /// A lease id, or a transport and port (`tcp 6881`).
-        #[arg(num_args = 1..=2, required = true)]
-        lease: Vec<String>,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Let peers reach a relayed lease: a TURN relay forwards only what
-    /// permitted peers send (`p2pb permit 3 203.0.113.7:5000`).
-    Permit {
-        /// The lease id (from `p2pb list`).
-        lease: u64,
-        /// Peer addresses, `IP:PORT`.
-        #[arg(num_args = 1..=64, required = true)]
-        peers: Vec<std::net::SocketAddr>,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// List leases (yours; root sees all).
-    List(client::JsonArg),
-    /// The broker's MODs, their probe results, and leases.
-    Status(client::JsonArg),
-    /// Diagnose the network: gateways, which protocols answer, the external
-    /// address, double NAT / CGNAT, and which MOD would be chosen and why.
-    Probe(client::ProbeArgs),
-    /// Open an outbound TCP connection by the route the broker's policy
-    /// picks (direct, or a corporate proxy) and pipe stdin/stdout to it.
-    Connect(connect::ConnectArgs),
+    /// The client commands (`p2pb` runs these itself).
+    #[command(flatten)]
+    Client(p2pb::ClientCommand),
     /// The hole log: who opened which hole when, through which MOD (reads
     /// the daemon's state folder; root).
     Audit(audit::Args),
@@ -195,42 +129,19 @@ enum ModeCommand {
     Verify(trust::VerifyArgs),
 }
 
-/// The binary that runs every command (the daemon, MOD and policy tools);
-/// `p2pb` hands it whatever is not a client command.
-pub const FULL_BINARY: &str = "p2pbd";
-
-/// Parse arguments, run, and map the outcome to an exit code. `CLIENT`:
-/// this is `p2pb`, which runs the client commands itself and hands every
-/// other one to [`FULL_BINARY`] beside it (exec: same process, same
-/// arguments). What only the other commands use (wasmtime, the built-in
-/// MODs) is then not in `p2pb` at all, and a `p2pb map` starts in a
-/// fraction of the time: a position-independent binary pays at every
-/// start for every relocation in it.
-pub fn main<const CLIENT: bool>() -> ExitCode {
+/// Parse arguments, run, and map the outcome to an exit code. This is
+/// `p2pbd`, which runs every command; `p2pb` (the p2pb package) runs the
+/// client commands itself and hands it the rest. What only these commands
+/// use (wasmtime, the built-in MODs) is then not in `p2pb` at all.
+pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    p2pbroker::logging::init(&cli.log);
-    // An empty P2PB_SOCKET counts as unset, as in the client library.
-    let socket = cli.socket.clone().filter(|p| !p.as_os_str().is_empty());
-    let to = client::Target {
-        socket: socket.clone(),
-        lan: cli.lan.clone(),
-    };
+    let to = cli.globals.target();
     let outcome = match cli.command {
-        Command::Map(a) => Ok(client_runtime().block_on(client::map(a, &to))),
-        Command::Unmap { lease, json } => {
-            Ok(client_runtime().block_on(client::unmap(&lease, json, &to)))
+        Command::Client(c) => Ok(p2pb::run(c, &to)),
+        other => {
+            p2pbroker::logging::init(&cli.globals.log);
+            full(other, to.socket)
         }
-        Command::Permit { lease, peers, json } => {
-            Ok(client_runtime().block_on(client::permit(lease, peers, json, &to)))
-        }
-        Command::List(a) => Ok(client_runtime().block_on(client::list(a.json, &to))),
-        Command::Status(a) => Ok(client_runtime().block_on(status::status(a.json, &to))),
-        Command::Probe(a) => Ok(client_runtime().block_on(client::probe(a, &to))),
-        Command::Connect(a) => Ok(client_runtime().block_on(connect::run(a, &to))),
-        // A constant condition: in `p2pb` the arm below is dead code, and
-        // nothing only it reaches is linked in.
-        _ if CLIENT => return hand_over(),
-        other => full(other, socket),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),
@@ -241,7 +152,7 @@ pub fn main<const CLIENT: bool>() -> ExitCode {
     }
 }
 
-/// The commands only [`FULL_BINARY`] runs.
+/// The commands only `p2pbd` runs.
 fn full(command: Command, socket: Option<PathBuf>) -> anyhow::Result<u8> {
     match command {
         Command::Daemon(a) => runtime().block_on(daemon::run(a, socket)),
@@ -266,33 +177,8 @@ fn full(command: Command, socket: Option<PathBuf>) -> anyhow::Result<u8> {
             ModeCommand::Pull(a) => oci::pull(a),
             ModeCommand::Verify(a) => trust::verify(a),
         },
-        // Run in `main`.
-        Command::Map(_)
-        | Command::Unmap { .. }
-        | Command::Permit { .. }
-        | Command::List(_)
-        | Command::Status(_)
-        | Command::Probe(_)
-        | Command::Connect(_) => unreachable!("client commands run in main"),
+        Command::Client(_) => unreachable!("client commands run in main"),
     }
-}
-
-/// Replace this process with [`FULL_BINARY`] from this binary's folder,
-/// with the same arguments and environment (a systemd unit's
-/// `NOTIFY_SOCKET` included; the PID stays).
-fn hand_over() -> ExitCode {
-    use std::os::unix::process::CommandExt;
-    let full = std::env::current_exe()
-        .map(|p| p.with_file_name(FULL_BINARY))
-        .unwrap_or_else(|_| PathBuf::from(FULL_BINARY));
-    let e = std::process::Command::new(&full)
-        .args(std::env::args_os().skip(1))
-        .exec();
-    errln!(
-        "p2pb: this command runs in {} (installed beside p2pb), which cannot be started: {e}",
-        full.display()
-    );
-    ExitCode::from(EXIT_USAGE)
 }
 
 /// The man pages of `p2pb` and of each visible subcommand, from the same
@@ -322,16 +208,6 @@ fn man(dir: &std::path::Path) -> anyhow::Result<u8> {
         write(&format!("p2pb-{}", sub.get_name()), sub)?;
     }
     Ok(0)
-}
-
-/// A client command talks to one socket at a time: one thread does, and
-/// a whole `p2pb map` neither starts worker threads nor waits for them to
-/// stop.
-fn client_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
 }
 
 fn runtime() -> tokio::runtime::Runtime {

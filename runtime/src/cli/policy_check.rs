@@ -6,7 +6,7 @@ use std::path::Path;
 use p2pbroker::policy::check;
 use serde_json::Value;
 
-use super::table::Table;
+use p2pb::table::Table;
 
 /// Check `file` and judge the MODs the daemon would load with the same
 /// flags: the built-in ones the policy names (unless `builtin` is off)

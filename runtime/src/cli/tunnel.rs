@@ -12,28 +12,11 @@ use p2pbroker::sandbox::wit::connector::Destination;
 /// Largest greeting read with `--read-ms`.
 const GREETING_MAX: usize = 4096;
 
-/// `HOST:PORT` or `[IPv6]:PORT` as a destination.
+/// `HOST:PORT` or `[IPv6]:PORT` as a destination (parsed as `p2pb connect`
+/// parses it).
 pub fn destination(text: &str) -> anyhow::Result<Destination> {
-    let (host, port) = text
-        .rsplit_once(':')
-        .ok_or_else(|| anyhow::anyhow!("`{}` is not HOST:PORT", p2pbroker::text::escape(text)))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let port: u16 = port.parse().ok().filter(|p| *p != 0).ok_or_else(|| {
-        anyhow::anyhow!(
-            "`{}`: the port must be 1-65535",
-            p2pbroker::text::escape(text)
-        )
-    })?;
-    if host.is_empty() || host.len() > 255 {
-        anyhow::bail!(
-            "`{}`: the host must be 1-255 bytes",
-            p2pbroker::text::escape(text)
-        );
-    }
-    Ok(Destination {
-        host: host.to_string(),
-        port,
-    })
+    let (host, port) = p2pb::connect::destination(text).map_err(anyhow::Error::msg)?;
+    Ok(Destination { host, port })
 }
 
 /// Run it; the exit code.
@@ -92,21 +75,4 @@ fn read_greeting(stream: &mut std::net::TcpStream, wait: Duration) -> String {
     let mut buf = vec![0u8; GREETING_MAX];
     let n = stream.read(&mut buf).unwrap_or(0);
     p2pbroker::text::escape(&String::from_utf8_lossy(&buf[..n])).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn destinations_parse_and_refuse_clearly() {
-        let d = destination("198.51.100.1:7000").unwrap();
-        assert_eq!((d.host.as_str(), d.port), ("198.51.100.1", 7000));
-        let d = destination("[2001:db8::1]:443").unwrap();
-        assert_eq!(d.host, "2001:db8::1");
-        assert_eq!(destination("peer.example:80").unwrap().host, "peer.example");
-        for bad in ["nohost", "host:0", "host:99999", ":80"] {
-            assert!(destination(bad).is_err(), "{bad}");
-        }
-    }
 }

@@ -1,7 +1,7 @@
 //! Plain-text tables and relative times for the human output.
 //!
 //! Cells hold text from the broker (a MOD's probe detail, mode names,
-//! reasons): each is escaped ([`p2pbroker::text::escape`]), so no control
+//! reasons): each is escaped ([`crate::text::escape`]), so no control
 //! character, escape sequence or bidi override reaches the terminal.
 
 use std::fmt;
@@ -33,7 +33,7 @@ impl Table {
                 } else {
                     c
                 };
-                p2pbroker::text::escaped(&c)
+                crate::text::escaped(&c)
             })
             .collect();
         self.rows.push(cells);
@@ -114,7 +114,7 @@ mod tests {
         ]);
         let s = t.to_string();
         assert_eq!(s.lines().count(), 2, "{s}");
-        let unsafe_char = |l: &str| l.chars().any(p2pbroker::text::is_unsafe);
+        let unsafe_char = |l: &str| l.chars().any(crate::text::is_unsafe);
         assert!(!s.lines().any(unsafe_char), "{s:?}");
         assert!(s.contains("evil\\u{1b}[2J"), "{s}");
     }

@@ -7,7 +7,7 @@ use p2pbroker_client::{
     Client, ClientError, EventKind, Lease, MapOptions, Punch, Reached, Transport,
 };
 
-use super::table::{Table, until};
+use crate::table::{Table, until};
 
 /// Exit code: no broker answers on the socket.
 pub const EXIT_NO_BROKER: u8 = 3;
@@ -80,7 +80,7 @@ pub(super) async fn connect(to: &Target) -> Result<Client, u8> {
         Some(addr) => {
             let Ok(token) = std::env::var("P2PB_TOKEN") else {
                 errln!("p2pb: --lan needs the LAN token in P2PB_TOKEN");
-                return Err(super::EXIT_USAGE);
+                return Err(crate::EXIT_USAGE);
             };
             (addr.clone(), Client::open_lan(addr.as_str(), &token).await)
         }
@@ -101,7 +101,7 @@ pub(super) async fn connect(to: &Target) -> Result<Client, u8> {
     r.map_err(|e| match e {
         ClientError::Api(a) => {
             errln!("p2pb: {a}");
-            super::EXIT_FAILED
+            crate::EXIT_FAILED
         }
         e @ ClientError::UntrustedBroker(_) => {
             errln!("p2pb: not talking to {what}: {e}");
@@ -126,12 +126,12 @@ pub(super) fn failed(e: ClientError) -> u8 {
         }
         other => errln!("p2pb: {other}"),
     }
-    super::EXIT_FAILED
+    crate::EXIT_FAILED
 }
 
 /// A JSON line, with every character unsafe on a terminal escaped.
 pub(super) fn json_line<T: serde::Serialize>(v: &T) {
-    println!("{}", p2pbroker::text::json_line(v));
+    println!("{}", crate::text::json_line(v));
 }
 
 pub(super) fn list_or_none(ips: &[IpAddr]) -> String {
@@ -244,7 +244,7 @@ pub async fn map(a: MapArgs, to: &Target) -> u8 {
         };
         let Some(e) = e else {
             errln!("p2pb: the broker closed the connection");
-            return super::EXIT_FAILED;
+            return crate::EXIT_FAILED;
         };
         if e.lease.id != lease.id {
             continue;
@@ -339,7 +339,7 @@ pub async fn unmap(args: &[String], json: bool, to: &Target) -> u8 {
         Ok(id) => id,
         Err(why) => {
             errln!("p2pb: {why}");
-            return super::EXIT_USAGE;
+            return crate::EXIT_USAGE;
         }
     };
     match client.unmap(id).await {

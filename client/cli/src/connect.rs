@@ -7,7 +7,7 @@ use std::net::Shutdown;
 
 use p2pbroker_client::{ConnectParams, Outbound};
 
-use super::client::{Target, connect as open_broker, failed};
+use crate::client::{Target, connect as open_broker, failed};
 
 /// `p2pb connect` arguments.
 #[derive(clap::Args)]
@@ -27,20 +27,41 @@ pub struct ConnectArgs {
     half_close: bool,
 }
 
+/// `HOST:PORT` or `[IPv6]:PORT` as a host and a port (`p2pb connect`, and
+/// `p2pb mode run … handshake --to`).
+pub fn destination(text: &str) -> Result<(String, u16), String> {
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{}` is not HOST:PORT", crate::text::escape(text)))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| format!("`{}`: the port must be 1-65535", crate::text::escape(text)))?;
+    if host.is_empty() || host.len() > 255 {
+        return Err(format!(
+            "`{}`: the host must be 1-255 bytes",
+            crate::text::escape(text)
+        ));
+    }
+    Ok((host.to_string(), port))
+}
+
 /// Run it; the exit code.
 pub async fn run(a: ConnectArgs, to: &Target) -> u8 {
-    let dest = match super::tunnel::destination(&a.to) {
+    let (host, port) = match destination(&a.to) {
         Ok(d) => d,
         Err(e) => {
             errln!("p2pb: {e}");
-            return super::EXIT_USAGE;
+            return crate::EXIT_USAGE;
         }
     };
     let client = match open_broker(to).await {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let mut p = ConnectParams::new(dest.host, dest.port);
+    let mut p = ConnectParams::new(host, port);
     p.via = a.via;
     let out = match client.connect_with(p).await {
         Ok(o) => o,
@@ -56,9 +77,9 @@ pub async fn run(a: ConnectArgs, to: &Target) -> u8 {
         Ok(Ok(())) => 0,
         Ok(Err(e)) => {
             errln!("p2pb: the connection failed: {e}");
-            super::EXIT_FAILED
+            crate::EXIT_FAILED
         }
-        Err(_) => super::EXIT_FAILED,
+        Err(_) => crate::EXIT_FAILED,
     }
 }
 
@@ -72,16 +93,16 @@ fn describe(o: &Outbound) -> String {
         .unwrap_or_default();
     let mut s = format!(
         "connected to {}:{} via {}{through} in {} ms",
-        p2pbroker::text::escape(&c.host),
+        crate::text::escape(&c.host),
         c.port,
-        p2pbroker::text::escape(&c.via),
+        crate::text::escape(&c.via),
         c.elapsed_ms
     );
     for r in &c.skipped {
         s.push_str(&format!(
             "; {} failed first: {}",
-            p2pbroker::text::escape(&r.mode),
-            p2pbroker::text::escape(&r.reason)
+            crate::text::escape(&r.mode),
+            crate::text::escape(&r.reason)
         ));
     }
     s
@@ -108,5 +129,23 @@ fn pipe(stream: std::net::TcpStream, half_close: bool) -> std::io::Result<()> {
         // Flushed at once: an interactive peer's bytes must not wait.
         out.write_all(&buf[..n])?;
         out.flush()?;
+    }
+}
+
+#[cfg(test)]
+mod destination_tests {
+    use super::destination;
+
+    #[test]
+    fn destinations_parse_and_refuse_clearly() {
+        assert_eq!(
+            destination("198.51.100.1:7000").unwrap(),
+            ("198.51.100.1".to_string(), 7000)
+        );
+        assert_eq!(destination("[2001:db8::1]:443").unwrap().0, "2001:db8::1");
+        assert_eq!(destination("peer.example:80").unwrap().0, "peer.example");
+        for bad in ["nohost", "host:0", "host:99999", ":80"] {
+            assert!(destination(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! `p2pb status`: the broker, its policy and what to act on first.
 
-use super::client::{Target, connect, failed, json_line, lease_table, list_or_none};
-use super::table::{Table, ago};
+use crate::client::{Target, connect, failed, json_line, lease_table, list_or_none};
+use crate::table::{Table, ago};
 
 /// `p2pb status`.
 pub async fn status(json: bool, to: &Target) -> u8 {
@@ -54,7 +54,7 @@ pub async fn status(json: bool, to: &Target) -> u8 {
 /// refuses every map), then the broker and its policy. The broker's text
 /// may quote a fleet server, so it is escaped.
 fn policy_header(s: &p2pbroker_client::Status) -> String {
-    use p2pbroker::text::escape;
+    use crate::text::escape;
     let p = &s.policy;
     let mut out = String::new();
     for w in &p.warnings {
