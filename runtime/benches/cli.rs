@@ -7,14 +7,18 @@
 //! - `p2pb map tcp P --mode upnp-igd --detach` against `upnpc -u URL -a
 //!   HOST P P tcp`.
 //!
+//! `p2pb` is the static (musl) build the Debian package ships, built here
+//! (`rustup target add x86_64-unknown-linux-musl` first); the dynamic
+//! glibc build `cargo build` makes runs in the same rounds, a third arm.
+//!
 //! The daemon runs as installed (built-in MODs and policy) and is warm
 //! (probed once); each process is started from a thread already in the
 //! lab's namespace, so neither pays for `ip netns exec`, and without the
 //! `LD_LIBRARY_PATH` cargo sets for benches (a user's shell has none).
 //! Every mapping is removed after its round, untimed.
 //!
-//! Where the milliseconds go: process start (`p2pb --version` against
-//! `natpmpc -h`), a round trip to the daemon (`p2pb list`), and, from the
+//! Where the milliseconds go: process start (`p2pb list` with no broker
+//! there, against `natpmpc -h`), a round trip to the daemon (`p2pb list`), and, from the
 //! daemon's own metrics (it serves `--metrics`; the counters are fed
 //! whether or not they are served), its map time against the MOD call
 //! inside it.
@@ -93,7 +97,7 @@ fn main() {
         extra,
     );
     // The applications whose ports are mapped (proof of ownership).
-    let ports: Vec<u16> = (0..ROUNDS * 2 + 1).map(|i| FIRST_PORT + i).collect();
+    let ports: Vec<u16> = (0..ROUNDS * 3 + 1).map(|i| FIRST_PORT + i).collect();
     let held = {
         let ports = ports.clone();
         lab::in_netns(&ns, move || {
@@ -103,20 +107,21 @@ fn main() {
                 .collect::<Vec<_>>()
         })
     };
-    let p2pb = harness::p2pb();
+    let p2pb = static_p2pb();
+    let dynamic = harness::p2pb();
     let sock = d.socket.to_str().unwrap().to_string();
-    let map = |mode: &str, port: u16| {
+    let map = |bin: &str, mode: &str, port: u16| {
         let p = port.to_string();
         strings(&[
-            p2pb, "--socket", &sock, "map", "tcp", &p, "--mode", mode, "--detach",
+            bin, "--socket", &sock, "map", "tcp", &p, "--mode", mode, "--detach",
         ])
     };
     let unmap = |port: u16| {
         let p = port.to_string();
-        strings(&[p2pb, "--socket", &sock, "unmap", "tcp", &p])
+        strings(&[&p2pb, "--socket", &sock, "unmap", "tcp", &p])
     };
     // Warm: probed, compiled, the gateway's description fetched.
-    timed(&ns, map("nat-pmp", ports[ports.len() - 1]));
+    timed(&ns, map(&p2pb, "nat-pmp", ports[ports.len() - 1]));
     timed(&ns, unmap(ports[ports.len() - 1]));
     // The daemon's figures below count the timed maps only: the warm-up's
     // probe and compile would dominate a mean of 30.
@@ -125,10 +130,10 @@ fn main() {
     let mut rows = Vec::new();
     let mut pmp = (0.0, 0.0);
     for (mode, peer_name) in [("nat-pmp", "natpmpc -a"), ("upnp-igd", "upnpc -u URL -a")] {
-        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        let (mut ours, mut dyn_ours, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..ROUNDS {
-            let port = ports[(i * 2) as usize];
-            let peer_port = ports[(i * 2 + 1) as usize].to_string();
+            let at = |k: u16| ports[(i * 3 + k) as usize];
+            let peer_port = at(2).to_string();
             let (peer, peer_undo) = match mode {
                 "nat-pmp" => {
                     // Lifetime 0 removes the mapping (RFC 6886 §3.4).
@@ -152,34 +157,78 @@ fn main() {
                     strings(&["upnpc", "-u", &url, "-d", &peer_port, "tcp"]),
                 ),
             };
-            if i % 2 == 0 {
-                ours.push(timed(&ns, map(mode, port)));
-                theirs.push(timed(&ns, peer));
-            } else {
-                theirs.push(timed(&ns, peer));
-                ours.push(timed(&ns, map(mode, port)));
+            // Each arm goes first, second and third in turn: the gateway
+            // answers more slowly with more mappings in place.
+            for k in 0..3 {
+                match (i + k) % 3 {
+                    0 => ours.push(timed(&ns, map(&p2pb, mode, at(0)))),
+                    1 => dyn_ours.push(timed(&ns, map(dynamic, mode, at(1)))),
+                    _ => theirs.push(timed(&ns, peer.clone())),
+                }
             }
-            timed(&ns, unmap(port));
+            timed(&ns, unmap(at(0)));
+            timed(&ns, unmap(at(1)));
             timed(&ns, peer_undo);
         }
-        let (a, b) = (median(ours), median(theirs));
+        let (a, b, c) = (median(ours), median(theirs), median(dyn_ours));
         if mode == "nat-pmp" {
             pmp = (ms(a), ms(b));
         }
         rows.push(format!(
-            "| `p2pb map tcp P --mode {mode} --detach` (process) | {:.2} ms | `{peer_name}` {:.2} ms | {:.2}× |",
+            "| `p2pb map tcp P --mode {mode} --detach` (process; static p2pb as packaged) | {:.2} ms | `{peer_name}` {:.2} ms | {:.2}× |",
             ms(a),
             ms(b),
             ms(a) / ms(b)
         ));
+        rows.push(format!(
+            "| the same with the dynamic (glibc) p2pb | {:.2} ms | {:.2} ms | {:.2}× |",
+            ms(c),
+            ms(b),
+            ms(c) / ms(b)
+        ));
     }
     drop(held);
-    rows.extend(breakdown(&lab, &ns, &sock, &warm, pmp));
+    rows.extend(breakdown(&lab, &ns, [&p2pb, dynamic], &sock, &warm, pmp));
     println!("| what (median of {ROUNDS}, pairs alternated) | p2pb | peer (process) | ratio |");
     println!("|---|---|---|---|");
     for r in rows {
         println!("{r}");
     }
+}
+
+/// The static `p2pb` the Debian package ships (`cargo xtask deb` builds it
+/// the same way), built now in the release profile.
+fn static_p2pb() -> String {
+    let target = format!("{}-unknown-linux-musl", std::env::consts::ARCH);
+    let root = harness::root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let st = Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "-p",
+            "p2pb",
+            "--target",
+            &target,
+        ])
+        .current_dir(&root)
+        .status()
+        .expect("running cargo");
+    assert!(
+        st.success(),
+        "building the static p2pb failed (is the target there? rustup target add {target})"
+    );
+    let dynamic = std::path::Path::new(harness::p2pb());
+    // target/release/p2pb → target/<triple>/release/p2pb
+    let dir = dynamic.parent().unwrap();
+    dir.parent()
+        .unwrap()
+        .join(&target)
+        .join("release")
+        .join("p2pb")
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// The daemon's metrics text.
@@ -199,17 +248,30 @@ fn series(text: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Where a whole `p2pb map`'s time goes. `warm` is the daemon's metrics
-/// before the timed rounds; `pmp` the nat-pmp medians (p2pb, natpmpc).
-fn breakdown(lab: &lab::Lab, ns: &str, sock: &str, warm: &str, pmp: (f64, f64)) -> Vec<String> {
-    let p2pb = harness::p2pb();
-    let (mut start, mut peer_start, mut list) = (Vec::new(), Vec::new(), Vec::new());
+/// Where a whole `p2pb map`'s time goes. `bins` are the static and the
+/// dynamic p2pb; `warm` is the daemon's metrics before the timed rounds;
+/// `pmp` the nat-pmp medians (static p2pb, natpmpc).
+fn breakdown(
+    lab: &lab::Lab,
+    ns: &str,
+    bins: [&str; 2],
+    sock: &str,
+    warm: &str,
+    pmp: (f64, f64),
+) -> Vec<String> {
+    let [p2pb, dynamic] = bins;
+    // A client command with no broker to talk to: start, parse, fail to
+    // connect, exit (`--version` would be handed over to p2pbd).
+    let nobody = |bin: &str| strings(&[bin, "--socket", "/nonexistent/p2pb.sock", "list"]);
+    let (mut start, mut dyn_start, mut peer_start, mut list) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
-        start.push(timed(ns, strings(&[p2pb, "--version"])));
+        start.push(timed_any(ns, nobody(p2pb)));
+        dyn_start.push(timed_any(ns, nobody(dynamic)));
         peer_start.push(timed_any(ns, strings(&["natpmpc", "-h"])));
         list.push(timed(ns, strings(&[p2pb, "--socket", sock, "list"])));
     }
-    let (start, peer_start) = (median(start), median(peer_start));
+    let (start, dyn_start, peer_start) = (median(start), median(dyn_start), median(peer_start));
     let now = scrape(lab);
     // The mean over the timed rounds of a histogram: the growth of its
     // _sum over the growth of its _count.
@@ -222,10 +284,16 @@ fn breakdown(lab: &lab::Lab, ns: &str, sock: &str, warm: &str, pmp: (f64, f64)) 
     };
     let mut rows = vec![
         format!(
-            "| process start (`p2pb --version` / `natpmpc -h`) | {:.2} ms | {:.2} ms | {:.2}× |",
+            "| process start (`p2pb list`, no broker there / `natpmpc -h`), static p2pb | {:.2} ms | {:.2} ms | {:.2}× |",
             ms(start),
             ms(peer_start),
             ms(start) / ms(peer_start)
+        ),
+        format!(
+            "| the same, dynamic p2pb | {:.2} ms | {:.2} ms | {:.2}× |",
+            ms(dyn_start),
+            ms(peer_start),
+            ms(dyn_start) / ms(peer_start)
         ),
         format!(
             "| `p2pb list` (start, connect, one request, exit) | {:.2} ms | — | — |",
