@@ -219,6 +219,14 @@ fn a_daemon_pulls_its_pinned_mod_caches_it_and_keeps_the_last_good_copy() {
         d.log().contains("is MOD `pcp`, not `nat-pmp`")
     });
     assert_eq!(mode_sha(&d), v2_sha);
+    let cached = |sub: &str| {
+        std::fs::read_dir(d.state.join("oci").join(sub))
+            .map(|r| r.count())
+            .unwrap_or(0)
+    };
+    // A policy that is not applied neither records nor prunes: the
+    // refused component's manifest and bytes sit beside v2's.
+    assert_eq!(cached("blobs/sha256"), 4, "v2's and the refused one's");
     // So with the registry gone, an unknown pin falls back to v2, never
     // to the refused component.
     drop(_registry);
@@ -228,4 +236,19 @@ fn a_daemon_pulls_its_pinned_mod_caches_it_and_keeps_the_last_good_copy() {
         d.log().matches("the last good copy").count() >= 2
     });
     assert_eq!(mode_sha(&d), v2_sha);
+    // Now a policy is in force again, and the cache keeps v2 alone.
+    // (Pruned just after the policy is committed: waited for.)
+    daemon::eventually("v2's manifest and component alone", 60, || {
+        cached("blobs/sha256") == 2
+    });
+    assert_eq!(cached("pins"), 1, "v2 is nat-pmp's last good pin");
+    // A policy that names no registry MOD (its nat-pmp is v1 from the
+    // MODs folder, allow-listed): the cache keeps nothing.
+    std::fs::copy(&v1, empty.join("p2pbroker-mode-nat-pmp.wasm")).unwrap();
+    std::fs::copy(exported.join("allow.list"), empty.join("allow.list")).unwrap();
+    let plain = policy("").replace("oci = \"\"\n", "");
+    d.reload(&plain);
+    daemon::eventually("the folder's nat-pmp serves", 60, || mode_sha(&d) == v1_sha);
+    daemon::eventually("no blob kept", 60, || cached("blobs/sha256") == 0);
+    assert_eq!(cached("pins"), 0, "no last good pin kept");
 }

@@ -202,6 +202,7 @@ impl Broker {
             modes,
             errors,
             notes,
+            pulled,
         } = super::load_modes(&self.host, &self.modes, &policy, net)
             .await
             .map_err(|e| e.to_string())?;
@@ -209,10 +210,11 @@ impl Broker {
             let why: Vec<String> = errors.iter().map(|(f, e)| format!("{f}: {e}")).collect();
             return Err(format!("no MOD would load under it ({})", why.join("; ")));
         }
+        let policy = Arc::new(policy);
         let retired: Vec<(u64, Arc<crate::sandbox::Mode>)> = {
             let mut s = self.shared.lock().unwrap();
             let old = std::mem::replace(&mut s.modes, modes);
-            s.policy = Arc::new(policy);
+            s.policy = policy.clone();
             s.load_errors = errors;
             s.mode_notes = notes;
             s.probed_at = None;
@@ -226,6 +228,7 @@ impl Broker {
             gone
         };
         *self.policy_source.lock().unwrap() = source;
+        super::sources::keep_in_cache(&self.modes, pulled, &policy).await;
         for (id, mode) in retired {
             let _ = self
                 .release_with(

@@ -250,6 +250,7 @@ pub async fn start(opts: &DaemonOptions) -> anyhow::Result<Arc<Broker>> {
         modes,
         errors: load_errors,
         notes: mode_notes,
+        pulled,
     } = load_modes(&host, &opts.modes, &policy, net.clone()).await?;
     for (file, why) in &load_errors {
         tracing::warn!("{file}: not loaded: {why}");
@@ -260,6 +261,8 @@ pub async fn start(opts: &DaemonOptions) -> anyhow::Result<Arc<Broker>> {
             opts.modes.describe()
         );
     }
+    // The policy is in force from here: its registry MODs' copies are kept.
+    sources::keep_in_cache(&opts.modes, pulled, &policy).await;
     let (events, _) = broadcast::channel(EVENT_BUFFER);
     let broker = Arc::new(Broker {
         host,

@@ -212,6 +212,9 @@ pub struct Loaded {
     pub errors: Vec<(String, String)>,
     /// Warnings for `status`.
     pub notes: Vec<String>,
+    /// The registry MODs that loaded: (label, policy name, manifest
+    /// digest), for [`keep_in_cache`] once the policy is in force.
+    pub pulled: Vec<(String, String, crate::oci::Digest)>,
 }
 
 /// Load every component of `sources` that the trust rules admit and the
@@ -224,8 +227,12 @@ pub async fn load_modes(
 ) -> anyhow::Result<Loaded> {
     let mut modes = BTreeMap::new();
     let mut errors = Vec::new();
-    let (pulled, taken, notes) = oci_candidates(sources, policy).await;
-    for c in pulled.into_iter().chain(sources.candidates_except(&taken)?) {
+    let mut loaded_pins = Vec::new();
+    let (from_oci, taken, notes) = oci_candidates(sources, policy).await;
+    for c in from_oci
+        .into_iter()
+        .chain(sources.candidates_except(&taken)?)
+    {
         // A built-in the policy does not name is simply not wanted.
         if c.builtin
             .as_ref()
@@ -245,36 +252,54 @@ pub async fn load_modes(
                 ));
             }
             Ok(m) => {
-                if let (Some((name, d)), Some(dir)) = (&c.pulled, &sources.oci_cache) {
-                    // Loaded: this is now the copy to fall back to.
-                    let cache = crate::oci::cache::Cache::new(dir.clone());
-                    if let Err(e) = cache.set_last_good(name, d) {
-                        tracing::warn!("{}: {e}", c.label);
-                    }
-                }
+                // Loaded: this is now the copy to fall back to.
+                loaded_pins.extend(c.pulled.map(|(name, d)| (c.label.clone(), name, d)));
                 modes.insert(m.name().to_string(), Arc::new(m));
             }
             Err(e) => errors.push((c.label, e)),
         }
     }
-    if let Some(dir) = &sources.oci_cache
-        && !taken.is_empty()
-    {
-        // After the last good copies are recorded: what they and the
-        // policy's pins name stays, nothing else.
-        let pins: Vec<crate::oci::Digest> = policy
-            .modes
-            .values()
-            .filter_map(|m| m.oci_reference()?.ok()?.digest)
-            .collect();
-        let names: Vec<String> = policy.modes.keys().cloned().collect();
-        crate::oci::cache::Cache::new(dir.clone()).retain(&pins, &names);
-    }
     Ok(Loaded {
         modes,
         errors,
         notes,
+        pulled: loaded_pins,
     })
+}
+
+/// Once `policy` is in force: record the registry MODs that loaded under
+/// it (`loaded`, [`Loaded::pulled`]) as their last good copies, then prune
+/// the MOD cache to those and the policy's pins (to nothing once the
+/// policy names no registry MOD). On a blocking thread: both sync files.
+/// A policy that is not applied changes neither.
+pub async fn keep_in_cache(
+    sources: &ModeSources,
+    loaded: Vec<(String, String, crate::oci::Digest)>,
+    policy: &Policy,
+) {
+    let Some(dir) = sources.oci_cache.clone() else {
+        return;
+    };
+    // The policy's registry MODs: their names (whose last good copies
+    // stay) and their pins.
+    let (names, pins): (Vec<String>, Vec<crate::oci::Digest>) = policy
+        .modes
+        .iter()
+        .filter_map(|(n, m)| Some((n.clone(), m.oci_reference()?.ok()?.digest?)))
+        .unzip();
+    let kept = tokio::task::spawn_blocking(move || {
+        let cache = crate::oci::cache::Cache::new(dir);
+        for (label, name, d) in loaded {
+            if let Err(e) = cache.set_last_good(&name, &d) {
+                tracing::warn!("{label}: {e}");
+            }
+        }
+        cache.retain(&pins, &names);
+    })
+    .await;
+    if let Err(e) = kept {
+        tracing::warn!("the MOD cache was not pruned: {e}");
+    }
 }
 
 /// The MODs the policy pulls from registries (`oci = …`), each from the
