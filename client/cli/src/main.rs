@@ -26,9 +26,8 @@ fn main() -> ExitCode {
     if !p2pb::is_client_command(std::env::args_os().skip(1)) {
         return hand_over();
     }
+    // The client writes no log of its own: `--log` is accepted, unused.
     let cli = Cli::parse();
-    // The client writes no log of its own; `--log` is accepted everywhere.
-    let _ = &cli.globals.log;
     ExitCode::from(p2pb::run(cli.command, &cli.globals.target()))
 }
 
