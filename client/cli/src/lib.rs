@@ -79,8 +79,11 @@ impl Globals {
     }
 }
 
-/// The client commands.
+/// The client commands. Each one's arguments are defined only when it is
+/// the one invoked (`defer`): a `p2pb map` does not build the other
+/// commands' definitions, which took most of its parsing time.
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum ClientCommand {
     /// Make a local port reachable from outside; prints the external
     /// endpoint and holds the lease until Ctrl-C (or `--detach`).

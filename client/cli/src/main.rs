@@ -8,6 +8,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use p2pb::{ClientCommand, EXIT_USAGE, Globals, errln};
 
+/// The static (musl) build's allocator: see Cargo.toml.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOC: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
 /// The binary that runs every command (the daemon, MOD and policy tools).
 const FULL_BINARY: &str = "p2pbd";
 
