@@ -1,48 +1,90 @@
-//! Where guest code runs: a tokio runtime of its own, on threads of lower
-//! CPU priority than the broker's.
+//! Where guest code runs: threads of its own, each with a single-threaded
+//! tokio runtime, at lower CPU priority than the broker's.
 //!
 //! Epoch yields alone are not enough on a small machine: a spinning guest
 //! yields every tick (10 ms) but is rescheduled at once, so with two MODs
 //! spinning on two cores every task of the broker — an API request, a
 //! renewal — waits a tick per scheduling point, and `p2pb status` took
-//! 237 ms (daemon bench). On their own runtime, guests never hold a worker
-//! the API needs; at nice 10 the kernel gives the broker's threads and any
-//! other process the CPU first (weight 1024 against 110), so a spinning MOD
-//! uses only CPU nobody else wants, until its deadline stops it.
+//! 237 ms (daemon bench). On threads of their own, guests never hold a
+//! worker the API needs; at nice 10 the kernel gives the broker's threads
+//! and any other process the CPU first (weight 1024 against 110), so a
+//! spinning MOD uses only CPU nobody else wants, until its deadline stops it.
+//!
+//! Each guest thread drives its own I/O and timers, and a call stays on
+//! the thread it started on. On one multi-threaded runtime a call moved
+//! between threads at every socket it opened (wasmtime-wasi waits for a new
+//! socket's first readiness, which the thread holding the I/O driver had to
+//! be woken to see) and again when its answer came: hand-offs between idle
+//! CPUs, each a wake-up, on every map's path (BENCHMARKS.md). A new call
+//! goes to the thread with the fewest calls in flight; there are at least
+//! two, so one guest spinning between its yields never holds up every
+//! other call.
 //!
 //! A MOD's sockets belong to the network namespace of the thread that
-//! opens them. The guest runtime's threads live in the namespace of the
-//! thread that started it — the daemon's, which is the whole process's. A
-//! caller on a thread that entered another namespace (the lab tests'
-//! in-process harness does) runs its call inline instead, where its
-//! sockets must be: a call never changes namespace by moving threads.
+//! opens them. The guest threads live in the namespace of the thread that
+//! started them — the daemon's, which is the whole process's. A caller on a
+//! thread that entered another namespace (the lab tests' in-process harness
+//! does) runs its call inline instead, where its sockets must be: a call
+//! never changes namespace by moving threads.
 
 use std::future::Future;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::runtime::{Builder, Handle, Runtime};
+use tokio::runtime::{Builder, Handle};
 use tokio::task::JoinHandle;
 
 /// How much nicer guest threads are than the thread that starts them (the
 /// broker's), capped at 19: below every normal process, above idle.
 pub const GUEST_NICE: i32 = 10;
 
-/// The guest runtime and the network namespace its threads live in.
-static GUESTS: OnceLock<(Runtime, Option<u64>)> = OnceLock::new();
+/// One guest thread: its runtime, and how many calls it has in flight.
+struct Lane {
+    handle: Handle,
+    calls: AtomicUsize,
+}
 
-fn guests() -> &'static (Runtime, Option<u64>) {
+/// The guest threads and the network namespace they live in.
+struct Guests {
+    lanes: Vec<Lane>,
+    netns: Option<u64>,
+}
+
+static GUESTS: OnceLock<Guests> = OnceLock::new();
+
+fn guests() -> &'static Guests {
     GUESTS.get_or_init(|| {
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
-        let rt = Builder::new_multi_thread()
-            .worker_threads(threads)
-            .thread_name("p2pb-guest")
-            .on_thread_start(lower_priority)
-            .enable_all()
-            .build()
-            .expect("start the guest runtime");
-        // Its threads are spawned from this one and share its namespace.
-        (rt, netns())
+        let n = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
+        Guests {
+            // Spawned from this thread: they share its namespace.
+            lanes: (0..n).map(|_| start_lane()).collect(),
+            netns: netns(),
+        }
     })
+}
+
+/// Start a guest thread (never stopped: it lives as long as the process)
+/// and return its runtime's handle. Its blocking pool's threads are
+/// spawned from it and inherit its priority.
+fn start_lane() -> Lane {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("p2pb-guest".into())
+        .spawn(move || {
+            lower_priority();
+            let rt = Builder::new_current_thread()
+                .thread_name("p2pb-guest")
+                .enable_all()
+                .build()
+                .expect("start a guest runtime");
+            let _ = tx.send(rt.handle().clone());
+            rt.block_on(std::future::pending::<()>());
+        })
+        .expect("spawn a guest thread");
+    Lane {
+        handle: rx.recv().expect("the guest thread starts its runtime"),
+        calls: AtomicUsize::new(0),
+    }
 }
 
 /// The calling thread's network namespace (its inode), if readable.
@@ -53,10 +95,25 @@ pub fn netns() -> Option<u64> {
         .map(|m| m.ino())
 }
 
-fn handle() -> Option<&'static Handle> {
-    let (rt, ns) = guests();
+/// The guest thread with the fewest calls in flight (the first of equals,
+/// so an idle daemon keeps using one warm thread), if the caller is in the
+/// guest threads' namespace.
+fn lane() -> Option<&'static Lane> {
+    let g = guests();
     let here = netns();
-    (here.is_some() && here == *ns).then(|| rt.handle())
+    if here.is_none() || here != g.netns {
+        return None;
+    }
+    let i = least_loaded(g.lanes.iter().map(|l| l.calls.load(Ordering::Relaxed)));
+    g.lanes.get(i)
+}
+
+/// The index of the smallest of `calls`, the first of equals (0 if empty).
+fn least_loaded(calls: impl Iterator<Item = usize>) -> usize {
+    calls
+        .enumerate()
+        .min_by_key(|&(i, n)| (n, i))
+        .map_or(0, |(i, _)| i)
 }
 
 /// Lower the calling thread's priority (Linux: niceness is per thread and
@@ -77,28 +134,46 @@ fn thread_nice() -> i32 {
     unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
 }
 
-/// Aborts the task when the caller stops waiting, as dropping the call's
-/// future did before it moved here: nothing runs on that nobody awaits.
-struct AbortOnDrop<T>(JoinHandle<T>);
+/// A call in flight on a lane: aborts the task when the caller stops
+/// waiting, as dropping the call's future did before it moved here
+/// (nothing runs on that nobody awaits), and counts the call off.
+struct InFlight<T> {
+    task: JoinHandle<T>,
+    lane: &'static Lane,
+}
 
-impl<T> Drop for AbortOnDrop<T> {
+impl<T> Drop for InFlight<T> {
     fn drop(&mut self) {
-        self.0.abort();
+        self.task.abort();
+        self.lane.calls.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-/// Run `fut` on the guest runtime and wait for it; inline if the caller
-/// is in another network namespace than the guest runtime.
+/// Run `fut` on a guest thread and wait for it; inline if the caller is
+/// in another network namespace than the guest threads.
 pub async fn run<F>(fut: F) -> F::Output
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let Some(guests) = handle() else {
-        return fut.await;
+    match lane() {
+        Some(lane) => run_on(lane, fut).await,
+        None => fut.await,
+    }
+}
+
+/// Run `fut` on `lane` and wait for it.
+async fn run_on<F>(lane: &'static Lane, fut: F) -> F::Output
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    lane.calls.fetch_add(1, Ordering::Relaxed);
+    let mut call = InFlight {
+        task: lane.handle.spawn(fut),
+        lane,
     };
-    let mut task = AbortOnDrop(guests.spawn(fut));
-    match (&mut task.0).await {
+    match (&mut call.task).await {
         Ok(out) => out,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         // Only abort cancels it, and only our drop aborts.
@@ -165,6 +240,42 @@ mod tests {
         assert_ne!(inner_ns, outer.0, "a new namespace");
         assert_eq!(ran_ns, inner_ns, "the call ran in the caller's namespace");
         assert_ne!(ran_on.as_deref(), Some("p2pb-guest"));
+    }
+
+    #[test]
+    fn a_call_goes_to_the_first_lane_with_the_fewest_calls() {
+        assert_eq!(least_loaded([0, 0].into_iter()), 0);
+        assert_eq!(least_loaded([1, 0].into_iter()), 1);
+        assert_eq!(least_loaded([2, 1, 1, 3].into_iter()), 1);
+        assert_eq!(least_loaded(std::iter::empty()), 0);
+    }
+
+    /// A guest that blocks its thread (between two epoch yields, say)
+    /// holds up only the calls on its own lane: another lane's call runs
+    /// meanwhile, on another thread.
+    #[tokio::test]
+    async fn a_blocked_lane_does_not_hold_up_another() {
+        let lanes = &guests().lanes;
+        assert!(lanes.len() >= 2, "at least two guest threads");
+        let (tx, rx) = std::sync::mpsc::channel::<std::thread::ThreadId>();
+        let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+        let blocked = run_on(&lanes[0], async move {
+            let _ = started_tx.send(());
+            // Bounded, so a lane that never runs the other call fails the
+            // test instead of hanging it.
+            let other = rx.recv_timeout(std::time::Duration::from_secs(10));
+            (std::thread::current().id(), other)
+        });
+        let blocked = tokio::spawn(blocked);
+        // The first lane's thread is blocked from here on.
+        started.await.unwrap();
+        let freed = run_on(&lanes[1], async move {
+            tx.send(std::thread::current().id()).unwrap();
+        });
+        freed.await;
+        let (first, second) = blocked.await.unwrap();
+        let second = second.expect("the second lane ran while the first was blocked");
+        assert_ne!(first, second, "two lanes are two threads");
     }
 
     #[tokio::test]
