@@ -311,3 +311,86 @@ fn spinning_mods_do_not_hold_the_async_workers() {
         }
     });
 }
+
+/// Niceness of each of this process's guest threads (`p2pb-guest`), from
+/// /proc (field 19 of a task's stat, after its parenthesised name).
+fn guest_nices() -> Vec<i64> {
+    let mut nices = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let Some((head, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        if !head.ends_with("(p2pb-guest") {
+            continue;
+        }
+        // After the name: state is field 3, nice field 19.
+        if let Some(n) = rest.split(' ').nth(16).and_then(|n| n.parse().ok()) {
+            nices.push(n);
+        }
+    }
+    nices
+}
+
+/// A call that spins makes its guest thread nicer while it runs (so only
+/// CPU nobody else wants goes to it), and the thread has the broker's
+/// priority back once the call has ended; a call that only waits never
+/// changes it. Conditions are polled, each within a bound.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spinning_call_runs_nicer_and_its_thread_gets_its_priority_back() {
+    let _shared = FDS.read().await;
+    let (host, _) = harness::host();
+    let limits = Limits {
+        timeout_ms: 3_000,
+        ..harness::tight()
+    };
+    let mode = Arc::new(
+        harness::load(
+            &host,
+            HOSTILE,
+            harness::spec(&[], &[("scenario", "loop")], limits),
+        )
+        .await,
+    );
+    let base = process_nice();
+    let spin = {
+        let m = mode.clone();
+        tokio::spawn(async move { m.call(Op::Probe).await })
+    };
+    let bound = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let mut demoted = false;
+    while !demoted && std::time::Instant::now() < bound && !spin.is_finished() {
+        demoted = guest_nices().iter().any(|&n| n >= base + 10);
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(
+        demoted,
+        "a guest thread was nicer while the MOD spun: {:?}",
+        guest_nices()
+    );
+    let r = spin.await.unwrap();
+    assert!(
+        matches!(r.result, Err(CallError::Timeout(_))),
+        "{:?}",
+        r.result
+    );
+    // Other tests' spinning calls may hold a thread of their own down: wait
+    // until no guest thread is demoted, within a bound.
+    let bound = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while guest_nices().iter().any(|&n| n != base) && std::time::Instant::now() < bound {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        guest_nices().iter().all(|&n| n == base),
+        "every guest thread is back at nice {base}: {:?}",
+        guest_nices()
+    );
+}
+
+/// The test process's own niceness (the guest threads start at it).
+fn process_nice() -> i64 {
+    // SAFETY: getpriority reads this process's priority; no memory.
+    i64::from(unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) })
+}

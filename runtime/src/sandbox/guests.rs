@@ -1,14 +1,13 @@
 //! Where guest code runs: threads of its own, each with a single-threaded
-//! tokio runtime, at lower CPU priority than the broker's.
+//! tokio runtime; a call that spins makes its thread nicer
+//! ([`super::priority`]).
 //!
 //! Epoch yields alone are not enough on a small machine: a spinning guest
 //! yields every tick (10 ms) but is rescheduled at once, so with two MODs
 //! spinning on two cores every task of the broker — an API request, a
 //! renewal — waits a tick per scheduling point, and `p2pb status` took
 //! 237 ms (daemon bench). On threads of their own, guests never hold a
-//! worker the API needs; at nice 10 the kernel gives the broker's threads
-//! and any other process the CPU first (weight 1024 against 110), so a
-//! spinning MOD uses only CPU nobody else wants, until its deadline stops it.
+//! worker the API needs, and a spinning one runs below every other thread.
 //!
 //! Each guest thread drives its own I/O and timers, and a call stays on
 //! the thread it started on. On one multi-threaded runtime a call moved
@@ -33,10 +32,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::runtime::{Builder, Handle};
 use tokio::task::JoinHandle;
-
-/// How much nicer guest threads are than the thread that starts them (the
-/// broker's), capped at 19: below every normal process, above idle.
-pub const GUEST_NICE: i32 = 10;
 
 /// One guest thread: its runtime, and how many calls it has in flight.
 struct Lane {
@@ -64,14 +59,14 @@ fn guests() -> &'static Guests {
 }
 
 /// Start a guest thread (never stopped: it lives as long as the process)
-/// and return its runtime's handle. Its blocking pool's threads are
-/// spawned from it and inherit its priority.
+/// at the priority of the thread that starts it, and return its runtime's
+/// handle. Its blocking pool's threads are spawned from it.
 fn start_lane() -> Lane {
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     std::thread::Builder::new()
         .name("p2pb-guest".into())
         .spawn(move || {
-            lower_priority();
+            super::priority::mark_lane();
             let rt = Builder::new_current_thread()
                 .thread_name("p2pb-guest")
                 .enable_all()
@@ -114,24 +109,6 @@ fn least_loaded(calls: impl Iterator<Item = usize>) -> usize {
         .enumerate()
         .min_by_key(|&(i, n)| (n, i))
         .map_or(0, |(i, _)| i)
-}
-
-/// Lower the calling thread's priority (Linux: niceness is per thread and
-/// inherited), relative to what it inherited, so a broker started nice
-/// never gets guests above itself. Raising niceness needs no privilege; if
-/// it fails the guest still runs.
-fn lower_priority() {
-    let nice = (thread_nice() + GUEST_NICE).min(19);
-    // SAFETY: gettid and setpriority on this thread only.
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice);
-    }
-}
-
-/// The calling thread's niceness.
-fn thread_nice() -> i32 {
-    // SAFETY: gettid and getpriority on this thread only.
-    unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
 }
 
 /// A call in flight on a lane: aborts the task when the caller stops
@@ -186,22 +163,19 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn guests_run_on_their_own_lower_priority_threads() {
-        let (name, nice) = run(async {
+    async fn guests_run_on_threads_of_their_own_that_watch_for_spinning() {
+        let (name, watched) = run(async {
             (
                 std::thread::current().name().map(str::to_owned),
-                thread_nice(),
+                super::super::priority::lane_tid().is_some(),
             )
         })
         .await;
         assert_eq!(name.as_deref(), Some("p2pb-guest"));
-        let ours = thread_nice();
-        assert!(
-            nice >= (ours + GUEST_NICE).min(19),
-            "guest nice {nice}, ours {ours}"
-        );
+        assert!(watched, "calls on a guest thread are watched for spinning");
         let here = std::thread::current().name().map(str::to_owned);
         assert_ne!(here.as_deref(), Some("p2pb-guest"));
+        assert!(super::super::priority::lane_tid().is_none());
     }
 
     /// The lab harness's case: a thread that entered another network

@@ -29,6 +29,7 @@ pub mod guests;
 pub mod limits;
 pub mod load;
 pub mod mode;
+pub mod priority;
 pub mod wit;
 
 pub use cache::sha256;

@@ -138,6 +138,7 @@ impl Mode {
         let mut table = ResourceTable::new();
         table.set_max_capacity(limits.table_entries as usize);
         let state = CallState {
+            spin: super::priority::SpinWatch::start(),
             wasi,
             table,
             limiter: Limiter::new(limits),
@@ -168,7 +169,9 @@ impl Mode {
         // for its whole budget; past the deadline it traps.
         let deadline = Instant::now() + limits.timeout();
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
+        store.epoch_deadline_callback(move |mut ctx| {
+            // A guest still running wasm at a tick may be spinning.
+            ctx.data_mut().spin.tick();
             Ok(if Instant::now() >= deadline {
                 UpdateDeadline::Interrupt
             } else {

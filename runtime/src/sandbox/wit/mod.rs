@@ -106,6 +106,8 @@ pub use self::p2pbroker::mode::types::{AddressClass, Transport};
 
 /// Everything a store holds for one lifecycle call.
 pub struct CallState {
+    /// Whether the call spins (its thread is made nicer while it does).
+    pub(crate) spin: crate::sandbox::priority::SpinWatch,
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
     pub(crate) limiter: Limiter,
