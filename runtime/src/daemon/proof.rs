@@ -29,19 +29,30 @@ impl Proof {
 }
 
 /// Whether the proof holds for `endpoint` (see [`ownership`]): the inodes
-/// of the sockets holding it, or why not. Reads the host's socket table off
-/// the async workers.
+/// of the sockets holding it, or why not. Reads the host's socket table
+/// without holding up the async workers' other tasks.
 pub async fn owned(
     transport: Transport,
     endpoint: SocketAddr,
     proof: Proof,
 ) -> Result<Vec<u64>, ownership::NotOwner> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
     let unreadable = |e: String| ownership::NotOwner::Unreadable(e);
     let read = move || ownership::sockets_on(transport, Some(endpoint.port()));
-    let table = tokio::task::spawn_blocking(read)
-        .await
-        .map_err(|e| unreadable(e.to_string()))?
-        .map_err(|e| unreadable(e.to_string()))?;
+    let multi =
+        Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
+    let table = if multi {
+        // In place: the worker's other tasks move to another thread while
+        // the kernel walks a socket table that may be large, and the map
+        // goes on here without a round trip to the blocking pool (one
+        // wake-up less on its path).
+        tokio::task::block_in_place(read)
+    } else {
+        tokio::task::spawn_blocking(read)
+            .await
+            .map_err(|e| unreadable(e.to_string()))?
+    }
+    .map_err(|e| unreadable(e.to_string()))?;
     match proof {
         Proof::Uid(uid) => ownership::verdict(&table, transport, endpoint, uid),
         Proof::Socket(inode) => ownership::verdict_passed(&table, transport, endpoint, inode),
