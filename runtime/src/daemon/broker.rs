@@ -493,20 +493,28 @@ impl Broker {
     }
 
     /// Sync the journal on a blocking thread, once for every line written
-    /// before it starts: a map's answer does not wait for it.
+    /// before it starts, [`timing::JOURNAL_SYNC_DELAY`] from now: a map's
+    /// answer does not wait for it.
     pub fn sync_journal_soon(self: &Arc<Self>) {
         use std::sync::atomic::Ordering;
         if self.journal_sync_pending.swap(true, Ordering::AcqRel) {
             return;
         }
         let b = self.clone();
-        tokio::task::spawn_blocking(move || {
-            // Lines written from here on schedule a sync of their own.
-            b.journal_sync_pending.store(false, Ordering::Release);
-            // The lock only to take a handle: the sync runs without it.
-            let handle = b.journal.lock().unwrap().sync_handle();
-            let synced = handle.and_then(|f| f.sync_data());
-            if let Err(e) = synced {
+        tokio::spawn(async move {
+            // Let the answer reach its client first: on a small machine the
+            // sync's thread and the file system's own would otherwise take
+            // the CPU the client wakes on (BENCHMARKS.md, eighth pass).
+            tokio::time::sleep(timing::JOURNAL_SYNC_DELAY).await;
+            let synced = tokio::task::spawn_blocking(move || {
+                // Lines written from here on schedule a sync of their own.
+                b.journal_sync_pending.store(false, Ordering::Release);
+                // The lock only to take a handle: the sync runs without it.
+                let handle = b.journal.lock().unwrap().sync_handle();
+                handle.and_then(|f| f.sync_data())
+            })
+            .await;
+            if let Ok(Err(e)) = synced {
                 tracing::error!("lease journal: sync failed: {e}");
             }
         });

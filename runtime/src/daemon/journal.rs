@@ -17,9 +17,9 @@
 //! which then lasts until its gateway lifetime ends.
 //!
 //! The `put` of a new map is written the same way ([`Journal::put_written`])
-//! and synced just after its client is answered, off the answer's path,
+//! and synced 3 ms after its client is answered, off the answer's path,
 //! one sync for every map that landed meanwhile (the broker's
-//! `sync_journal_soon`): a power loss in that millisecond loses the
+//! `sync_journal_soon`): a power loss in those milliseconds loses the
 //! record of a mapping that then lasts until its gateway lifetime ends,
 //! as above. Where the policy allows permanent mappings, which would not
 //! end, both lines are synced before the client hears of the mapping.

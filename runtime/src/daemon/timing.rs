@@ -66,6 +66,12 @@ pub fn gateway_lifetime(policy_s: u32, now_ms: u64, lease_expiry_ms: Option<u64>
 /// drops cached probes at once, whatever this says.
 pub const FRESH_PROBE_MIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How long after a map's answer its journal line is synced (see
+/// `Broker::sync_journal_soon`): long enough for a one-shot client to have
+/// its answer and exit, short against the gateway lifetime a line lost to
+/// a power loss in the meantime leaves its mapping.
+pub const JOURNAL_SYNC_DELAY: std::time::Duration = std::time::Duration::from_millis(3);
+
 /// Whether the last probe round serves a request for probes: it finished
 /// `age` ago (`None`: no round, or results dropped), `after_asked` if it
 /// finished after the request came (a round the request waited for). A
