@@ -15,7 +15,11 @@
 //! (probed once); each process is started from a thread already in the
 //! lab's namespace, so neither pays for `ip netns exec`, and without the
 //! `LD_LIBRARY_PATH` cargo sets for benches (a user's shell has none).
-//! Every mapping is removed after its round, untimed.
+//! Every mapping is removed after its round, untimed. Each timed command
+//! starts [`SETTLE`] after the one before: what a command leaves running
+//! (the gateway logging and listing its rules after it answered, the
+//! daemon syncing its journal) would otherwise land in the next one's
+//! time, whichever tool that is.
 //!
 //! Where the milliseconds go: process start (`p2pb list` with no broker
 //! there, against `natpmpc -h`), a round trip to the daemon (`p2pb list`), and, from the
@@ -23,7 +27,12 @@
 //! whether or not they are served), its map time against the MOD call
 //! inside it.
 //!
-//! `cargo bench -p p2pbroker --bench cli` prints a Markdown table.
+//! `cargo bench -p p2pbroker --bench cli` prints a Markdown table
+//! (`P2PB_BENCH_ROUNDS=N`: N rounds instead of 60). With
+//! `P2PB_BENCH_ATTRIBUTE=1` it also scrapes the daemon's metrics around
+//! each static nat-pmp map (untimed) and prints, per map, how much of it
+//! was outside the daemon's map, and the daemon's map outside its MOD
+//! call.
 
 #[path = "../../tests/daemon/mod.rs"]
 mod daemon;
@@ -35,9 +44,20 @@ mod lab;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const ROUNDS: u16 = 30;
+/// Rounds unless `P2PB_BENCH_ROUNDS` says otherwise.
+const DEFAULT_ROUNDS: u16 = 60;
+/// The pause before each timed command (see the module docs).
+const SETTLE: Duration = Duration::from_millis(20);
 const FIRST_PORT: u16 = 21_000;
 const METRICS: &str = "127.0.0.1:9464";
+
+fn rounds() -> u16 {
+    std::env::var("P2PB_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(DEFAULT_ROUNDS)
+}
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -60,6 +80,7 @@ fn timed_any(ns: &str, args: Vec<String>) -> Duration {
 }
 
 fn run(ns: &str, args: Vec<String>, check: bool) -> Duration {
+    std::thread::sleep(SETTLE);
     lab::in_netns(ns, move || {
         let t = Instant::now();
         let out = Command::new(&args[0])
@@ -97,7 +118,8 @@ fn main() {
         extra,
     );
     // The applications whose ports are mapped (proof of ownership).
-    let ports: Vec<u16> = (0..ROUNDS * 3 + 1).map(|i| FIRST_PORT + i).collect();
+    let rounds = rounds();
+    let ports: Vec<u16> = (0..rounds * 3 + 1).map(|i| FIRST_PORT + i).collect();
     let held = {
         let ports = ports.clone();
         lab::in_netns(&ns, move || {
@@ -129,9 +151,11 @@ fn main() {
     let url = lab.upnp_url();
     let mut rows = Vec::new();
     let mut pmp = (0.0, 0.0);
+    let attribute = std::env::var("P2PB_BENCH_ATTRIBUTE").is_ok();
+    let mut attributed: Vec<(f64, f64)> = Vec::new();
     for (mode, peer_name) in [("nat-pmp", "natpmpc -a"), ("upnp-igd", "upnpc -u URL -a")] {
         let (mut ours, mut dyn_ours, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
-        for i in 0..ROUNDS {
+        for i in 0..rounds {
             let at = |k: u16| ports[(i * 3 + k) as usize];
             let peer_port = at(2).to_string();
             let (peer, peer_undo) = match mode {
@@ -161,6 +185,12 @@ fn main() {
             // answers more slowly with more mappings in place.
             for k in 0..3 {
                 match (i + k) % 3 {
+                    0 if attribute && mode == "nat-pmp" => {
+                        let before = scrape(&lab);
+                        let t = timed(&ns, map(&p2pb, mode, at(0)));
+                        attributed.push(attribution(&before, &scrape(&lab), ms(t)));
+                        ours.push(t);
+                    }
                     0 => ours.push(timed(&ns, map(&p2pb, mode, at(0)))),
                     1 => dyn_ours.push(timed(&ns, map(dynamic, mode, at(1)))),
                     _ => theirs.push(timed(&ns, peer.clone())),
@@ -170,6 +200,8 @@ fn main() {
             timed(&ns, unmap(at(1)));
             timed(&ns, peer_undo);
         }
+        let mean = |v: &[Duration]| v.iter().map(|d| ms(*d)).sum::<f64>() / v.len() as f64;
+        let means = (mean(&ours), mean(&theirs));
         let (a, b, c) = (median(ours), median(theirs), median(dyn_ours));
         if mode == "nat-pmp" {
             pmp = (ms(a), ms(b));
@@ -181,6 +213,12 @@ fn main() {
             ms(a) / ms(b)
         ));
         rows.push(format!(
+            "| the same, means | {:.2} ms | {:.2} ms | {:.2}× |",
+            means.0,
+            means.1,
+            means.0 / means.1
+        ));
+        rows.push(format!(
             "| the same with the dynamic (glibc) p2pb | {:.2} ms | {:.2} ms | {:.2}× |",
             ms(c),
             ms(b),
@@ -188,8 +226,28 @@ fn main() {
         ));
     }
     drop(held);
-    rows.extend(breakdown(&lab, &ns, [&p2pb, dynamic], &sock, &warm, pmp));
-    println!("| what (median of {ROUNDS}, pairs alternated) | p2pb | peer (process) | ratio |");
+    if attribute {
+        let pick = |f: fn(&(f64, f64)) -> f64| {
+            let mut v: Vec<f64> = attributed.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            (v[v.len() / 2], v[v.len() * 9 / 10])
+        };
+        let (out, out90) = pick(|a| a.0);
+        let (inside, inside90) = pick(|a| a.1);
+        rows.push(format!(
+            "| per static nat-pmp map: outside the daemon's map / the daemon's map outside its MOD call (median; p90) | {out:.2} ms; {out90:.2} ms | {inside:.2} ms; {inside90:.2} ms | — |"
+        ));
+    }
+    rows.extend(breakdown(
+        &lab,
+        &ns,
+        [&p2pb, dynamic],
+        &sock,
+        &warm,
+        pmp,
+        rounds,
+    ));
+    println!("| what (median of {rounds}, pairs alternated) | p2pb | peer (process) | ratio |");
     println!("|---|---|---|---|");
     for r in rows {
         println!("{r}");
@@ -248,6 +306,16 @@ fn series(text: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// One map's (whole process: `took` ms) attribution from the daemon's
+/// metrics before and after it: the time outside the daemon's map, and
+/// the daemon's map outside its MOD call.
+fn attribution(before: &str, after: &str, took: f64) -> (f64, f64) {
+    let grew = |name: &str| (series(after, name) - series(before, name)) * 1e3;
+    let map = grew("p2pb_map_duration_seconds_sum{mode=\"nat-pmp\"}");
+    let call = grew("p2pb_mod_call_duration_seconds_sum{mode=\"nat-pmp\",op=\"map\"}");
+    (took - map, map - call)
+}
+
 /// Where a whole `p2pb map`'s time goes. `bins` are the static and the
 /// dynamic p2pb; `warm` is the daemon's metrics before the timed rounds;
 /// `pmp` the nat-pmp medians (static p2pb, natpmpc).
@@ -258,6 +326,7 @@ fn breakdown(
     sock: &str,
     warm: &str,
     pmp: (f64, f64),
+    rounds: u16,
 ) -> Vec<String> {
     let [p2pb, dynamic] = bins;
     // A client command with no broker to talk to: start, parse, fail to
@@ -265,7 +334,7 @@ fn breakdown(
     let nobody = |bin: &str| strings(&[bin, "--socket", "/nonexistent/p2pb.sock", "list"]);
     let (mut start, mut dyn_start, mut peer_start, mut list) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         start.push(timed_any(ns, nobody(p2pb)));
         dyn_start.push(timed_any(ns, nobody(dynamic)));
         peer_start.push(timed_any(ns, strings(&["natpmpc", "-h"])));
