@@ -266,19 +266,7 @@ fn spinning_mods_do_not_hold_the_async_workers() {
         .unwrap();
     rt.block_on(async {
         let _shared = FDS.read().await;
-        let (host, _) = harness::host();
-        let limits = Limits {
-            timeout_ms: 4_000,
-            ..harness::tight()
-        };
-        let mode = Arc::new(
-            harness::load(
-                &host,
-                HOSTILE,
-                harness::spec(&[], &[("scenario", "loop")], limits),
-            )
-            .await,
-        );
+        let (_host, mode) = spinner(4_000).await;
         let spins: Vec<_> = (0..2)
             .map(|_| {
                 let m = mode.clone();
@@ -341,19 +329,7 @@ fn guest_nices() -> Vec<i64> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_spinning_call_runs_nicer_and_its_thread_gets_its_priority_back() {
     let _shared = FDS.read().await;
-    let (host, _) = harness::host();
-    let limits = Limits {
-        timeout_ms: 3_000,
-        ..harness::tight()
-    };
-    let mode = Arc::new(
-        harness::load(
-            &host,
-            HOSTILE,
-            harness::spec(&[], &[("scenario", "loop")], limits),
-        )
-        .await,
-    );
+    let (_host, mode) = spinner(3_000).await;
     let base = process_nice();
     let spin = {
         let m = mode.clone();
@@ -393,4 +369,21 @@ async fn a_spinning_call_runs_nicer_and_its_thread_gets_its_priority_back() {
 fn process_nice() -> i64 {
     // SAFETY: getpriority reads this process's priority; no memory.
     i64::from(unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) })
+}
+
+/// The hostile MOD in its `loop` scenario (it spins until its deadline,
+/// `timeout_ms`), and the host it runs on.
+async fn spinner(timeout_ms: u64) -> (p2pbroker::sandbox::ModeHost, Arc<p2pbroker::sandbox::Mode>) {
+    let (host, _) = harness::host();
+    let limits = Limits {
+        timeout_ms,
+        ..harness::tight()
+    };
+    let mode = harness::load(
+        &host,
+        HOSTILE,
+        harness::spec(&[], &[("scenario", "loop")], limits),
+    )
+    .await;
+    (host, Arc::new(mode))
 }
