@@ -60,15 +60,18 @@ fn guests() -> &'static Guests {
 
 /// Start a guest thread (never stopped: it lives as long as the process)
 /// at the priority of the thread that starts it, and return its runtime's
-/// handle. Its blocking pool's threads are spawned from it.
+/// handle. Its blocking pool's threads (`p2pb-guest-io`: name lookups)
+/// start at that priority too, even when spawned while a spinning call
+/// had made the guest thread nicer.
 fn start_lane() -> Lane {
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     std::thread::Builder::new()
         .name("p2pb-guest".into())
         .spawn(move || {
-            super::priority::mark_lane();
+            let base = super::priority::mark_lane();
             let rt = Builder::new_current_thread()
-                .thread_name("p2pb-guest")
+                .thread_name("p2pb-guest-io")
+                .on_thread_start(move || super::priority::set_own_nice(base))
                 .enable_all()
                 .build()
                 .expect("start a guest runtime");

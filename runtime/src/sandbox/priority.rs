@@ -46,15 +46,24 @@ thread_local! {
 }
 
 /// Make the calling thread a guest thread whose calls are watched, at the
-/// priority it has now.
-pub(crate) fn mark_lane() {
+/// priority it has now; that priority.
+pub(crate) fn mark_lane() -> i32 {
+    let base = thread_nice();
     LANE.with(|l| {
         let _ = l.set(Arc::new(LanePriority {
             tid: gettid(),
-            base: thread_nice(),
+            base,
             spinning: Mutex::new((0, false)),
         }));
     });
+    base
+}
+
+/// Give the calling thread niceness `nice` (a guest thread's helper
+/// threads start at the guest thread's own priority); if that is not
+/// permitted it keeps the one it inherited.
+pub(crate) fn set_own_nice(nice: i32) {
+    set_nice(gettid(), nice);
 }
 
 impl LanePriority {
