@@ -17,7 +17,7 @@
 //! Getting the priority back needs `RLIMIT_NICE` (the systemd unit sets
 //! `LimitNICE=+0`) or `CAP_SYS_NICE`; without either, a thread once
 //! demoted stays so (the priority every guest thread had before), and the
-//! daemon says so once.
+//! daemon says so, once for each such thread.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
