@@ -28,22 +28,20 @@ pub struct ConnectArgs {
 }
 
 /// `HOST:PORT` or `[IPv6]:PORT` as a host and a port (`p2pb connect`, and
-/// `p2pb mode run … handshake --to`).
+/// `p2pb mode run … handshake --to`). An error quotes `text` as given: its
+/// printers (`errln!`) escape the whole line.
 pub fn destination(text: &str) -> Result<(String, u16), String> {
     let (host, port) = text
         .rsplit_once(':')
-        .ok_or_else(|| format!("`{}` is not HOST:PORT", crate::text::escape(text)))?;
+        .ok_or_else(|| format!("`{text}` is not HOST:PORT"))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let port: u16 = port
         .parse()
         .ok()
         .filter(|p| *p != 0)
-        .ok_or_else(|| format!("`{}`: the port must be 1-65535", crate::text::escape(text)))?;
+        .ok_or_else(|| format!("`{text}`: the port must be 1-65535"))?;
     if host.is_empty() || host.len() > 255 {
-        return Err(format!(
-            "`{}`: the host must be 1-255 bytes",
-            crate::text::escape(text)
-        ));
+        return Err(format!("`{text}`: the host must be 1-255 bytes"));
     }
     Ok((host.to_string(), port))
 }
@@ -83,7 +81,8 @@ pub async fn run(a: ConnectArgs, to: &Target) -> u8 {
     }
 }
 
-/// How the connection was opened, for a terminal.
+/// How the connection was opened, as text from the broker: `errln!`
+/// escapes it (once) on its way to the terminal.
 fn describe(o: &Outbound) -> String {
     let c = &o.connection;
     let through = c
@@ -93,17 +92,10 @@ fn describe(o: &Outbound) -> String {
         .unwrap_or_default();
     let mut s = format!(
         "connected to {}:{} via {}{through} in {} ms",
-        crate::text::escape(&c.host),
-        c.port,
-        crate::text::escape(&c.via),
-        c.elapsed_ms
+        c.host, c.port, c.via, c.elapsed_ms
     );
     for r in &c.skipped {
-        s.push_str(&format!(
-            "; {} failed first: {}",
-            crate::text::escape(&r.mode),
-            crate::text::escape(&r.reason)
-        ));
+        s.push_str(&format!("; {} failed first: {}", r.mode, r.reason));
     }
     s
 }
@@ -147,5 +139,11 @@ mod destination_tests {
         for bad in ["nohost", "host:0", "host:99999", ":80"] {
             assert!(destination(bad).is_err(), "{bad}");
         }
+        // Quoted as given: the line's printer escapes it, once.
+        let e = destination("a\u{1b}[31m:0").unwrap_err();
+        assert!(e.contains("a\u{1b}[31m"), "{e}");
+        let line = crate::text::escape(&format!("p2pb: {e}")).into_owned();
+        assert!(line.contains("a\\u{1b}[31m"), "{line}");
+        assert!(!line.contains("\\\\"), "escaped once: {line}");
     }
 }
