@@ -99,6 +99,18 @@ impl serde_json::ser::Formatter for SafeJson {
     }
 }
 
+/// Addresses as `a, b, c`, or `none`: for a status line or a log record
+/// (addresses need no escaping).
+pub fn ip_list(ips: &[std::net::IpAddr]) -> String {
+    if ips.is_empty() {
+        return "none".into();
+    }
+    ips.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,5 +161,12 @@ mod tests {
         let e = escape(&hostile);
         assert!(!e.chars().any(is_unsafe), "{e}");
         assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn address_lists_read_as_a_list_or_none() {
+        assert_eq!(ip_list(&[]), "none");
+        let ips = ["192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap()];
+        assert_eq!(ip_list(&ips), "192.0.2.1, 2001:db8::1");
     }
 }

@@ -134,16 +134,6 @@ pub(super) fn json_line<T: serde::Serialize>(v: &T) {
     println!("{}", crate::text::json_line(v));
 }
 
-pub(super) fn list_or_none(ips: &[IpAddr]) -> String {
-    if ips.is_empty() {
-        return "none".into();
-    }
-    ips.iter()
-        .map(IpAddr::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 fn describe(l: &Lease) -> String {
     let relay = match &l.relay {
         Some(r) if !r.leg.is_empty() => format!(", relay {} over {}", r.server, r.leg),
@@ -467,7 +457,7 @@ pub async fn probe(a: ProbeArgs, to: &Target) -> u8 {
         json_line(&p);
         return 0;
     }
-    outln!("gateways:          {}", list_or_none(&p.gateways));
+    outln!("gateways:          {}", crate::text::ip_list(&p.gateways));
     let class = p
         .probes
         .iter()

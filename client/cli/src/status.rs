@@ -1,6 +1,6 @@
 //! `p2pb status`: the broker, its policy and what to act on first.
 
-use crate::client::{Target, connect, failed, json_line, lease_table, list_or_none};
+use crate::client::{Target, connect, failed, json_line, lease_table};
 use crate::table::{Table, ago};
 
 /// `p2pb status`.
@@ -18,7 +18,7 @@ pub async fn status(json: bool, to: &Target) -> u8 {
         return 0;
     }
     print!("{}", policy_header(&s));
-    outln!("gateways: {}", list_or_none(&s.network.gateways));
+    outln!("gateways: {}", crate::text::ip_list(&s.network.gateways));
     outln!("addresses: {}", s.network.addresses.join(", "));
     outln!();
     let mut t = Table::new(&["MOD", "VERSION", "PROBE", "AGE", "SEEN"]);

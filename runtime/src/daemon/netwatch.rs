@@ -19,15 +19,7 @@ use crate::netinfo::NetInfo;
 /// What changed between two snapshots, for the log; `None` if nothing did.
 pub fn describe_change(old: &NetInfo, new: &NetInfo) -> Option<String> {
     let mut parts = Vec::new();
-    let list = |ips: &[std::net::IpAddr]| {
-        if ips.is_empty() {
-            return "none".to_string();
-        }
-        ips.iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let list = crate::text::ip_list;
     if old.gateways != new.gateways {
         parts.push(format!(
             "gateways {} -> {}",
