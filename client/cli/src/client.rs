@@ -251,7 +251,6 @@ pub async fn map(a: MapArgs, to: &Target) -> u8 {
     }
 }
 
-/// `p2pb unmap`.
 /// A lifetime: whole seconds (`3600`) or a humantime duration (`2h`),
 /// 1 s to about 136 years.
 pub fn parse_lifetime(s: &str) -> Result<u32, String> {
@@ -313,6 +312,7 @@ pub fn which_lease(args: &[String], leases: &[Lease]) -> Result<u64, String> {
     }
 }
 
+/// `p2pb unmap`.
 pub async fn unmap(args: &[String], json: bool, to: &Target) -> u8 {
     let client = match connect(to).await {
         Ok(c) => c,
@@ -345,6 +345,7 @@ pub async fn unmap(args: &[String], json: bool, to: &Target) -> u8 {
     }
 }
 
+/// `p2pb permit`.
 pub async fn permit(id: u64, peers: Vec<std::net::SocketAddr>, json: bool, to: &Target) -> u8 {
     let client = match connect(to).await {
         Ok(c) => c,
