@@ -514,8 +514,10 @@ impl Broker {
                 handle.and_then(|f| f.sync_data())
             })
             .await;
-            if let Ok(Err(e)) = synced {
-                tracing::error!("lease journal: sync failed: {e}");
+            match synced {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!("lease journal: sync failed: {e}"),
+                Err(e) => tracing::error!("lease journal: the sync did not run: {e}"),
             }
         });
     }
