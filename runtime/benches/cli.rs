@@ -129,7 +129,7 @@ fn main() {
                 .collect::<Vec<_>>()
         })
     };
-    let p2pb = static_p2pb();
+    let p2pb = harness::static_p2pb().to_string();
     let dynamic = harness::p2pb();
     let sock = d.socket.to_str().unwrap().to_string();
     let map = |bin: &str, mode: &str, port: u16| {
@@ -252,41 +252,6 @@ fn main() {
     for r in rows {
         println!("{r}");
     }
-}
-
-/// The static `p2pb` the Debian package ships (`cargo xtask deb` builds it
-/// the same way), built now in the release profile.
-fn static_p2pb() -> String {
-    let target = format!("{}-unknown-linux-musl", std::env::consts::ARCH);
-    let root = harness::root();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let st = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "-p",
-            "p2pb",
-            "--target",
-            &target,
-        ])
-        .current_dir(&root)
-        .status()
-        .expect("running cargo");
-    assert!(
-        st.success(),
-        "building the static p2pb failed (is the target there? rustup target add {target})"
-    );
-    let dynamic = std::path::Path::new(harness::p2pb());
-    // target/release/p2pb → target/<triple>/release/p2pb
-    let dir = dynamic.parent().unwrap();
-    dir.parent()
-        .unwrap()
-        .join(&target)
-        .join("release")
-        .join("p2pb")
-        .to_string_lossy()
-        .into_owned()
 }
 
 /// The daemon's metrics text.

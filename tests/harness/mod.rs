@@ -23,7 +23,7 @@ use p2pbroker::sandbox::load::AllowList;
 use p2pbroker::sandbox::{EngineConfig, Mode, ModeHost, ModeSpec};
 
 #[allow(unused_imports)]
-pub use p2pb_bin::p2pb;
+pub use p2pb_bin::{p2pb, static_p2pb};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
