@@ -131,6 +131,30 @@ fn nat_pmp_maps_tcp_and_udp_through_a_real_gateway() {
     );
 }
 
+/// The lab's gateway as a router runs it (tests/lab/deployed.rs: the
+/// benches compare clients against it): it maps like the debug one, and
+/// the lab stops it on a restart and at teardown, though it is not the
+/// lab's child.
+#[test]
+fn nat_pmp_maps_through_a_gateway_run_as_deployed_which_the_lab_stops() {
+    let mut lab = Lab::up_as_deployed(GatewayOptions::default());
+    lifecycle(&lab, NAT_PMP, true, 4013);
+    let first = lab
+        .deployed_gateway_pid()
+        .expect("miniupnpd runs in the background");
+    lab.restart_gateway();
+    let second = lab
+        .deployed_gateway_pid()
+        .expect("it runs again after a restart");
+    assert_ne!(first, second, "a new process");
+    assert!(lab::deployed::has_exited(first), "the old one was stopped");
+    drop(lab);
+    assert!(
+        lab::deployed::has_exited(second),
+        "tearing the lab down stopped its gateway"
+    );
+}
+
 #[test]
 fn pcp_maps_tcp_and_udp_through_a_real_gateway() {
     let lab = Lab::up(GatewayOptions::default());

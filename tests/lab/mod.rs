@@ -20,6 +20,7 @@
 #![allow(dead_code)]
 
 pub mod corp;
+pub mod deployed;
 pub mod fwapi;
 pub mod nat;
 pub mod registry;
@@ -117,6 +118,8 @@ pub struct Lab {
     turn_cert: Option<turn::TurnCert>,
     namespaces: Vec<String>,
     dual_stack: bool,
+    /// miniupnpd runs as deployed, in the background ([`deployed`]).
+    deployed: bool,
 }
 
 /// Panic unless running as root with every tool of `tools` on PATH:
@@ -175,6 +178,10 @@ impl Lab {
     }
 
     fn build(opts: GatewayOptions, dual_stack: bool) -> Lab {
+        Lab::build_with(opts, dual_stack, false)
+    }
+
+    fn build_with(opts: GatewayOptions, dual_stack: bool, deployed: bool) -> Lab {
         require_root_and_tools();
         static N: AtomicU32 = AtomicU32::new(0);
         let prefix = format!(
@@ -191,6 +198,7 @@ impl Lab {
             turn_cert: None,
             namespaces: Vec::new(),
             dual_stack,
+            deployed,
         };
         lab.build_network();
         lab.start_coturn();
@@ -356,20 +364,26 @@ impl Lab {
         let conf = self.path("miniupnpd.conf");
         std::fs::write(&conf, self.miniupnpd_conf()).unwrap();
         let pid = self.path("miniupnpd.pid");
-        let child = self.spawn(
-            Ns::Gw,
-            "miniupnpd",
-            &[
-                "miniupnpd",
-                "-d",
-                "-f",
-                conf.to_str().unwrap(),
-                "-P",
-                pid.to_str().unwrap(),
-            ],
-        );
+        let mut args = vec!["miniupnpd", "-f", conf.to_str().unwrap()];
+        args.extend(["-P", pid.to_str().unwrap()]);
+        if !self.deployed {
+            args.push("-d");
+        }
+        let child = self.spawn(Ns::Gw, "miniupnpd", &args);
         self.miniupnpd = Some(child);
         self.wait_ready();
+    }
+
+    /// Stop miniupnpd: our child in debug mode; in the background when
+    /// run as deployed (its `ip netns exec` parent exits at once).
+    fn stop_miniupnpd(&mut self) {
+        if let Some(mut c) = self.miniupnpd.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+            if self.deployed {
+                deployed::stop_gateway(&self.path("miniupnpd.pid"));
+            }
+        }
     }
 
     /// The gateway's NAT-PMP epoch (seconds since its mappings were last
@@ -422,10 +436,7 @@ impl Lab {
     /// Kill miniupnpd, flush the rules it made and its leases, and start it
     /// again: a gateway reboot as far as mappings go.
     pub fn restart_gateway(&mut self) {
-        if let Some(mut c) = self.miniupnpd.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.stop_miniupnpd();
         for chain in ["miniupnpd", "prerouting_miniupnpd", "postrouting_miniupnpd"] {
             self.must(Ns::Gw, &["nft", "flush", "chain", "inet", "filter", chain]);
         }
@@ -561,11 +572,8 @@ pub fn wait_for_ready(log: &std::path::Path) {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for c in [self.miniupnpd.take(), self.coturn.take()]
-            .into_iter()
-            .flatten()
-        {
-            let mut c = c;
+        self.stop_miniupnpd();
+        if let Some(mut c) = self.coturn.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
