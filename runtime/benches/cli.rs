@@ -27,6 +27,14 @@
 //! whether or not they are served), its map time against the MOD call
 //! inside it.
 //!
+//! The gateway's own answers, on the wire: a raw NAT-PMP public-address
+//! and map exchange from the host, timed the same way. `natpmpc -a` makes
+//! both, our MOD only the map, so the ratio moves with them: the lab's
+//! miniupnpd runs in debug mode, logging each step to the console, which
+//! on these VMs makes its answers slow and uneven.
+//! `P2PB_BENCH_GATEWAY=deployed` runs the same bench against miniupnpd as
+//! a router runs it (tests/lab/deployed.rs).
+//!
 //! `cargo bench -p p2pbroker --bench cli` prints a Markdown table
 //! (`P2PB_BENCH_ROUNDS=N`: N rounds instead of 60). With
 //! `P2PB_BENCH_ATTRIBUTE=1` it also scrapes the daemon's metrics around
@@ -104,8 +112,26 @@ fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
+/// The lab's gateway: in debug mode as the tests run it, or as deployed
+/// (`P2PB_BENCH_GATEWAY=deployed`; tests/lab/deployed.rs says why it
+/// matters here).
+fn gateway() -> (lab::Lab, &'static str) {
+    let opts = lab::GatewayOptions::default();
+    match std::env::var("P2PB_BENCH_GATEWAY").as_deref() {
+        Ok("deployed") => (
+            lab::Lab::up_as_deployed(opts),
+            "miniupnpd as deployed (notices only)",
+        ),
+        Ok("debug") | Err(_) => (
+            lab::Lab::up(opts),
+            "miniupnpd in debug mode, logging each step to the console",
+        ),
+        Ok(other) => panic!("P2PB_BENCH_GATEWAY={other:?}: say `debug` or `deployed`"),
+    }
+}
+
 fn main() {
-    let lab = lab::Lab::up(lab::GatewayOptions::default());
+    let (lab, gateway_kind) = gateway();
     let ns = lab.ns(lab::Ns::Host);
     let extra: &[&str] = &["--metrics", METRICS];
     let dir = lab.path("");
@@ -238,6 +264,7 @@ fn main() {
             "| per static nat-pmp map: outside the daemon's map / the daemon's map outside its MOD call (median; p90) | {out:.2} ms; {out90:.2} ms | {inside:.2} ms; {inside90:.2} ms | — |"
         ));
     }
+    rows.push(gateway_answers(&ns, rounds));
     rows.extend(breakdown(
         &lab,
         &ns,
@@ -247,6 +274,7 @@ fn main() {
         pmp,
         rounds,
     ));
+    println!("Gateway: {gateway_kind}.\n");
     println!("| what (median of {rounds}, pairs alternated) | p2pb | peer (process) | ratio |");
     println!("|---|---|---|---|");
     for r in rows {
@@ -374,4 +402,49 @@ fn breakdown(
         pmp.0 / pmp.1
     ));
     rows
+}
+
+/// How long the gateway itself takes to answer NAT-PMP's two requests, on
+/// the wire from the host (one raw exchange each, [`SETTLE`] apart): what
+/// `natpmpc -a` asks (the public address, then the map) and our MOD's one
+/// exchange (the map). The ratio above depends on them.
+fn gateway_answers(ns: &str, rounds: u16) -> String {
+    let (public, map) = lab::in_netns(ns, move || {
+        let map = |port: u16, lifetime: u32| {
+            let port = port.to_be_bytes();
+            let mut m = vec![0, 2, 0, 0, port[0], port[1], port[0], port[1]];
+            m.extend(lifetime.to_be_bytes());
+            m
+        };
+        // A socket of its own for each request, as each client run has.
+        let ask = |req: &[u8], answer_len: usize| {
+            let sock = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+            sock.connect((lab::GW_LAN_IP, 5351)).unwrap();
+            sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            std::thread::sleep(SETTLE);
+            let began = Instant::now();
+            sock.send(req).unwrap();
+            let mut buf = [0u8; 64];
+            let n = sock.recv(&mut buf).expect("the gateway answers NAT-PMP");
+            assert_eq!(n, answer_len, "a NAT-PMP answer: {:?}", &buf[..n]);
+            // Result code 0 (RFC 6886 §3.5).
+            assert_eq!(&buf[2..4], [0, 0], "the gateway refused: {:?}", &buf[..n]);
+            began.elapsed()
+        };
+        let (mut public, mut mapped) = (Vec::new(), Vec::new());
+        for i in 0..rounds {
+            // A port of its own each round, below the timed rounds' ones.
+            let port = FIRST_PORT - 1 - i;
+            public.push(ask(&[0, 0], 12));
+            mapped.push(ask(&map(port, 600), 16));
+            // Lifetime 0 removes it (untimed).
+            ask(&map(port, 0), 16);
+        }
+        (median(public), median(mapped))
+    });
+    format!(
+        "| the gateway's own answer on the wire (raw NAT-PMP from the host): public address / map | — | {:.2} ms / {:.2} ms | — |",
+        ms(public),
+        ms(map)
+    )
 }
