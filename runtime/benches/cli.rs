@@ -433,8 +433,9 @@ fn gateway_answers(ns: &str, rounds: u16) -> String {
         };
         let (mut public, mut mapped) = (Vec::new(), Vec::new());
         for i in 0..rounds {
-            // A port of its own each round, below the timed rounds' ones.
-            let port = FIRST_PORT - 1 - i;
+            // A port of its own each round (of the last 1000), below the
+            // timed rounds' ones.
+            let port = FIRST_PORT - 1 - i % 1000;
             public.push(ask(&[0, 0], 12));
             mapped.push(ask(&map(port, 600), 16));
             // Lifetime 0 removes it (untimed).
