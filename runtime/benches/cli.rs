@@ -31,12 +31,13 @@
 //! and map exchange from the host, timed the same way. `natpmpc -a` makes
 //! both, our MOD only the map, so the ratio moves with them: the lab's
 //! miniupnpd runs in debug mode, logging each step to the console, which
-//! on these VMs makes its answers slow and uneven.
-//! `P2PB_BENCH_GATEWAY=deployed` runs the same bench against miniupnpd as
-//! a router runs it (tests/lab/deployed.rs).
+//! on these VMs makes its answers slow and uneven. So the whole bench runs
+//! twice: against that gateway (the tests' lab) and against miniupnpd as a
+//! router runs it (tests/lab/deployed.rs), each in a lab of its own.
 //!
-//! `cargo bench -p p2pbroker --bench cli` prints a Markdown table
-//! (`P2PB_BENCH_ROUNDS=N`: N rounds instead of 60). With
+//! `cargo bench -p p2pbroker --bench cli` prints a Markdown table for each
+//! gateway (`P2PB_BENCH_GATEWAY=debug` or `deployed`: that one only;
+//! `P2PB_BENCH_ROUNDS=N`: N rounds instead of 60). With
 //! `P2PB_BENCH_ATTRIBUTE=1` it also scrapes the daemon's metrics around
 //! each static nat-pmp map (untimed) and prints, per map, how much of it
 //! was outside the daemon's map, and the daemon's map outside its MOD
@@ -112,26 +113,37 @@ fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
-/// The lab's gateway: in debug mode as the tests run it, or as deployed
-/// (`P2PB_BENCH_GATEWAY=deployed`; tests/lab/deployed.rs says why it
-/// matters here).
-fn gateway() -> (lab::Lab, &'static str) {
-    let opts = lab::GatewayOptions::default();
+/// The lab's gateways to compare against, in turn: the tests' debug one
+/// and one as deployed (tests/lab/deployed.rs says why both), or only the
+/// one `P2PB_BENCH_GATEWAY` names (`debug` or `deployed`).
+fn gateways() -> Vec<bool> {
     match std::env::var("P2PB_BENCH_GATEWAY").as_deref() {
-        Ok("deployed") => (
-            lab::Lab::up_as_deployed(opts),
-            "miniupnpd as deployed (notices only)",
-        ),
-        Ok("debug") | Err(_) => (
-            lab::Lab::up(opts),
-            "miniupnpd in debug mode, logging each step to the console",
-        ),
+        Err(_) => vec![false, true],
+        Ok("debug") => vec![false],
+        Ok("deployed") => vec![true],
         Ok(other) => panic!("P2PB_BENCH_GATEWAY={other:?}: say `debug` or `deployed`"),
     }
 }
 
 fn main() {
-    let (lab, gateway_kind) = gateway();
+    for deployed in gateways() {
+        let opts = lab::GatewayOptions::default();
+        if deployed {
+            bench(
+                lab::Lab::up_as_deployed(opts),
+                "miniupnpd as deployed (notices only)",
+            );
+        } else {
+            bench(
+                lab::Lab::up(opts),
+                "miniupnpd in debug mode, logging each step to the console (the tests' lab)",
+            );
+        }
+    }
+}
+
+/// The whole comparison against `lab`'s gateway, printed as one table.
+fn bench(lab: lab::Lab, gateway_kind: &str) {
     let ns = lab.ns(lab::Ns::Host);
     let extra: &[&str] = &["--metrics", METRICS];
     let dir = lab.path("");
@@ -274,7 +286,7 @@ fn main() {
         pmp,
         rounds,
     ));
-    println!("Gateway: {gateway_kind}.\n");
+    println!("\nGateway: {gateway_kind}.\n");
     println!("| what (median of {rounds}, pairs alternated) | p2pb | peer (process) | ratio |");
     println!("|---|---|---|---|");
     for r in rows {
