@@ -152,12 +152,10 @@ fn gettid() -> libc::pid_t {
 
 /// The calling thread's niceness.
 fn thread_nice() -> i32 {
-    // SAFETY: getpriority on this thread only.
-    unsafe { libc::getpriority(libc::PRIO_PROCESS, gettid() as libc::id_t) }
+    nice_of(gettid())
 }
 
 /// Niceness of thread `tid` (of this process).
-#[cfg(test)]
 fn nice_of(tid: libc::pid_t) -> i32 {
     // SAFETY: getpriority reads a thread's priority; no memory is passed.
     unsafe { libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t) }
