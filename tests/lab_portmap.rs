@@ -147,10 +147,10 @@ fn nat_pmp_maps_through_a_gateway_run_as_deployed_which_the_lab_stops() {
         .deployed_gateway_pid()
         .expect("it runs again after a restart");
     assert_ne!(first, second, "a new process");
-    assert!(lab::deployed::has_exited(first), "the old one was stopped");
+    assert!(lab::deployed::exited(first), "the old one was stopped");
     drop(lab);
     assert!(
-        lab::deployed::has_exited(second),
+        lab::deployed::exited(second),
         "tearing the lab down stopped its gateway"
     );
 }

@@ -32,11 +32,6 @@ impl Lab {
     }
 }
 
-/// Whether `pid` has exited (gone, or a zombie its new parent reaps).
-pub fn has_exited(pid: libc::pid_t) -> bool {
-    exited(pid)
-}
-
 /// The PID in miniupnpd's pid file, if it names a live miniupnpd.
 pub(super) fn gateway_pid(pid_file: &Path) -> Option<libc::pid_t> {
     let pid: libc::pid_t = std::fs::read_to_string(pid_file)
@@ -78,7 +73,7 @@ pub(super) fn stop_gateway(pid_file: &Path) {
 }
 
 /// Whether `pid` is gone or a zombie (its parent, init, reaps it).
-fn exited(pid: libc::pid_t) -> bool {
+pub fn exited(pid: libc::pid_t) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state follows the command name in parentheses.
         Ok(stat) => stat
