@@ -128,17 +128,18 @@ fn gateways() -> Vec<bool> {
 fn main() {
     for deployed in gateways() {
         let opts = lab::GatewayOptions::default();
-        if deployed {
-            bench(
+        let (lab, kind) = if deployed {
+            (
                 lab::Lab::up_as_deployed(opts),
                 "miniupnpd as deployed (notices only)",
-            );
+            )
         } else {
-            bench(
+            (
                 lab::Lab::up(opts),
                 "miniupnpd in debug mode, logging each step to the console (the tests' lab)",
-            );
-        }
+            )
+        };
+        bench(lab, kind);
     }
 }
 
