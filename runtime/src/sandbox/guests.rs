@@ -15,9 +15,10 @@
 //! socket's first readiness, which the thread holding the I/O driver had to
 //! be woken to see) and again when its answer came: hand-offs between idle
 //! CPUs, each a wake-up, on every map's path (BENCHMARKS.md). A new call
-//! goes to the thread with the fewest calls in flight; there are at least
-//! two, so one guest spinning between its yields never holds up every
-//! other call.
+//! goes to a thread no spinning call has made nicer, if there is one, and
+//! among those to the one with the fewest calls in flight; there are at
+//! least two, so one guest spinning between its yields never holds up, or
+//! slows down, every other call.
 //!
 //! A MOD's sockets belong to the network namespace of the thread that
 //! opens them. The guest threads live in the namespace of the thread that
@@ -27,15 +28,19 @@
 //! never changes namespace by moving threads.
 
 use std::future::Future;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use tokio::runtime::{Builder, Handle};
 use tokio::task::JoinHandle;
 
-/// One guest thread: its runtime, and how many calls it has in flight.
+use super::priority::LanePriority;
+
+/// One guest thread: its runtime, its priority, and how many calls it has
+/// in flight.
 struct Lane {
     handle: Handle,
+    priority: Arc<LanePriority>,
     calls: AtomicUsize,
 }
 
@@ -68,19 +73,22 @@ fn start_lane() -> Lane {
     std::thread::Builder::new()
         .name("p2pb-guest".into())
         .spawn(move || {
-            let base = super::priority::mark_lane();
+            let priority = super::priority::mark_lane();
+            let base = priority.base();
             let rt = Builder::new_current_thread()
                 .thread_name("p2pb-guest-io")
                 .on_thread_start(move || super::priority::set_own_nice(base))
                 .enable_all()
                 .build()
                 .expect("start a guest runtime");
-            let _ = tx.send(rt.handle().clone());
+            let _ = tx.send((rt.handle().clone(), priority));
             rt.block_on(std::future::pending::<()>());
         })
         .expect("spawn a guest thread");
+    let (handle, priority) = rx.recv().expect("the guest thread starts its runtime");
     Lane {
-        handle: rx.recv().expect("the guest thread starts its runtime"),
+        handle,
+        priority,
         calls: AtomicUsize::new(0),
     }
 }
@@ -93,24 +101,29 @@ pub fn netns() -> Option<u64> {
         .map(|m| m.ino())
 }
 
-/// The guest thread with the fewest calls in flight (the first of equals,
-/// so an idle daemon keeps using one warm thread), if the caller is in the
-/// guest threads' namespace.
+/// The guest thread for a new call (see the module docs: not made nicer,
+/// then the fewest calls in flight, then the first, so an idle daemon keeps
+/// using one warm thread), if the caller is in the guest threads'
+/// namespace.
 fn lane() -> Option<&'static Lane> {
     let g = guests();
     let here = netns();
     if here.is_none() || here != g.netns {
         return None;
     }
-    let i = least_loaded(g.lanes.iter().map(|l| l.calls.load(Ordering::Relaxed)));
+    let i = least_loaded(g.lanes.iter().map(|l| {
+        let calls = l.calls.load(Ordering::Relaxed);
+        (l.priority.demoted(), calls)
+    }));
     g.lanes.get(i)
 }
 
-/// The index of the smallest of `calls`, the first of equals (0 if empty).
-fn least_loaded(calls: impl Iterator<Item = usize>) -> usize {
-    calls
+/// The index of the smallest of `loads` (demoted first, then calls in
+/// flight), the first of equals (0 if empty).
+fn least_loaded(loads: impl Iterator<Item = (bool, usize)>) -> usize {
+    loads
         .enumerate()
-        .min_by_key(|&(i, n)| (n, i))
+        .min_by_key(|&(i, load)| (load, i))
         .map_or(0, |(i, _)| i)
 }
 
@@ -221,10 +234,35 @@ mod tests {
 
     #[test]
     fn a_call_goes_to_the_first_lane_with_the_fewest_calls() {
-        assert_eq!(least_loaded([0, 0].into_iter()), 0);
-        assert_eq!(least_loaded([1, 0].into_iter()), 1);
-        assert_eq!(least_loaded([2, 1, 1, 3].into_iter()), 1);
+        let calm = |calls: &[usize]| calls.iter().map(|&n| (false, n)).collect::<Vec<_>>();
+        assert_eq!(least_loaded(calm(&[0, 0]).into_iter()), 0);
+        assert_eq!(least_loaded(calm(&[1, 0]).into_iter()), 1);
+        assert_eq!(least_loaded(calm(&[2, 1, 1, 3]).into_iter()), 1);
         assert_eq!(least_loaded(std::iter::empty()), 0);
+    }
+
+    /// The lane chosen for a new call is never one a spinning call made
+    /// nicer while another is not (the unit test below covers the order).
+    #[test]
+    fn a_new_call_skips_a_lane_a_spinning_call_made_nicer() {
+        let lanes = &guests().lanes;
+        lanes[0].priority.demote();
+        let picked_first = lane().map(|l| std::ptr::eq(l, &lanes[0]));
+        lanes[0].priority.restore();
+        assert_eq!(picked_first, Some(false));
+        assert!(!lanes[0].priority.demoted());
+    }
+
+    /// A lane a spinning call made nicer gets new calls only when every
+    /// lane is: its calls would run at the spinner's priority.
+    #[test]
+    fn a_call_avoids_a_lane_made_nicer_by_a_spinning_call() {
+        assert_eq!(least_loaded([(true, 0), (false, 3)].into_iter()), 1);
+        assert_eq!(least_loaded([(true, 2), (true, 1)].into_iter()), 1);
+        assert_eq!(
+            least_loaded([(false, 1), (true, 0), (false, 1)].into_iter()),
+            0
+        );
     }
 
     /// A guest that blocks its thread (between two epoch yields, say)

@@ -46,17 +46,18 @@ thread_local! {
 }
 
 /// Make the calling thread a guest thread whose calls are watched, at the
-/// priority it has now; that priority.
-pub(crate) fn mark_lane() -> i32 {
-    let base = thread_nice();
+/// priority it has now; its priority record.
+pub(crate) fn mark_lane() -> Arc<LanePriority> {
     LANE.with(|l| {
-        let _ = l.set(Arc::new(LanePriority {
-            tid: gettid(),
-            base,
-            spinning: Mutex::new((0, false)),
-        }));
-    });
-    base
+        l.get_or_init(|| {
+            Arc::new(LanePriority {
+                tid: gettid(),
+                base: thread_nice(),
+                spinning: Mutex::new((0, false)),
+            })
+        })
+        .clone()
+    })
 }
 
 /// Give the calling thread niceness `nice` (a guest thread's helper
@@ -67,7 +68,20 @@ pub(crate) fn set_own_nice(nice: i32) {
 }
 
 impl LanePriority {
-    fn demote(&self) {
+    /// The priority the thread has when no call on it spins.
+    pub(crate) fn base(&self) -> i32 {
+        self.base
+    }
+
+    /// Whether the thread runs nicer now: a call on it spins, or it could
+    /// not be given its priority back.
+    pub(crate) fn demoted(&self) -> bool {
+        let s = self.spinning.lock().unwrap();
+        s.0 > 0 || s.1
+    }
+
+    /// Make the thread nicer for one more spinning call.
+    pub(crate) fn demote(&self) {
         let mut s = self.spinning.lock().unwrap();
         if s.0 == 0 {
             set_nice(self.tid, (self.base + GUEST_NICE).min(19));
@@ -75,7 +89,9 @@ impl LanePriority {
         s.0 += 1;
     }
 
-    fn restore(&self) {
+    /// One spinning call ended: the thread's priority back once none is
+    /// left.
+    pub(crate) fn restore(&self) {
         let mut s = self.spinning.lock().unwrap();
         s.0 = s.0.saturating_sub(1);
         if s.0 > 0 || s.1 {
@@ -204,7 +220,7 @@ mod tests {
     #[test]
     fn a_spinning_call_is_demoted_until_it_ends() {
         std::thread::spawn(|| {
-            mark_lane();
+            let lane = mark_lane();
             let tid = lane_tid().unwrap();
             let base = nice_of(tid);
             let mut watch = SpinWatch::start();
@@ -217,6 +233,7 @@ mod tests {
             }
             watch.tick();
             assert!(watch.demoted());
+            assert!(lane.demoted(), "the lane says so, for choosing lanes");
             assert_eq!(nice_of(tid), (base + GUEST_NICE).min(19));
             // A second spinning call on the same thread keeps it demoted
             // until both end.
@@ -227,6 +244,7 @@ mod tests {
             assert_eq!(nice_of(tid), (base + GUEST_NICE).min(19));
             drop(other);
             assert_eq!(nice_of(tid), base, "the priority is back");
+            assert!(!lane.demoted());
         })
         .join()
         .unwrap();
