@@ -432,6 +432,13 @@ pub async fn run(opts: DaemonOptions) -> anyhow::Result<()> {
         );
     }
     broker.release_all(SHUTDOWN_CAP).await;
+    // A deferred sync (`sync_journal_soon`) still waiting when the runtime
+    // stops never runs: what the journal keeps for the next start is made
+    // durable here.
+    let synced = broker.journal.lock().unwrap().sync_handle();
+    if let Err(e) = synced.and_then(|f| f.sync_data()) {
+        tracing::error!("lease journal: sync at stop failed: {e}");
+    }
     let left = {
         let s = broker.shared.lock().unwrap();
         let keep = s.policy.broker.keep_leases_on_stop;
