@@ -96,19 +96,26 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
         };
-        for line in std::io::BufReader::new(f).lines() {
-            let line = line.map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-            match serde_json::from_str::<Value>(&line) {
-                Ok(v) if matches(&a, &v, since) => {
+        let mut reader = std::io::BufReader::new(f);
+        let mut buf = Vec::new();
+        loop {
+            let line = next_line(&mut reader, &mut buf)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+            let Some(line) = line else { break };
+            // A line cut by a full disk, a crash's zeros, or one too long
+            // is skipped and counted, never the end of the listing.
+            let parsed = line.and_then(|l| serde_json::from_slice::<Value>(l).ok());
+            match parsed {
+                Some(v) if matches(&a, &v, since) => {
                     matched += 1;
                     if a.json {
-                        println!("{v}");
+                        println!("{}", p2pbroker::text::json_line(&v));
                     } else {
                         t.row(row(&v));
                     }
                 }
-                Ok(_) => {}
-                Err(_) => unreadable += 1,
+                Some(_) => {}
+                None => unreadable += 1,
             }
         }
     }
@@ -124,6 +131,44 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
     }
     print!("{t}");
     Ok(0)
+}
+
+/// The longest hole-log line read (a record is well under 4 KiB).
+const MAX_LINE: u64 = 64 * 1024;
+
+/// The next line of `r` into `buf`: `None` at the end, `Some(None)` for a
+/// line longer than [`MAX_LINE`] (skipped whole), else its bytes.
+fn next_line<'a>(
+    r: &mut impl std::io::BufRead,
+    buf: &'a mut Vec<u8>,
+) -> std::io::Result<Option<Option<&'a [u8]>>> {
+    use std::io::Read;
+    buf.clear();
+    let n = r.by_ref().take(MAX_LINE + 1).read_until(b'\n', buf)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if buf.last() == Some(&b'\n') || (buf.len() as u64) <= MAX_LINE {
+        return Ok(Some(Some(buf.as_slice())));
+    }
+    // Too long: drop the rest of it, a bounded chunk at a time.
+    loop {
+        let chunk = r.fill_buf()?;
+        if chunk.is_empty() {
+            break;
+        }
+        match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                r.consume(i + 1);
+                break;
+            }
+            None => {
+                let len = chunk.len();
+                r.consume(len);
+            }
+        }
+    }
+    Ok(Some(None))
 }
 
 /// One entry as a table row.
@@ -151,4 +196,34 @@ fn row(v: &Value) -> Vec<String> {
         text(&hole["mod"]["name"]),
         text(&v["status_detail"]),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_read_whole_and_a_too_long_one_is_skipped_alone() {
+        let mut text = b"{\"a\":1}\n\xff\xfe\n".to_vec();
+        text.extend(std::iter::repeat_n(b'x', MAX_LINE as usize * 3));
+        text.extend_from_slice(b"\n{\"b\":2}");
+        let mut r = std::io::BufReader::with_capacity(4096, text.as_slice());
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        while let Some(l) = next_line(&mut r, &mut buf).unwrap() {
+            got.push(l.map(|l| l.to_vec()));
+        }
+        assert_eq!(
+            got,
+            vec![
+                Some(b"{\"a\":1}\n".to_vec()),
+                Some(b"\xff\xfe\n".to_vec()),
+                None,
+                Some(b"{\"b\":2}".to_vec()),
+            ],
+            "invalid UTF-8 is one line (counted unreadable by the caller), \
+             the long one is dropped to its newline, the last needs none"
+        );
+        assert!(serde_json::from_slice::<Value>(b"\xff\xfe\n").is_err());
+    }
 }
