@@ -9,7 +9,6 @@
 //! one `audit-suppressed` line then says how many were repeated or dropped
 //! ([`CallAudit`]).
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -18,6 +17,9 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use crate::gate::{Transport, Use};
+
+/// The daemon's audit log in its state folder.
+pub const FILE: &str = "audit.jsonl";
 
 /// One capability decision.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -50,7 +52,7 @@ impl Decision {
 
     /// The decision as one JSON line (no trailing newline).
     pub fn to_json_line(&self) -> String {
-        serde_json::to_string(self).expect("decision serialises")
+        crate::text::json_line(self)
     }
 }
 
@@ -116,7 +118,7 @@ pub enum AuditEvent {
 impl AuditEvent {
     /// The event as one JSON line (no trailing newline).
     pub fn to_json_line(&self) -> String {
-        serde_json::to_string(self).expect("events serialise")
+        crate::text::json_line(self)
     }
 }
 
@@ -246,29 +248,39 @@ impl AuditSink for MemorySink {
     }
 }
 
-/// Appends JSON lines to a file.
+/// Appends JSON lines to a file, rotated by size ([`crate::rotate`]): a
+/// local user's refused requests and a busy MOD's decisions can fill
+/// `max_bytes × (keep + 1)` of disk, never more.
 #[derive(Debug)]
-pub struct FileSink(Mutex<std::fs::File>);
+pub struct FileSink(Mutex<crate::rotate::Rotating>);
 
 impl FileSink {
-    /// Open (create or append to) the audit file at `path`.
-    pub fn open(path: &Path) -> std::io::Result<FileSink> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        Ok(FileSink(Mutex::new(file)))
+    /// Open (create, mode 0600, or append to) the audit file at `path`,
+    /// rotated at `max_bytes` with `keep` older files.
+    pub fn open(path: &Path, max_bytes: u64, keep: u32) -> anyhow::Result<FileSink> {
+        let (dir, name) = match (path.parent(), path.file_name().and_then(|n| n.to_str())) {
+            (Some(d), Some(n)) => (
+                if d.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    d
+                },
+                n,
+            ),
+            _ => anyhow::bail!("{} is not a file name", path.display()),
+        };
+        let log = crate::rotate::Rotating::open(dir, name, max_bytes, keep)?;
+        Ok(FileSink(Mutex::new(log)))
     }
 }
 
 impl FileSink {
-    fn write(&self, mut line: String) {
-        line.push('\n');
-        // One write per line keeps lines whole under O_APPEND; a failing
-        // audit disk is reported but must not turn into a MOD failure.
+    fn write(&self, line: String) {
+        // A failing audit disk is reported but must not turn into a MOD
+        // failure.
         let mut f = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(e) = f.write_all(line.as_bytes()) {
-            tracing::error!("audit log write failed: {e}");
+        if let Err(e) = f.append(&line) {
+            tracing::error!("audit log: {e}");
         }
     }
 }
@@ -360,7 +372,7 @@ mod tests {
     fn file_sink_appends_whole_lines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
-        let sink = FileSink::open(&path).unwrap();
+        let sink = FileSink::open(&path, 1 << 20, 1).unwrap();
         let d = Decision {
             time: now_rfc3339(),
             mode: "m".into(),

@@ -29,6 +29,7 @@ pub mod netinfo;
 pub mod oci;
 pub mod policy;
 pub mod relay;
+pub mod rotate;
 pub mod sandbox;
 pub mod scaffold;
 /// Text from outside made safe for a terminal or a log line (it lives in

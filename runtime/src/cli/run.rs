@@ -110,7 +110,14 @@ pub async fn run(a: Args) -> anyhow::Result<u8> {
     let op = build_op(&a)?;
     let audit: Arc<dyn AuditSink> = match &a.audit_log {
         Some(p) => {
-            Arc::new(FileSink::open(p).with_context(|| format!("audit log {}", p.display()))?)
+            let (size, keep) = (
+                p2pbroker::daemon::holelog::DEFAULT_MAX_BYTES,
+                p2pbroker::daemon::holelog::DEFAULT_KEEP,
+            );
+            Arc::new(
+                FileSink::open(p, size, keep)
+                    .with_context(|| format!("audit log {}", p.display()))?,
+            )
         }
         None => Arc::new(NullSink),
     };

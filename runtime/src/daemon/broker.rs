@@ -101,6 +101,9 @@ pub struct Broker {
     pub applying: tokio::sync::Mutex<()>,
     /// A journal sync is scheduled ([`Broker::sync_journal_soon`]).
     pub journal_sync_pending: std::sync::atomic::AtomicBool,
+    /// Denied `connect` requests written to the audit log this minute
+    /// ([`super::connect::DENIALS_PER_MINUTE`]).
+    pub connect_denials: Mutex<crate::rotate::MinuteBudget>,
 }
 
 /// Unix time in ms.

@@ -21,6 +21,10 @@ use super::broker::{Broker, now_ms};
 use super::leases::Requester;
 use super::selector::{self, Failure};
 use crate::audit::{AuditEvent, now_rfc3339};
+
+/// Denied `connect` requests written to the audit log per minute at most
+/// (the rest are counted on the next one written).
+pub const DENIALS_PER_MINUTE: u32 = 60;
 use crate::policy::Policy;
 use crate::policy::connect::{DIRECT, Host, rule_for};
 use crate::sandbox::Mode;
@@ -134,6 +138,24 @@ impl Broker {
             }
             Err((rule, e)) => ("deny", *rule, None, Some(e.message.clone())),
         };
+        // A refusal costs its asker nothing: only so many a minute are
+        // written, so they cannot rotate the MODs' decisions away.
+        let mut reason = reason;
+        if verdict == "deny" {
+            let admitted = self
+                .connect_denials
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .admit(now_ms());
+            match admitted {
+                None => return outcome.map(|(_, c, fd)| (c, fd)).map_err(|(_, e)| e),
+                Some(0) => {}
+                Some(n) => {
+                    let why = reason.take().unwrap_or_default();
+                    reason = Some(format!("{why} ({n} earlier denied connects not logged)"));
+                }
+            }
+        }
         self.host.audit().event(&AuditEvent::Connect {
             time: now_rfc3339(),
             uid: who.uid,

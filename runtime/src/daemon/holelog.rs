@@ -6,7 +6,6 @@
 //! docs/operations.md. The record is built by a pure function
 //! ([`record`]); [`HoleLog`] only appends and rotates by size.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -184,38 +183,10 @@ pub fn record(h: &Hole) -> Value {
     v
 }
 
-/// The renames a rotation makes, oldest first: `FILE.keep-1 -> FILE.keep`
-/// ... `FILE -> FILE.1` (what was `FILE.keep` is overwritten, i.e. dropped).
-/// With `keep` 0 the file is just started afresh.
-pub fn rotation(keep: u32) -> Vec<(String, String)> {
-    let name = |n: u32| {
-        if n == 0 {
-            FILE.to_string()
-        } else {
-            format!("{FILE}.{n}")
-        }
-    };
-    (0..keep).rev().map(|n| (name(n), name(n + 1))).collect()
-}
-
 /// The files of a hole log in `dir`, oldest first (what `p2pb audit`
 /// reads): `holes.jsonl.N` down to `.1`, then `holes.jsonl`.
 pub fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut rotated: Vec<(u32, PathBuf)> = std::fs::read_dir(dir)
-        .map(|r| {
-            r.filter_map(|e| {
-                let e = e.ok()?;
-                let name = e.file_name();
-                let n = name.to_str()?.strip_prefix(FILE)?.strip_prefix('.')?;
-                Some((n.parse().ok()?, e.path()))
-            })
-            .collect()
-        })
-        .unwrap_or_default();
-    rotated.sort_by_key(|r| std::cmp::Reverse(r.0));
-    let mut out: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
-    out.push(dir.join(FILE));
-    out
+    crate::rotate::files(dir, FILE)
 }
 
 /// Refusals written per minute at most (see [`HoleLog::admit_refusal`]).
@@ -223,82 +194,31 @@ pub const REFUSALS_PER_MINUTE: u32 = 60;
 
 /// The appender.
 pub struct HoleLog {
-    dir: PathBuf,
-    file: Option<std::fs::File>,
-    size: u64,
-    max_bytes: u64,
-    keep: u32,
-    /// The current minute (unix ms / 60000), refusals written in it, and
-    /// those not written since the last one that was.
-    refusals: (u64, u32, u64),
+    file: crate::rotate::Rotating,
+    refusals: crate::rotate::MinuteBudget,
 }
 
 impl HoleLog {
     /// Open (or create, mode 0600) `dir/holes.jsonl` for appending.
     pub fn open(dir: &Path, max_bytes: u64, keep: u32) -> anyhow::Result<HoleLog> {
-        let mut log = HoleLog {
-            dir: dir.to_path_buf(),
-            file: None,
-            size: 0,
-            max_bytes: max_bytes.max(4096),
-            keep,
-            refusals: (0, 0, 0),
-        };
-        log.reopen()?;
-        Ok(log)
-    }
-
-    fn reopen(&mut self) -> anyhow::Result<()> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let path = self.dir.join(FILE);
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
-        self.size = f.metadata().map(|m| m.len()).unwrap_or(0);
-        self.file = Some(f);
-        Ok(())
+        Ok(HoleLog {
+            file: crate::rotate::Rotating::open(dir, FILE, max_bytes, keep)?,
+            refusals: crate::rotate::MinuteBudget::new(REFUSALS_PER_MINUTE),
+        })
     }
 
     /// Whether a refusal at `now_ms` may be written: `Some(n)` with the
     /// number of refusals dropped since the last one written, or `None`
     /// (dropped and counted) past [`REFUSALS_PER_MINUTE`].
     pub fn admit_refusal(&mut self, now_ms: u64) -> Option<u64> {
-        let minute = now_ms / 60_000;
-        if minute != self.refusals.0 {
-            self.refusals.0 = minute;
-            self.refusals.1 = 0;
-        }
-        if self.refusals.1 >= REFUSALS_PER_MINUTE {
-            self.refusals.2 += 1;
-            return None;
-        }
-        self.refusals.1 += 1;
-        Some(std::mem::take(&mut self.refusals.2))
+        self.refusals.admit(now_ms)
     }
 
     /// Append `v` as one line, rotating first if it would pass the size.
     pub fn write(&mut self, v: &Value) -> anyhow::Result<()> {
-        let mut line = v.to_string();
-        line.push('\n');
-        if self.size > 0 && self.size + line.len() as u64 > self.max_bytes {
-            self.file = None;
-            for (from, to) in rotation(self.keep) {
-                let _ = std::fs::rename(self.dir.join(from), self.dir.join(to));
-            }
-            if self.keep == 0 {
-                let _ = std::fs::remove_file(self.dir.join(FILE));
-            }
-            self.reopen()?;
-        }
-        let f = self.file.as_mut().expect("open");
-        f.write_all(line.as_bytes())
-            .map_err(|e| anyhow::anyhow!("writing the hole log: {e}"))?;
-        self.size += line.len() as u64;
-        Ok(())
+        // Escaped past JSON's own rules (DEL, C1, bidi controls): the file
+        // is read in terminals and SIEM consoles.
+        self.file.append(&crate::text::json_line(v))
     }
 }
 
@@ -447,18 +367,6 @@ mod tests {
         // The next minute writes again and says how many were dropped.
         assert_eq!(log.admit_refusal(t + 60_000), Some(2));
         assert_eq!(log.admit_refusal(t + 60_001), Some(0));
-    }
-
-    #[test]
-    fn rotation_shifts_oldest_first_and_drops_beyond_keep() {
-        assert_eq!(
-            rotation(2),
-            vec![
-                ("holes.jsonl.1".to_string(), "holes.jsonl.2".to_string()),
-                ("holes.jsonl".to_string(), "holes.jsonl.1".to_string()),
-            ]
-        );
-        assert!(rotation(0).is_empty());
     }
 
     #[test]

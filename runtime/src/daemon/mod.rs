@@ -229,7 +229,12 @@ pub async fn start(opts: &DaemonOptions) -> anyhow::Result<Arc<Broker>> {
     }
     let metrics = Arc::new(metrics::Metrics::new());
     let audit: Arc<dyn AuditSink> = Arc::new(metrics::MeteredSink {
-        inner: Arc::new(FileSink::open(&opts.state_dir.join("audit.jsonl"))?),
+        // Rotated as the hole log is (same size and count).
+        inner: Arc::new(FileSink::open(
+            &opts.state_dir.join(crate::audit::FILE),
+            opts.hole_log.0,
+            opts.hole_log.1,
+        )?),
         metrics: metrics.clone(),
     });
     let holes = holelog::HoleLog::open(&opts.state_dir, opts.hole_log.0, opts.hole_log.1)?;
@@ -282,6 +287,9 @@ pub async fn start(opts: &DaemonOptions) -> anyhow::Result<Arc<Broker>> {
         relay_calls: Default::default(),
         applying: Default::default(),
         journal_sync_pending: Default::default(),
+        connect_denials: Mutex::new(crate::rotate::MinuteBudget::new(
+            connect::DENIALS_PER_MINUTE,
+        )),
         events,
         probing: tokio::sync::Mutex::new(()),
         discovering: tokio::sync::Mutex::new(()),
