@@ -160,4 +160,7 @@ fn metrics_follow_maps_refusals_and_releases_and_parse_as_openmetrics() {
     );
     // Anything but /metrics is not there.
     assert_eq!(http_status(&lab, &format!("http://{ADDR}/"), &[]), "404");
+    // A name other than an address is refused (DNS rebinding).
+    let url = format!("http://{ADDR}/metrics");
+    assert_eq!(http_status(&lab, &url, &["Host: evil.example"]), "403");
 }

@@ -5,9 +5,12 @@
 //! and its build time for what is a single GET.
 //!
 //! Anyone who can reach the address can hold what it costs, so it is
-//! bounded: [`MAX_CONNECTIONS`] at once (more are closed unanswered), a
-//! request head of at most [`MAX_HEAD`] bytes read within [`HEAD_TIMEOUT`],
-//! and an answer written within [`WRITE_TIMEOUT`].
+//! bounded: [`MAX_CONNECTIONS`] at once and [`MAX_PER_PEER`] from one
+//! address (more are closed unanswered), a request head of at most
+//! [`MAX_HEAD`] bytes read within [`HEAD_TIMEOUT`], and an answer written
+//! within [`WRITE_TIMEOUT`]. A whole answer shared between requests (the
+//! status JSON) is written from one copy, however many clients are slow
+//! to take it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +21,9 @@ use tokio::sync::{Semaphore, mpsc};
 
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 16;
+/// Connections served at once from one peer address: a LAN host cannot
+/// take every slot (a browser opens up to six to one server).
+pub const MAX_PER_PEER: usize = 8;
 /// The largest request head read.
 pub const MAX_HEAD: usize = 8 * 1024;
 /// Time a client has to send its request head.
@@ -41,6 +47,8 @@ pub struct Request {
 pub enum Body {
     /// Whole, with its length.
     Bytes(Vec<u8>),
+    /// Whole, and shared with other answers (written without a copy).
+    Shared(Arc<Vec<u8>>),
     /// Chunks as they come, until the sender is dropped (the connection
     /// is then closed: that ends the body).
     Stream(mpsc::Receiver<Vec<u8>>),
@@ -70,6 +78,16 @@ impl Reply {
         }
     }
 
+    /// A whole answer shared with others.
+    pub fn shared(status: u16, content_type: &'static str, body: Arc<Vec<u8>>) -> Reply {
+        Reply {
+            status,
+            content_type,
+            headers: Vec::new(),
+            body: Body::Shared(body),
+        }
+    }
+
     /// A plain-text answer.
     pub fn text(status: u16, body: impl Into<String>) -> Reply {
         Reply::bytes(status, "text/plain; charset=utf-8", body.into())
@@ -83,8 +101,13 @@ impl Reply {
             reason(self.status),
             self.content_type
         );
-        if let Body::Bytes(b) = &self.body {
-            out.push_str(&format!("Content-Length: {}\r\n", b.len()));
+        match &self.body {
+            Body::Bytes(b) => out.push_str(&format!("Content-Length: {}\r\n", b.len())),
+            Body::Shared(b) => out.push_str(&format!("Content-Length: {}\r\n", b.len())),
+            Body::Stream(_) => {}
+        }
+        if self.status == 405 {
+            out.push_str("Allow: GET, HEAD\r\n");
         }
         for (k, v) in &self.headers {
             out.push_str(&format!("{k}: {v}\r\n"));
@@ -105,6 +128,7 @@ fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
         503 => "Service Unavailable",
         _ => "Error",
     }
@@ -175,21 +199,58 @@ pub fn sync_handler(f: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> Ha
 /// Serve `listener` until the task is aborted.
 pub async fn serve(listener: TcpListener, handler: Handler) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let peers = Arc::new(Peers::default());
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let Ok((stream, from)) = listener.accept().await else {
             // Out of descriptors, most likely: give them a moment back.
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        // Over the cap the connection is closed at once, never queued.
+        // Over a cap the connection is closed at once, never queued.
+        let Some(peer) = peers.clone().enter(from.ip()) else {
+            continue;
+        };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             continue;
         };
         let h = handler.clone();
         tokio::spawn(async move {
-            let _slot = slot;
+            let _held = (slot, peer);
             one(stream, &h).await;
         });
+    }
+}
+
+/// Connections open per peer address.
+#[derive(Default)]
+struct Peers(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+/// One connection counted against its peer until dropped.
+struct PeerSlot(Arc<Peers>, std::net::IpAddr);
+
+impl Peers {
+    fn enter(self: Arc<Self>, ip: std::net::IpAddr) -> Option<PeerSlot> {
+        let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(ip).or_default();
+        if *n >= MAX_PER_PEER {
+            return None;
+        }
+        *n += 1;
+        drop(open);
+        Some(PeerSlot(self, ip))
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut open = self.0.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                // The map holds only peers with a connection open.
+                open.remove(&self.1);
+            }
+        }
     }
 }
 
@@ -218,20 +279,24 @@ async fn one(mut stream: TcpStream, handler: &Handler) {
         // Closed, or too slow: nothing to answer.
         _ => return,
     };
-    let mut first = reply.head();
-    let mut rest = match reply.body {
-        Body::Bytes(b) if !head_only => {
-            first.extend_from_slice(&b);
-            None
-        }
-        Body::Bytes(_) => None,
-        Body::Stream(_) if head_only => None,
-        Body::Stream(rx) => Some(rx),
+    let first = reply.head();
+    let (body, mut rest) = match reply.body {
+        _ if head_only => (None, None),
+        Body::Bytes(b) => (Some(Arc::new(b)), None),
+        Body::Shared(b) => (Some(b), None),
+        Body::Stream(rx) => (None, Some(rx)),
     };
-    if !matches!(
-        tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&first)).await,
-        Ok(Ok(()))
-    ) {
+    // Head and body go out as two writes: without this Nagle would hold
+    // the body's last segment for the client's delayed ACK.
+    let _ = stream.set_nodelay(true);
+    let whole = async {
+        stream.write_all(&first).await?;
+        match &body {
+            Some(b) => stream.write_all(b).await,
+            None => Ok(()),
+        }
+    };
+    if !matches!(tokio::time::timeout(WRITE_TIMEOUT, whole).await, Ok(Ok(()))) {
         return;
     }
     // Each chunk must be taken within the write budget: a client that
@@ -296,6 +361,35 @@ mod tests {
         r.headers.push(("X-A", "b"));
         let head = String::from_utf8(r.head()).unwrap();
         assert!(!head.contains("Content-Length") && head.contains("X-A: b\r\n"));
+        let Head::Bad(r) = parse_head(b"POST / HTTP/1.1\r\n\r\n") else {
+            panic!("a POST is refused")
+        };
+        let head = String::from_utf8(r.head()).unwrap();
+        assert!(head.contains("Allow: GET, HEAD\r\n"), "{head}");
+        let shared = Reply::shared(500, "text/plain", Arc::new(b"abcd".to_vec()));
+        let head = String::from_utf8(shared.head()).unwrap();
+        assert!(
+            head.starts_with("HTTP/1.1 500 Internal Server Error\r\n"),
+            "{head}"
+        );
+        assert!(head.contains("Content-Length: 4\r\n"), "{head}");
+    }
+
+    #[test]
+    fn one_peer_holds_at_most_its_share_and_gets_it_back() {
+        let peers = Arc::new(Peers::default());
+        let a: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        let b: std::net::IpAddr = "192.0.2.2".parse().unwrap();
+        let held: Vec<_> = (0..MAX_PER_PEER)
+            .map(|_| peers.clone().enter(a).expect("within the share"))
+            .collect();
+        assert!(peers.clone().enter(a).is_none(), "past its share");
+        let other = peers.clone().enter(b);
+        assert!(other.is_some(), "another peer is not affected");
+        drop(held);
+        drop(other);
+        assert!(peers.0.lock().unwrap().is_empty(), "no entry left behind");
+        assert!(peers.clone().enter(a).is_some());
     }
 
     #[tokio::test]
@@ -304,12 +398,23 @@ mod tests {
         let addr = l.local_addr().unwrap();
         let h = sync_handler(|r: &Request| Reply::text(200, r.path.clone()));
         let server = tokio::spawn(serve(l, h));
-        // Hold every slot with a client that sends nothing.
+        // Hold every slot with clients that send nothing, from as many
+        // loopback addresses as the per-peer share needs.
+        let from = |n: usize| -> std::net::SocketAddr {
+            format!("127.0.0.{}:0", 1 + n / MAX_PER_PEER)
+                .parse()
+                .unwrap()
+        };
         let mut idle = Vec::new();
-        for _ in 0..MAX_CONNECTIONS {
-            idle.push(TcpStream::connect(addr).await.unwrap());
+        for n in 0..MAX_CONNECTIONS {
+            let s = tokio::net::TcpSocket::new_v4().unwrap();
+            s.bind(from(n)).unwrap();
+            idle.push(s.connect(addr).await.unwrap());
         }
-        let mut extra = TcpStream::connect(addr).await.unwrap();
+        // From an address with no connection of its own: the total cap.
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.bind(from(MAX_CONNECTIONS + MAX_PER_PEER)).unwrap();
+        let mut extra = s.connect(addr).await.unwrap();
         let mut got = Vec::new();
         extra.read_to_end(&mut got).await.unwrap();
         assert!(got.is_empty(), "over the cap: closed unanswered");

@@ -136,6 +136,11 @@ impl Broker {
     /// policy read at each scrape.
     pub fn metrics_handler(self: Arc<Self>) -> http::Handler {
         http::sync_handler(move |req: &http::Request| {
+            // As for the page: no web site can read it through DNS
+            // rebinding (Prometheus sends the address it scrapes).
+            if !page::host_allowed(req.host.as_deref()) {
+                return http::Reply::text(403, "use the address the broker listens on\n");
+            }
             if req.path != "/metrics" {
                 return http::Reply::text(404, "only /metrics is served here\n");
             }
@@ -317,12 +322,13 @@ pub async fn start(opts: &DaemonOptions) -> anyhow::Result<Arc<Broker>> {
     Ok(broker)
 }
 
-/// Bind and serve the opt-in HTTP endpoints: metrics and the status page.
-async fn serve_web(
+/// Bind the opt-in HTTP endpoints (metrics and the status page) before
+/// the broker starts: a mistyped or busy address is found before any
+/// lease is adopted or any gateway reached.
+async fn bind_web(
     opts: &DaemonOptions,
-    broker: &Arc<Broker>,
-) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
-    let mut web = Vec::new();
+) -> anyhow::Result<Vec<(tokio::net::TcpListener, &'static str)>> {
+    let mut bound = Vec::new();
     let wanted = [
         (opts.metrics, "metrics", "/metrics"),
         (opts.http, "the status page", "/"),
@@ -339,13 +345,25 @@ async fn serve_web(
                 "{what} on {addr} is reachable beyond this host and has no authentication"
             );
         }
+        bound.push((l, path));
+    }
+    Ok(bound)
+}
+
+/// Serve what [`bind_web`] bound.
+fn serve_web(
+    bound: Vec<(tokio::net::TcpListener, &'static str)>,
+    broker: &Arc<Broker>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut web = Vec::new();
+    for (l, path) in bound {
         let handler = match path {
             "/metrics" => broker.clone().metrics_handler(),
             _ => page::handler(broker.clone()),
         };
         web.push(tokio::spawn(http::serve(l, handler)));
     }
-    Ok(web)
+    web
 }
 
 /// Run the daemon until SIGTERM or SIGINT, then release every lease.
@@ -355,9 +373,10 @@ pub async fn run(opts: DaemonOptions) -> anyhow::Result<()> {
     // A folder where the socket is not safe is refused before anything
     // starts (the socket itself is bound after the journal is replayed).
     server::socket::prepare(&opts.socket)?;
+    let bound = bind_web(&opts).await?;
     let broker = start(&opts).await?;
     let (listener, socket) = server::bind(&opts.socket, opts.socket_group)?;
-    let web = serve_web(&opts, &broker).await?;
+    let web = serve_web(bound, &broker);
     let limits = server::limits::Limits::new(server::limits::connection_budget(process::nofile()));
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;

@@ -27,6 +27,10 @@ pub const MAX_STREAMS: usize = 8;
 /// A comment line this often keeps proxies from timing a quiet stream out
 /// and finds clients that are gone.
 const KEEPALIVE: Duration = Duration::from_secs(15);
+/// A stream ends after this long (the page's EventSource reconnects by
+/// itself): a client that never reads cannot hold its slot for the hours
+/// its socket buffers would take to fill with keepalives.
+const STREAM_LIFETIME: Duration = Duration::from_secs(600);
 /// How long one `/api/status` answer is served again while no lease event
 /// came: with 10,000 leases it takes ~50 ms to build.
 const STATUS_TTL: Duration = Duration::from_secs(1);
@@ -158,13 +162,14 @@ async fn answer(
             })
             .await;
             match body {
-                Ok(body) => Reply::bytes(200, "application/json", body.as_slice()),
+                // The cached body itself: slow readers share one copy.
+                Ok(body) => Reply::shared(200, "application/json", body),
                 Err(_) => Reply::text(500, "the status could not be built\n"),
             }
         }
-        // Cached probes (within the policy's TTL): a page left open must
-        // not make the broker probe the gateway on every refresh.
-        "/api/probe" => json(&super::server::probe(b, false).await),
+        // What the broker last saw, however old: whoever reaches the page
+        // (or a web site's `<img src>`) must not make it probe the gateway.
+        "/api/probe" => json(&super::server::probe_cached(b)),
         "/api/events" => match streams.clone().try_acquire_owned() {
             Ok(slot) => events(b, slot),
             Err(_) => Reply::text(503, "too many event streams open\n"),
@@ -204,7 +209,8 @@ fn events(b: &Arc<Broker>, slot: tokio::sync::OwnedSemaphorePermit) -> Reply {
         if tx.send(sse("hello", "{}")).await.is_err() {
             return;
         }
-        loop {
+        let ends = tokio::time::Instant::now() + STREAM_LIFETIME;
+        while tokio::time::Instant::now() < ends {
             let chunk = tokio::select! {
                 e = sub.recv() => match e {
                     Ok(e) => sse("lease", &p2pbroker_client::encode_event(&e)),
@@ -214,6 +220,7 @@ fn events(b: &Arc<Broker>, slot: tokio::sync::OwnedSemaphorePermit) -> Reply {
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 _ = tokio::time::sleep(KEEPALIVE) => b": keepalive\n\n".to_vec(),
+                _ = tokio::time::sleep_until(ends) => return,
             };
             // The connection is gone (its writer dropped the receiver).
             if tx.send(chunk).await.is_err() {

@@ -414,18 +414,28 @@ pub fn status(b: &Broker, owner: &Requester) -> Status {
 /// `probe`: every MOD's probe and which one would be chosen, and why.
 pub async fn probe(b: &Broker, fresh: bool) -> p2pbroker_client::ProbeSummary {
     let (probes, nat) = tokio::join!(b.probes(fresh), b.nat(fresh));
+    summary(b, &probes, nat.as_ref())
+}
+
+/// `probe` from what the broker last saw, however old, without probing:
+/// for readers (the status page) that must not make it reach the gateway.
+pub fn probe_cached(b: &Broker) -> p2pbroker_client::ProbeSummary {
+    let probes = b.shared.lock().unwrap().probes.clone();
+    summary(b, &probes, b.nat_cached().as_ref())
+}
+
+fn summary(
+    b: &Broker,
+    probes: &std::collections::BTreeMap<String, super::selector::Probe>,
+    nat: Option<&super::nat::NatSeen>,
+) -> p2pbroker_client::ProbeSummary {
     let s = b.shared.lock().unwrap();
     let (profile, order) = s.policy.order_for(&s.net);
     let order: Vec<String> = order
         .into_iter()
         .filter(|m| s.modes.contains_key(m))
         .collect();
-    views::summary(
-        &probes,
-        &order,
-        &profile,
-        s.net.gateways.clone(),
-        nat.as_ref(),
-        |m| s.modes.get(m).is_some_and(|x| x.relays()),
-    )
+    views::summary(probes, &order, &profile, s.net.gateways.clone(), nat, |m| {
+        s.modes.get(m).is_some_and(|x| x.relays())
+    })
 }
