@@ -469,7 +469,12 @@ impl Broker {
 /// lifetime, which the next start adopts; a permanent mapping never, as
 /// nothing would end it if the broker did not come back; a relayed one
 /// never, as its allocation belongs to a socket that dies with the process
-/// (the next start would only find it lost and allocate anew).
+/// (the next start would only find it lost and allocate anew); nor one
+/// already being released (its unmap waiting for a retry): it was ended,
+/// and the next start must not adopt and renew it.
 pub(crate) fn kept_on_stop(keep: bool, lease: &super::leases::Lease) -> bool {
-    keep && lease.rec.persist && lease.rec.mapping.lifetime > 0 && lease.relay.channels.is_empty()
+    keep && lease.rec.persist
+        && !lease.releasing
+        && lease.rec.mapping.lifetime > 0
+        && lease.relay.channels.is_empty()
 }

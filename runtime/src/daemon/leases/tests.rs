@@ -391,15 +391,25 @@ fn re_authorising_an_existing_lease_does_not_count_it_twice() {
 }
 
 /// A clean stop with `keep_leases_on_stop` keeps a persistent, finite
-/// lease, but never a relayed one: its allocation dies with the process.
+/// lease, but never a relayed one (its allocation dies with the process)
+/// nor one whose release is waiting for a retry.
 #[test]
-fn a_stop_keeps_persistent_leases_but_not_relayed_ones() {
+fn a_stop_keeps_persistent_leases_but_not_relayed_or_released_ones() {
     let me = local(1000);
     let mut rec = record(1, &me, "10.0.0.2:9000", "198.51.100.2:9000");
     rec.persist = true;
     let mut t = LeaseTable::new(0);
-    t.adopt([rec], NOW);
-    let kept = |t: &LeaseTable, keep| crate::daemon::upkeep::kept_on_stop(keep, t.get(1).unwrap());
+    t.adopt([rec.clone(), LeaseRecord { id: 2, ..rec }], NOW);
+    let kept =
+        |t: &LeaseTable, keep, id| crate::daemon::upkeep::kept_on_stop(keep, t.get(id).unwrap());
+    assert!(kept(&t, true, 2));
+    t.begin_release(2).unwrap();
+    t.release_failed(2, NOW);
+    assert!(
+        !kept(&t, true, 2),
+        "an unmap waiting for a retry is released at a stop, not kept for adoption"
+    );
+    let kept = |t: &LeaseTable, keep| kept(t, keep, 1);
     assert!(kept(&t, true));
     assert!(!kept(&t, false));
     t.set_relay(
