@@ -427,7 +427,22 @@ pub async fn run(opts: DaemonOptions) -> anyhow::Result<()> {
             }
             _ = hup.recv() => {
                 let _ = notify::notify("RELOADING=1");
-                broker.reload(&opts).await;
+                // A reload can take long (MODs pulled from a registry, the
+                // retired MODs' leases released one by one): a stop asked
+                // meanwhile ends it at its next await, so systemd's stop
+                // timeout is spent releasing leases, not waiting for it.
+                // What it had not released yet is released below.
+                let reload = broker.reload(&opts);
+                tokio::pin!(reload);
+                let stopped = tokio::select! {
+                    _ = &mut reload => None,
+                    _ = term.recv() => Some("SIGTERM"),
+                    _ = int.recv() => Some("SIGINT"),
+                };
+                if let Some(signal) = stopped {
+                    tracing::info!("{signal} during a reload: releasing every lease");
+                    break;
+                }
                 let _ = notify::notify("READY=1");
             }
         }
