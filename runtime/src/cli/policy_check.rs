@@ -33,15 +33,22 @@ pub fn run(file: &Path, modes: Option<&Path>, builtin: bool, json: bool) -> anyh
             let loaded = admissions.iter().filter(|a| a["admitted"] == true).count();
             if json {
                 s["components"] = Value::Array(admissions);
-                println!("{s}");
+                // Text from the file (config values) is escaped past
+                // JSON's rules: DEL, C1 and bidi controls.
+                println!("{}", p2pbroker::text::json_line(&s));
             } else {
                 human(&name.to_string(), &s);
                 outln!();
                 components(&sources.describe(), &admissions);
-                if loaded == 0 {
+                if loaded == 0 && modes.is_some() {
                     outln!(
                         "{name}: no MOD would load from {}; the daemon would not start",
                         sources.describe()
+                    );
+                } else if loaded == 0 {
+                    outln!(
+                        "{name}: no built-in MOD would load; the daemon would not start \
+                         unless its --modes folder brings one (check with --modes DIR)"
                     );
                 }
             }
@@ -60,7 +67,9 @@ pub fn run(file: &Path, modes: Option<&Path>, builtin: bool, json: bool) -> anyh
                     .iter()
                     .map(|f| serde_json::json!({"line": f.line, "message": f.message}))
                     .collect();
-                println!("{}", serde_json::json!({"valid": false, "problems": list}));
+                let v = serde_json::json!({"valid": false, "problems": list});
+                // A parse error quotes the offending line of the file.
+                println!("{}", p2pbroker::text::json_line(&v));
             } else {
                 for f in &found {
                     match f.line {
