@@ -213,6 +213,13 @@ impl Broker {
         let policy = Arc::new(policy);
         let retired: Vec<(u64, Arc<crate::sandbox::Mode>)> = {
             let mut s = self.shared.lock().unwrap();
+            if lan_changed(s.policy.lan.as_ref(), policy.lan.as_ref()) {
+                // The LAN listener and its gate are set up at start.
+                tracing::warn!(
+                    "the policy's [lan] changed: it takes effect at the next restart; \
+                     until then the LAN listener keeps its address and tokens"
+                );
+            }
             let old = std::mem::replace(&mut s.modes, modes);
             s.policy = policy.clone();
             s.load_errors = errors;
@@ -367,9 +374,38 @@ impl Broker {
     }
 }
 
+/// Whether a new policy's `[lan]` differs from the one in force.
+fn lan_changed(
+    old: Option<&crate::policy::LanSettings>,
+    new: Option<&crate::policy::LanSettings>,
+) -> bool {
+    let key = |l: Option<&crate::policy::LanSettings>| {
+        l.map(|l| (l.listen, l.token_sha256.clone(), l.uid, l.third_party))
+    };
+    key(old) != key(new)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lan_table_that_changes_is_noticed() {
+        let lan = |token: &str| crate::policy::LanSettings {
+            listen: "192.0.2.1:7447".parse().unwrap(),
+            token_sha256: vec![token.repeat(64)],
+            uid: 65534,
+            third_party: false,
+        };
+        assert!(!lan_changed(None, None));
+        assert!(!lan_changed(Some(&lan("a")), Some(&lan("a"))));
+        assert!(
+            lan_changed(Some(&lan("a")), Some(&lan("b"))),
+            "a revoked token"
+        );
+        assert!(lan_changed(Some(&lan("a")), None));
+        assert!(lan_changed(None, Some(&lan("a"))));
+    }
 
     fn fetch_dir(dir: &std::path::Path) -> Result<Fetched, String> {
         fetch(&Source::Dir(dir.to_path_buf()), &mut HashMap::new())
