@@ -341,11 +341,16 @@ fn check_map(p: &MapParams) -> Result<(), String> {
     if p.lifetime == Some(0) {
         return Err("`lifetime` must be at least 1 second (omit it: until unmap)".into());
     }
-    if p.mode
-        .as_ref()
-        .is_some_and(|m| m.is_empty() || m.len() > 32)
-    {
-        return Err("`mode` must be a MOD name of 1-32 bytes".into());
+    // A MOD name as the runtime admits them: the name reaches the hole
+    // log and the terminal on a refusal, so nothing else is let through.
+    let name_ok = |m: &str| {
+        (1..=32).contains(&m.len())
+            && !m.starts_with('-')
+            && m.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    if p.mode.as_deref().is_some_and(|m| !name_ok(m)) {
+        return Err("`mode` must be a MOD name: 1-32 of a-z, 0-9 and `-`, not first".into());
     }
     Ok(())
 }

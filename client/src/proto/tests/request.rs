@@ -151,6 +151,13 @@ fn every_refusal_has_its_code_and_names_the_problem() {
         ),
         (map(r#","mode":"""#), Some(4), BadRequest, "`mode`"),
         (
+            map(r#","mode":"nat-pmp\u202e\u001b[2J""#),
+            Some(4),
+            BadRequest,
+            "`mode` must be a MOD name",
+        ),
+        (map(r#","mode":"-pcp""#), Some(4), BadRequest, "`mode`"),
+        (
             map(r#","persist":"yes""#),
             Some(4),
             BadRequest,
