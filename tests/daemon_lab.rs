@@ -506,6 +506,53 @@ fn a_lan_client_authenticates_and_maps_only_its_own_address() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(lab.reach(true, &external(&lease)), "hello-from-host");
     assert_eq!(d.json(&["list", "--json"]).as_array().unwrap().len(), 1);
+
+    // Revoked by a reload: a connection holding a lease with the token is
+    // closed (its lease released), and the token no longer passes.
+    let env = format!("P2PB_TOKEN={token}");
+    let mut holder = Reaped(lab.spawn(
+        lab::Ns::Host,
+        "lan-holder",
+        &[
+            "env",
+            &env,
+            harness::p2pb(),
+            "--lan",
+            &addr,
+            "map",
+            "tcp",
+            "7012",
+        ],
+    ));
+    daemon::eventually("the held LAN lease is listed", 20, || {
+        d.json(&["list", "--json"]).as_array().unwrap().len() == 2
+    });
+    let without = lan.replace(&format!("\"{}\", ", digest(token)), "");
+    assert_ne!(without, lan);
+    d.reload(&format!("{}\n{without}", all_modes()));
+    daemon::eventually("the holder's connection is closed", 20, || {
+        matches!(holder.0.try_wait(), Ok(Some(_)))
+    });
+    daemon::eventually("its lease is released", 20, || {
+        d.json(&["list", "--json"]).as_array().unwrap().len() == 1
+    });
+    assert!(d.log().contains("no longer in the policy"), "{}", d.log());
+    let out = lan_cli(token, &["list"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unauthorized"));
+    // Listed again; tried once the reload is done (each refusal counts
+    // toward the back-off below, and a success clears them).
+    d.reload(&p);
+    daemon::eventually("the second reload is done", 20, || {
+        d.log().matches("SIGHUP: policy").count() >= 2
+    });
+    let out = lan_cli(token, &["list"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // Guessing: after a few wrong tokens the source is refused at once,
     // even with the right token.
     for _ in 0..5 {

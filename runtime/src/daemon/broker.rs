@@ -104,6 +104,9 @@ pub struct Broker {
     /// Denied `connect` requests written to the audit log this minute
     /// ([`super::connect::DENIALS_PER_MINUTE`]).
     pub connect_denials: Mutex<crate::rotate::MinuteBudget>,
+    /// The LAN listener's gate, once it listens: a new policy's `[lan]`
+    /// tokens replace its own.
+    pub lan_gate: std::sync::OnceLock<Arc<super::server::lan::LanGate>>,
 }
 
 /// Unix time in ms.

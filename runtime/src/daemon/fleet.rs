@@ -213,12 +213,16 @@ impl Broker {
         let policy = Arc::new(policy);
         let retired: Vec<(u64, Arc<crate::sandbox::Mode>)> = {
             let mut s = self.shared.lock().unwrap();
-            if lan_changed(s.policy.lan.as_ref(), policy.lan.as_ref()) {
-                // The LAN listener and its gate are set up at start.
+            if listen_changed(s.policy.lan.as_ref(), policy.lan.as_ref()) {
+                // The listener is bound at start; its tokens follow below.
                 tracing::warn!(
-                    "the policy's [lan] changed: it takes effect at the next restart; \
-                     until then the LAN listener keeps its address and tokens"
+                    "the policy's [lan] listener changed: the new address is bound at the \
+                     next restart; its tokens, uid and third_party apply now"
                 );
+            }
+            if let Some(gate) = self.lan_gate.get() {
+                // A token no longer listed closes its connections now.
+                gate.set_tokens(policy.lan.as_ref().map_or(&[][..], |l| &l.token_sha256));
             }
             let old = std::mem::replace(&mut s.modes, modes);
             s.policy = policy.clone();
@@ -374,15 +378,18 @@ impl Broker {
     }
 }
 
-/// Whether a new policy's `[lan]` differs from the one in force.
-fn lan_changed(
+/// Whether a new policy's LAN listener differs from the one in force
+/// (dropping `[lan]` is not a change of address: the gate then accepts
+/// no token).
+fn listen_changed(
     old: Option<&crate::policy::LanSettings>,
     new: Option<&crate::policy::LanSettings>,
 ) -> bool {
-    let key = |l: Option<&crate::policy::LanSettings>| {
-        l.map(|l| (l.listen, l.token_sha256.clone(), l.uid, l.third_party))
-    };
-    key(old) != key(new)
+    match (old, new) {
+        (Some(o), Some(n)) => o.listen != n.listen,
+        (None, Some(_)) => true,
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -390,21 +397,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_lan_table_that_changes_is_noticed() {
-        let lan = |token: &str| crate::policy::LanSettings {
-            listen: "192.0.2.1:7447".parse().unwrap(),
+    fn only_a_new_lan_address_needs_a_restart() {
+        let lan = |port: u16, token: &str| crate::policy::LanSettings {
+            listen: std::net::SocketAddr::from(([192, 0, 2, 1], port)),
             token_sha256: vec![token.repeat(64)],
             uid: 65534,
             third_party: false,
         };
-        assert!(!lan_changed(None, None));
-        assert!(!lan_changed(Some(&lan("a")), Some(&lan("a"))));
+        assert!(!listen_changed(None, None));
         assert!(
-            lan_changed(Some(&lan("a")), Some(&lan("b"))),
-            "a revoked token"
+            !listen_changed(Some(&lan(1, "a")), Some(&lan(1, "b"))),
+            "tokens apply live"
         );
-        assert!(lan_changed(Some(&lan("a")), None));
-        assert!(lan_changed(None, Some(&lan("a"))));
+        assert!(
+            !listen_changed(Some(&lan(1, "a")), None),
+            "no token accepted: live"
+        );
+        assert!(listen_changed(Some(&lan(1, "a")), Some(&lan(2, "a"))));
+        assert!(listen_changed(None, Some(&lan(1, "a"))));
     }
 
     fn fetch_dir(dir: &std::path::Path) -> Result<Fetched, String> {

@@ -292,6 +292,7 @@ pub async fn start(opts: &DaemonOptions) -> anyhow::Result<Arc<Broker>> {
         relay_calls: Default::default(),
         applying: Default::default(),
         journal_sync_pending: Default::default(),
+        lan_gate: Default::default(),
         connect_denials: Mutex::new(crate::rotate::MinuteBudget::new(
             connect::DENIALS_PER_MINUTE,
         )),

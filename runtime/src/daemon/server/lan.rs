@@ -100,12 +100,24 @@ impl Failures {
     }
 }
 
-/// The LAN gate: accepted digests and the failure table.
+/// The LAN gate: accepted digests and the failure table. The digests
+/// follow the policy in force ([`LanGate::set_tokens`] at each reload or
+/// fleet push), and a connection whose token is no longer listed is closed
+/// ([`LanGate::revoked`]).
 #[derive(Debug)]
 pub struct LanGate {
-    hashes: Vec<[u8; 32]>,
+    hashes: std::sync::RwLock<Vec<[u8; 32]>>,
     failures: Mutex<HashMap<Source, Failures>>,
     hashed: AtomicU64,
+    /// Bumped whenever the digests change.
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+fn digests(token_sha256: &[String]) -> Vec<[u8; 32]> {
+    token_sha256
+        .iter()
+        .filter_map(|h| hex::decode(h).ok()?.try_into().ok())
+        .collect()
 }
 
 impl LanGate {
@@ -113,12 +125,34 @@ impl LanGate {
     /// (validated with the policy).
     pub fn new(token_sha256: &[String]) -> LanGate {
         LanGate {
-            hashes: token_sha256
-                .iter()
-                .filter_map(|h| hex::decode(h).ok()?.try_into().ok())
-                .collect(),
+            hashes: std::sync::RwLock::new(digests(token_sha256)),
             failures: Mutex::new(HashMap::new()),
             hashed: AtomicU64::new(0),
+            changed: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    /// Accept these digests from now on (none: no LAN client at all).
+    pub fn set_tokens(&self, token_sha256: &[String]) {
+        *self.hashes.write().unwrap_or_else(|e| e.into_inner()) = digests(token_sha256);
+        self.changed.send_modify(|g| *g += 1);
+    }
+
+    /// Whether the token of digest `d` is still accepted.
+    pub fn accepts(&self, d: &[u8; 32]) -> bool {
+        let hashes = self.hashes.read().unwrap_or_else(|e| e.into_inner());
+        hashes.iter().any(|h| h == d)
+    }
+
+    /// Resolves once the token of digest `d` is no longer accepted.
+    pub async fn revoked(&self, d: [u8; 32]) {
+        // Subscribed before the check: a change between the two is seen.
+        let mut rx = self.changed.subscribe();
+        while self.accepts(&d) {
+            if rx.changed().await.is_err() {
+                // The gate is gone with the daemon: never revoked.
+                std::future::pending::<()>().await;
+            }
         }
     }
 
@@ -151,7 +185,12 @@ impl LanGate {
                 self.hashed.fetch_add(1, Ordering::Relaxed);
                 let d = crate::sandbox::sha256(t.as_bytes());
                 // Compare with every digest, so timing says nothing of which.
-                let known = self.hashes.iter().fold(false, |k, h| k | ct_eq(h, &d));
+                let known = self
+                    .hashes
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                    .fold(false, |k, h| k | ct_eq(h, &d));
                 if known {
                     Ok(d)
                 } else {
@@ -261,6 +300,9 @@ pub async fn serve_lan(
     limits: Arc<Limits>,
 ) {
     let gate = Arc::new(LanGate::new(&lan.token_sha256));
+    // A reload or fleet push changes the tokens, uid and third_party live
+    // (the address is bound here: it needs a restart).
+    let _ = broker.lan_gate.set(gate.clone());
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -284,8 +326,17 @@ pub async fn serve_lan(
                 continue;
             }
         };
-        let (broker, gate, lan, limits) =
-            (broker.clone(), gate.clone(), lan.clone(), limits.clone());
+        let (broker, gate, limits) = (broker.clone(), gate.clone(), limits.clone());
+        // As the policy in force says now (the one bound at start if it
+        // has no [lan] any more: its gate then accepts no token).
+        let lan = broker
+            .shared
+            .lock()
+            .unwrap()
+            .policy
+            .lan
+            .clone()
+            .unwrap_or_else(|| lan.clone());
         tokio::spawn(async move {
             let (rd, mut wr) = stream.into_split();
             let mut rd = BufReader::new(rd);
@@ -302,15 +353,26 @@ pub async fn serve_lan(
                 }),
                 pid: None,
             };
+            let id = owner.conn;
             let conn = super::Conn {
-                broker,
+                broker: broker.clone(),
                 owner,
                 fds: None,
                 source,
                 limits,
                 _slot: slot,
             };
-            super::connection(conn, rd, wr).await;
+            tokio::select! {
+                _ = super::connection(conn, rd, wr) => {}
+                _ = gate.revoked(digest) => {
+                    // Dropping the connection closes it; what it held is
+                    // released as for any client that leaves.
+                    tracing::info!(
+                        "{source}: its LAN token is no longer in the policy; connection closed"
+                    );
+                    broker.connection_closed(id).await;
+                }
+            }
         });
     }
 }

@@ -130,3 +130,36 @@ async fn the_handshake_answers_and_returns_the_identity() {
     BufReader::new(crd).read_line(&mut answer).await.unwrap();
     assert!(answer.contains("\"ok\":true"), "{answer}");
 }
+
+#[tokio::test]
+async fn a_token_the_policy_drops_is_refused_and_its_connections_told() {
+    let other = GOOD.replace('0', "z");
+    let g = Arc::new(gate(&[GOOD, &other]));
+    let now = Instant::now();
+    let d = g.verify(src("10.0.0.2"), Some(&auth(GOOD)), now).unwrap();
+    let revoked = tokio::spawn({
+        let g = g.clone();
+        async move { g.revoked(d).await }
+    });
+    // A reload that keeps the token changes nothing for its holder.
+    let digest = |t: &str| hex::encode(crate::sandbox::sha256(t.as_bytes()));
+    g.set_tokens(&[digest(GOOD), digest(&other)]);
+    tokio::task::yield_now().await;
+    assert!(!revoked.is_finished(), "still listed: not revoked");
+    // One that drops it: the connection is told, and it no longer passes.
+    g.set_tokens(&[digest(&other)]);
+    tokio::time::timeout(Duration::from_secs(5), revoked)
+        .await
+        .expect("revoked within 5 s")
+        .unwrap();
+    assert!(!g.accepts(&d));
+    let e = g.verify(src("10.0.0.2"), Some(&auth(GOOD)), now);
+    assert_eq!(e, Err(AuthError::Unknown));
+    assert!(g.verify(src("10.0.0.3"), Some(&auth(&other)), now).is_ok());
+    // No [lan] at all: no token passes.
+    g.set_tokens(&[]);
+    assert_eq!(
+        g.verify(src("10.0.0.3"), Some(&auth(&other)), now),
+        Err(AuthError::Unknown)
+    );
+}
