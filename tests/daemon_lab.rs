@@ -851,18 +851,48 @@ fn sighup_reloads_the_policy_keeping_leases_and_the_last_good_policy() {
     });
 }
 
-/// A stop that arrives while a map is under way waits for it and then
-/// releases what it mapped: the gateway has made the rule but its answer
-/// is held back (dropped at the gateway) until the stop has begun, so the
-/// map lands in the table only after SIGTERM.
+/// A reload that retires a MOD while a map through it is under way: the
+/// gateway has made the rule but its answer is held back until the new
+/// policy is in force, so the map lands after the reload looked for the
+/// retired MOD's leases. The map undoes itself and says why, rather than
+/// leave a lease no policy permits (and nobody would unmap).
 #[test]
-fn a_stop_during_a_map_releases_the_mapping_it_made() {
+fn a_map_under_way_when_a_reload_retires_its_mod_is_undone() {
     let lab = Lab::up(GatewayOptions::default());
-    let mut d = Daemon::start(&lab, "broker", &policy(&["pcp"], "", ""));
-    let _app = Reaped(lab.listen(true, 7043, 120));
-    // Probed before the answers are held back.
+    let d = Daemon::start(&lab, "broker", &policy(&["pcp", "nat-pmp"], "", ""));
+    let _app = Reaped(lab.listen(true, 7044, 120));
     let probe = d.json(&["probe", "--json"]);
     assert_eq!(probe["chosen"], "pcp", "{probe}");
+    hold_pcp_answers(&lab);
+    let mut mapper = d.hold("mapper", &["tcp", "7044", "--detach", "--mode", "pcp"]);
+    eventually("the gateway made the rule", 20, || forwards(&lab) == 1);
+    let without_pcp = policy(&["nat-pmp"], "", "").replace(
+        "[modes.pcp]\ngrants = [\"udp:send,receive@gateway:5351\"]\n",
+        "",
+    );
+    assert!(!without_pcp.contains("[modes.pcp]"));
+    d.reload(&without_pcp);
+    eventually("the reload is done", 20, || {
+        d.log().contains("SIGHUP: policy")
+    });
+    // The MOD's retransmission now gets its answer.
+    lab.must(Ns::Gw, &["nft", "delete", "table", "inet", "hold"]);
+    let mut status = None;
+    eventually("the map ends", 30, || {
+        status = mapper.try_wait().unwrap();
+        status.is_some()
+    });
+    let out = d.held_output("mapper");
+    assert_eq!(status.unwrap().code(), Some(1), "{out}");
+    assert!(out.contains("the policy changed while mapping"), "{out}");
+    eventually("no lease and no forward left", 20, || {
+        d.json(&["list", "--json"]).as_array().unwrap().is_empty() && forwards(&lab) == 0
+    });
+}
+
+/// Drop what the gateway's PCP/NAT-PMP port sends (table `inet hold`) until
+/// the test deletes the table.
+fn hold_pcp_answers(lab: &Lab) {
     lab.must(Ns::Gw, &["nft", "add", "table", "inet", "hold"]);
     lab.must(
         Ns::Gw,
@@ -882,6 +912,21 @@ fn a_stop_during_a_map_releases_the_mapping_it_made() {
             "nft", "add", "rule", "inet", "hold", "out", "udp", "sport", "5351", "drop",
         ],
     );
+}
+
+/// A stop that arrives while a map is under way waits for it and then
+/// releases what it mapped: the gateway has made the rule but its answer
+/// is held back (dropped at the gateway) until the stop has begun, so the
+/// map lands in the table only after SIGTERM.
+#[test]
+fn a_stop_during_a_map_releases_the_mapping_it_made() {
+    let lab = Lab::up(GatewayOptions::default());
+    let mut d = Daemon::start(&lab, "broker", &policy(&["pcp"], "", ""));
+    let _app = Reaped(lab.listen(true, 7043, 120));
+    // Probed before the answers are held back.
+    let probe = d.json(&["probe", "--json"]);
+    assert_eq!(probe["chosen"], "pcp", "{probe}");
+    hold_pcp_answers(&lab);
     let mut holder = d.hold("holder", &["tcp", "7043"]);
     eventually("the gateway made the rule", 20, || forwards(&lab) == 1);
     d.terminate();

@@ -184,6 +184,11 @@ impl Daemon {
     }
 
     /// Start a command in the daemon's namespace, output to `DIR/log.log`.
+    /// What a command started by [`Daemon::hold`] printed so far.
+    pub fn held_output(&self, log: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{log}.log"))).unwrap_or_default()
+    }
+
     fn spawn(&self, log: &str, args: &[&str]) -> Child {
         let f = std::fs::File::create(self.dir.join(format!("{log}.log"))).unwrap();
         self.command(args)

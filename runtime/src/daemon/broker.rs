@@ -468,12 +468,40 @@ impl Broker {
             self.forget_intent(t.id);
             return Err(api(ErrorCode::Internal, e.to_string()));
         }
-        let (mut lease, orphaned) = self.shared.lock().unwrap().table.install(
-            rec,
-            (!p.persist).then_some(who.conn),
-            now_ms(),
-            crate::daemon::random_u32(),
-        );
+        // Installed only if its MOD is still loaded, in the same lock a
+        // new policy swaps MODs under: a reload that retired the MOD while
+        // it mapped found no lease of it to release, so this map undoes
+        // itself (else its mapping would be renewed by nobody and left).
+        let installed = {
+            let mut s = self.shared.lock().unwrap();
+            let loaded = s.modes.contains_key(mode.name());
+            loaded.then(|| {
+                s.table.install(
+                    rec,
+                    (!p.persist).then_some(who.conn),
+                    now_ms(),
+                    crate::daemon::random_u32(),
+                )
+            })
+        };
+        let Some((mut lease, orphaned)) = installed else {
+            let lease = LeaseRelay {
+                kept: relay.clone(),
+                internal: Some(t.internal),
+            };
+            let _ = mode.call_for(Op::Unmap(mapping), lease).await;
+            self.close_relay(&relay);
+            self.shared.lock().unwrap().table.cancel(t.id);
+            self.forget_intent(t.id);
+            return Err(api(
+                ErrorCode::NoMode,
+                format!(
+                    "the policy changed while mapping: MOD `{}` is no longer permitted \
+                     (its mapping was removed); map again",
+                    mode.name()
+                ),
+            ));
+        };
         if !relay.is_empty() {
             lease.relay = self.record_relay(t.id, relay);
         }

@@ -327,8 +327,14 @@ impl Broker {
                 rec.mode_sha256 = mode.sha256().to_string();
                 rec.mapping = MappingJson::from(&mapping);
                 rec.granted_at = now_ms() / 1000;
-                let releasing = self.shared.lock().unwrap().table.is_releasing(id);
-                if releasing || !self.commit(&rec) {
+                // As for a new map (broker.rs): a MOD a reload retired
+                // while it mapped undoes its mapping rather than serve a
+                // lease no policy permits, which nobody would unmap.
+                let (releasing, retired) = {
+                    let s = self.shared.lock().unwrap();
+                    (s.table.is_releasing(id), !s.modes.contains_key(mode.name()))
+                };
+                if releasing || retired || !self.commit(&rec) {
                     let lease = super::relayed::lease_of(&relay, m.internal);
                     let _ = mode.call_for(Op::Unmap(mapping), lease).await;
                     self.close_relay(&relay);
