@@ -890,26 +890,64 @@ fn a_map_under_way_when_a_reload_retires_its_mod_is_undone() {
     });
 }
 
+/// A reload retires the MOD of a lease whose gateway does not answer the
+/// unmap: the release is retried through the retired MOD until the gateway
+/// answers, and the hole log says the hole stayed open, then when it closed.
+#[test]
+fn a_retired_mods_failed_release_is_retried_and_logged_until_it_closes() {
+    let lab = Lab::up(GatewayOptions::default());
+    let d = Daemon::start(&lab, "broker", &policy(&["pcp", "nat-pmp"], "", ""));
+    let _app = Reaped(lab.listen(true, 7045, 120));
+    let lease = d.json(&["map", "tcp", "7045", "--detach", "--json", "--mode", "pcp"]);
+    assert_eq!(lease["mode"], "pcp", "{lease}");
+    assert_eq!(forwards(&lab), 1);
+    hold_pcp_requests(&lab);
+    let without_pcp = policy(&["nat-pmp"], "", "").replace(
+        "[modes.pcp]\ngrants = [\"udp:send,receive@gateway:5351\"]\n",
+        "",
+    );
+    d.reload(&without_pcp);
+    eventually("the unmap failed", 60, || d.log().contains("unmap failed"));
+    assert_eq!(forwards(&lab), 1, "the hole is still open");
+    let released = holes(&d, &["--activity", "released"]);
+    assert_eq!(released.len(), 1, "{released:?}");
+    let why = released[0]["status_detail"].as_str().unwrap();
+    assert!(why.contains("the hole stays open"), "{why}");
+    // The gateway answers again: a retry, through the retired MOD, ends it.
+    lab.must(Ns::Gw, &["nft", "delete", "table", "inet", "hold"]);
+    eventually("the retry removed the forward", 60, || forwards(&lab) == 0);
+    eventually("the hole log says when it closed", 20, || {
+        holes(&d, &["--activity", "released"]).len() == 2
+    });
+    let released = holes(&d, &["--activity", "released"]);
+    let why = released[1]["status_detail"].as_str().unwrap();
+    assert!(why.contains("unmapped on the gateway on a retry"), "{why}");
+    assert!(d.json(&["list", "--json"]).as_array().unwrap().is_empty());
+}
+
 /// Drop what the gateway's PCP/NAT-PMP port sends (table `inet hold`) until
-/// the test deletes the table.
+/// the test deletes the table: it acts on requests but its answers are lost.
 fn hold_pcp_answers(lab: &Lab) {
+    hold_pcp(lab, "output", "sport");
+}
+
+/// Drop what reaches the gateway's PCP/NAT-PMP port (table `inet hold`)
+/// until the test deletes the table: requests never arrive.
+fn hold_pcp_requests(lab: &Lab) {
+    hold_pcp(lab, "input", "dport");
+}
+
+fn hold_pcp(lab: &Lab, hook: &str, port: &str) {
     lab.must(Ns::Gw, &["nft", "add", "table", "inet", "hold"]);
+    let chain = format!("{{ type filter hook {hook} priority 0 ; }}");
     lab.must(
         Ns::Gw,
-        &[
-            "nft",
-            "add",
-            "chain",
-            "inet",
-            "hold",
-            "out",
-            "{ type filter hook output priority 0 ; }",
-        ],
+        &["nft", "add", "chain", "inet", "hold", "c", &chain],
     );
     lab.must(
         Ns::Gw,
         &[
-            "nft", "add", "rule", "inet", "hold", "out", "udp", "sport", "5351", "drop",
+            "nft", "add", "rule", "inet", "hold", "c", "udp", port, "5351", "drop",
         ],
     );
 }

@@ -107,6 +107,10 @@ pub struct Broker {
     /// The LAN listener's gate, once it listens: a new policy's `[lan]`
     /// tokens replace its own.
     pub lan_gate: std::sync::OnceLock<Arc<super::server::lan::LanGate>>,
+    /// MODs a new policy retired while a lease of theirs was still being
+    /// released, by sha256: its retries unmap through them (no loaded MOD
+    /// may know the mapping). Dropped once no lease needs them.
+    pub retiring: Mutex<std::collections::HashMap<String, Arc<crate::sandbox::Mode>>>,
 }
 
 /// Unix time in ms.
@@ -136,6 +140,17 @@ impl Broker {
     /// Write a lease event to the hole log and emit it to subscribers
     /// (none listening is fine).
     pub fn emit(&self, kind: EventKind, lease: &Lease, reason: Option<String>) {
+        self.log_lease(kind, lease, reason.clone());
+        let _ = self.events.send(Event {
+            kind,
+            lease: views::lease(lease),
+            reason,
+        });
+    }
+
+    /// Write a lease event to the hole log only (what clients already
+    /// heard of, such as the end of a release they were told of).
+    pub fn log_lease(&self, kind: EventKind, lease: &Lease, reason: Option<String>) {
         let view = views::lease(lease);
         let rec = &lease.rec;
         self.log_hole(Hole {
@@ -158,12 +173,7 @@ impl Broker {
                 signers: Vec::new(),
             }),
             policy_serial: None,
-            why: reason.clone(),
-        });
-        let _ = self.events.send(Event {
-            kind,
-            lease: view,
-            reason,
+            why: reason,
         });
     }
 

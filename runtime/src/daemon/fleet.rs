@@ -241,6 +241,11 @@ impl Broker {
         *self.policy_source.lock().unwrap() = source;
         super::sources::keep_in_cache(&self.modes, pulled, &policy).await;
         for (id, mode) in retired {
+            // Kept for the release's retries, should this one fail.
+            self.retiring
+                .lock()
+                .unwrap()
+                .insert(mode.sha256().to_string(), mode.clone());
             let _ = self
                 .release_with(
                     id,

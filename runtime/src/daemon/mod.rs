@@ -293,6 +293,7 @@ pub async fn start(opts: &DaemonOptions) -> anyhow::Result<Arc<Broker>> {
         applying: Default::default(),
         journal_sync_pending: Default::default(),
         lan_gate: Default::default(),
+        retiring: Default::default(),
         connect_denials: Mutex::new(crate::rotate::MinuteBudget::new(
             connect::DENIALS_PER_MINUTE,
         )),

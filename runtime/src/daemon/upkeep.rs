@@ -381,7 +381,13 @@ impl Broker {
         let Some((mut l, first)) = self.shared.lock().unwrap().table.begin_release(id) else {
             return Err(api(ErrorCode::NotFound, format!("no lease {id}")));
         };
-        let mode = via.or_else(|| self.mode_named(&l.rec.mode));
+        let mode = via.or_else(|| self.mode_named(&l.rec.mode)).or_else(|| {
+            self.retiring
+                .lock()
+                .unwrap()
+                .get(&l.rec.mode_sha256)
+                .cloned()
+        });
         let outcome = match (mode, Mapping::try_from(l.rec.mapping.clone())) {
             (Some(mode), Ok(m)) => match self.unmap_call(&mode, &l, m).await {
                 Ok(_) => Ok(()),
@@ -401,8 +407,11 @@ impl Broker {
         let forgotten = l.rec.gateway_expiry().is_some_and(|x| x * 1000 <= now_ms());
         l.state = p2pbroker_client::LeaseState::Active;
         let view = views::lease(&l);
-        match outcome {
-            Ok(()) => {}
+        // The hole log says when the hole closed: a first attempt that
+        // failed says the release is pending, and the attempt that ends it
+        // gets a line of its own (clients hear `released` once, at first).
+        let closed = match outcome {
+            Ok(()) => "unmapped on the gateway".to_string(),
             Err(reason) if !forgotten => {
                 tracing::warn!("lease {id}: unmap failed ({reason}); will retry");
                 self.shared
@@ -411,19 +420,38 @@ impl Broker {
                     .table
                     .release_failed(id, now_ms());
                 if first {
-                    self.emit(EventKind::Released, &l, Some(why.to_string()));
+                    let why = format!(
+                        "{why}; the gateway's unmap failed ({reason}): the hole stays open \
+                         until a retry removes it or it expires"
+                    );
+                    self.emit(EventKind::Released, &l, Some(why));
                 }
                 return Ok(view);
             }
-            Err(reason) => tracing::info!("lease {id}: unmap failed ({reason}) but it has expired"),
-        }
+            Err(reason) => {
+                tracing::info!("lease {id}: unmap failed ({reason}) but it has expired");
+                "expired on the gateway before it could be unmapped".to_string()
+            }
+        };
         if let Err(e) = self.journal.lock().unwrap().del(id) {
             tracing::error!("{e}");
         }
         self.close_relay(&l.relay.channels);
-        self.shared.lock().unwrap().table.remove(id);
+        {
+            let mut s = self.shared.lock().unwrap();
+            s.table.remove(id);
+            let table = &s.table;
+            let mut retiring = self.retiring.lock().unwrap();
+            retiring.retain(|sha, _| table.all().any(|l| l.rec.mode_sha256 == *sha));
+        }
         if first {
             self.emit(EventKind::Released, &l, Some(why.to_string()));
+        } else {
+            self.log_lease(
+                EventKind::Released,
+                &l,
+                Some(format!("{why}: {closed} on a retry")),
+            );
         }
         Ok(view)
     }
