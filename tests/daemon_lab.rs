@@ -851,6 +851,33 @@ fn sighup_reloads_the_policy_keeping_leases_and_the_last_good_policy() {
     });
 }
 
+/// A reload whose access rules no longer cover a lease releases it (and
+/// says why in the hole log); a lease they still cover stays.
+#[test]
+fn a_reload_releases_the_leases_its_access_rules_no_longer_allow() {
+    let lab = Lab::up(GatewayOptions::default());
+    let d = Daemon::start(&lab, "broker", &policy(&["pcp"], "", ""));
+    let _apps = [7046, 7047].map(|p| Reaped(lab.listen(true, p, 120)));
+    let kept = d.json(&["map", "tcp", "7047", "--detach", "--json"]);
+    let gone = d.json(&["map", "tcp", "7046", "--detach", "--json"]);
+    assert_eq!(forwards(&lab), 2);
+    d.reload(&policy(
+        &["pcp"],
+        "",
+        "[[access]]\nports = \"7047\"\npersist = true",
+    ));
+    eventually("the uncovered lease is released", 20, || {
+        forwards(&lab) == 1 && d.json(&["list", "--json"]).as_array().unwrap().len() == 1
+    });
+    let left = d.json(&["list", "--json"]);
+    assert_eq!(left[0]["id"], kept["id"], "{left}");
+    let released = holes(&d, &["--activity", "released"]);
+    assert_eq!(released.len(), 1, "{released:?}");
+    assert_eq!(released[0]["unmapped"]["hole"]["lease_id"], gone["id"]);
+    let why = released[0]["status_detail"].as_str().unwrap();
+    assert!(why.contains("no longer allowed by the new policy"), "{why}");
+}
+
 /// A reload that retires a MOD while a map through it is under way: the
 /// gateway has made the rule but its answer is held back until the new
 /// policy is in force, so the map lands after the reload looked for the

@@ -254,6 +254,13 @@ impl Broker {
                 )
                 .await;
         }
+        // Leases its access rules no longer allow go too, as a
+        // re-establishment would find (else they renew until they end).
+        for (id, why) in self.refused_by_policy() {
+            let why = format!("no longer allowed by the new policy: {why}");
+            tracing::info!("lease {id}: {}", crate::text::escaped(&why));
+            let _ = self.release(id, &why).await;
+        }
         self.wake.notify_one();
         Ok(())
     }

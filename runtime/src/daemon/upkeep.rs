@@ -215,21 +215,32 @@ impl Broker {
 
     /// The lease's owner as a requester, to authorise it again.
     fn owner_of(&self, rec: &LeaseRecord) -> Requester {
-        let lan = rec.owner_lan.as_ref().map(|id| {
-            let s = self.shared.lock().unwrap();
-            let third_party = s.policy.lan.as_ref().is_some_and(|l| l.third_party);
-            LanPeer {
-                ip: rec.mapping.internal.ip(),
-                third_party,
-                id: id.clone(),
-            }
-        });
-        Requester {
-            uid: rec.owner_uid,
-            conn: 0,
-            lan,
-            pid: rec.owner_pid,
-        }
+        owner_in(rec, &self.shared.lock().unwrap().policy)
+    }
+
+    /// The leases the policy in force no longer allows their owners (no
+    /// access rule covers them, or none lets them outlive the connection),
+    /// with why: what a reload or fleet push releases.
+    pub(super) fn refused_by_policy(&self) -> Vec<(u64, String)> {
+        let s = self.shared.lock().unwrap();
+        let now = now_ms();
+        s.table
+            .all()
+            .filter(|l| !l.releasing)
+            .filter_map(|l| {
+                let who = owner_in(&l.rec, &s.policy);
+                let p = params_of(&l.rec);
+                // Only the access rules' verdict: a lower lease cap or a
+                // shorter lifetime cap binds new maps, not leases held.
+                match s
+                    .table
+                    .authorize_existing(l.rec.id, &p, &who, &s.policy, &s.net, now)
+                {
+                    Err(e) if e.code == ErrorCode::Unauthorized => Some((l.rec.id, e.message)),
+                    _ => None,
+                }
+            })
+            .collect()
     }
 
     /// Whether the lease's owner may still hold it: the same authorisation
@@ -238,15 +249,7 @@ impl Broker {
     async fn reauthorize(&self, l: &super::leases::Lease) -> Result<(), (bool, String)> {
         let who = self.owner_of(&l.rec);
         let m = &l.rec.mapping;
-        let p = MapParams {
-            lifetime: l.rec.expires_at.map(|e| {
-                let left = e.saturating_sub(now_ms() / 1000);
-                u32::try_from(left.max(1)).unwrap_or(u32::MAX)
-            }),
-            persist: l.rec.persist,
-            address: Some(m.internal.ip()),
-            ..MapParams::new(wire_transport(m.transport), m.internal.port())
-        };
+        let p = params_of(&l.rec);
         {
             let s = self.shared.lock().unwrap();
             s.table
@@ -495,6 +498,35 @@ impl Broker {
             });
         }
         let _ = tokio::time::timeout(cap, async { while set.join_next().await.is_some() {} }).await;
+    }
+}
+
+/// Who holds the lease, as the access rules see it under `policy`.
+fn owner_in(rec: &LeaseRecord, policy: &crate::policy::Policy) -> Requester {
+    let lan = rec.owner_lan.as_ref().map(|id| LanPeer {
+        ip: rec.mapping.internal.ip(),
+        third_party: policy.lan.as_ref().is_some_and(|l| l.third_party),
+        id: id.clone(),
+    });
+    Requester {
+        uid: rec.owner_uid,
+        conn: 0,
+        lan,
+        pid: rec.owner_pid,
+    }
+}
+
+/// The request a lease amounts to now (what is left of its lifetime).
+fn params_of(rec: &LeaseRecord) -> MapParams {
+    let m = &rec.mapping;
+    MapParams {
+        lifetime: rec.expires_at.map(|e| {
+            let left = e.saturating_sub(now_ms() / 1000);
+            u32::try_from(left.max(1)).unwrap_or(u32::MAX)
+        }),
+        persist: rec.persist,
+        address: Some(m.internal.ip()),
+        ..MapParams::new(wire_transport(m.transport), m.internal.port())
     }
 }
 
