@@ -113,15 +113,35 @@ impl MinuteBudget {
         }
     }
 
-    /// Whether a line at `now_ms` may be written: `Some(n)` with the
-    /// number dropped since the last one written, or `None` (dropped and
-    /// counted).
-    pub fn admit(&mut self, now_ms: u64) -> Option<u64> {
+    /// Whether a line at `now_ms` would be admitted (nothing counted).
+    pub fn has_room(&mut self, now_ms: u64) -> bool {
+        self.roll(now_ms);
+        self.state.1 < self.per_minute
+    }
+
+    /// Count a line dropped for another reason (a wider budget).
+    pub fn drop_one(&mut self) {
+        self.state.2 += 1;
+    }
+
+    /// Lines dropped since the last one written.
+    pub fn owed(&self) -> u64 {
+        self.state.2
+    }
+
+    fn roll(&mut self, now_ms: u64) {
         let minute = now_ms / 60_000;
         if minute != self.state.0 {
             self.state.0 = minute;
             self.state.1 = 0;
         }
+    }
+
+    /// Whether a line at `now_ms` may be written: `Some(n)` with the
+    /// number dropped since the last one written, or `None` (dropped and
+    /// counted).
+    pub fn admit(&mut self, now_ms: u64) -> Option<u64> {
+        self.roll(now_ms);
         if self.state.1 >= self.per_minute {
             self.state.2 += 1;
             return None;

@@ -195,7 +195,11 @@ impl Broker {
         // fast as it likes: only so many are written a minute, so they
         // cannot rotate real holes away.
         if matches!(h.activity, Activity::Refused | Activity::Punch) {
-            match log.admit_refusal(h.time_ms) {
+            let source = match &h.who.lan {
+                Some(lan) => lan.clone(),
+                None => format!("uid:{}", h.who.uid),
+            };
+            match log.admit_refusal(&source, h.time_ms) {
                 Some(0) => {}
                 Some(n) => {
                     let why = h.why.take().unwrap_or_default();

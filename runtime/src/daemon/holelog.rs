@@ -189,13 +189,21 @@ pub fn files(dir: &Path) -> Vec<PathBuf> {
     crate::rotate::files(dir, FILE)
 }
 
-/// Refusals written per minute at most (see [`HoleLog::admit_refusal`]).
+/// Refusals written per minute at most for one requester (a uid, or a LAN
+/// client's identity), see [`HoleLog::admit_refusal`].
 pub const REFUSALS_PER_MINUTE: u32 = 60;
+/// Refusals written per minute at most, all requesters together: what the
+/// disk takes however many uids ask.
+pub const REFUSALS_PER_MINUTE_ALL: u32 = 600;
+/// Requesters whose refusal counts are kept; past it the least recent that
+/// owe no count are forgotten (a bound on what LAN identities can grow).
+pub const REFUSAL_SOURCES: usize = 1024;
 
 /// The appender.
 pub struct HoleLog {
     file: crate::rotate::Rotating,
-    refusals: crate::rotate::MinuteBudget,
+    refusals: std::collections::HashMap<String, crate::rotate::MinuteBudget>,
+    all_refusals: crate::rotate::MinuteBudget,
 }
 
 impl HoleLog {
@@ -203,15 +211,43 @@ impl HoleLog {
     pub fn open(dir: &Path, max_bytes: u64, keep: u32) -> anyhow::Result<HoleLog> {
         Ok(HoleLog {
             file: crate::rotate::Rotating::open(dir, FILE, max_bytes, keep)?,
-            refusals: crate::rotate::MinuteBudget::new(REFUSALS_PER_MINUTE),
+            refusals: Default::default(),
+            all_refusals: crate::rotate::MinuteBudget::new(REFUSALS_PER_MINUTE_ALL),
         })
     }
 
-    /// Whether a refusal at `now_ms` may be written: `Some(n)` with the
-    /// number of refusals dropped since the last one written, or `None`
-    /// (dropped and counted) past [`REFUSALS_PER_MINUTE`].
-    pub fn admit_refusal(&mut self, now_ms: u64) -> Option<u64> {
-        self.refusals.admit(now_ms)
+    /// Whether a refusal of `source` at `now_ms` may be written: `Some(n)`
+    /// with the number of that source's refusals dropped since its last one
+    /// written, or `None` (dropped and counted) past
+    /// [`REFUSALS_PER_MINUTE`] for it or [`REFUSALS_PER_MINUTE_ALL`] in all.
+    /// One requester's refusals cannot hide another's (up to the total).
+    pub fn admit_refusal(&mut self, source: &str, now_ms: u64) -> Option<u64> {
+        if !self.refusals.contains_key(source) && self.refusals.len() >= REFUSAL_SOURCES {
+            self.refusals.retain(|_, b| b.owed() > 0);
+        }
+        let key = if self.refusals.len() < REFUSAL_SOURCES || self.refusals.contains_key(source) {
+            source
+        } else {
+            // Every source owes a count: the newcomers share one budget.
+            "(others)"
+        };
+        let mine = self
+            .refusals
+            .entry(key.to_string())
+            .or_insert_with(|| crate::rotate::MinuteBudget::new(REFUSALS_PER_MINUTE));
+        if !mine.has_room(now_ms) {
+            mine.admit(now_ms);
+            return None;
+        }
+        // Within its own share; the total decides (and counts it as the
+        // source's if it drops it).
+        match self.all_refusals.admit(now_ms) {
+            Some(_) => mine.admit(now_ms),
+            None => {
+                mine.drop_one();
+                None
+            }
+        }
     }
 
     /// Append `v` as one line, rotating first if it would pass the size.
@@ -360,13 +396,37 @@ mod tests {
         let mut log = HoleLog::open(d.path(), DEFAULT_MAX_BYTES, 1).unwrap();
         let t = 120_000;
         for _ in 0..REFUSALS_PER_MINUTE {
-            assert_eq!(log.admit_refusal(t), Some(0));
+            assert_eq!(log.admit_refusal("uid:1000", t), Some(0));
         }
-        assert_eq!(log.admit_refusal(t + 1), None);
-        assert_eq!(log.admit_refusal(t + 2), None);
+        assert_eq!(log.admit_refusal("uid:1000", t + 1), None);
+        assert_eq!(log.admit_refusal("uid:1000", t + 2), None);
+        // Another requester is not silenced by the first.
+        assert_eq!(log.admit_refusal("uid:1001", t + 3), Some(0));
         // The next minute writes again and says how many were dropped.
-        assert_eq!(log.admit_refusal(t + 60_000), Some(2));
-        assert_eq!(log.admit_refusal(t + 60_001), Some(0));
+        assert_eq!(log.admit_refusal("uid:1000", t + 60_000), Some(2));
+        assert_eq!(log.admit_refusal("uid:1000", t + 60_001), Some(0));
+    }
+
+    #[test]
+    fn refusals_of_many_requesters_are_capped_in_all_and_their_table_bounded() {
+        let d = tempfile::tempdir().unwrap();
+        let mut log = HoleLog::open(d.path(), DEFAULT_MAX_BYTES, 1).unwrap();
+        let t = 120_000;
+        let mut written = 0;
+        for i in 0..REFUSAL_SOURCES * 2 {
+            for _ in 0..3 {
+                if log.admit_refusal(&format!("lan-{i}"), t).is_some() {
+                    written += 1;
+                }
+            }
+        }
+        assert_eq!(written, REFUSALS_PER_MINUTE_ALL as usize);
+        assert!(log.refusals.len() <= REFUSAL_SOURCES + 1);
+        // A requester dropped by the total is told of it on its next line.
+        let owed = (0..REFUSAL_SOURCES)
+            .filter_map(|i| log.admit_refusal(&format!("lan-{i}"), t + 60_000))
+            .max();
+        assert!(owed.is_some_and(|n| n > 0), "{owed:?}");
     }
 
     #[test]
