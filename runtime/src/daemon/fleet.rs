@@ -325,6 +325,11 @@ impl Broker {
         f: Fetched,
         started: SystemTime,
     ) -> Result<(), String> {
+        // Held from reading what was seen to recording the new serial: two
+        // updates at once (the poll and a SIGHUP fetch) would otherwise
+        // both check against the same record, and the older could be
+        // applied after the newer: a rollback.
+        let _applying = self.applying.lock().await;
         let (mut root, seen) = {
             let t = self.trust.lock().unwrap();
             let t = t.as_ref().ok_or("no root of trust")?;
@@ -354,7 +359,7 @@ impl Broker {
                 Err(e) => return Err(e.to_string()),
             };
         let policy = Policy::parse(&text).map_err(|e| e.to_string())?;
-        self.apply_policy(
+        self.apply_policy_locked(
             policy,
             format!("signed policy serial {serial} from {}", fleet.source),
         )
