@@ -134,4 +134,26 @@ config = { probe_timeout_ms = "1500" }
         "{journal}"
     );
     assert!(d.log().contains("reconciled"), "{}", d.log());
+    // The hole log says a hole may have been open, and that it is closed:
+    // the broker's own act, under the lease id the intent had.
+    let out = d.cli(&[
+        "audit",
+        "--json",
+        "--state-dir",
+        d.state.to_str().unwrap(),
+        "--activity",
+        "released",
+    ]);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let hole = lines
+        .iter()
+        .find(|v| v["unmapped"]["hole"]["lease_id"] == id)
+        .unwrap_or_else(|| panic!("no released line for lease {id}: {lines:?}"));
+    let why = hole["status_detail"].as_str().unwrap();
+    assert!(why.contains("cut short by an unclean stop"), "{why}");
+    assert_eq!(hole["actor"]["process"]["name"], "p2pbd");
+    assert_eq!(hole["unmapped"]["hole"]["external"]["port"], 7030);
 }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::broker::Broker;
+use super::holelog::{Activity, Hole, ModeRef, Who};
 use super::journal::Intent;
 use crate::json::wit_transport;
 use crate::sandbox::wit::MapRequest;
@@ -38,21 +39,40 @@ impl Broker {
                 permanent_allowed: false,
                 probe_state: Vec::new(),
             };
+            let mut external = None;
             let outcome = match Output::mapping(mode.call(Op::Map(req)).await.result) {
-                Ok(m) => mode.call(Op::Unmap(m)).await.result.map(|_| ()),
+                Ok(m) => {
+                    external = Some(crate::json::MappingJson::from(&m).external);
+                    mode.call(Op::Unmap(m)).await.result.map(|_| ())
+                }
                 Err(e) => Err(e),
             };
-            match outcome {
-                Ok(()) => tracing::info!(
-                    "lease {}: a map cut short by a crash was reconciled through `{}`",
-                    i.id,
-                    i.mode
-                ),
-                Err(e) => tracing::warn!(
-                    "lease {}: reconciling a map cut short by a crash failed: {e}",
-                    i.id
-                ),
-            }
+            let why = match &outcome {
+                Ok(()) => {
+                    tracing::info!(
+                        "lease {}: a map cut short by a crash was reconciled through `{}`",
+                        i.id,
+                        i.mode
+                    );
+                    "a map cut short by an unclean stop: what it may have opened was \
+                     removed at the next start"
+                        .to_string()
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "lease {}: reconciling a map cut short by a crash failed: {e}",
+                        i.id
+                    );
+                    format!(
+                        "a map cut short by an unclean stop could not be reconciled ({e}): \
+                         what it may have opened expires within {RECONCILE_LIFETIME} s"
+                    )
+                }
+            };
+            // The hole was never a lease anyone was told of, but it may have
+            // been open on the gateway: the hole log says so, as the broker's
+            // own act.
+            self.log_hole(broker_hole(&i, external, mode.sha256(), why));
             self.forget(i.id);
         }
     }
@@ -69,5 +89,38 @@ impl Broker {
         if let Err(e) = r {
             tracing::error!("{e}");
         }
+    }
+}
+
+/// The hole-log line for a reconciled intent: the broker acting, not a
+/// client (the intent does not say who asked).
+fn broker_hole(
+    i: &Intent,
+    external: Option<std::net::SocketAddr>,
+    sha256: &str,
+    why: String,
+) -> Hole {
+    Hole {
+        time_ms: super::broker::now_ms(),
+        activity: Activity::Released,
+        who: Who {
+            // SAFETY: geteuid cannot fail.
+            uid: unsafe { libc::geteuid() },
+            pid: Some(std::process::id()),
+            process: Some("p2pbd".into()),
+            lan: None,
+        },
+        transport: i.transport.to_string(),
+        internal: i.internal,
+        external,
+        lifetime: None,
+        lease: Some(i.id),
+        mode: Some(ModeRef {
+            name: i.mode.clone(),
+            sha256: sha256.to_string(),
+            signers: Vec::new(),
+        }),
+        policy_serial: None,
+        why: Some(why),
     }
 }
