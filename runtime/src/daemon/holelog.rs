@@ -307,13 +307,34 @@ fn routine(h: &Hole) -> bool {
 
 /// The name of process `pid` (`/proc/PID/comm`), escaped for logs.
 pub fn process_name(pid: u32) -> Option<String> {
-    let raw = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    let raw = std::fs::read(format!("/proc/{pid}/comm")).ok()?;
+    // Lossy: a process cannot hide behind a name that is not UTF-8.
+    let raw = String::from_utf8_lossy(&raw);
     Some(crate::text::escaped(raw.trim_end_matches('\n')))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_process_is_named_even_when_its_name_is_not_utf8() {
+        // Our own thread, renamed to bytes that are not UTF-8 (comm is
+        // per thread: /proc/PID/task/TID/comm, and PID's is the leader's).
+        let name = std::thread::spawn(|| {
+            let raw = b"p2pb\xff\x1bx\0";
+            // SAFETY: a NUL-terminated name of at most 16 bytes.
+            unsafe { libc::prctl(libc::PR_SET_NAME, raw.as_ptr()) };
+            // SAFETY: gettid cannot fail.
+            let tid = unsafe { libc::gettid() } as u32;
+            process_name(tid)
+        })
+        .join()
+        .unwrap();
+        let name = name.expect("named");
+        assert!(name.starts_with("p2pb"), "{name}");
+        assert!(!name.contains('\u{1b}'), "escaped: {name}");
+    }
 
     #[test]
     fn only_a_renewal_that_moved_nothing_is_routine() {
