@@ -75,6 +75,12 @@ impl Rotating {
             if self.keep == 0 {
                 let _ = std::fs::remove_file(self.path());
             }
+            // Files past `keep` (left when it was lowered) go too.
+            for (n, path) in numbered(&self.dir, &self.name) {
+                if n > self.keep {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
         }
         if self.file.is_none() {
             self.reopen()?;
@@ -168,7 +174,16 @@ pub fn rotation(name: &str, keep: u32) -> Vec<(String, String)> {
 /// The files of log `name` in `dir`, oldest first: `NAME.N` down to `.1`,
 /// then `NAME` (listed whether or not it exists).
 pub fn files(dir: &Path, name: &str) -> Vec<PathBuf> {
-    let mut rotated: Vec<(u32, PathBuf)> = std::fs::read_dir(dir)
+    let mut rotated = numbered(dir, name);
+    rotated.sort_by_key(|r| std::cmp::Reverse(r.0));
+    let mut out: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
+    out.push(dir.join(name));
+    out
+}
+
+/// The rotated files of log `name` in `dir`, with their numbers.
+fn numbered(dir: &Path, name: &str) -> Vec<(u32, PathBuf)> {
+    std::fs::read_dir(dir)
         .map(|r| {
             r.filter_map(|e| {
                 let e = e.ok()?;
@@ -178,11 +193,7 @@ pub fn files(dir: &Path, name: &str) -> Vec<PathBuf> {
             })
             .collect()
         })
-        .unwrap_or_default();
-    rotated.sort_by_key(|r| std::cmp::Reverse(r.0));
-    let mut out: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
-    out.push(dir.join(name));
-    out
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -220,6 +231,12 @@ mod tests {
         }
         assert_eq!(names(d.path()), ["x.jsonl.2", "x.jsonl.1", "x.jsonl"]);
         assert!(!d.path().join("x.jsonl.3").exists());
+        // Lowered to one: the next rotation drops what is past it.
+        let mut log = Rotating::open(d.path(), NAME, MIN_BYTES, 1).unwrap();
+        for _ in 0..(MIN_BYTES / 8 + 1) {
+            log.append(line).unwrap();
+        }
+        assert_eq!(names(d.path()), ["x.jsonl.1", "x.jsonl"]);
         for p in files(d.path(), NAME) {
             let text = std::fs::read_to_string(&p).unwrap();
             assert!(text.len() as u64 <= MIN_BYTES, "{}", p.display());

@@ -90,12 +90,25 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
         "TIME", "ACTIVITY", "UID", "PROCESS", "PROTO", "INTERNAL", "EXTERNAL", "MOD", "WHY",
     ]);
     let (mut matched, mut unreadable) = (0usize, 0usize);
+    // Every file opened before any is read: a rotation while we read moves
+    // names, not the files we hold.
+    let mut opened = Vec::new();
     for path in holelog::files(&dir) {
-        let f = match std::fs::File::open(&path) {
-            Ok(f) => f,
+        match open_log(&path) {
+            Ok(f) => opened.push((path, f)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
-        };
+        }
+    }
+    if opened.is_empty() {
+        let shown = p2pbroker::text::escaped(&dir.display().to_string());
+        errln!(
+            "p2pb audit: no hole log in {shown} (the system broker's is in /var/lib/p2pbroker: \
+             run as root, or give --state-dir)"
+        );
+        return Ok(super::EXIT_FAILED);
+    }
+    for (path, f) in opened {
         let mut reader = std::io::BufReader::new(f);
         let mut buf = Vec::new();
         loop {
@@ -131,6 +144,20 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
     }
     print!("{t}");
     Ok(0)
+}
+
+/// Open a log file to read: a regular file, not through a symlink (a
+/// FIFO or a device planted under its name would hang or never end).
+fn open_log(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(f)
 }
 
 /// The longest hole-log line read (a record is well under 4 KiB).
@@ -201,6 +228,23 @@ fn row(v: &Value) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_regular_file_is_read_never_a_fifo_or_a_symlink() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("holes.jsonl");
+        std::fs::write(&file, "{}\n").unwrap();
+        assert!(open_log(&file).is_ok());
+        let fifo = d.path().join("holes.jsonl.1");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = open_log(&fifo).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        let link = d.path().join("holes.jsonl.2");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert!(open_log(&link).is_err(), "a symlink is not followed");
+    }
 
     #[test]
     fn lines_are_read_whole_and_a_too_long_one_is_skipped_alone() {
