@@ -323,6 +323,38 @@ fn the_same_external_port_is_never_handed_out_twice() {
     );
 }
 
+/// A user other than root gets `broker.max_maps_per_minute` map requests
+/// at once, then `limit` with the wait (refused ones count: each still
+/// costs a check); root is not limited.
+#[test]
+fn an_unprivileged_user_maps_at_most_its_rate() {
+    let lab = Lab::up(GatewayOptions::default());
+    let p = policy(&["upnp-igd"], "max_maps_per_minute = 3", "");
+    let d = Daemon::start(&lab, "broker", &p);
+    use std::os::unix::fs::PermissionsExt;
+    let dir = d.socket.parent().unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for _ in 0..3 {
+        // Nobody listens there as nobody: refused, but a map asked.
+        let out = d.cli_as_nobody(&["map", "tcp", "7013", "--detach"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("not-owner"), "{err}");
+    }
+    let out = d.cli_as_nobody(&["map", "tcp", "7013", "--detach"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("limit") && err.contains("max_maps_per_minute") && err.contains("try again"),
+        "{err}"
+    );
+    // Root is not limited.
+    let _app = Reaped(lab.listen(true, 7013, 60));
+    for _ in 0..4 {
+        let lease = d.json(&["map", "tcp", "7013", "--detach", "--json"]);
+        d.json(&["unmap", &lease["id"].to_string(), "--json"]);
+    }
+}
+
 #[test]
 fn a_forbidden_uid_is_refused() {
     let lab = Lab::up(GatewayOptions::default());

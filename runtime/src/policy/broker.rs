@@ -45,6 +45,11 @@ pub struct BrokerSettings {
     /// Requests one client may have in flight at once, over all its
     /// connections (default 64); more are answered `limit`.
     pub max_requests_per_client: u32,
+    /// Maps (`map`, `reach`) one client other than root may ask for per
+    /// minute: that many at once, then refilled at that rate (default 120;
+    /// 0: no limit). Each map is work for the gateway and lines in the
+    /// hole log.
+    pub max_maps_per_minute: u32,
     /// On a clean stop (SIGTERM, `systemctl stop`), keep persistent
     /// (`--detach`) leases mapped and journaled for the next start instead
     /// of releasing them (default false: a stop releases everything).
@@ -66,6 +71,7 @@ impl Default for BrokerSettings {
             netwatch_ms: 2000,
             max_connections_per_client: 64,
             max_requests_per_client: 64,
+            max_maps_per_minute: 120,
             keep_leases_on_stop: false,
         }
     }
@@ -74,7 +80,7 @@ impl Default for BrokerSettings {
 impl BrokerSettings {
     /// Range checks; the error names the field.
     pub fn validate(&self) -> Result<(), String> {
-        let checks: [(&str, u64, u64, u64); 9] = [
+        let checks: [(&str, u64, u64, u64); 10] = [
             ("mapping_lifetime", self.mapping_lifetime.into(), 10, 86_400),
             ("max_lifetime", self.max_lifetime.into(), 1, 365 * 86_400),
             // A root `list` of every lease must fit the client's line cap.
@@ -94,6 +100,12 @@ impl BrokerSettings {
                 self.max_requests_per_client.into(),
                 1,
                 65_536,
+            ),
+            (
+                "max_maps_per_minute",
+                self.max_maps_per_minute.into(),
+                0,
+                1_000_000,
             ),
         ];
         for (name, v, lo, hi) in checks {

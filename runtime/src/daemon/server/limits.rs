@@ -193,6 +193,7 @@ impl Counts {
 pub struct Limits {
     counts: Mutex<Counts>,
     total: usize,
+    maps: Mutex<super::map_rate::MapRate>,
 }
 
 /// One connection or request held; given back when dropped.
@@ -267,7 +268,15 @@ impl Limits {
         Arc::new(Limits {
             counts: Mutex::new(Counts::default()),
             total,
+            maps: Default::default(),
         })
+    }
+
+    /// Take one map for `source` at `per_minute` (see [`super::map_rate`]);
+    /// `Err`: how long until one is free.
+    pub fn take_map(&self, source: Source, per_minute: u32) -> Result<(), std::time::Duration> {
+        let mut maps = self.maps.lock().unwrap();
+        maps.take(source, per_minute, std::time::Instant::now())
     }
 
     /// Take a connection for `source` (at most `cap` for it).

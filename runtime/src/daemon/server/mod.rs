@@ -13,6 +13,7 @@
 pub mod lan;
 pub mod limits;
 pub mod lines;
+pub mod map_rate;
 pub mod socket;
 
 use std::sync::Arc;
@@ -260,6 +261,29 @@ where
             Op::Map(p) | Op::Reach(p) if p.socket => c.fds.as_ref().and_then(|q| q.take()),
             _ => None,
         };
+        if matches!(req.op, Op::Map(_) | Op::Reach(_)) {
+            let per_minute = c
+                .broker
+                .shared
+                .lock()
+                .unwrap()
+                .policy
+                .broker
+                .max_maps_per_minute;
+            if let Err(wait) = c.limits.take_map(c.source, per_minute) {
+                let e = api(
+                    ErrorCode::Limit,
+                    format!(
+                        "{} asked for more than {per_minute} maps a minute \
+                         (broker.max_maps_per_minute); try again in {} s",
+                        c.source,
+                        wait.as_secs() + 1
+                    ),
+                );
+                let _ = tx.send(response(Some(req.id), Err(e)).into()).await;
+                continue;
+            }
+        }
         let slot = match c.limits.request(c.source, caps(&c.broker).1) {
             Ok(s) => s,
             Err(r) => {
