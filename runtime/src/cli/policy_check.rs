@@ -264,11 +264,17 @@ fn human(name: &str, s: &Value) {
     } else {
         "WHO MAY MAP"
     };
+    let lan = &s["lan"];
+    let everyone = if lan.is_null() {
+        "every local user".to_string()
+    } else {
+        format!("every local user and LAN client (uid {})", lan["uid"])
+    };
     let mut t = Table::new(&[who, "TRANSPORTS", "PORTS", "LEASES", "LIFETIME", "PERSIST"]);
     for a in s["access"].as_array().into_iter().flatten() {
         let uids = match a["uids"].as_array() {
             Some(_) => format!("uids {}", list(&a["uids"])),
-            None => "every local user".into(),
+            None => everyone.clone(),
         };
         t.row(vec![
             uids,
@@ -280,6 +286,20 @@ fn human(name: &str, s: &Value) {
         ]);
     }
     print!("{t}");
+    outln!("(the first rule that covers a request decides; none: refused)");
+    if !lan.is_null() {
+        outln!(
+            "LAN clients: on {}, {} token(s), as uid {}, {}",
+            text(&lan["listen"]),
+            lan["tokens"],
+            lan["uid"],
+            if lan["third_party"] == true {
+                "may map other hosts' addresses"
+            } else {
+                "each may map its own address only"
+            }
+        );
+    }
     outln!();
     match s["connect"].as_array() {
         Some(rules) if !rules.is_empty() => {

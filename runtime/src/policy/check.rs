@@ -113,15 +113,24 @@ pub fn line_of(text: &str, place: &Place) -> Option<usize> {
     }
 }
 
-/// Config keys whose values are secrets: shown as set, never their value.
+/// Config keys whose values are secrets: shown as set, never their value
+/// (in any case: `API_TOKEN`, `Password`).
 fn secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
     [
         "token",
         "password",
+        "passwd",
+        "pass",
         "credential",
         "secret",
         "key",
         "username",
+        "user",
+        "psk",
+        "bearer",
+        "auth",
+        "cookie",
     ]
     .iter()
     .any(|s| key.contains(s))
@@ -216,13 +225,36 @@ pub fn summary(p: &Policy) -> Value {
             .into_iter()
             .map(|(k, v)| (k, if secret(k) { "(set)".to_string() } else { v }))
             .collect::<std::collections::BTreeMap<_, _>>(),
-        "lan": p.lan.as_ref().map(|l| json!({"listen": l.listen, "uid": l.uid, "third_party": l.third_party})),
+        "lan": p.lan.as_ref().map(|l| json!({
+            "listen": l.listen,
+            "tokens": l.token_sha256.len(),
+            "uid": l.uid,
+            "third_party": l.third_party,
+        })),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_found_in_any_case() {
+        for k in [
+            "token",
+            "API_TOKEN",
+            "Password",
+            "wg_psk",
+            "Bearer",
+            "proxy_user",
+            "basic_auth",
+        ] {
+            assert!(secret(k), "{k}");
+        }
+        for k in ["api", "gateway", "timeout_ms", "address"] {
+            assert!(!secret(k), "{k}");
+        }
+    }
 
     #[test]
     fn every_problem_is_reported_on_its_line() {
