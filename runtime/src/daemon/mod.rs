@@ -167,16 +167,16 @@ impl Broker {
     /// is applied (leases of MODs still permitted are kept), or, for a
     /// fleet-managed broker, fetch now. A policy that does not parse or
     /// under which no MOD loads is logged; the last good one stays.
-    pub async fn reload(self: &Arc<Self>, opts: &DaemonOptions) {
+    pub async fn reload(self: &Arc<Self>, opts: &DaemonOptions) -> String {
         if let Some(fleet) = &opts.fleet {
             tracing::info!("SIGHUP: fetching the fleet policy now");
             // Without ETags: a full fetch, whatever the poll loop saw.
             self.fleet_update(fleet, &mut Default::default()).await;
-            return;
+            return "fleet policy fetched (p2pb status says what came of it)".into();
         }
         let Some(path) = &opts.policy_file else {
             tracing::info!("SIGHUP: the built-in policy is in force; nothing to reload");
-            return;
+            return "the built-in policy is in force; nothing to reload".into();
         };
         let shown = crate::text::escaped(&path.display().to_string());
         let text = match crate::files::read_text(
@@ -186,25 +186,32 @@ impl Broker {
         ) {
             Ok(t) => t,
             Err(e) => {
-                tracing::warn!("SIGHUP: cannot read the policy, the last good one stays: {e}");
-                return;
+                let status = format!("cannot read the policy, the last good one stays: {e}");
+                tracing::warn!("SIGHUP: {status}");
+                return status;
             }
         };
         let policy = match Policy::parse(&text) {
             Ok(p) => p,
             Err(e) => {
                 let e = crate::text::escaped(&e.to_string());
-                tracing::warn!("SIGHUP: policy {shown} refused, the last good one stays: {e}");
-                return;
+                let status = format!("policy {shown} refused, the last good one stays: {e}");
+                tracing::warn!("SIGHUP: {status}");
+                return status;
             }
         };
         match self
             .apply_policy(policy, format!("{shown} (reloaded)"))
             .await
         {
-            Ok(()) => tracing::info!("SIGHUP: policy {shown} reloaded"),
+            Ok(()) => {
+                tracing::info!("SIGHUP: policy {shown} reloaded");
+                format!("policy {shown} reloaded")
+            }
             Err(e) => {
-                tracing::warn!("SIGHUP: policy {shown} not applied, the last good one stays: {e}")
+                let status = format!("policy {shown} not applied, the last good one stays: {e}");
+                tracing::warn!("SIGHUP: {status}");
+                status
             }
         }
     }
@@ -437,15 +444,21 @@ pub async fn run(opts: DaemonOptions) -> anyhow::Result<()> {
                 let reload = broker.reload(&opts);
                 tokio::pin!(reload);
                 let stopped = tokio::select! {
-                    _ = &mut reload => None,
-                    _ = term.recv() => Some("SIGTERM"),
-                    _ = int.recv() => Some("SIGINT"),
+                    status = &mut reload => Err(status),
+                    _ = term.recv() => Ok("SIGTERM"),
+                    _ = int.recv() => Ok("SIGINT"),
                 };
-                if let Some(signal) = stopped {
-                    tracing::info!("{signal} during a reload: releasing every lease");
-                    break;
+                match stopped {
+                    Ok(signal) => {
+                        tracing::info!("{signal} during a reload: releasing every lease");
+                        break;
+                    }
+                    // `systemctl status` shows how the last reload went.
+                    Err(status) => {
+                        let line = crate::text::escaped(&status).replace(['\n', '\r'], " ");
+                        let _ = notify::notify(&format!("READY=1\nSTATUS=last reload: {line}"));
+                    }
                 }
-                let _ = notify::notify("READY=1");
             }
         }
     }
