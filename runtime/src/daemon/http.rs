@@ -311,7 +311,24 @@ async fn one(mut stream: TcpStream, handler: &Handler) {
         }
     }
     let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.shutdown()).await;
+    // Closing with unread bytes (a body, a pipelined request) would send a
+    // reset that can cut the answer off at the client: read them away, a
+    // bounded amount for a bounded time (a client closes at our EOF).
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        let mut sink = [0u8; 1024];
+        let mut read = 0;
+        while read < MAX_HEAD * 8 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n,
+            }
+        }
+    })
+    .await;
 }
+
+/// How long a connection is read away after its answer before it closes.
+const DRAIN_TIMEOUT: Duration = Duration::from_millis(500);
 
 #[cfg(test)]
 mod tests {

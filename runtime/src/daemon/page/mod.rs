@@ -197,7 +197,9 @@ fn json<T: serde::Serialize>(v: &T) -> Reply {
 
 /// One server-sent event in its wire form.
 pub fn sse(event: &str, data: &str) -> Vec<u8> {
-    // `data` is one line of JSON: no newline can split the event.
+    // `data` is one line of JSON (its own trailing newline dropped): no
+    // newline inside can split the event.
+    let data = data.trim_end_matches('\n');
     format!("event: {event}\ndata: {data}\n\n").into_bytes()
 }
 
@@ -295,6 +297,11 @@ mod tests {
     fn an_event_is_one_frame() {
         assert_eq!(
             sse("lease", "{\"a\":1}"),
+            b"event: lease\ndata: {\"a\":1}\n\n"
+        );
+        // The client API's event lines end with a newline of their own.
+        assert_eq!(
+            sse("lease", "{\"a\":1}\n"),
             b"event: lease\ndata: {\"a\":1}\n\n"
         );
     }
