@@ -472,14 +472,7 @@ impl Broker {
         let installing = Instant::now();
         if let Err(e) = journaled {
             // Not durable: undo rather than hand out a mapping we could leak.
-            let lease = LeaseRelay {
-                kept: relay.clone(),
-                internal: Some(t.internal),
-            };
-            let _ = mode.call_for(Op::Unmap(mapping), lease).await;
-            self.close_relay(&relay);
-            self.shared.lock().unwrap().table.cancel(t.id);
-            self.forget_intent(t.id);
+            self.undo_map(&t, &mode, mapping, &relay).await;
             return Err(api(ErrorCode::Internal, e.to_string()));
         }
         // Installed only if its MOD is still loaded, in the same lock a
@@ -499,14 +492,7 @@ impl Broker {
             })
         };
         let Some((mut lease, orphaned)) = installed else {
-            let lease = LeaseRelay {
-                kept: relay.clone(),
-                internal: Some(t.internal),
-            };
-            let _ = mode.call_for(Op::Unmap(mapping), lease).await;
-            self.close_relay(&relay);
-            self.shared.lock().unwrap().table.cancel(t.id);
-            self.forget_intent(t.id);
+            self.undo_map(&t, &mode, mapping, &relay).await;
             return Err(api(
                 ErrorCode::NoMode,
                 format!(
@@ -538,6 +524,25 @@ impl Broker {
         }
         self.wake.notify_one();
         Ok(Reached::Lease(view))
+    }
+
+    /// Take back a map that will not become a lease: unmap it through its
+    /// MOD, close its relay channels, drop its reservation and intent.
+    async fn undo_map(
+        &self,
+        t: &Target,
+        mode: &Mode,
+        mapping: crate::sandbox::wit::Mapping,
+        relay: &[u32],
+    ) {
+        let lease = LeaseRelay {
+            kept: relay.to_vec(),
+            internal: Some(t.internal),
+        };
+        let _ = mode.call_for(Op::Unmap(mapping), lease).await;
+        self.close_relay(relay);
+        self.shared.lock().unwrap().table.cancel(t.id);
+        self.forget_intent(t.id);
     }
 
     /// Sync the journal on a blocking thread, once for every line written
