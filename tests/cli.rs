@@ -331,6 +331,35 @@ fn lan_token_makes_a_long_token_and_its_policy_line() {
     p2pbroker::policy::Policy::parse(&policy).unwrap();
 }
 
+/// Words a command cannot mean are a usage error (exit 2) before any
+/// broker is asked: the socket named here does not exist, which would be
+/// exit 3.
+#[test]
+fn bad_words_are_usage_errors_before_the_broker_is_asked() {
+    let none = "/nonexistent/broker.sock";
+    for (args, says) in [
+        (&["unmap", "tcp"][..], "not a lease id"),
+        (&["unmap", "sctp", "80"][..], "not tcp or udp"),
+        (&["unmap", "tcp", "http"][..], "not a port"),
+        (&["map", "tcp", "0"][..], "0 is not in 1..=65535"),
+        (
+            &["map", "tcp", "80", "--external-port", "0"][..],
+            "1..=65535",
+        ),
+    ] {
+        let o = p2pb().args(["--socket", none]).args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    // A well-formed TRANSPORT PORT goes on to the broker (none here).
+    let o = p2pb()
+        .args(["--socket", none, "unmap", "tcp", "80"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3));
+}
+
 #[test]
 fn without_a_socket_path_the_cli_says_what_to_set() {
     // No P2PB_SOCKET, no runtime folder: a user's CLI has no /tmp fallback

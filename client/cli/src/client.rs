@@ -18,13 +18,14 @@ pub struct MapArgs {
     /// tcp or udp.
     transport: Transport,
     /// The local port to make reachable.
+    #[arg(value_parser = clap::value_parser!(u16).range(1..))]
     port: u16,
     /// End the lease after this long: seconds, or a duration such as
     /// `90m`, `2h`, `1day`.
     #[arg(long, value_parser = parse_lifetime)]
     lifetime: Option<u32>,
     /// Ask for this external port (a taken port is an error).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     external_port: Option<u16>,
     /// Use only this MOD (diagnosis, tests).
     #[arg(long)]
@@ -314,6 +315,15 @@ pub fn which_lease(args: &[String], leases: &[Lease]) -> Result<u64, String> {
 
 /// `p2pb unmap`.
 pub async fn unmap(args: &[String], json: bool, to: &Target) -> u8 {
+    // Bad words are a usage error before any broker is asked: an empty
+    // lease list leaves only the lookup to fail.
+    if let Err(why) = which_lease(args, &[]).or_else(|e| match args {
+        [_, _] if e.starts_with("no lease of yours") => Ok(0),
+        _ => Err(e),
+    }) {
+        errln!("p2pb: {why}");
+        return crate::EXIT_USAGE;
+    }
     let client = match connect(to).await {
         Ok(c) => c,
         Err(code) => return code,

@@ -28,6 +28,9 @@ pub enum KeyError {
     /// Refusing to overwrite a key.
     #[error("{0} exists: refusing to overwrite a key")]
     Exists(String),
+    /// The file could not be read (the text names it).
+    #[error("{0}")]
+    Read(String),
     /// Not a key file of the expected kind.
     #[error("{path}: {why}")]
     Format {
@@ -167,12 +170,9 @@ pub fn generate(out: &Path) -> Result<(PublicKey, PathBuf, PathBuf), KeyError> {
 /// A key file's bytes (a key file is at most 65 bytes; anything larger or
 /// not a regular file is refused before it is read).
 fn read_key_file(path: &Path) -> Result<Vec<u8>, KeyError> {
-    crate::files::read_document(path, 4096, crate::files::Links::Follow).map_err(|e| {
-        KeyError::Format {
-            path: path.display().to_string(),
-            why: e.to_string(),
-        }
-    })
+    // The file error names the file already.
+    crate::files::read_document(path, 4096, crate::files::Links::Follow)
+        .map_err(|e| KeyError::Read(e.to_string()))
 }
 
 /// Read a public key file (or a secret key file's public half).
