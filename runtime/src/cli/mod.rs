@@ -61,7 +61,7 @@ enum Command {
         #[command(subcommand)]
         command: lan::LanCommand,
     },
-    /// Signed policies: sign, verify, publish.
+    /// Policies: check one before deploying it; sign, verify, publish.
     Policy {
         #[command(subcommand)]
         command: trust::PolicyCommand,
