@@ -221,8 +221,9 @@ impl Broker {
                 );
             }
             if let Some(gate) = self.lan_gate.get() {
-                // A token no longer listed closes its connections now.
-                gate.set_tokens(policy.lan.as_ref().map_or(&[][..], |l| &l.token_sha256));
+                // A token no longer listed (or other LAN terms) closes the
+                // connections it let in, now.
+                gate.set_lan(policy.lan.as_ref());
             }
             let old = std::mem::replace(&mut s.modes, modes);
             s.policy = policy.clone();
@@ -230,22 +231,25 @@ impl Broker {
             s.mode_notes = notes;
             s.probed_at = None;
             s.nat = None;
-            let gone: Vec<(u64, Arc<crate::sandbox::Mode>)> = s
-                .table
-                .all()
-                .filter(|l| !l.releasing && !s.modes.contains_key(&l.rec.mode))
-                .filter_map(|l| old.get(&l.rec.mode).map(|m| (l.rec.id, m.clone())))
-                .collect();
+            // Every lease of a retired MOD, releasing ones included, can
+            // still be unmapped through it: kept before any await, so a
+            // stop or a failed release finds it (`release_with`).
+            let mut retiring = self.retiring.lock().unwrap();
+            let mut gone = Vec::new();
+            for l in s.table.all().filter(|l| !s.modes.contains_key(&l.rec.mode)) {
+                let Some(m) = old.get(&l.rec.mode) else {
+                    continue;
+                };
+                retiring.insert(m.sha256().to_string(), m.clone());
+                if !l.releasing {
+                    gone.push((l.rec.id, m.clone()));
+                }
+            }
             gone
         };
         *self.policy_source.lock().unwrap() = source;
         super::sources::keep_in_cache(&self.modes, pulled, &policy).await;
         for (id, mode) in retired {
-            // Kept for the release's retries, should this one fail.
-            self.retiring
-                .lock()
-                .unwrap()
-                .insert(mode.sha256().to_string(), mode.clone());
             let _ = self
                 .release_with(
                     id,

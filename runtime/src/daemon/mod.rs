@@ -501,7 +501,7 @@ pub async fn run(opts: DaemonOptions) -> anyhow::Result<()> {
         let keep = s.policy.broker.keep_leases_on_stop;
         s.table
             .all()
-            .filter(|l| !upkeep::kept_on_stop(keep, l))
+            .filter(|l| !(upkeep::kept_on_stop(keep, l) && s.modes.contains_key(&l.rec.mode)))
             .count()
     };
     if left > 0 {

@@ -480,8 +480,13 @@ impl Broker {
         let (ids, kept): (Vec<u64>, usize) = {
             let s = self.shared.lock().unwrap();
             let keep = s.policy.broker.keep_leases_on_stop;
-            let (kept, released): (Vec<_>, Vec<_>) =
-                s.table.all().partition(|l| kept_on_stop(keep, l));
+            // A lease of a MOD no longer loaded (a reload under way when
+            // the stop came) is released through the retired MOD: the next
+            // start could not renew it.
+            let (kept, released): (Vec<_>, Vec<_>) = s
+                .table
+                .all()
+                .partition(|l| kept_on_stop(keep, l) && s.modes.contains_key(&l.rec.mode));
             (released.iter().map(|l| l.rec.id).collect(), kept.len())
         };
         if kept > 0 {
@@ -509,7 +514,11 @@ fn owner_in(rec: &LeaseRecord, policy: &crate::policy::Policy) -> Requester {
         id: id.clone(),
     });
     Requester {
-        uid: rec.owner_uid,
+        // A LAN client counts as the uid `[lan]` gives LAN clients now.
+        uid: match (&lan, &policy.lan) {
+            (Some(_), Some(l)) => l.uid,
+            _ => rec.owner_uid,
+        },
         conn: 0,
         lan,
         pid: rec.owner_pid,
