@@ -107,6 +107,8 @@ impl Failures {
 #[derive(Debug)]
 pub struct LanGate {
     hashes: std::sync::RwLock<Vec<[u8; 32]>>,
+    /// The `[lan]` uid and third_party in force.
+    terms: std::sync::RwLock<(u32, bool)>,
     failures: Mutex<HashMap<Source, Failures>>,
     hashed: AtomicU64,
     /// Bumped whenever the digests change.
@@ -126,6 +128,7 @@ impl LanGate {
     pub fn new(token_sha256: &[String]) -> LanGate {
         LanGate {
             hashes: std::sync::RwLock::new(digests(token_sha256)),
+            terms: std::sync::RwLock::new((65534, false)),
             failures: Mutex::new(HashMap::new()),
             hashed: AtomicU64::new(0),
             changed: tokio::sync::watch::Sender::new(0),
@@ -138,17 +141,32 @@ impl LanGate {
         self.changed.send_modify(|g| *g += 1);
     }
 
+    /// Take the tokens, uid and third_party of a policy's `[lan]` (none:
+    /// no LAN client at all). A connection let in under other terms ends.
+    pub fn set_lan(&self, lan: Option<&LanSettings>) {
+        *self.terms.write().unwrap_or_else(|e| e.into_inner()) =
+            lan.map_or((65534, false), |l| (l.uid, l.third_party));
+        self.set_tokens(lan.map_or(&[][..], |l| &l.token_sha256));
+    }
+
+    /// The uid and third_party in force.
+    pub fn terms(&self) -> (u32, bool) {
+        *self.terms.read().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Whether the token of digest `d` is still accepted.
     pub fn accepts(&self, d: &[u8; 32]) -> bool {
         let hashes = self.hashes.read().unwrap_or_else(|e| e.into_inner());
         hashes.iter().any(|h| h == d)
     }
 
-    /// Resolves once the token of digest `d` is no longer accepted.
-    pub async fn revoked(&self, d: [u8; 32]) {
+    /// Resolves once the token of digest `d` is no longer accepted, or
+    /// the uid and third_party a connection was let in with (`terms`)
+    /// are no longer those in force.
+    pub async fn revoked(&self, d: [u8; 32], terms: (u32, bool)) {
         // Subscribed before the check: a change between the two is seen.
         let mut rx = self.changed.subscribe();
-        while self.accepts(&d) {
+        while self.accepts(&d) && self.terms() == terms {
             if rx.changed().await.is_err() {
                 // The gate is gone with the daemon: never revoked.
                 std::future::pending::<()>().await;
@@ -300,6 +318,7 @@ pub async fn serve_lan(
     limits: Arc<Limits>,
 ) {
     let gate = Arc::new(LanGate::new(&lan.token_sha256));
+    gate.set_lan(Some(&lan));
     // A reload or fleet push changes the tokens, uid and third_party live
     // (the address is bound here: it needs a restart).
     let _ = broker.lan_gate.set(gate.clone());
@@ -327,16 +346,8 @@ pub async fn serve_lan(
             }
         };
         let (broker, gate, limits) = (broker.clone(), gate.clone(), limits.clone());
-        // As the policy in force says now (the one bound at start if it
-        // has no [lan] any more: its gate then accepts no token).
-        let lan = broker
-            .shared
-            .lock()
-            .unwrap()
-            .policy
-            .lan
-            .clone()
-            .unwrap_or_else(|| lan.clone());
+        // As the policy in force says now.
+        let terms = gate.terms();
         tokio::spawn(async move {
             let (rd, mut wr) = stream.into_split();
             let mut rd = BufReader::new(rd);
@@ -344,35 +355,33 @@ pub async fn serve_lan(
                 return;
             };
             let owner = Requester {
-                uid: lan.uid,
+                uid: terms.0,
                 conn: super::next_conn(),
                 lan: Some(LanPeer {
                     ip: peer.ip().to_canonical(),
-                    third_party: lan.third_party,
+                    third_party: terms.1,
                     id: lan_identity(&digest),
                 }),
                 pid: None,
             };
-            let id = owner.conn;
             let conn = super::Conn {
-                broker: broker.clone(),
+                broker,
                 owner,
                 fds: None,
                 source,
                 limits,
                 _slot: slot,
             };
-            tokio::select! {
-                _ = super::connection(conn, rd, wr) => {}
-                _ = gate.revoked(digest) => {
-                    // Dropping the connection closes it; what it held is
-                    // released as for any client that leaves.
-                    tracing::info!(
-                        "{source}: its LAN token is no longer in the policy; connection closed"
-                    );
-                    broker.connection_closed(id).await;
-                }
-            }
+            // A token the policy drops ends the connection as a client that
+            // leaves ends it: what it held is released.
+            let revoked = async {
+                gate.revoked(digest, terms).await;
+                tracing::info!(
+                    "{source}: its LAN token, or the [lan] uid or third_party it was let in \
+                     under, is no longer in the policy; connection closed"
+                );
+            };
+            super::connection(conn, rd, wr, revoked).await;
         });
     }
 }

@@ -139,7 +139,7 @@ async fn a_token_the_policy_drops_is_refused_and_its_connections_told() {
     let d = g.verify(src("10.0.0.2"), Some(&auth(GOOD)), now).unwrap();
     let revoked = tokio::spawn({
         let g = g.clone();
-        async move { g.revoked(d).await }
+        async move { g.revoked(d, g.terms()).await }
     });
     // A reload that keeps the token changes nothing for its holder.
     let digest = |t: &str| hex::encode(crate::sandbox::sha256(t.as_bytes()));
@@ -162,4 +162,37 @@ async fn a_token_the_policy_drops_is_refused_and_its_connections_told() {
         g.verify(src("10.0.0.3"), Some(&auth(&other)), now),
         Err(AuthError::Unknown)
     );
+}
+
+#[tokio::test]
+async fn new_lan_terms_end_the_connections_let_in_under_the_old() {
+    let g = Arc::new(gate(&[GOOD]));
+    let digest = hex::encode(crate::sandbox::sha256(GOOD.as_bytes()));
+    let lan = |uid, third_party| crate::policy::LanSettings {
+        listen: "192.0.2.1:7400".parse().unwrap(),
+        token_sha256: vec![digest.clone()],
+        uid,
+        third_party,
+    };
+    g.set_lan(Some(&lan(65534, false)));
+    let d = g
+        .verify(src("10.0.0.2"), Some(&auth(GOOD)), Instant::now())
+        .unwrap();
+    let revoked = tokio::spawn({
+        let (g, terms) = (g.clone(), g.terms());
+        async move { g.revoked(d, terms).await }
+    });
+    g.set_lan(Some(&lan(65534, false)));
+    tokio::task::yield_now().await;
+    assert!(
+        !revoked.is_finished(),
+        "the same terms: the connection stays"
+    );
+    g.set_lan(Some(&lan(65534, true)));
+    tokio::time::timeout(Duration::from_secs(5), revoked)
+        .await
+        .expect("third_party changed: ended within 5 s")
+        .unwrap();
+    assert_eq!(g.terms(), (65534, true));
+    assert!(g.accepts(&d), "the token itself is still good");
 }

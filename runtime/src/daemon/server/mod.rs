@@ -108,7 +108,12 @@ pub async fn serve(broker: Arc<Broker>, listener: UnixListener, limits: Arc<Limi
             limits: limits.clone(),
             _slot: slot,
         };
-        tokio::spawn(connection(conn, BufReader::new(rd), wr));
+        tokio::spawn(connection(
+            conn,
+            BufReader::new(rd),
+            wr,
+            std::future::pending(),
+        ));
     }
 }
 
@@ -155,10 +160,19 @@ enum End {
     Idle,
     Slow,
     Writer(WriteEnd),
+    /// What let the client in no longer does (a revoked LAN token).
+    Revoked,
 }
 
-async fn connection<R, W>(c: Conn, mut reader: R, wr: W)
-where
+/// Serve one client until it leaves, stops reading, idles, or `revoked`
+/// resolves; then the usual end: requests in flight get their grace, the
+/// subscription and writer stop, and what the client held is released.
+async fn connection<R, W>(
+    c: Conn,
+    mut reader: R,
+    wr: W,
+    revoked: impl std::future::Future<Output = ()>,
+) where
     R: AsyncBufRead + Unpin + Send + 'static,
     W: lines::LineSink + Send + 'static,
 {
@@ -169,6 +183,7 @@ where
     let end = tokio::select! {
         end = read_requests(&c, &mut reader, &tx, &mut running) => end,
         w = &mut writer => End::Writer(w.unwrap_or(WriteEnd::Failed)),
+        _ = revoked => End::Revoked,
     };
     match end {
         End::Closed | End::Writer(WriteEnd::Done) => {}
