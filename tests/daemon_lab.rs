@@ -918,7 +918,15 @@ fn a_reload_releases_the_leases_its_access_rules_no_longer_allow() {
 #[test]
 fn a_map_under_way_when_a_reload_retires_its_mod_is_undone() {
     let lab = Lab::up(GatewayOptions::default());
-    let d = Daemon::start(&lab, "broker", &policy(&["pcp", "nat-pmp"], "", ""));
+    // The MOD waits long for its answer: the answer is held back until the
+    // reload is done, however long that takes on a loaded machine.
+    let patient = policy(&["pcp", "nat-pmp"], "", "").replace(
+        "[modes.pcp]\ngrants = [\"udp:send,receive@gateway:5351\"]\n",
+        "[modes.pcp]\ngrants = [\"udp:send,receive@gateway:5351\"]\n\
+         config = { timeout_ms = \"30000\" }\n",
+    );
+    assert!(patient.contains("30000"));
+    let d = Daemon::start(&lab, "broker", &patient);
     let _app = Reaped(lab.listen(true, 7044, 120));
     let probe = d.json(&["probe", "--json"]);
     assert_eq!(probe["chosen"], "pcp", "{probe}");
@@ -943,7 +951,54 @@ fn a_map_under_way_when_a_reload_retires_its_mod_is_undone() {
     });
     let out = d.held_output("mapper");
     assert_eq!(status.unwrap().code(), Some(1), "{out}");
-    assert!(out.contains("the policy changed while mapping"), "{out}");
+    assert!(
+        out.contains("the policy changed while it was mapped"),
+        "{out}"
+    );
+    eventually("no lease and no forward left", 20, || {
+        d.json(&["list", "--json"]).as_array().unwrap().is_empty() && forwards(&lab) == 0
+    });
+    // It was a hole for a moment: the hole log has it open, then closed.
+    let mapped = holes(&d, &["--activity", "mapped"]);
+    assert_eq!(mapped.len(), 1, "{mapped:?}");
+    let released = holes(&d, &["--activity", "released"]);
+    assert_eq!(released.len(), 1, "{released:?}");
+    assert_eq!(
+        released[0]["unmapped"]["hole"]["lease_id"],
+        mapped[0]["unmapped"]["hole"]["lease_id"]
+    );
+}
+
+/// As above, with the access rules: a map under way when a reload stops
+/// covering its port is retracted when it lands.
+#[test]
+fn a_map_under_way_when_a_reload_stops_allowing_it_is_retracted() {
+    let lab = Lab::up(GatewayOptions::default());
+    let with = |access: &str| {
+        policy(&["pcp"], "", access).replace(
+            "[modes.pcp]\ngrants = [\"udp:send,receive@gateway:5351\"]\n",
+            "[modes.pcp]\ngrants = [\"udp:send,receive@gateway:5351\"]\n\
+             config = { timeout_ms = \"30000\" }\n",
+        )
+    };
+    let d = Daemon::start(&lab, "broker", &with(""));
+    let _app = Reaped(lab.listen(true, 7048, 120));
+    hold_pcp_answers(&lab);
+    let mut mapper = d.hold("mapper", &["tcp", "7048", "--detach"]);
+    eventually("the gateway made the rule", 20, || forwards(&lab) == 1);
+    d.reload(&with("[[access]]\nports = \"9000\""));
+    eventually("the reload is done", 20, || {
+        d.log().contains("SIGHUP: policy")
+    });
+    lab.must(Ns::Gw, &["nft", "delete", "table", "inet", "hold"]);
+    let mut status = None;
+    eventually("the map ends", 40, || {
+        status = mapper.try_wait().unwrap();
+        status.is_some()
+    });
+    let out = d.held_output("mapper");
+    assert_eq!(status.unwrap().code(), Some(1), "{out}");
+    assert!(out.contains("policy does not allow"), "{out}");
     eventually("no lease and no forward left", 20, || {
         d.json(&["list", "--json"]).as_array().unwrap().is_empty() && forwards(&lab) == 0
     });

@@ -479,28 +479,34 @@ impl Broker {
         // new policy swaps MODs under: a reload that retired the MOD while
         // it mapped found no lease of it to release, so this map undoes
         // itself (else its mapping would be renewed by nobody and left).
+        // And only if the access rules in force still allow it: a reload
+        // that came meanwhile judged the leases there were, not this one.
         let installed = {
             let mut s = self.shared.lock().unwrap();
-            let loaded = s.modes.contains_key(mode.name());
-            loaded.then(|| {
-                s.table.install(
+            let ports: Vec<u16> = std::iter::once(t.internal.port())
+                .chain(p.external_port)
+                .collect();
+            let refused = if !s.modes.contains_key(mode.name()) {
+                Some(format!("MOD `{}` is no longer permitted", mode.name()))
+            } else {
+                let rules = s.policy.access_rules();
+                super::leases::rule_for(&rules, who, t.transport, &ports, p.persist)
+                    .err()
+                    .map(|e| e.message)
+            };
+            match refused {
+                None => Ok(s.table.install(
                     rec,
                     (!p.persist).then_some(who.conn),
                     now_ms(),
                     crate::daemon::random_u32(),
-                )
-            })
+                )),
+                Some(why) => Err((why, rec)),
+            }
         };
-        let Some((mut lease, orphaned)) = installed else {
-            self.undo_map(&t, &mode, mapping, &relay).await;
-            return Err(api(
-                ErrorCode::NoMode,
-                format!(
-                    "the policy changed while mapping: MOD `{}` is no longer permitted \
-                     (its mapping was removed); map again",
-                    mode.name()
-                ),
-            ));
+        let (mut lease, orphaned) = match installed {
+            Ok(x) => x,
+            Err((why, rec)) => return Err(self.retract(rec, &mode, relay, &why).await),
         };
         if !relay.is_empty() {
             lease.relay = self.record_relay(t.id, relay);
@@ -524,6 +530,46 @@ impl Broker {
         }
         self.wake.notify_one();
         Ok(Reached::Lease(view))
+    }
+
+    /// A map the policy changed under (its MOD retired, or its access rule
+    /// gone) while the MOD worked: it was a hole for a moment, so it is
+    /// installed, logged, and released at once like any lease, through
+    /// the MOD that made it (retried until the gateway answers).
+    async fn retract(
+        self: &Arc<Self>,
+        rec: LeaseRecord,
+        mode: &Arc<Mode>,
+        relay: Vec<u32>,
+        why: &str,
+    ) -> ApiError {
+        let id = rec.id;
+        let lease = {
+            let mut s = self.shared.lock().unwrap();
+            let (mut lease, _) = s.table.install(rec, None, now_ms(), 0);
+            if !relay.is_empty() {
+                lease.relay.channels = relay.clone();
+            }
+            lease
+        };
+        if !relay.is_empty() {
+            self.record_relay(id, relay);
+        }
+        self.retiring
+            .lock()
+            .unwrap()
+            .insert(mode.sha256().to_string(), mode.clone());
+        let via = format!(
+            "via {}; the policy changed meanwhile: {why}",
+            lease.rec.mode
+        );
+        self.log_lease(EventKind::Mapped, &lease, Some(via));
+        let why = format!("the policy changed while it was mapped: {why}");
+        let _ = self.release_with(id, &why, Some(mode.clone())).await;
+        api(
+            ErrorCode::NoMode,
+            format!("{why} (its mapping was removed); map again"),
+        )
     }
 
     /// Take back a map that will not become a lease: unmap it through its

@@ -223,22 +223,20 @@ impl Broker {
     /// with why: what a reload or fleet push releases.
     pub(super) fn refused_by_policy(&self) -> Vec<(u64, String)> {
         let s = self.shared.lock().unwrap();
-        let now = now_ms();
+        // Only the access rules' verdict (one pass, no per-lease counting):
+        // a lower lease cap or a shorter lifetime cap binds new maps, not
+        // leases held.
+        let rules = s.policy.access_rules();
         s.table
             .all()
             .filter(|l| !l.releasing)
             .filter_map(|l| {
                 let who = owner_in(&l.rec, &s.policy);
-                let p = params_of(&l.rec);
-                // Only the access rules' verdict: a lower lease cap or a
-                // shorter lifetime cap binds new maps, not leases held.
-                match s
-                    .table
-                    .authorize_existing(l.rec.id, &p, &who, &s.policy, &s.net, now)
-                {
-                    Err(e) if e.code == ErrorCode::Unauthorized => Some((l.rec.id, e.message)),
-                    _ => None,
-                }
+                let m = &l.rec.mapping;
+                let ports = [m.internal.port(), m.external.port()];
+                super::leases::rule_for(&rules, &who, m.transport, &ports, l.rec.persist)
+                    .err()
+                    .map(|e| (l.rec.id, e.message))
             })
             .collect()
     }

@@ -146,28 +146,7 @@ impl LeaseTable {
         let ports: Vec<u16> = std::iter::once(p.port).chain(p.external_port).collect();
         let whom = who.describe();
         let rules = policy.access_rules();
-        let rule = rules
-            .iter()
-            .find(|r| r.applies_to(who.uid) && r.covers(transport, &ports))
-            .ok_or_else(|| {
-                api(
-                    ErrorCode::Unauthorized,
-                    format!(
-                        "policy does not allow {whom} to map {transport} port(s) {}",
-                        ports
-                            .iter()
-                            .map(u16::to_string)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                )
-            })?;
-        if p.persist && !rule.persist {
-            return Err(api(
-                ErrorCode::Unauthorized,
-                format!("policy does not allow {whom} leases that outlive the connection"),
-            ));
-        }
+        let rule = rule_for(&rules, who, transport, &ports, p.persist)?;
         let cap = rule
             .max_lifetime
             .unwrap_or(u32::MAX)
@@ -278,4 +257,44 @@ pub fn local_internal(net: &NetInfo) -> Option<IpAddr> {
                 .map(|a| a.address)
                 .find(IpAddr::is_ipv4)
         })
+}
+
+/// The access rule that lets `who` map `ports` over `transport` (the
+/// first that covers them decides), or why none does; `persist`: the
+/// lease is to outlive its connection, which the rule must allow.
+pub fn rule_for<'a>(
+    rules: &'a [crate::policy::AccessRule],
+    who: &Requester,
+    transport: Transport,
+    ports: &[u16],
+    persist: bool,
+) -> Result<&'a crate::policy::AccessRule, ApiError> {
+    let whom = || who.describe();
+    let rule = rules
+        .iter()
+        .find(|r| r.applies_to(who.uid) && r.covers(transport, ports))
+        .ok_or_else(|| {
+            api(
+                ErrorCode::Unauthorized,
+                format!(
+                    "policy does not allow {} to map {transport} port(s) {}",
+                    whom(),
+                    ports
+                        .iter()
+                        .map(u16::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+        })?;
+    if persist && !rule.persist {
+        return Err(api(
+            ErrorCode::Unauthorized,
+            format!(
+                "policy does not allow {} leases that outlive the connection",
+                whom()
+            ),
+        ));
+    }
+    Ok(rule)
 }

@@ -435,5 +435,5 @@ mod authorize;
 mod tests;
 
 pub use authorize::{
-    Authorized, LanPeer, Requester, gate_transport, local_internal, wire_transport,
+    Authorized, LanPeer, Requester, gate_transport, local_internal, rule_for, wire_transport,
 };
