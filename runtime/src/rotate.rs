@@ -157,6 +157,72 @@ impl MinuteBudget {
     }
 }
 
+/// [`MinuteBudget`]s per source (a uid, a LAN identity) under a total, for
+/// lines anyone can cause: one source cannot use up another's share, and
+/// all together write at most the total. The table is bounded: sources
+/// that owe no count are forgotten first, and newcomers past the bound
+/// share one budget.
+#[derive(Debug)]
+pub struct SourceBudgets {
+    per_source: u32,
+    max_sources: usize,
+    table: std::collections::HashMap<String, MinuteBudget>,
+    all: MinuteBudget,
+}
+
+impl SourceBudgets {
+    /// `per_source` lines a minute each, `total` in all, at most
+    /// `max_sources` sources remembered.
+    pub fn new(per_source: u32, total: u32, max_sources: usize) -> SourceBudgets {
+        SourceBudgets {
+            per_source,
+            max_sources,
+            table: Default::default(),
+            all: MinuteBudget::new(total),
+        }
+    }
+
+    /// Sources remembered.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Whether none is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// Whether a line of `source` at `now_ms` may be written: `Some(n)`
+    /// with that source's lines dropped since its last written, or `None`
+    /// (dropped and counted as the source's).
+    pub fn admit(&mut self, source: &str, now_ms: u64) -> Option<u64> {
+        if !self.table.contains_key(source) && self.table.len() >= self.max_sources {
+            self.table.retain(|_, b| b.owed() > 0);
+        }
+        let key = if self.table.len() < self.max_sources || self.table.contains_key(source) {
+            source
+        } else {
+            "(others)"
+        };
+        let per_source = self.per_source;
+        let mine = self
+            .table
+            .entry(key.to_string())
+            .or_insert_with(|| MinuteBudget::new(per_source));
+        if !mine.has_room(now_ms) {
+            mine.admit(now_ms);
+            return None;
+        }
+        match self.all.admit(now_ms) {
+            Some(_) => mine.admit(now_ms),
+            None => {
+                mine.drop_one();
+                None
+            }
+        }
+    }
+}
+
 /// The renames a rotation makes, oldest first: `NAME.keep-1 -> NAME.keep`
 /// ... `NAME -> NAME.1` (what was `NAME.keep` is overwritten, i.e. dropped).
 /// With `keep` 0 the file is just started afresh.

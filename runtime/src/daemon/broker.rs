@@ -103,7 +103,7 @@ pub struct Broker {
     pub journal_sync_pending: std::sync::atomic::AtomicBool,
     /// Denied `connect` requests written to the audit log this minute
     /// ([`super::connect::DENIALS_PER_MINUTE`]).
-    pub connect_denials: Mutex<crate::rotate::MinuteBudget>,
+    pub connect_denials: Mutex<crate::rotate::SourceBudgets>,
     /// The LAN listener's gate, once it listens: a new policy's `[lan]`
     /// tokens replace its own.
     pub lan_gate: std::sync::OnceLock<Arc<super::server::lan::LanGate>>,

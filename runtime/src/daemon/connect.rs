@@ -22,9 +22,11 @@ use super::leases::Requester;
 use super::selector::{self, Failure};
 use crate::audit::{AuditEvent, now_rfc3339};
 
-/// Denied `connect` requests written to the audit log per minute at most
-/// (the rest are counted on the next one written).
+/// Denied `connect` requests written to the audit log per minute at most,
+/// per uid (the rest are counted on that uid's next one written).
 pub const DENIALS_PER_MINUTE: u32 = 60;
+/// The same, all uids together.
+pub const DENIALS_PER_MINUTE_ALL: u32 = 600;
 use crate::policy::Policy;
 use crate::policy::connect::{DIRECT, Host, rule_for};
 use crate::sandbox::Mode;
@@ -146,7 +148,7 @@ impl Broker {
                 .connect_denials
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .admit(now_ms());
+                .admit(&format!("uid:{}", who.uid), now_ms());
             match admitted {
                 None => return outcome.map(|(_, c, fd)| (c, fd)).map_err(|(_, e)| e),
                 Some(0) => {}

@@ -202,8 +202,7 @@ pub const REFUSAL_SOURCES: usize = 1024;
 /// The appender.
 pub struct HoleLog {
     file: crate::rotate::Rotating,
-    refusals: std::collections::HashMap<String, crate::rotate::MinuteBudget>,
-    all_refusals: crate::rotate::MinuteBudget,
+    refusals: crate::rotate::SourceBudgets,
 }
 
 impl HoleLog {
@@ -211,8 +210,11 @@ impl HoleLog {
     pub fn open(dir: &Path, max_bytes: u64, keep: u32) -> anyhow::Result<HoleLog> {
         Ok(HoleLog {
             file: crate::rotate::Rotating::open(dir, FILE, max_bytes, keep)?,
-            refusals: Default::default(),
-            all_refusals: crate::rotate::MinuteBudget::new(REFUSALS_PER_MINUTE_ALL),
+            refusals: crate::rotate::SourceBudgets::new(
+                REFUSALS_PER_MINUTE,
+                REFUSALS_PER_MINUTE_ALL,
+                REFUSAL_SOURCES,
+            ),
         })
     }
 
@@ -222,32 +224,7 @@ impl HoleLog {
     /// [`REFUSALS_PER_MINUTE`] for it or [`REFUSALS_PER_MINUTE_ALL`] in all.
     /// One requester's refusals cannot hide another's (up to the total).
     pub fn admit_refusal(&mut self, source: &str, now_ms: u64) -> Option<u64> {
-        if !self.refusals.contains_key(source) && self.refusals.len() >= REFUSAL_SOURCES {
-            self.refusals.retain(|_, b| b.owed() > 0);
-        }
-        let key = if self.refusals.len() < REFUSAL_SOURCES || self.refusals.contains_key(source) {
-            source
-        } else {
-            // Every source owes a count: the newcomers share one budget.
-            "(others)"
-        };
-        let mine = self
-            .refusals
-            .entry(key.to_string())
-            .or_insert_with(|| crate::rotate::MinuteBudget::new(REFUSALS_PER_MINUTE));
-        if !mine.has_room(now_ms) {
-            mine.admit(now_ms);
-            return None;
-        }
-        // Within its own share; the total decides (and counts it as the
-        // source's if it drops it).
-        match self.all_refusals.admit(now_ms) {
-            Some(_) => mine.admit(now_ms),
-            None => {
-                mine.drop_one();
-                None
-            }
-        }
+        self.refusals.admit(source, now_ms)
     }
 
     /// Append `v` as one line, rotating first if it would pass the size.

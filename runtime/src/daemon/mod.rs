@@ -301,8 +301,10 @@ pub async fn start(opts: &DaemonOptions) -> anyhow::Result<Arc<Broker>> {
         journal_sync_pending: Default::default(),
         lan_gate: Default::default(),
         retiring: Default::default(),
-        connect_denials: Mutex::new(crate::rotate::MinuteBudget::new(
+        connect_denials: Mutex::new(crate::rotate::SourceBudgets::new(
             connect::DENIALS_PER_MINUTE,
+            connect::DENIALS_PER_MINUTE_ALL,
+            holelog::REFUSAL_SOURCES,
         )),
         events,
         probing: tokio::sync::Mutex::new(()),
