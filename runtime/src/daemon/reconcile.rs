@@ -22,12 +22,21 @@ impl Broker {
     /// returns. Best effort: a MOD that is gone or fails is logged.
     pub async fn reconcile(self: &Arc<Self>, intents: Vec<Intent>) {
         for i in intents {
+            // A re-establishment's intent: its lease lives on (journaled),
+            // so the hole log already tells of it.
+            let live = self.shared.lock().unwrap().table.get(i.id).is_some();
             let Some(mode) = self.mode_named(&i.mode) else {
                 tracing::warn!(
                     "lease {}: a map through `{}` was cut short by a crash, and that MOD is not loaded: its mapping (if any) expires on its own",
                     i.id,
                     i.mode
                 );
+                if !live {
+                    let why = "a map cut short by an unclean stop could not be reconciled (its \
+                               MOD is not loaded): what it may have opened stays until its \
+                               gateway lifetime ends";
+                    self.log_hole(broker_hole(&i, None, "", why.into()));
+                }
                 self.forget(i.id);
                 continue;
             };
@@ -65,14 +74,16 @@ impl Broker {
                     );
                     format!(
                         "a map cut short by an unclean stop could not be reconciled ({e}): \
-                         what it may have opened expires within {RECONCILE_LIFETIME} s"
+                         what it may have opened stays until its gateway lifetime ends"
                     )
                 }
             };
             // The hole was never a lease anyone was told of, but it may have
             // been open on the gateway: the hole log says so, as the broker's
             // own act.
-            self.log_hole(broker_hole(&i, external, mode.sha256(), why));
+            if !live {
+                self.log_hole(broker_hole(&i, external, mode.sha256(), why));
+            }
             self.forget(i.id);
         }
     }
