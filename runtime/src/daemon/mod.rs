@@ -133,12 +133,15 @@ pub fn default_state_dir() -> PathBuf {
 
 impl Broker {
     /// The metrics endpoint: `GET /metrics`, with lease counts and the
-    /// policy read at each scrape.
-    pub fn metrics_handler(self: Arc<Self>) -> http::Handler {
+    /// policy read at each scrape. On a loopback address (`loopback`) a
+    /// request must name it by address or as localhost.
+    pub fn metrics_handler(self: Arc<Self>, loopback: bool) -> http::Handler {
         http::sync_handler(move |req: &http::Request| {
-            // As for the page: no web site can read it through DNS
-            // rebinding (Prometheus sends the address it scrapes).
-            if !page::host_allowed(req.host.as_deref()) {
+            // On loopback only a browser tricked by DNS rebinding sends
+            // another name. On a management network Prometheus may scrape
+            // by the host's name, and the operator was warned that the
+            // address is reachable.
+            if loopback && !page::host_allowed(req.host.as_deref()) {
                 return http::Reply::text(403, "use the address the broker listens on\n");
             }
             if req.path != "/metrics" {
@@ -368,8 +371,9 @@ fn serve_web(
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut web = Vec::new();
     for (l, path) in bound {
+        let loopback = l.local_addr().is_ok_and(|a| a.ip().is_loopback());
         let handler = match path {
-            "/metrics" => broker.clone().metrics_handler(),
+            "/metrics" => broker.clone().metrics_handler(loopback),
             _ => page::handler(broker.clone()),
         };
         web.push(tokio::spawn(http::serve(l, handler)));
