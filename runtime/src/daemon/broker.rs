@@ -487,12 +487,20 @@ impl Broker {
                 .chain(p.external_port)
                 .collect();
             let refused = if !s.modes.contains_key(mode.name()) {
-                Some(format!("MOD `{}` is no longer permitted", mode.name()))
+                Some((
+                    ErrorCode::NoMode,
+                    format!("MOD `{}` is no longer permitted", mode.name()),
+                ))
             } else {
+                // A LAN client counts as the uid [lan] gives LAN clients now.
+                let mut now_who = who.clone();
+                if let (Some(_), Some(lan)) = (&who.lan, &s.policy.lan) {
+                    now_who.uid = lan.uid;
+                }
                 let rules = s.policy.access_rules();
-                super::leases::rule_for(&rules, who, t.transport, &ports, p.persist)
+                super::leases::rule_for(&rules, &now_who, t.transport, &ports, p.persist)
                     .err()
-                    .map(|e| e.message)
+                    .map(|e| (e.code, e.message))
             };
             match refused {
                 None => Ok(s.table.install(
@@ -506,7 +514,9 @@ impl Broker {
         };
         let (mut lease, orphaned) = match installed {
             Ok(x) => x,
-            Err((why, rec)) => return Err(self.retract(rec, &mode, relay, &why).await),
+            Err(((code, why), rec)) => {
+                return Err(self.retract(rec, &mode, relay, code, &why).await);
+            }
         };
         if !relay.is_empty() {
             lease.relay = self.record_relay(t.id, relay);
@@ -535,40 +545,48 @@ impl Broker {
     /// A map the policy changed under (its MOD retired, or its access rule
     /// gone) while the MOD worked: it was a hole for a moment, so it is
     /// installed, logged, and released at once like any lease, through
-    /// the MOD that made it (retried until the gateway answers).
+    /// the MOD that made it (retried until the gateway answers). Installed
+    /// already releasing, with its relay channels, in one critical section:
+    /// nothing else acts on it meanwhile.
     async fn retract(
         self: &Arc<Self>,
         rec: LeaseRecord,
         mode: &Arc<Mode>,
         relay: Vec<u32>,
+        code: ErrorCode,
         why: &str,
     ) -> ApiError {
-        let id = rec.id;
-        let lease = {
-            let mut s = self.shared.lock().unwrap();
-            let (mut lease, _) = s.table.install(rec, None, now_ms(), 0);
-            if !relay.is_empty() {
-                lease.relay.channels = relay.clone();
-            }
-            lease
-        };
-        if !relay.is_empty() {
-            self.record_relay(id, relay);
-        }
+        let carrying = relay
+            .first()
+            .and_then(|c| self.host.relay_hub()?.carrying(*c));
         self.retiring
             .lock()
             .unwrap()
-            .insert(mode.sha256().to_string(), mode.clone());
+            .insert(rec.mode_sha256.clone(), mode.clone());
+        let (lease, first) = {
+            let mut s = self.shared.lock().unwrap();
+            let id = rec.id;
+            s.table.install(rec, None, now_ms(), 0);
+            s.table.set_relay(
+                id,
+                super::leases::Relay {
+                    channels: relay,
+                    carrying,
+                },
+            );
+            s.table.begin_release(id).expect("installed just now")
+        };
         let via = format!(
             "via {}; the policy changed meanwhile: {why}",
             lease.rec.mode
         );
         self.log_lease(EventKind::Mapped, &lease, Some(via));
         let why = format!("the policy changed while it was mapped: {why}");
-        let _ = self.release_with(id, &why, Some(mode.clone())).await;
+        self.release_begun(lease, first, &why, Some(mode.clone()))
+            .await;
         api(
-            ErrorCode::NoMode,
-            format!("{why} (its mapping was removed); map again"),
+            code,
+            format!("{why} (its mapping is removed through its MOD); map again"),
         )
     }
 

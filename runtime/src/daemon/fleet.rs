@@ -240,7 +240,10 @@ impl Broker {
                 let Some(m) = old.get(&l.rec.mode) else {
                     continue;
                 };
-                retiring.insert(m.sha256().to_string(), m.clone());
+                // Under the sha the lease records (the MOD's own may be a
+                // newer version of the name, swapped in by an earlier
+                // reload), which is what a release looks up.
+                retiring.insert(l.rec.mode_sha256.clone(), m.clone());
                 if !l.releasing {
                     gone.push((l.rec.id, m.clone()));
                 }

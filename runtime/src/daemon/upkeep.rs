@@ -12,7 +12,7 @@ use p2pbroker_client::{ApiError, ErrorCode, EventKind, Lease as LeaseView, MapPa
 use super::api;
 use super::broker::{Broker, Target, now_ms};
 use super::journal::LeaseRecord;
-use super::leases::{Due, LanPeer, Requester, wire_transport};
+use super::leases::{Due, Requester, wire_transport};
 use super::ownership;
 use super::proof::{Proof, owned};
 use super::{timing, views};
@@ -215,7 +215,7 @@ impl Broker {
 
     /// The lease's owner as a requester, to authorise it again.
     fn owner_of(&self, rec: &LeaseRecord) -> Requester {
-        owner_in(rec, &self.shared.lock().unwrap().policy)
+        super::leases::owner_in(rec, &self.shared.lock().unwrap().policy)
     }
 
     /// The leases the policy in force no longer allows their owners (no
@@ -223,22 +223,7 @@ impl Broker {
     /// with why: what a reload or fleet push releases.
     pub(super) fn refused_by_policy(&self) -> Vec<(u64, String)> {
         let s = self.shared.lock().unwrap();
-        // Only the access rules' verdict (one pass, no per-lease counting):
-        // a lower lease cap or a shorter lifetime cap binds new maps, not
-        // leases held.
-        let rules = s.policy.access_rules();
-        s.table
-            .all()
-            .filter(|l| !l.releasing)
-            .filter_map(|l| {
-                let who = owner_in(&l.rec, &s.policy);
-                let m = &l.rec.mapping;
-                let ports = [m.internal.port(), m.external.port()];
-                super::leases::rule_for(&rules, &who, m.transport, &ports, l.rec.persist)
-                    .err()
-                    .map(|e| (l.rec.id, e.message))
-            })
-            .collect()
+        super::leases::refused_by_rules(&s.table, &s.policy)
     }
 
     /// Whether the lease's owner may still hold it: the same authorisation
@@ -379,9 +364,22 @@ impl Broker {
         why: &str,
         via: Option<Arc<Mode>>,
     ) -> Result<LeaseView, ApiError> {
-        let Some((mut l, first)) = self.shared.lock().unwrap().table.begin_release(id) else {
+        let Some((l, first)) = self.shared.lock().unwrap().table.begin_release(id) else {
             return Err(api(ErrorCode::NotFound, format!("no lease {id}")));
         };
+        Ok(self.release_begun(l, first, why, via).await)
+    }
+
+    /// The rest of [`Broker::release_with`], for lease `l` whose release
+    /// has begun (`first`: this is its first attempt).
+    pub(super) async fn release_begun(
+        self: &Arc<Self>,
+        mut l: super::leases::Lease,
+        first: bool,
+        why: &str,
+        via: Option<Arc<Mode>>,
+    ) -> LeaseView {
+        let id = l.rec.id;
         let mode = via.or_else(|| self.mode_named(&l.rec.mode)).or_else(|| {
             self.retiring
                 .lock()
@@ -427,7 +425,7 @@ impl Broker {
                     );
                     self.emit(EventKind::Released, &l, Some(why));
                 }
-                return Ok(view);
+                return view;
             }
             Err(reason) => {
                 tracing::info!("lease {id}: unmap failed ({reason}) but it has expired");
@@ -454,7 +452,7 @@ impl Broker {
                 Some(format!("{why}: {closed} on a retry")),
             );
         }
-        Ok(view)
+        view
     }
 
     /// The MOD's `unmap` for lease `l`, with its relay channels.
@@ -501,25 +499,6 @@ impl Broker {
             });
         }
         let _ = tokio::time::timeout(cap, async { while set.join_next().await.is_some() {} }).await;
-    }
-}
-
-/// Who holds the lease, as the access rules see it under `policy`.
-fn owner_in(rec: &LeaseRecord, policy: &crate::policy::Policy) -> Requester {
-    let lan = rec.owner_lan.as_ref().map(|id| LanPeer {
-        ip: rec.mapping.internal.ip(),
-        third_party: policy.lan.as_ref().is_some_and(|l| l.third_party),
-        id: id.clone(),
-    });
-    Requester {
-        // A LAN client counts as the uid `[lan]` gives LAN clients now.
-        uid: match (&lan, &policy.lan) {
-            (Some(_), Some(l)) => l.uid,
-            _ => rec.owner_uid,
-        },
-        conn: 0,
-        lan,
-        pid: rec.owner_pid,
     }
 }
 

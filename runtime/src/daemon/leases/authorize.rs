@@ -298,3 +298,44 @@ pub fn rule_for<'a>(
     }
     Ok(rule)
 }
+
+/// Who holds the lease, as the access rules see it under `policy`.
+pub fn owner_in(rec: &crate::daemon::journal::LeaseRecord, policy: &Policy) -> Requester {
+    let lan = rec.owner_lan.as_ref().map(|id| LanPeer {
+        ip: rec.mapping.internal.ip(),
+        third_party: policy.lan.as_ref().is_some_and(|l| l.third_party),
+        id: id.clone(),
+    });
+    Requester {
+        // A LAN client counts as the uid `[lan]` gives LAN clients now.
+        uid: match (&lan, &policy.lan) {
+            (Some(_), Some(l)) => l.uid,
+            _ => rec.owner_uid,
+        },
+        conn: 0,
+        lan,
+        pid: rec.owner_pid,
+    }
+}
+
+/// The leases `policy`'s access rules no longer allow their owners (no
+/// rule covers the owner's uid, transport and internal port, or none lets
+/// the lease outlive its connection), with why. Only the rules: a lower
+/// lease or lifetime cap binds new maps, not leases held. One pass.
+pub fn refused_by_rules(table: &LeaseTable, policy: &Policy) -> Vec<(u64, String)> {
+    let rules = policy.access_rules();
+    table
+        .all()
+        .filter(|l| !l.releasing)
+        .filter_map(|l| {
+            let who = owner_in(&l.rec, policy);
+            let m = &l.rec.mapping;
+            // The internal port, as a re-establishment asks: the external
+            // one is what the gateway chose (a relay's is random).
+            let ports = [m.internal.port()];
+            rule_for(&rules, &who, m.transport, &ports, l.rec.persist)
+                .err()
+                .map(|e| (l.rec.id, e.message))
+        })
+        .collect()
+}

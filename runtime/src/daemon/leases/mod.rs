@@ -435,5 +435,6 @@ mod authorize;
 mod tests;
 
 pub use authorize::{
-    Authorized, LanPeer, Requester, gate_transport, local_internal, rule_for, wire_transport,
+    Authorized, LanPeer, Requester, gate_transport, local_internal, owner_in, refused_by_rules,
+    rule_for, wire_transport,
 };

@@ -421,3 +421,25 @@ fn a_stop_keeps_persistent_leases_but_not_relayed_or_released_ones() {
     );
     assert!(!kept(&t, true), "a relayed lease is released at a stop");
 }
+
+/// A reload judges a lease by its owner, transport and internal port: the
+/// external port the gateway chose (another one, a relay's) is not the
+/// owner's request, so a rule covering the internal port keeps the lease.
+#[test]
+fn a_reload_judges_leases_by_their_internal_port_only() {
+    let me = local(1000);
+    let mut t = LeaseTable::new(0);
+    let mut rec = record(1, &me, "10.0.0.2:9000", "198.51.100.2:61234");
+    // Adopted as a persistent lease: not releasing.
+    rec.persist = true;
+    t.adopt([rec], NOW);
+    let covers_internal = policy("[[access]]\nports = \"9000\"");
+    assert!(refused_by_rules(&t, &covers_internal).is_empty());
+    let elsewhere = policy("[[access]]\nports = \"8000\"");
+    let refused = refused_by_rules(&t, &elsewhere);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(refused[0].1.contains("does not allow"), "{refused:?}");
+    // Not another user's rule either.
+    let theirs = policy("[[access]]\nuids = [1001]\nports = \"9000\"");
+    assert_eq!(refused_by_rules(&t, &theirs).len(), 1);
+}
