@@ -40,6 +40,9 @@ pub struct Request {
     pub path: String,
     /// The `Host` header, if one was sent and is text.
     pub host: Option<String>,
+    /// The address the connection came in on (a wildcard listener answers
+    /// on loopback too); set by the server, not the parser.
+    pub local: Option<std::net::SocketAddr>,
 }
 
 /// An answer's body.
@@ -175,6 +178,7 @@ pub fn parse_head(buf: &[u8]) -> Head {
                 method: method.to_string(),
                 path: path.to_string(),
                 host,
+                local: None,
             })
         }
     }
@@ -271,7 +275,8 @@ async fn one(mut stream: TcpStream, handler: &Handler) {
     })
     .await;
     let (reply, head_only) = match head {
-        Ok(Some(Head::Done(req))) => {
+        Ok(Some(Head::Done(mut req))) => {
+            req.local = stream.local_addr().ok();
             let head_only = req.method == "HEAD";
             (handler(req).await, head_only)
         }
@@ -345,6 +350,7 @@ mod tests {
             method: "GET".into(),
             path: "/metrics".into(),
             host: Some("x:1".into()),
+            local: None,
         };
         assert_eq!(r, want);
     }

@@ -133,14 +133,17 @@ pub fn default_state_dir() -> PathBuf {
 
 impl Broker {
     /// The metrics endpoint: `GET /metrics`, with lease counts and the
-    /// policy read at each scrape. On a loopback address (`loopback`) a
-    /// request must name it by address or as localhost.
-    pub fn metrics_handler(self: Arc<Self>, loopback: bool) -> http::Handler {
+    /// policy read at each scrape. A request that came in on loopback must
+    /// name the server by address or as localhost.
+    pub fn metrics_handler(self: Arc<Self>) -> http::Handler {
         http::sync_handler(move |req: &http::Request| {
             // On loopback only a browser tricked by DNS rebinding sends
-            // another name. On a management network Prometheus may scrape
-            // by the host's name, and the operator was warned that the
-            // address is reachable.
+            // another name (a wildcard listener answers there too). On a
+            // management network Prometheus may scrape by the host's
+            // name, and the operator was warned that it is reachable.
+            let loopback = req
+                .local
+                .is_none_or(|a| a.ip().to_canonical().is_loopback());
             if loopback && !page::host_allowed(req.host.as_deref()) {
                 return http::Reply::text(403, "use the address the broker listens on\n");
             }
@@ -371,9 +374,8 @@ fn serve_web(
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut web = Vec::new();
     for (l, path) in bound {
-        let loopback = l.local_addr().is_ok_and(|a| a.ip().is_loopback());
         let handler = match path {
-            "/metrics" => broker.clone().metrics_handler(loopback),
+            "/metrics" => broker.clone().metrics_handler(),
             _ => page::handler(broker.clone()),
         };
         web.push(tokio::spawn(http::serve(l, handler)));

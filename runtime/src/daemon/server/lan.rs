@@ -322,6 +322,9 @@ pub async fn serve_lan(
     // A reload or fleet push changes the tokens, uid and third_party live
     // (the address is bound here: it needs a restart).
     let _ = broker.lan_gate.set(gate.clone());
+    // One applied between reading `lan` and the line above set no gate:
+    // take what is in force now.
+    gate.set_lan(broker.shared.lock().unwrap().policy.lan.as_ref());
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
