@@ -195,6 +195,11 @@ async fn connection<R, W>(
         while running.tasks.join_next().await.is_some() {}
     })
     .await;
+    // Past the grace, requests still running finish on their own rather
+    // than be aborted: an unmap cut off after its release began would
+    // leave its lease marked busy, never retried. Each still holds its
+    // request slot, and each is bounded by its MOD's call timeout.
+    running.tasks.detach_all();
     if let Some(s) = running.subscribed {
         s.abort();
     }
