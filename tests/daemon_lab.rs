@@ -918,15 +918,7 @@ fn a_reload_releases_the_leases_its_access_rules_no_longer_allow() {
 #[test]
 fn a_map_under_way_when_a_reload_retires_its_mod_is_undone() {
     let lab = Lab::up(GatewayOptions::default());
-    // The MOD waits long for its answer: the answer is held back until the
-    // reload is done, however long that takes on a loaded machine.
-    let patient = policy(&["pcp", "nat-pmp"], "", "").replace(
-        "[modes.pcp]\ngrants = [\"udp:send,receive@gateway:5351\"]\n",
-        "[modes.pcp]\ngrants = [\"udp:send,receive@gateway:5351\"]\n\
-         config = { timeout_ms = \"30000\" }\n",
-    );
-    assert!(patient.contains("30000"));
-    let d = Daemon::start(&lab, "broker", &patient);
+    let d = Daemon::start(&lab, "broker", &patient_pcp(&["pcp", "nat-pmp"], ""));
     let _app = Reaped(lab.listen(true, 7044, 120));
     let probe = d.json(&["probe", "--json"]);
     assert_eq!(probe["chosen"], "pcp", "{probe}");
@@ -942,15 +934,7 @@ fn a_map_under_way_when_a_reload_retires_its_mod_is_undone() {
     eventually("the reload is done", 20, || {
         d.log().contains("SIGHUP: policy")
     });
-    // The MOD's retransmission now gets its answer.
-    lab.must(Ns::Gw, &["nft", "delete", "table", "inet", "hold"]);
-    let mut status = None;
-    eventually("the map ends", 30, || {
-        status = mapper.try_wait().unwrap();
-        status.is_some()
-    });
-    let out = d.held_output("mapper");
-    assert_eq!(status.unwrap().code(), Some(1), "{out}");
+    let out = answer_and_end(&lab, &d, &mut mapper);
     assert!(
         out.contains("the policy changed while it was mapped"),
         "{out}"
@@ -974,13 +958,7 @@ fn a_map_under_way_when_a_reload_retires_its_mod_is_undone() {
 #[test]
 fn a_map_under_way_when_a_reload_stops_allowing_it_is_retracted() {
     let lab = Lab::up(GatewayOptions::default());
-    let with = |access: &str| {
-        policy(&["pcp"], "", access).replace(
-            "[modes.pcp]\ngrants = [\"udp:send,receive@gateway:5351\"]\n",
-            "[modes.pcp]\ngrants = [\"udp:send,receive@gateway:5351\"]\n\
-             config = { timeout_ms = \"30000\" }\n",
-        )
-    };
+    let with = |access: &str| patient_pcp(&["pcp"], access);
     let d = Daemon::start(&lab, "broker", &with(""));
     let _app = Reaped(lab.listen(true, 7048, 120));
     hold_pcp_answers(&lab);
@@ -990,14 +968,7 @@ fn a_map_under_way_when_a_reload_stops_allowing_it_is_retracted() {
     eventually("the reload is done", 20, || {
         d.log().contains("SIGHUP: policy")
     });
-    lab.must(Ns::Gw, &["nft", "delete", "table", "inet", "hold"]);
-    let mut status = None;
-    eventually("the map ends", 40, || {
-        status = mapper.try_wait().unwrap();
-        status.is_some()
-    });
-    let out = d.held_output("mapper");
-    assert_eq!(status.unwrap().code(), Some(1), "{out}");
+    let out = answer_and_end(&lab, &d, &mut mapper);
     assert!(out.contains("policy does not allow"), "{out}");
     eventually("no lease and no forward left", 20, || {
         d.json(&["list", "--json"]).as_array().unwrap().is_empty() && forwards(&lab) == 0
@@ -1037,6 +1008,34 @@ fn a_retired_mods_failed_release_is_retried_and_logged_until_it_closes() {
     let why = released[1]["status_detail"].as_str().unwrap();
     assert!(why.contains("unmapped on the gateway on a retry"), "{why}");
     assert!(d.json(&["list", "--json"]).as_array().unwrap().is_empty());
+}
+
+/// A policy whose pcp MOD waits up to 30 s for an answer: a test holds
+/// the answer back until a reload is done, however long that takes on a
+/// loaded machine.
+fn patient_pcp(order: &[&str], access: &str) -> String {
+    let grants = "[modes.pcp]\ngrants = [\"udp:send,receive@gateway:5351\"]\n";
+    let p = policy(order, "", access).replace(
+        grants,
+        &format!("{grants}config = {{ timeout_ms = \"30000\" }}\n"),
+    );
+    assert!(p.contains("30000"));
+    p
+}
+
+/// Let the gateway's held answers through, wait (bounded) for the held
+/// map to end, and return what it printed; it must have failed (exit 1).
+fn answer_and_end(lab: &Lab, d: &Daemon, mapper: &mut std::process::Child) -> String {
+    // The MOD's retransmission now gets its answer.
+    lab.must(Ns::Gw, &["nft", "delete", "table", "inet", "hold"]);
+    let mut status = None;
+    eventually("the map ends", 40, || {
+        status = mapper.try_wait().unwrap();
+        status.is_some()
+    });
+    let out = d.held_output("mapper");
+    assert_eq!(status.unwrap().code(), Some(1), "{out}");
+    out
 }
 
 /// Drop what the gateway's PCP/NAT-PMP port sends (table `inet hold`) until
