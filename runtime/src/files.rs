@@ -93,11 +93,7 @@ fn open(path: &Path, links: Links) -> Result<File, ReadError> {
 /// one) is an error naming the path. Opening never blocks.
 pub fn read_document(path: &Path, max: usize, links: Links) -> Result<Vec<u8>, ReadError> {
     let name = || path.display().to_string();
-    let f = open(path, links)?;
-    let meta = f.metadata().map_err(|e| ReadError::Io(name(), e))?;
-    if !meta.file_type().is_file() {
-        return Err(ReadError::NotRegular(name(), kind(meta.file_type())));
-    }
+    let (f, meta) = open_regular_with(path, links)?;
     if meta.len() > max as u64 {
         return Err(ReadError::TooLarge(name(), max));
     }
@@ -110,6 +106,23 @@ pub fn read_document(path: &Path, max: usize, links: Links) -> Result<Vec<u8>, R
         return Err(ReadError::TooLarge(name(), max));
     }
     Ok(out)
+}
+
+/// Open the regular file at `path` to read it as a stream (a log that may
+/// be larger than any document cap); anything else is an error naming the
+/// path, as for [`read_document`]. Opening never blocks.
+pub fn open_regular(path: &Path, links: Links) -> Result<File, ReadError> {
+    open_regular_with(path, links).map(|(f, _)| f)
+}
+
+fn open_regular_with(path: &Path, links: Links) -> Result<(File, std::fs::Metadata), ReadError> {
+    let name = || path.display().to_string();
+    let f = open(path, links)?;
+    let meta = f.metadata().map_err(|e| ReadError::Io(name(), e))?;
+    if !meta.file_type().is_file() {
+        return Err(ReadError::NotRegular(name(), kind(meta.file_type())));
+    }
+    Ok((f, meta))
 }
 
 /// [`read_document`] as UTF-8 text.

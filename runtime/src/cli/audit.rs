@@ -96,8 +96,9 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
     for path in holelog::files(&dir) {
         match open_log(&path) {
             Ok(f) => opened.push((path, f)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
+            Err(e) if e.is_not_found() => continue,
+            // The error names the file.
+            Err(e) => anyhow::bail!("cannot read {e}"),
         }
     }
     if opened.is_empty() {
@@ -148,16 +149,8 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
 
 /// Open a log file to read: a regular file, not through a symlink (a
 /// FIFO or a device planted under its name would hang or never end).
-fn open_log(path: &std::path::Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
-    if !f.metadata()?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    Ok(f)
+fn open_log(path: &std::path::Path) -> Result<std::fs::File, p2pbroker::files::ReadError> {
+    p2pbroker::files::open_regular(path, p2pbroker::files::Links::Refuse)
 }
 
 /// The longest hole-log line read (a record is well under 4 KiB).
@@ -240,7 +233,10 @@ mod tests {
         // SAFETY: a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         let e = open_log(&fifo).unwrap_err();
-        assert!(e.to_string().contains("not a regular file"), "{e}");
+        assert!(
+            e.to_string().contains("FIFO") || e.to_string().contains("fifo"),
+            "{e}"
+        );
         let link = d.path().join("holes.jsonl.2");
         std::os::unix::fs::symlink(&file, &link).unwrap();
         assert!(open_log(&link).is_err(), "a symlink is not followed");
