@@ -556,9 +556,7 @@ impl Broker {
         code: ErrorCode,
         why: &str,
     ) -> ApiError {
-        let carrying = relay
-            .first()
-            .and_then(|c| self.host.relay_hub()?.carrying(*c));
+        let relay = self.relay_of(relay);
         self.retiring
             .lock()
             .unwrap()
@@ -567,13 +565,7 @@ impl Broker {
             let mut s = self.shared.lock().unwrap();
             let id = rec.id;
             s.table.install(rec, None, now_ms(), 0);
-            s.table.set_relay(
-                id,
-                super::leases::Relay {
-                    channels: relay,
-                    carrying,
-                },
-            );
+            s.table.set_relay(id, relay);
             s.table.begin_release(id).expect("installed just now")
         };
         let via = format!(

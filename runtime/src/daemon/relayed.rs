@@ -49,16 +49,22 @@ impl Broker {
         }
     }
 
-    /// Record the channels lease `id` holds after a call; returns what
-    /// was recorded.
-    pub fn record_relay(&self, id: u64, kept: Vec<u32>) -> Relay {
+    /// The relay a lease holds through channels `kept` (what the first
+    /// carries, if any).
+    pub fn relay_of(&self, kept: Vec<u32>) -> Relay {
         let carrying = kept
             .first()
             .and_then(|c| self.host.relay_hub()?.carrying(*c));
-        let relay = Relay {
+        Relay {
             channels: kept,
             carrying,
-        };
+        }
+    }
+
+    /// Record the channels lease `id` holds after a call; returns what
+    /// was recorded.
+    pub fn record_relay(&self, id: u64, kept: Vec<u32>) -> Relay {
+        let relay = self.relay_of(kept);
         self.shared
             .lock()
             .unwrap()
